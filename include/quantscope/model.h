@@ -1,0 +1,175 @@
+/* quantscope/model.h: transformer models (BERT-style post-LN encoder, OPT-style
+ * pre-LN decoder) with attention variants, loaded from Hugging Face checkpoints;
+ * forward pass with named capture points, statistics and fake quantization. */
+#ifndef QUANTSCOPE_MODEL_H
+#define QUANTSCOPE_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "quantscope/quant.h"
+#include "quantscope/stats.h"
+#include "quantscope/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum qs_arch { QS_ARCH_BERT = 0, QS_ARCH_OPT } qs_arch;
+typedef enum qs_activation { QS_ACT_GELU = 0, QS_ACT_GELU_TANH, QS_ACT_RELU } qs_activation;
+
+/* Softmax inside attention (RESEARCH.md §2, §6). */
+typedef enum qs_softmax_type {
+    QS_SOFTMAX = 0,     /* exp(x_i) / sum_j exp(x_j) */
+    QS_SOFTMAX_CLIPPED, /* clip((zeta - gamma) softmax(x) + gamma, 0, 1) */
+    QS_SOFTMAX1         /* exp(x_i) / (1 + sum_j exp(x_j)) */
+} qs_softmax_type;
+
+/* Gated attention: out_h = sigmoid(G_h(x)) * softmax(...) V_h (RESEARCH.md §2). */
+typedef enum qs_gate_type {
+    QS_GATE_NONE = 0,
+    QS_GATE_UNCONDITIONAL_PER_HEAD, /* one learned logit per head */
+    QS_GATE_CONDITIONAL_PER_HEAD,   /* per head: linear (or MLP) on the head's d_head slice of x */
+    QS_GATE_CONDITIONAL_PER_TOKEN   /* one linear d_model -> n_heads on all of x */
+} qs_gate_type;
+
+typedef enum qs_tokenizer_kind { QS_TOKENIZER_NONE = 0, QS_TOKENIZER_BYTE,
+                                 QS_TOKENIZER_WORDPIECE } qs_tokenizer_kind;
+
+typedef struct qs_config {
+    qs_arch arch;
+    int vocab_size, hidden_size, n_layers, n_heads, intermediate_size;
+    int max_positions;   /* longest input (OPT: table has max_positions + 2 rows) */
+    int type_vocab_size; /* BERT token types */
+    float layer_norm_eps;
+    qs_activation activation;
+    qs_softmax_type softmax;
+    float clip_gamma, clip_zeta; /* clipped softmax; gamma <= 0, zeta >= 1 */
+    float clip_alpha;            /* > 0: gamma = -alpha / T with T the input length */
+    qs_gate_type gate;
+    int gate_mlp;        /* conditional_per_head with a hidden layer */
+    int gate_mlp_hidden; /* its width */
+    float gate_init;     /* pi_init: the gate bias starts at logit(pi_init) */
+    qs_tokenizer_kind tokenizer;
+    int do_lower_case;
+} qs_config;
+
+/* Named capture points, where statistics are taken and fake quantization may
+ * be applied. Per layer unless noted. Post-LN (BERT): attn_in is the layer
+ * input, ffn_in = LN(attn_res), layer_out = LN(ffn_res). Pre-LN (OPT):
+ * attn_in = LN1(layer input), ffn_in = LN2(attn_res), layer_out = ffn_res. */
+typedef enum qs_point {
+    QS_PT_EMBED = 0, /* global: embedding output (BERT: after its LayerNorm) */
+    QS_PT_ATTN_IN,   /* input of the q/k/v projections */
+    QS_PT_Q, QS_PT_K, QS_PT_V, /* projection outputs [T][D] */
+    QS_PT_SCORES,    /* softmax input Q K^T / sqrt(d_head), before the mask [H][T][T] */
+    QS_PT_PROBS,     /* attention probabilities [H][T][T] */
+    QS_PT_GATE,      /* gate values sigmoid(G_h(x)) [T][H] (gated models only) */
+    QS_PT_CTX,       /* input of the output projection [T][D] */
+    QS_PT_ATTN_OUT,  /* output projection output */
+    QS_PT_ATTN_RES,  /* residual sum x + attn_out */
+    QS_PT_FFN_IN,    /* input of fc1 */
+    QS_PT_FFN_H,     /* fc1 output (before the activation) */
+    QS_PT_FFN_ACT,   /* fc2 input (after the activation) */
+    QS_PT_FFN_OUT,   /* fc2 output ("FFN output") */
+    QS_PT_FFN_RES,   /* FFN input + output, the sum entering LayerNorm in BERT */
+    QS_PT_LAYER_OUT, /* layer output */
+    QS_PT_FINAL,     /* global: OPT final LayerNorm output / BERT MLM transform output */
+    QS_NUM_POINTS
+} qs_point;
+
+#define QS_PT_BIT(p) (1u << (p))
+#define QS_PT_ALL ((1u << QS_NUM_POINTS) - 1u)
+
+/* "embed", "attn_in", ... ; parse returns -1 for unknown names. */
+const char *qs_point_name(qs_point p);
+int qs_point_parse(const char *name);
+int qs_point_is_global(qs_point p);
+
+typedef struct qs_model qs_model;
+
+/* Loads config.json + model.safetensors from a folder. */
+qs_status qs_model_load_dir(const char *dir, qs_model **out, qs_error *err);
+/* Same from memory (the buffers are copied as needed and may be freed after). */
+qs_status qs_model_load_memory(const char *config_json, size_t config_len,
+                               const uint8_t *safetensors, size_t st_len, qs_model **out,
+                               qs_error *err);
+void qs_model_free(qs_model *m);
+
+const qs_config *qs_model_config(const qs_model *m);
+
+/* Quantization of a forward pass (RESEARCH.md §4). bits = 0 keeps float. */
+typedef struct qs_quant_config {
+    int weight_bits;
+    int weight_symmetric;
+    qs_granularity weight_granularity; /* tensor or channel */
+    int act_bits;
+    int act_symmetric;
+    qs_granularity act_granularity;    /* tensor (static ranges) or token (dynamic rows) */
+    qs_estimator act_estimator;
+    float act_percentile;              /* for QS_EST_PERCENTILE, e.g. 99.999 */
+    uint32_t act_points;               /* QS_PT_BIT mask of points to quantize */
+} qs_quant_config;
+
+/* W8A8 per-tensor, asymmetric activations with running min-max, symmetric
+ * per-tensor weights, all points: the paper's evaluation setting. */
+qs_quant_config qs_quant_config_default(void);
+
+/* Installs a quantization setting: weights are fake-quantized into a shadow
+ * copy (float weights stay untouched) and activation observers are reset. */
+qs_status qs_model_set_quant(qs_model *m, const qs_quant_config *q, qs_error *err);
+/* Back to float. */
+void qs_model_clear_quant(qs_model *m);
+
+/* Feeds one calibration batch (one sequence) to the activation observers. */
+qs_status qs_model_calibrate(qs_model *m, const int32_t *ids, const int32_t *types, int T,
+                             qs_error *err);
+int qs_model_calibration_batches(const qs_model *m);
+
+typedef struct qs_forward_opts {
+    const int32_t *token_types; /* BERT token type per token; NULL = all 0 */
+    const uint8_t *attention_mask; /* per token 1 = may be attended to (BERT padding); NULL = all */
+    const uint8_t *delimiters;  /* per token 1 if delimiter (for no-op head stats); NULL = none */
+    int quantize;               /* apply the installed quant config (static ranges if calibrated) */
+    uint32_t capture;           /* QS_PT_BIT mask of points whose full tensors are kept */
+} qs_forward_opts;
+
+/* Runs the model on T token ids. Errors: empty input, T > max_positions,
+ * id >= vocab, bad token type, NaN appearing in activations (names layer and point). */
+qs_status qs_model_forward(qs_model *m, const int32_t *ids, int T, const qs_forward_opts *opts,
+                           qs_error *err);
+
+/* Results of the last forward; valid until the next forward or free. */
+int qs_model_last_T(const qs_model *m);
+const float *qs_model_logits(const qs_model *m);        /* [T][vocab] */
+/* hidden_states[0] = embeddings, [i+1] = layer i output (OPT: last one after
+ * the final LayerNorm), as Hugging Face's output_hidden_states. [T][hidden] */
+const float *qs_model_hidden_state(const qs_model *m, int index);
+
+/* Per-point summary of the last forward. */
+typedef struct qs_point_stats {
+    int present;   /* 0 if the model has no such point (e.g. gate without gating) */
+    int rows, cols;
+    qs_tensor_stats s;          /* of the tensor as it left the point (after fake quant) */
+    int quantized;
+    double quant_mse, quant_sqnr_db; /* of the fake quantization at this point */
+    float quant_min, quant_max;      /* the range used (per-tensor) */
+    int n_outliers;                  /* columns with max|x| > 6x median column max */
+    int top_dims[8];                 /* largest column max |x|, descending */
+    float top_vals[8];
+    int top_tokens[8];               /* the row (token) holding each */
+} qs_point_stats;
+
+/* layer is ignored for global points. NULL if out of range. */
+const qs_point_stats *qs_model_point_stats(const qs_model *m, int layer, qs_point p);
+/* Attention head summary [layer][head] of the last forward. */
+const qs_head_stats *qs_model_head_stats(const qs_model *m, int layer, int head);
+/* Full captured tensor (if its bit was in opts.capture); shape via rows/cols of
+ * the point stats. NULL if not captured. */
+const float *qs_model_capture(const qs_model *m, int layer, qs_point p);
+
+
+#ifdef __cplusplus
+}
+#endif
+#endif

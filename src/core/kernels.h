@@ -1,0 +1,34 @@
+/* core/kernels.h: the numeric kernels every layer uses, each written once with
+ * SIMDe's wasm SIMD128 intrinsics (wasm SIMD in the browser, SSE natively) and
+ * a scalar reference of the same name + _ref that the tests compare against. */
+#ifndef QS_CORE_KERNELS_H
+#define QS_CORE_KERNELS_H
+
+#include <stddef.h>
+
+/* out[t][o] = sum_i x[t][i] * w[o][i] + (b ? b[o] : 0): a linear layer with
+ * PyTorch's weight layout [out_features][in_features], rows of x are tokens. */
+void qs_linear(float *out, const float *x, const float *w, const float *b, int T, int in,
+               int out_features);
+void qs_linear_ref(float *out, const float *x, const float *w, const float *b, int T, int in,
+                   int out_features);
+
+/* out[i][j] = sum_k a[i][k] * b[k][j] for row-major a [M][K], b [K][N]. */
+void qs_matmul_nn(float *out, const float *a, const float *b, int M, int K, int N);
+void qs_matmul_nn_ref(float *out, const float *a, const float *b, int M, int K, int N);
+
+float qs_dot(const float *a, const float *b, int n);
+float qs_dot_ref(const float *a, const float *b, int n);
+
+/* y += alpha * x */
+void qs_axpy(float *y, float alpha, const float *x, int n);
+void qs_axpy_ref(float *y, float alpha, const float *x, int n);
+
+/* max |x_i| (NaN if any element is NaN) */
+float qs_max_abs(const float *x, size_t n);
+float qs_max_abs_ref(const float *x, size_t n);
+
+/* 1 if every element is finite; else 0 and *bad_index gets the first bad one. */
+int qs_all_finite(const float *x, size_t n, size_t *bad_index);
+
+#endif

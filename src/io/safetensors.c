@@ -1,0 +1,330 @@
+/* io/safetensors.c: safetensors parsing with every offset and shape checked
+ * before use, conversion to float32, and atomic writing. */
+#define _POSIX_C_SOURCE 200809L
+#include "io/safetensors.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/error.h"
+#include "io/json.h"
+
+static size_t dtype_size(const char *name, qs_dtype *dt) {
+    static const struct { const char *name; size_t size; qs_dtype dt; } table[] = {
+        {"F32", 4, QS_DT_F32}, {"F16", 2, QS_DT_F16}, {"BF16", 2, QS_DT_BF16},
+        {"F64", 8, QS_DT_OTHER}, {"I64", 8, QS_DT_OTHER}, {"I32", 4, QS_DT_OTHER},
+        {"I16", 2, QS_DT_OTHER}, {"I8", 1, QS_DT_OTHER}, {"U8", 1, QS_DT_OTHER},
+        {"BOOL", 1, QS_DT_OTHER}, {"U16", 2, QS_DT_OTHER}, {"U32", 4, QS_DT_OTHER},
+        {"U64", 8, QS_DT_OTHER}, {"F8_E4M3", 1, QS_DT_OTHER}, {"F8_E5M2", 1, QS_DT_OTHER}};
+    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
+        if (strcmp(name, table[i].name) == 0) {
+            *dt = table[i].dt;
+            return table[i].size;
+        }
+    return 0;
+}
+
+void qs_st_free(qs_safetensors *st) {
+    if (!st) return;
+    for (int i = 0; i < st->n_tensors; i++) free(st->tensors[i].name);
+    free(st->tensors);
+    memset(st, 0, sizeof *st);
+}
+
+static qs_status parse_entry(qs_safetensors *st, const char *name, const qs_json *v,
+                             qs_st_tensor *t, qs_error *err) {
+    const char *what = st->what;
+    if (v->type != QS_JSON_OBJECT)
+        return qs_fail(err, QS_ERR_FORMAT, "%s: tensor '%s': header entry is a %s, expected an object",
+                       what, name, qs_json_type_name(v->type));
+    const qs_json *dt = qs_json_get(v, "dtype"), *shape = qs_json_get(v, "shape"),
+                  *offs = qs_json_get(v, "data_offsets");
+    if (!dt || dt->type != QS_JSON_STRING || !shape || shape->type != QS_JSON_ARRAY || !offs ||
+        offs->type != QS_JSON_ARRAY || offs->count != 2)
+        return qs_fail(err, QS_ERR_FORMAT,
+                       "%s: tensor '%s': header entry needs dtype (string), shape (array) and "
+                       "data_offsets ([begin, end])", what, name);
+    size_t esize = dtype_size(dt->string, &t->dtype);
+    if (!esize || strlen(dt->string) >= sizeof t->dtype_name)
+        return qs_fail(err, QS_ERR_FORMAT, "%s: tensor '%s': unknown dtype '%s'", what, name,
+                       dt->string);
+    strcpy(t->dtype_name, dt->string);
+    if (shape->count > QS_ST_MAX_DIMS)
+        return qs_fail(err, QS_ERR_FORMAT, "%s: tensor '%s': %zu dims, at most %d supported",
+                       what, name, shape->count, QS_ST_MAX_DIMS);
+    t->ndim = (int)shape->count;
+    double elems = 1;
+    for (int d = 0; d < t->ndim; d++) {
+        const qs_json *s = &shape->items[d];
+        if (s->type != QS_JSON_NUMBER || s->number < 0 || s->number != floor(s->number) ||
+            s->number > 1e15)
+            return qs_fail(err, QS_ERR_FORMAT, "%s: tensor '%s': bad shape entry %d", what, name, d);
+        t->shape[d] = (int64_t)s->number;
+        elems *= s->number;
+    }
+    for (int k = 0; k < 2; k++)
+        if (offs->items[k].type != QS_JSON_NUMBER || offs->items[k].number < 0 ||
+            offs->items[k].number != floor(offs->items[k].number))
+            return qs_fail(err, QS_ERR_FORMAT, "%s: tensor '%s': bad data_offsets", what, name);
+    double b = offs->items[0].number, e = offs->items[1].number;
+    if (b > e || e > (double)st->data_len)
+        return qs_fail(err, QS_ERR_FORMAT,
+                       "%s: tensor '%s': data_offsets [%.0f, %.0f] outside the data section of "
+                       "%zu bytes (file truncated or corrupt)", what, name, b, e, st->data_len);
+    if (elems * (double)esize != e - b)
+        return qs_fail(err, QS_ERR_FORMAT,
+                       "%s: tensor '%s': %.0f bytes for shape with %.0f elements of %s (%zu bytes "
+                       "each), expected %.0f", what, name, e - b, elems, t->dtype_name, esize,
+                       elems * (double)esize);
+    t->begin = (size_t)b;
+    t->end = (size_t)e;
+    t->name = strdup(name);
+    if (!t->name) return qs_fail(err, QS_ERR_NOMEM, "%s: out of memory", what);
+    return QS_OK;
+}
+
+qs_status qs_st_parse(const uint8_t *buf, size_t len, const char *what, qs_safetensors *st,
+                      qs_error *err) {
+    memset(st, 0, sizeof *st);
+    st->what = what ? what : "safetensors";
+    if (!buf || len < 8)
+        return qs_fail(err, QS_ERR_FORMAT, "%s: file is %zu bytes, too short for a safetensors "
+                       "header (truncated?)", st->what, len);
+    uint64_t hlen = 0;
+    for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | buf[i];
+    if (hlen > len - 8)
+        return qs_fail(err, QS_ERR_FORMAT, "%s: header length %llu is larger than the %zu bytes "
+                       "after it (truncated or not a safetensors file)", st->what,
+                       (unsigned long long)hlen, len - 8);
+    if (hlen > QS_ST_MAX_HEADER)
+        return qs_fail(err, QS_ERR_FORMAT, "%s: header length %llu exceeds the 100 MB limit",
+                       st->what, (unsigned long long)hlen);
+    st->data = buf + 8 + hlen;
+    st->data_len = len - 8 - (size_t)hlen;
+    qs_json *root;
+    qs_status s = qs_json_parse((const char *)buf + 8, (size_t)hlen, st->what, &root, err);
+    if (s) return s;
+    if (root->type != QS_JSON_OBJECT) {
+        qs_json_free(root);
+        return qs_fail(err, QS_ERR_FORMAT, "%s: header is not a JSON object", st->what);
+    }
+    st->tensors = calloc(root->count ? root->count : 1, sizeof *st->tensors);
+    if (!st->tensors) {
+        qs_json_free(root);
+        return qs_fail(err, QS_ERR_NOMEM, "%s: out of memory", st->what);
+    }
+    for (size_t i = 0; i < root->count && !s; i++) {
+        if (strcmp(root->keys[i], "__metadata__") == 0) continue;
+        s = parse_entry(st, root->keys[i], &root->items[i], &st->tensors[st->n_tensors], err);
+        if (!s) st->n_tensors++;
+    }
+    qs_json_free(root);
+    if (s) qs_st_free(st);
+    return s;
+}
+
+const qs_st_tensor *qs_st_find(const qs_safetensors *st, const char *name) {
+    for (int i = 0; i < st->n_tensors; i++)
+        if (strcmp(st->tensors[i].name, name) == 0) return &st->tensors[i];
+    return NULL;
+}
+
+static float half_to_float(uint16_t h) {
+    uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 31, man = h & 1023;
+    float f;
+    if (exp == 0) f = ldexpf((float)man, -24);
+    else if (exp == 31) f = man ? NAN : INFINITY;
+    else f = ldexpf((float)(man | 1024), (int)exp - 25);
+    return sign ? -f : f;
+}
+
+static void shape_str(char *buf, size_t cap, const int64_t *shape, int ndim) {
+    size_t k = 0;
+    k += (size_t)snprintf(buf + k, cap - k, "[");
+    for (int d = 0; d < ndim && k < cap; d++)
+        k += (size_t)snprintf(buf + k, cap - k, d ? ", %lld" : "%lld", (long long)shape[d]);
+    if (k < cap) snprintf(buf + k, cap - k, "]");
+}
+
+qs_status qs_st_read_f32(const qs_safetensors *st, const char *name, const int64_t *shape,
+                         int ndim, float *dst, qs_error *err) {
+    const qs_st_tensor *t = qs_st_find(st, name);
+    if (!t) return qs_fail(err, QS_ERR_SHAPE, "%s: missing tensor '%s'", st->what, name);
+    int same = t->ndim == ndim;
+    for (int d = 0; same && d < ndim; d++) same = t->shape[d] == shape[d];
+    if (!same) {
+        char want[96], got[96];
+        shape_str(want, sizeof want, shape, ndim);
+        shape_str(got, sizeof got, t->shape, t->ndim);
+        return qs_fail(err, QS_ERR_SHAPE, "%s: tensor '%s' has shape %s, expected %s", st->what,
+                       name, got, want);
+    }
+    if (t->dtype == QS_DT_OTHER)
+        return qs_fail(err, QS_ERR_SHAPE, "%s: tensor '%s' has dtype %s, expected F32, F16 or BF16",
+                       st->what, name, t->dtype_name);
+    const uint8_t *p = st->data + t->begin;
+    size_t n = 1;
+    for (int d = 0; d < ndim; d++) n *= (size_t)shape[d];
+    for (size_t i = 0; i < n; i++) {
+        float v;
+        if (t->dtype == QS_DT_F32) {
+            uint32_t u = (uint32_t)p[4 * i] | (uint32_t)p[4 * i + 1] << 8 |
+                         (uint32_t)p[4 * i + 2] << 16 | (uint32_t)p[4 * i + 3] << 24;
+            memcpy(&v, &u, 4);
+        } else {
+            uint16_t h = (uint16_t)(p[2 * i] | p[2 * i + 1] << 8);
+            if (t->dtype == QS_DT_F16) v = half_to_float(h);
+            else {
+                uint32_t u = (uint32_t)h << 16;
+                memcpy(&v, &u, 4);
+            }
+        }
+        if (!isfinite(v))
+            return qs_fail(err, QS_ERR_NAN, "%s: tensor '%s' holds a non-finite value (%g) at "
+                           "flat index %zu", st->what, name, v, i);
+        dst[i] = v;
+    }
+    return QS_OK;
+}
+
+/* Appends with bounds; returns 0 when the buffer is full. */
+static int append(char *buf, size_t cap, size_t *k, const char *fmt, ...) QS_PRINTF(4, 5);
+static int append(char *buf, size_t cap, size_t *k, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int w = vsnprintf(buf + *k, cap - *k, fmt, ap);
+    va_end(ap);
+    if (w < 0 || (size_t)w >= cap - *k) return 0;
+    *k += (size_t)w;
+    return 1;
+}
+
+static int json_safe(const char *s) {
+    for (; *s; s++)
+        if (*s == '"' || *s == '\\' || (unsigned char)*s < 0x20) return 0;
+    return 1;
+}
+
+qs_status qs_st_serialize(const qs_st_entry *entries, int n, const char *const *meta_kv,
+                          int n_meta, uint8_t **out, size_t *out_len, qs_error *err) {
+    size_t cap = 256 + (size_t)n * 256 + (size_t)n_meta * 512, k = 0, offset = 0;
+    char *h = malloc(cap);
+    if (!h) return qs_fail(err, QS_ERR_NOMEM, "safetensors: out of memory");
+    int ok = append(h, cap, &k, "{");
+    if (n_meta > 0) {
+        ok = ok && append(h, cap, &k, "\"__metadata__\":{");
+        for (int i = 0; i < n_meta && ok; i++) {
+            if (!json_safe(meta_kv[2 * i]) || !json_safe(meta_kv[2 * i + 1])) {
+                free(h);
+                return qs_fail(err, QS_ERR_ARG, "safetensors: metadata '%s' needs escaping",
+                               meta_kv[2 * i]);
+            }
+            ok = append(h, cap, &k, "%s\"%s\":\"%s\"", i ? "," : "", meta_kv[2 * i],
+                        meta_kv[2 * i + 1]);
+        }
+        ok = ok && append(h, cap, &k, "}%s", n ? "," : "");
+    }
+    for (int i = 0; i < n && ok; i++) {
+        const qs_st_entry *e = &entries[i];
+        if (!json_safe(e->name) || strlen(e->name) > 200) {
+            free(h);
+            return qs_fail(err, QS_ERR_ARG, "safetensors: bad tensor name '%s'", e->name);
+        }
+        size_t elems = 1;
+        ok = append(h, cap, &k, "%s\"%s\":{\"dtype\":\"F32\",\"shape\":[", i ? "," : "", e->name);
+        for (int d = 0; d < e->ndim && ok; d++) {
+            ok = append(h, cap, &k, d ? ",%lld" : "%lld", (long long)e->shape[d]);
+            elems *= (size_t)e->shape[d];
+        }
+        ok = ok && append(h, cap, &k, "],\"data_offsets\":[%zu,%zu]}", offset, offset + 4 * elems);
+        offset += 4 * elems;
+    }
+    ok = ok && append(h, cap, &k, "}");
+    if (!ok) {
+        free(h);
+        return qs_fail(err, QS_ERR_ARG, "safetensors: header too long");
+    }
+    while (k % 8) h[k++] = ' '; /* pad so the data section is 8-byte aligned */
+    size_t total = 8 + k + offset;
+    uint8_t *buf = malloc(total);
+    if (!buf) {
+        free(h);
+        return qs_fail(err, QS_ERR_NOMEM, "safetensors: out of memory for %zu bytes", total);
+    }
+    for (int i = 0; i < 8; i++) buf[i] = (uint8_t)((uint64_t)k >> (8 * i));
+    memcpy(buf + 8, h, k);
+    free(h);
+    uint8_t *p = buf + 8 + k;
+    for (int i = 0; i < n; i++) {
+        size_t elems = 1;
+        for (int d = 0; d < entries[i].ndim; d++) elems *= (size_t)entries[i].shape[d];
+        for (size_t j = 0; j < elems; j++) {
+            uint32_t u;
+            memcpy(&u, &entries[i].data[j], 4);
+            for (int b = 0; b < 4; b++) *p++ = (uint8_t)(u >> (8 * b));
+        }
+    }
+    *out = buf;
+    *out_len = total;
+    return QS_OK;
+}
+
+qs_status qs_write_file_atomic(const char *path, const void *bytes, size_t len, qs_error *err) {
+    size_t n = strlen(path) + 16;
+    char *tmp = malloc(n);
+    if (!tmp) return qs_fail(err, QS_ERR_NOMEM, "%s: out of memory", path);
+    snprintf(tmp, n, "%s.tmp%ld", path, (long)getpid());
+    FILE *f = fopen(tmp, "wb");
+    if (!f) {
+        qs_status s = qs_fail(err, QS_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
+        free(tmp);
+        return s;
+    }
+    int ok = fwrite(bytes, 1, len, f) == len && fflush(f) == 0 && fsync(fileno(f)) == 0;
+    ok = (fclose(f) == 0) && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        qs_status s = qs_fail(err, QS_ERR_IO, "%s: write failed: %s", path, strerror(errno));
+        remove(tmp);
+        free(tmp);
+        return s;
+    }
+    free(tmp);
+    return QS_OK;
+}
+
+qs_status qs_read_file(const char *path, size_t max_bytes, uint8_t **out, size_t *out_len,
+                       qs_error *err) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return qs_fail(err, QS_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (fseek(f, 0, SEEK_END) != 0) {
+        fclose(f);
+        return qs_fail(err, QS_ERR_IO, "%s: cannot seek", path);
+    }
+    long size = ftell(f);
+    if (size < 0 || (size_t)size > max_bytes) {
+        fclose(f);
+        return qs_fail(err, QS_ERR_NOMEM, "%s: %ld bytes exceeds the limit of %zu", path, size,
+                       max_bytes);
+    }
+    rewind(f);
+    uint8_t *buf = malloc((size_t)size + 1);
+    if (!buf) {
+        fclose(f);
+        return qs_fail(err, QS_ERR_NOMEM, "%s: out of memory for %ld bytes", path, size);
+    }
+    size_t got = fread(buf, 1, (size_t)size, f);
+    fclose(f);
+    if (got != (size_t)size) {
+        free(buf);
+        return qs_fail(err, QS_ERR_IO, "%s: short read (%zu of %ld bytes)", path, got, size);
+    }
+    buf[size] = 0;
+    *out = buf;
+    *out_len = (size_t)size;
+    return QS_OK;
+}

@@ -1,0 +1,69 @@
+/* io/safetensors.h: reading and writing the safetensors format (8-byte
+ * little-endian header length, JSON header, raw tensor bytes), fully validated. */
+#ifndef QS_IO_SAFETENSORS_H
+#define QS_IO_SAFETENSORS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "quantscope/status.h"
+
+#define QS_ST_MAX_DIMS 8
+#define QS_ST_MAX_HEADER (100u << 20) /* the format's own 100 MB header limit */
+
+typedef enum { QS_DT_F32, QS_DT_F16, QS_DT_BF16, QS_DT_OTHER } qs_dtype;
+
+typedef struct qs_st_tensor {
+    char *name;
+    char dtype_name[8]; /* as written: "F32", "F16", "I64", ... */
+    qs_dtype dtype;
+    int ndim;
+    int64_t shape[QS_ST_MAX_DIMS];
+    size_t begin, end; /* byte range inside the data section */
+} qs_st_tensor;
+
+typedef struct qs_safetensors {
+    const char *what;    /* file name used in messages (not owned) */
+    const uint8_t *data; /* data section (inside the caller's buffer) */
+    size_t data_len;
+    qs_st_tensor *tensors;
+    int n_tensors;
+} qs_safetensors;
+
+/* Parses and validates the header of a whole file held in buf (len bytes);
+ * buf must outlive st. Checks: header length vs file size, JSON, dtypes,
+ * shapes, offsets inside the data section and byte counts matching shapes. */
+qs_status qs_st_parse(const uint8_t *buf, size_t len, const char *what, qs_safetensors *st,
+                      qs_error *err);
+void qs_st_free(qs_safetensors *st);
+
+const qs_st_tensor *qs_st_find(const qs_safetensors *st, const char *name);
+
+/* Copies a tensor into dst as float32 (F32, F16 and BF16 are converted),
+ * checking that its shape is exactly `shape` (ndim dims) and that every value
+ * is finite; errors name the file, tensor, expected and actual shape/value. */
+qs_status qs_st_read_f32(const qs_safetensors *st, const char *name, const int64_t *shape,
+                         int ndim, float *dst, qs_error *err);
+
+/* One tensor to write. */
+typedef struct qs_st_entry {
+    const char *name;
+    const float *data;
+    int ndim;
+    int64_t shape[QS_ST_MAX_DIMS];
+} qs_st_entry;
+
+/* Serialises F32 tensors (and optional string metadata pairs, may be NULL)
+ * into a malloc'd buffer *out of *out_len bytes. */
+qs_status qs_st_serialize(const qs_st_entry *entries, int n, const char *const *meta_kv,
+                          int n_meta, uint8_t **out, size_t *out_len, qs_error *err);
+
+/* Writes bytes to path atomically: a temporary file in the same folder,
+ * fsync, then rename, so a crash leaves either the old or the new file. */
+qs_status qs_write_file_atomic(const char *path, const void *bytes, size_t len, qs_error *err);
+
+/* Reads a whole file into a malloc'd buffer (limit: max_bytes). */
+qs_status qs_read_file(const char *path, size_t max_bytes, uint8_t **out, size_t *out_len,
+                       qs_error *err);
+
+#endif

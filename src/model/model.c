@@ -1,0 +1,453 @@
+/* model/model.c: the parameter table of a config (Hugging Face names and
+ * shapes), loading a checkpoint into one buffer, and the model's lifetime. */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "io/safetensors.h"
+#include "model/model_internal.h"
+
+static const char *const point_names[QS_NUM_POINTS] = {
+    "embed", "attn_in", "q", "k", "v", "scores", "probs", "gate", "ctx", "attn_out",
+    "attn_res", "ffn_in", "ffn_h", "ffn_act", "ffn_out", "ffn_res", "layer_out", "final"};
+
+const char *qs_point_name(qs_point p) {
+    return (unsigned)p < QS_NUM_POINTS ? point_names[p] : "?";
+}
+
+int qs_point_parse(const char *name) {
+    for (int i = 0; i < QS_NUM_POINTS; i++)
+        if (strcmp(name, point_names[i]) == 0) return i;
+    return -1;
+}
+
+int qs_point_is_global(qs_point p) { return p == QS_PT_EMBED || p == QS_PT_FINAL; }
+
+/* ---- parameter table ---- */
+
+typedef struct table_builder {
+    param_entry *e;
+    int n, cap;
+    size_t total;
+    int failed;
+} table_builder;
+
+static void add(table_builder *tb, int linear, int ndim, int64_t d0, int64_t d1, int64_t d2,
+                const char *fmt, ...) QS_PRINTF(7, 8);
+static void add(table_builder *tb, int linear, int ndim, int64_t d0, int64_t d1, int64_t d2,
+                const char *fmt, ...) {
+    if (tb->failed) return;
+    if (tb->n == tb->cap) {
+        int nc = tb->cap ? tb->cap * 2 : 64;
+        param_entry *ne = realloc(tb->e, (size_t)nc * sizeof *ne);
+        if (!ne) {
+            tb->failed = 1;
+            return;
+        }
+        tb->e = ne;
+        tb->cap = nc;
+    }
+    param_entry *p = &tb->e[tb->n++];
+    memset(p, 0, sizeof *p);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(p->name, sizeof p->name, fmt, ap);
+    va_end(ap);
+    p->ndim = ndim;
+    p->shape[0] = d0;
+    p->shape[1] = d1;
+    p->shape[2] = d2;
+    p->numel = (size_t)d0 * (size_t)(ndim > 1 ? d1 : 1) * (size_t)(ndim > 2 ? d2 : 1);
+    p->is_linear_weight = linear;
+    p->rows = linear ? (int)d0 : 0;
+    p->cols = linear ? (int)(p->numel / (size_t)d0) : 0;
+    /* 16-float alignment keeps every view SIMD-aligned. */
+    p->offset = tb->total;
+    tb->total += (p->numel + 15) & ~(size_t)15;
+}
+
+/* Gate tensors, named "<attention prefix>.gate.*" (documented in README). */
+static void add_gate(table_builder *tb, const qs_config *c, const char *attn) {
+    int H = c->n_heads, dh = c->hidden_size / c->n_heads, D = c->hidden_size;
+    switch (c->gate) {
+    case QS_GATE_NONE: break;
+    case QS_GATE_UNCONDITIONAL_PER_HEAD: add(tb, 0, 1, H, 0, 0, "%s.gate.bias", attn); break;
+    case QS_GATE_CONDITIONAL_PER_HEAD:
+        if (c->gate_mlp) {
+            int hid = c->gate_mlp_hidden;
+            add(tb, 0, 3, H, hid, dh, "%s.gate.fc1.weight", attn);
+            add(tb, 0, 2, H, hid, 0, "%s.gate.fc1.bias", attn);
+            add(tb, 0, 2, H, hid, 0, "%s.gate.fc2.weight", attn);
+            add(tb, 0, 1, H, 0, 0, "%s.gate.fc2.bias", attn);
+        } else {
+            add(tb, 0, 2, H, dh, 0, "%s.gate.weight", attn);
+            add(tb, 0, 1, H, 0, 0, "%s.gate.bias", attn);
+        }
+        break;
+    case QS_GATE_CONDITIONAL_PER_TOKEN:
+        add(tb, 1, 2, H, D, 0, "%s.gate.weight", attn);
+        add(tb, 0, 1, H, 0, 0, "%s.gate.bias", attn);
+        break;
+    }
+}
+
+qs_status qs_param_table(const qs_config *c, param_entry **table, int *n, size_t *total,
+                         qs_error *err) {
+    table_builder tb = {0};
+    int D = c->hidden_size, I = c->intermediate_size, V = c->vocab_size;
+    char p[96], attn[128];
+    if (c->arch == QS_ARCH_BERT) {
+        add(&tb, 0, 2, V, D, 0, "bert.embeddings.word_embeddings.weight");
+        add(&tb, 0, 2, c->max_positions, D, 0, "bert.embeddings.position_embeddings.weight");
+        add(&tb, 0, 2, c->type_vocab_size, D, 0, "bert.embeddings.token_type_embeddings.weight");
+        add(&tb, 0, 1, D, 0, 0, "bert.embeddings.LayerNorm.weight");
+        add(&tb, 0, 1, D, 0, 0, "bert.embeddings.LayerNorm.bias");
+        for (int l = 0; l < c->n_layers; l++) {
+            snprintf(p, sizeof p, "bert.encoder.layer.%d", l);
+            static const char *const qkv[] = {"query", "key", "value"};
+            for (int i = 0; i < 3; i++) {
+                add(&tb, 1, 2, D, D, 0, "%s.attention.self.%s.weight", p, qkv[i]);
+                add(&tb, 0, 1, D, 0, 0, "%s.attention.self.%s.bias", p, qkv[i]);
+            }
+            add(&tb, 1, 2, D, D, 0, "%s.attention.output.dense.weight", p);
+            add(&tb, 0, 1, D, 0, 0, "%s.attention.output.dense.bias", p);
+            add(&tb, 0, 1, D, 0, 0, "%s.attention.output.LayerNorm.weight", p);
+            add(&tb, 0, 1, D, 0, 0, "%s.attention.output.LayerNorm.bias", p);
+            add(&tb, 1, 2, I, D, 0, "%s.intermediate.dense.weight", p);
+            add(&tb, 0, 1, I, 0, 0, "%s.intermediate.dense.bias", p);
+            add(&tb, 1, 2, D, I, 0, "%s.output.dense.weight", p);
+            add(&tb, 0, 1, D, 0, 0, "%s.output.dense.bias", p);
+            add(&tb, 0, 1, D, 0, 0, "%s.output.LayerNorm.weight", p);
+            add(&tb, 0, 1, D, 0, 0, "%s.output.LayerNorm.bias", p);
+            snprintf(attn, sizeof attn, "%s.attention.self", p);
+            add_gate(&tb, c, attn);
+        }
+        add(&tb, 1, 2, D, D, 0, "cls.predictions.transform.dense.weight");
+        add(&tb, 0, 1, D, 0, 0, "cls.predictions.transform.dense.bias");
+        add(&tb, 0, 1, D, 0, 0, "cls.predictions.transform.LayerNorm.weight");
+        add(&tb, 0, 1, D, 0, 0, "cls.predictions.transform.LayerNorm.bias");
+        add(&tb, 0, 1, V, 0, 0, "cls.predictions.bias");
+    } else {
+        add(&tb, 0, 2, V, D, 0, "model.decoder.embed_tokens.weight");
+        add(&tb, 0, 2, c->max_positions + 2, D, 0, "model.decoder.embed_positions.weight");
+        for (int l = 0; l < c->n_layers; l++) {
+            snprintf(p, sizeof p, "model.decoder.layers.%d", l);
+            static const char *const proj[] = {"q_proj", "k_proj", "v_proj", "out_proj"};
+            for (int i = 0; i < 4; i++) {
+                add(&tb, 1, 2, D, D, 0, "%s.self_attn.%s.weight", p, proj[i]);
+                add(&tb, 0, 1, D, 0, 0, "%s.self_attn.%s.bias", p, proj[i]);
+            }
+            add(&tb, 0, 1, D, 0, 0, "%s.self_attn_layer_norm.weight", p);
+            add(&tb, 0, 1, D, 0, 0, "%s.self_attn_layer_norm.bias", p);
+            add(&tb, 1, 2, I, D, 0, "%s.fc1.weight", p);
+            add(&tb, 0, 1, I, 0, 0, "%s.fc1.bias", p);
+            add(&tb, 1, 2, D, I, 0, "%s.fc2.weight", p);
+            add(&tb, 0, 1, D, 0, 0, "%s.fc2.bias", p);
+            add(&tb, 0, 1, D, 0, 0, "%s.final_layer_norm.weight", p);
+            add(&tb, 0, 1, D, 0, 0, "%s.final_layer_norm.bias", p);
+            snprintf(attn, sizeof attn, "%s.self_attn", p);
+            add_gate(&tb, c, attn);
+        }
+        add(&tb, 0, 1, D, 0, 0, "model.decoder.final_layer_norm.weight");
+        add(&tb, 0, 1, D, 0, 0, "model.decoder.final_layer_norm.bias");
+    }
+    if (tb.failed) {
+        free(tb.e);
+        return qs_fail(err, QS_ERR_NOMEM, "out of memory building the parameter table");
+    }
+    *table = tb.e;
+    *n = tb.n;
+    *total = tb.total;
+    return QS_OK;
+}
+
+/* Views follow the table's order, so binding walks it with a cursor. */
+qs_status qs_bind_weights(const qs_config *c, const param_entry *table, int n, float *buf,
+                          model_weights *w, qs_error *err) {
+    int k = 0;
+#define NEXT() (buf + table[k++].offset)
+    layer_weights *layers = w->layers;
+    memset(w, 0, sizeof *w);
+    w->layers = layers;
+    if (c->arch == QS_ARCH_BERT) {
+        w->wte = NEXT(); w->wpe = NEXT(); w->wtt = NEXT(); w->emb_ln_w = NEXT(); w->emb_ln_b = NEXT();
+    } else {
+        w->wte = NEXT(); w->wpe = NEXT();
+    }
+    for (int l = 0; l < c->n_layers; l++) {
+        layer_weights *L = &w->layers[l];
+        memset(L, 0, sizeof *L);
+        L->wq = NEXT(); L->bq = NEXT(); L->wk = NEXT(); L->bk = NEXT(); L->wv = NEXT(); L->bv = NEXT();
+        L->wo = NEXT(); L->bo = NEXT();
+        if (c->arch == QS_ARCH_BERT) {
+            L->ln1_w = NEXT(); L->ln1_b = NEXT();
+            L->w1 = NEXT(); L->b1 = NEXT(); L->w2 = NEXT(); L->b2 = NEXT();
+            L->ln2_w = NEXT(); L->ln2_b = NEXT();
+        } else {
+            L->ln1_w = NEXT(); L->ln1_b = NEXT();
+            L->w1 = NEXT(); L->b1 = NEXT(); L->w2 = NEXT(); L->b2 = NEXT();
+            L->ln2_w = NEXT(); L->ln2_b = NEXT();
+        }
+        if (c->gate == QS_GATE_UNCONDITIONAL_PER_HEAD) {
+            L->gate_b = NEXT();
+        } else if (c->gate == QS_GATE_CONDITIONAL_PER_HEAD && c->gate_mlp) {
+            L->gate_w = NEXT(); L->gate_b = NEXT(); L->gate_w2 = NEXT(); L->gate_b2 = NEXT();
+        } else if (c->gate != QS_GATE_NONE) {
+            L->gate_w = NEXT(); L->gate_b = NEXT();
+        }
+    }
+    if (c->arch == QS_ARCH_BERT) {
+        w->head_w = NEXT(); w->head_b = NEXT(); w->head_ln_w = NEXT(); w->head_ln_b = NEXT();
+        w->head_bias = NEXT();
+    } else {
+        w->final_ln_w = NEXT(); w->final_ln_b = NEXT();
+    }
+#undef NEXT
+    if (k != n) return qs_fail(err, QS_ERR_ARG, "internal: bound %d of %d parameters", k, n);
+    return QS_OK;
+}
+
+/* ---- loading ---- */
+
+/* Tensors that Hugging Face checkpoints may carry but inference here does not
+ * use (pooler, NSP head, position id buffer). Tied copies are checked apart. */
+static int ignorable(const char *name) {
+    static const char *const prefixes[] = {"bert.pooler.", "pooler.", "cls.seq_relationship.",
+                                           "bert.embeddings.position_ids",
+                                           "embeddings.position_ids",
+                                           "cls.predictions.decoder.bias", NULL};
+    for (int i = 0; prefixes[i]; i++)
+        if (strncmp(name, prefixes[i], strlen(prefixes[i])) == 0) return 1;
+    return 0;
+}
+
+/* Checkpoints saved from the bare BertModel / OPTModel drop the leading
+ * "bert." / "model." of the task model's names. */
+static const char *name_prefix(const qs_config *c, const qs_safetensors *st) {
+    if (c->arch == QS_ARCH_BERT)
+        return qs_st_find(st, "bert.embeddings.word_embeddings.weight") ? "" : "bert.";
+    return qs_st_find(st, "model.decoder.embed_tokens.weight") ? "" : "model.";
+}
+
+static const char *file_name(const char *canonical, const char *strip, char *buf, size_t cap) {
+    size_t L = strlen(strip);
+    if (L && strncmp(canonical, strip, L) == 0) {
+        snprintf(buf, cap, "%s", canonical + L);
+        return buf;
+    }
+    return canonical;
+}
+
+static qs_status check_tied(const qs_safetensors *st, const char *name, const float *wte,
+                            const qs_config *c, float *tmp, qs_error *err) {
+    if (!qs_st_find(st, name)) return QS_OK;
+    int64_t shape[2] = {c->vocab_size, c->hidden_size};
+    qs_status s = qs_st_read_f32(st, name, shape, 2, tmp, err);
+    if (s) return s;
+    for (size_t i = 0; i < (size_t)c->vocab_size * c->hidden_size; i++)
+        if (tmp[i] != wte[i])
+            return qs_fail(err, QS_ERR_SHAPE, "%s: tensor '%s' differs from the word embeddings "
+                           "at index %zu: untied output heads are not supported", st->what, name, i);
+    return QS_OK;
+}
+
+static qs_status load_params(qs_model *m, const qs_safetensors *st, qs_error *err) {
+    const qs_config *c = &m->cfg;
+    const char *strip = name_prefix(c, st);
+    char buf[160];
+    int used = 0;
+    for (int i = 0; i < m->n_table; i++) {
+        const param_entry *p = &m->table[i];
+        const char *name = file_name(p->name, strip, buf, sizeof buf);
+        qs_status s = qs_st_read_f32(st, name, p->shape, p->ndim, m->params + p->offset, err);
+        if (s) {
+            if (s == QS_ERR_SHAPE && !qs_st_find(st, name) && strstr(name, ".gate."))
+                return qs_fail(err, QS_ERR_SHAPE, "%s: missing tensor '%s' (config has "
+                               "attn_gate_type set; the checkpoint has no such gate)", st->what, name);
+            return s;
+        }
+        used++;
+    }
+    /* Every tensor in the file must be used, tied, or known to be ignorable:
+     * a stray gate or layer means config and weights disagree. */
+    const char *tied = c->arch == QS_ARCH_BERT ? "cls.predictions.decoder.weight" : "lm_head.weight";
+    for (int i = 0; i < st->n_tensors; i++) {
+        const char *name = st->tensors[i].name;
+        if (ignorable(name) || strcmp(name, tied) == 0) continue;
+        int found = 0;
+        for (int j = 0; j < m->n_table && !found; j++)
+            found = strcmp(file_name(m->table[j].name, strip, buf, sizeof buf), name) == 0;
+        if (!found)
+            return qs_fail(err, QS_ERR_SHAPE, "%s: unexpected tensor '%s' that config.json does "
+                           "not describe (wrong config, or a variant such as a gate not declared)",
+                           st->what, name);
+    }
+    float *tmp = malloc((size_t)c->vocab_size * c->hidden_size * sizeof(float));
+    if (!tmp) return qs_fail(err, QS_ERR_NOMEM, "out of memory");
+    qs_status s = check_tied(st, tied, m->w.wte, c, tmp, err);
+    free(tmp);
+    (void)used;
+    return s;
+}
+
+qs_status qs_model_from_config(const qs_config *c, qs_model **out, qs_error *err) {
+    qs_model *m = calloc(1, sizeof *m);
+    if (!m) return qs_fail(err, QS_ERR_NOMEM, "out of memory");
+    m->cfg = *c;
+    m->d_head = c->hidden_size / c->n_heads;
+    m->n_slots = (c->n_layers + 1) * QS_NUM_POINTS;
+    qs_status s = qs_param_table(c, &m->table, &m->n_table, &m->n_params, err);
+    if (s) {
+        free(m);
+        return s;
+    }
+    m->params = calloc(m->n_params ? m->n_params : 1, sizeof(float));
+    m->w.layers = calloc((size_t)c->n_layers, sizeof(layer_weights));
+    m->wq.layers = calloc((size_t)c->n_layers, sizeof(layer_weights));
+    m->pstats = calloc((size_t)m->n_slots, sizeof *m->pstats);
+    m->hstats = calloc((size_t)c->n_layers * c->n_heads, sizeof *m->hstats);
+    m->captures = calloc((size_t)m->n_slots, sizeof *m->captures);
+    m->capture_cap = calloc((size_t)m->n_slots, sizeof *m->capture_cap);
+    m->observers = calloc((size_t)m->n_slots, sizeof *m->observers);
+    if (!m->params || !m->w.layers || !m->wq.layers || !m->pstats || !m->hstats || !m->captures ||
+        !m->capture_cap || !m->observers) {
+        qs_model_free(m);
+        return qs_fail(err, QS_ERR_NOMEM, "out of memory for %zu parameters", m->n_params);
+    }
+    s = qs_bind_weights(c, m->table, m->n_table, m->params, &m->w, err);
+    if (s) {
+        qs_model_free(m);
+        return s;
+    }
+    *out = m;
+    return QS_OK;
+}
+
+qs_status qs_model_load_memory(const char *config_json, size_t config_len,
+                               const uint8_t *safetensors, size_t st_len, qs_model **out,
+                               qs_error *err) {
+    if (!config_json || !safetensors || !out)
+        return qs_fail(err, QS_ERR_ARG, "qs_model_load_memory: NULL argument");
+    *out = NULL;
+    qs_config c;
+    qs_status s = qs_config_parse(config_json, config_len, "config.json", &c, err);
+    if (s) return s;
+    qs_safetensors st;
+    s = qs_st_parse(safetensors, st_len, "model.safetensors", &st, err);
+    if (s) return s;
+    qs_model *m;
+    s = qs_model_from_config(&c, &m, err);
+    if (!s) {
+        s = load_params(m, &st, err);
+        if (s) qs_model_free(m);
+        else *out = m;
+    }
+    qs_st_free(&st);
+    return s;
+}
+
+#define QS_MAX_MODEL_FILE ((size_t)4 << 30)
+
+qs_status qs_model_load_dir(const char *dir, qs_model **out, qs_error *err) {
+    if (!dir || !out) return qs_fail(err, QS_ERR_ARG, "qs_model_load_dir: NULL argument");
+    *out = NULL;
+    size_t n = strlen(dir) + 32;
+    char *path = malloc(n);
+    if (!path) return qs_fail(err, QS_ERR_NOMEM, "out of memory");
+    uint8_t *cfg = NULL, *st = NULL;
+    size_t cfg_len = 0, st_len = 0;
+    snprintf(path, n, "%s/config.json", dir);
+    qs_status s = qs_read_file(path, 1 << 20, &cfg, &cfg_len, err);
+    if (!s) {
+        snprintf(path, n, "%s/model.safetensors", dir);
+        s = qs_read_file(path, QS_MAX_MODEL_FILE, &st, &st_len, err);
+    }
+    if (!s) {
+        s = qs_model_load_memory((const char *)cfg, cfg_len, st, st_len, out, err);
+        /* Name the folder too: "config.json: ..." alone is ambiguous. */
+        if (s && err) {
+            char msg[QS_ERROR_MSG_MAX];
+            memcpy(msg, err->msg, sizeof msg);
+            qs_fail(err, s, "%s/%.*s", dir, (int)(sizeof msg - 1), msg);
+        }
+    }
+    free(cfg);
+    free(st);
+    free(path);
+    return s;
+}
+
+static void workspace_free(workspace *ws) {
+    float **bufs[] = {&ws->x, &ws->x2, &ws->ln, &ws->q, &ws->k, &ws->v, &ws->ctx, &ws->att,
+                      &ws->res, &ws->scores, &ws->probs, &ws->ffn_h, &ws->ffn_act, &ws->gate,
+                      &ws->gate_hidden, &ws->scratch, &ws->scratch2, &ws->dim_max, &ws->logits, &ws->hidden};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
+        free(*bufs[i]);
+        *bufs[i] = NULL;
+    }
+    free(ws->dim_arg);
+    ws->dim_arg = NULL;
+    ws->cap_T = 0;
+}
+
+void qs_model_free(qs_model *m) {
+    if (!m) return;
+    workspace_free(&m->ws);
+    if (m->captures)
+        for (int i = 0; i < m->n_slots; i++) free(m->captures[i]);
+    free(m->captures);
+    free(m->capture_cap);
+    free(m->observers);
+    free(m->pstats);
+    free(m->hstats);
+    free(m->params);
+    free(m->params_q);
+    free(m->w.layers);
+    free(m->wq.layers);
+    free(m->table);
+    free(m);
+}
+
+const qs_config *qs_model_config(const qs_model *m) { return m ? &m->cfg : NULL; }
+
+/* ---- workspace ---- */
+
+qs_status qs_workspace_reserve(qs_model *m, int T, qs_error *err) {
+    workspace *ws = &m->ws;
+    if (T <= ws->cap_T) return QS_OK;
+    workspace_free(ws);
+    const qs_config *c = &m->cfg;
+    size_t D = (size_t)c->hidden_size, I = (size_t)c->intermediate_size, H = (size_t)c->n_heads;
+    size_t TT = (size_t)T, att = H * TT * TT;
+    size_t largest = TT * (I > D ? I : D);
+    if (att > largest) largest = att;
+    if (TT * (size_t)c->vocab_size > largest) largest = TT * (size_t)c->vocab_size;
+    size_t widest = D > I ? D : I;
+    if (TT > widest) widest = TT;
+    if ((size_t)c->vocab_size > widest) widest = (size_t)c->vocab_size;
+    struct { float **p; size_t n; } plan[] = {
+        {&ws->x, TT * D}, {&ws->x2, TT * D}, {&ws->ln, TT * D}, {&ws->q, TT * D},
+        {&ws->k, TT * D}, {&ws->v, TT * D}, {&ws->ctx, TT * D}, {&ws->att, TT * D},
+        {&ws->res, TT * D}, {&ws->scores, att}, {&ws->probs, att}, {&ws->ffn_h, TT * I},
+        {&ws->ffn_act, TT * I}, {&ws->gate, TT * H + 1}, {&ws->gate_hidden, (size_t)c->gate_mlp_hidden + 1},
+        {&ws->scratch, largest}, {&ws->scratch2, largest}, {&ws->dim_max, widest},
+        {&ws->logits, TT * (size_t)c->vocab_size},
+        {&ws->hidden, (size_t)(c->n_layers + 1) * TT * D}};
+    for (size_t i = 0; i < sizeof plan / sizeof plan[0]; i++) {
+        *plan[i].p = malloc(plan[i].n * sizeof(float));
+        if (!*plan[i].p) {
+            workspace_free(ws);
+            return qs_fail(err, QS_ERR_NOMEM, "out of memory for the activations of %d tokens", T);
+        }
+    }
+    ws->dim_arg = malloc(widest * sizeof(int));
+    if (!ws->dim_arg) {
+        workspace_free(ws);
+        return qs_fail(err, QS_ERR_NOMEM, "out of memory for the activations of %d tokens", T);
+    }
+    ws->cap_T = T;
+    return QS_OK;
+}

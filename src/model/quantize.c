@@ -1,0 +1,88 @@
+/* model/quantize.c: installing a quantization setting on a model: the shadow
+ * copy of fake-quantized linear weights and one range observer per point. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "model/model_internal.h"
+
+qs_quant_config qs_quant_config_default(void) {
+    qs_quant_config q;
+    memset(&q, 0, sizeof q);
+    q.weight_bits = 8;
+    q.weight_symmetric = 1;
+    q.weight_granularity = QS_GRAN_TENSOR;
+    q.act_bits = 8;
+    q.act_symmetric = 0;
+    q.act_granularity = QS_GRAN_TENSOR;
+    q.act_estimator = QS_EST_RUNNING_MINMAX;
+    q.act_percentile = 99.999f;
+    q.act_points = QS_PT_ALL;
+    return q;
+}
+
+static qs_status check_bits(int bits, const char *what, qs_error *err) {
+    if (bits == 0 || (bits >= QS_QUANT_MIN_BITS && bits <= QS_QUANT_MAX_BITS)) return QS_OK;
+    return qs_fail(err, QS_ERR_RANGE, "quant: %s = %d, expected 0 (float) or %d..%d", what, bits,
+                   QS_QUANT_MIN_BITS, QS_QUANT_MAX_BITS);
+}
+
+static qs_status check_quant_config(const qs_quant_config *q, qs_error *err) {
+    qs_status s = check_bits(q->weight_bits, "weight_bits", err);
+    if (!s) s = check_bits(q->act_bits, "act_bits", err);
+    if (s) return s;
+    if (q->weight_granularity != QS_GRAN_TENSOR && q->weight_granularity != QS_GRAN_CHANNEL)
+        return qs_fail(err, QS_ERR_ARG, "quant: weight granularity must be \"tensor\" or "
+                       "\"channel\", got \"%s\"", qs_granularity_name(q->weight_granularity));
+    if (q->act_granularity != QS_GRAN_TENSOR && q->act_granularity != QS_GRAN_TOKEN)
+        return qs_fail(err, QS_ERR_ARG, "quant: activation granularity must be \"tensor\" or "
+                       "\"token\", got \"%s\"", qs_granularity_name(q->act_granularity));
+    if ((unsigned)q->act_estimator > QS_EST_MSE)
+        return qs_fail(err, QS_ERR_ARG, "quant: unknown range estimator %d", (int)q->act_estimator);
+    if (q->act_estimator == QS_EST_PERCENTILE &&
+        !(q->act_percentile > 50.0f && q->act_percentile <= 100.0f))
+        return qs_fail(err, QS_ERR_RANGE, "quant: percentile %g outside (50, 100]",
+                       q->act_percentile);
+    if (q->act_points & ~QS_PT_ALL)
+        return qs_fail(err, QS_ERR_ARG, "quant: act_points has unknown bits 0x%x",
+                       q->act_points & ~QS_PT_ALL);
+    return QS_OK;
+}
+
+qs_status qs_model_set_quant(qs_model *m, const qs_quant_config *q, qs_error *err) {
+    if (!m || !q) return qs_fail(err, QS_ERR_ARG, "set_quant: NULL argument");
+    qs_status s = check_quant_config(q, err);
+    if (s) return s;
+    float *pq = m->params_q ? m->params_q : malloc(m->n_params * sizeof(float));
+    if (!pq) return qs_fail(err, QS_ERR_NOMEM, "set_quant: out of memory for the weight copy");
+    memcpy(pq, m->params, m->n_params * sizeof(float));
+    /* Only linear weights are quantized; embeddings, the tied vocabulary head,
+     * biases and LayerNorm stay float (the paper's fp32_head setting). */
+    if (q->weight_bits)
+        for (int i = 0; i < m->n_table && !s; i++) {
+            const param_entry *p = &m->table[i];
+            if (!p->is_linear_weight) continue;
+            s = qs_quantize_weights(m->params + p->offset, pq + p->offset, p->rows, p->cols,
+                                    q->weight_bits, q->weight_granularity, q->weight_symmetric, err);
+        }
+    for (int i = 0; i < m->n_slots && !s; i++)
+        s = qs_observer_init(&m->observers[i], q->act_estimator, q->act_bits ? q->act_bits : 8,
+                             q->act_symmetric, q->act_percentile, err);
+    if (!s) s = qs_bind_weights(&m->cfg, m->table, m->n_table, pq, &m->wq, err);
+    m->params_q = pq;
+    if (s) {
+        m->has_quant = 0;
+        return s;
+    }
+    m->quant = *q;
+    m->has_quant = 1;
+    m->n_calib = 0;
+    return QS_OK;
+}
+
+void qs_model_clear_quant(qs_model *m) {
+    if (!m) return;
+    m->has_quant = 0;
+    m->n_calib = 0;
+}
