@@ -10,6 +10,7 @@
 #include "quantscope/quant.h"
 #include "quantscope/stats.h"
 #include "quantscope/status.h"
+#include "quantscope/tokenizer.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -96,7 +97,28 @@ qs_status qs_model_load_memory(const char *config_json, size_t config_len,
                                qs_error *err);
 void qs_model_free(qs_model *m);
 
+/* Parses config.json text (BERT/OPT keys plus quantscope's variant keys). */
+qs_status qs_config_from_json(const char *json, size_t len, qs_config *out, qs_error *err);
+/* Writes a config as config.json text into buf; returns its length or -1 if cap is too small. */
+int qs_config_write_json(const qs_config *c, char *buf, size_t cap);
+
+/* A freshly initialised model (BERT/OPT init: weights N(0, 0.02), biases 0,
+ * LayerNorm gains 1; gate biases logit(pi_init) so every gate starts at
+ * attn_gate_init). Deterministic for a seed. */
+qs_status qs_model_create(const qs_config *c, uint64_t seed, qs_model **out, qs_error *err);
+
+/* Writes config.json and model.safetensors (Hugging Face names; the tied head
+ * is stored once) into dir, each atomically (temporary file + rename). */
+qs_status qs_model_save_dir(const qs_model *m, const char *dir, qs_error *err);
+
 const qs_config *qs_model_config(const qs_model *m);
+
+/* The model's tokenizer: byte-level when config says "tokenizer": "byte",
+ * WordPiece when the folder has vocab.txt (or one was set), else NULL. */
+const qs_tokenizer *qs_model_tokenizer(const qs_model *m);
+/* Gives the model a tokenizer (ownership passes to the model, also on error).
+ * Fails when its vocabulary is larger than the model's. */
+qs_status qs_model_set_tokenizer(qs_model *m, qs_tokenizer *t, qs_error *err);
 
 /* Quantization of a forward pass (RESEARCH.md §4). bits = 0 keeps float. */
 typedef struct qs_quant_config {

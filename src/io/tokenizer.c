@@ -411,7 +411,8 @@ qs_status qs_tokenizer_wordpiece_new(const char *vocab, size_t len, int lowercas
 qs_status qs_tokenizer_wordpiece_load(const char *path, int lowercase, qs_tokenizer **out,
                                       qs_error *err) {
     if (out) *out = NULL;
-    if (!path || !out) return qs_fail(err, QS_ERR_ARG, "qs_tokenizer_wordpiece_load: NULL argument");
+    if (!path || !out)
+        return qs_fail(err, QS_ERR_ARG, "qs_tokenizer_wordpiece_load: NULL argument");
     FILE *f = fopen(path, "rb");
     if (!f) return qs_fail(err, QS_ERR_IO, "%s: cannot open vocab file: %s", path, strerror(errno));
     /* Read in growing chunks rather than trusting ftell, so pipes work too. */
@@ -674,8 +675,9 @@ qs_status qs_tokenizer_decode(const qs_tokenizer *t, const int32_t *ids, int n, 
         int32_t id = ids[i];
         if (id < 0 || id >= t->n_vocab) {
             if (out && cap) out[0] = '\0';
-            return qs_fail(err, QS_ERR_RANGE, "decode: id %d at position %d is out of range [0, %d)",
-                           (int)id, i, (int)t->n_vocab);
+            return qs_fail(err, QS_ERR_RANGE,
+                           "decode: id %d at position %d is out of range [0, %d)", (int)id, i,
+                           (int)t->n_vocab);
         }
         if (t->kind == KIND_BYTE && id >= QS_BYTE_OFFSET) {
             char b = (char)(unsigned char)(id - QS_BYTE_OFFSET);

@@ -227,9 +227,10 @@ static int ignorable(const char *name) {
 /* Checkpoints saved from the bare BertModel / OPTModel drop the leading
  * "bert." / "model." of the task model's names. */
 static const char *name_prefix(const qs_config *c, const qs_safetensors *st) {
-    if (c->arch == QS_ARCH_BERT)
-        return qs_st_find(st, "bert.embeddings.word_embeddings.weight") ? "" : "bert.";
-    return qs_st_find(st, "model.decoder.embed_tokens.weight") ? "" : "model.";
+    const char *full = c->arch == QS_ARCH_BERT ? "bert." : "model.";
+    for (int i = 0; i < st->n_tensors; i++)
+        if (strncmp(st->tensors[i].name, full, strlen(full)) == 0) return "";
+    return full;
 }
 
 static const char *file_name(const char *canonical, const char *strip, char *buf, size_t cap) {
@@ -342,6 +343,11 @@ qs_status qs_model_load_memory(const char *config_json, size_t config_len,
     s = qs_model_from_config(&c, &m, err);
     if (!s) {
         s = load_params(m, &st, err);
+        if (!s && c.tokenizer == QS_TOKENIZER_BYTE) {
+            qs_tokenizer *t;
+            s = qs_tokenizer_byte_new(&t, err);
+            if (!s) s = qs_model_set_tokenizer(m, t, err);
+        }
         if (s) qs_model_free(m);
         else *out = m;
     }
@@ -374,6 +380,19 @@ qs_status qs_model_load_dir(const char *dir, qs_model **out, qs_error *err) {
             qs_fail(err, s, "%s/%.*s", dir, (int)(sizeof msg - 1), msg);
         }
     }
+    /* A WordPiece vocabulary beside the weights (HF BERT folders have one). */
+    snprintf(path, n, "%s/vocab.txt", dir);
+    FILE *vf = s ? NULL : fopen(path, "rb");
+    if (vf) {
+        fclose(vf);
+        qs_tokenizer *t;
+        s = qs_tokenizer_wordpiece_load(path, (*out)->cfg.do_lower_case, &t, err);
+        if (!s) s = qs_model_set_tokenizer(*out, t, err);
+        if (s) {
+            qs_model_free(*out);
+            *out = NULL;
+        }
+    }
     free(cfg);
     free(st);
     free(path);
@@ -395,6 +414,7 @@ static void workspace_free(workspace *ws) {
 
 void qs_model_free(qs_model *m) {
     if (!m) return;
+    qs_tokenizer_free(m->tok);
     workspace_free(&m->ws);
     if (m->captures)
         for (int i = 0; i < m->n_slots; i++) free(m->captures[i]);
@@ -412,6 +432,24 @@ void qs_model_free(qs_model *m) {
 }
 
 const qs_config *qs_model_config(const qs_model *m) { return m ? &m->cfg : NULL; }
+
+const qs_tokenizer *qs_model_tokenizer(const qs_model *m) { return m ? m->tok : NULL; }
+
+qs_status qs_model_set_tokenizer(qs_model *m, qs_tokenizer *t, qs_error *err) {
+    if (!m || !t) {
+        qs_tokenizer_free(t);
+        return qs_fail(err, QS_ERR_ARG, "set_tokenizer: NULL argument");
+    }
+    int n = qs_tokenizer_vocab_size(t);
+    if (n > m->cfg.vocab_size) {
+        qs_tokenizer_free(t);
+        return qs_fail(err, QS_ERR_SHAPE, "tokenizer has %d tokens but the model's vocab_size is %d",
+                       n, m->cfg.vocab_size);
+    }
+    qs_tokenizer_free(m->tok);
+    m->tok = t;
+    return QS_OK;
+}
 
 /* ---- workspace ---- */
 

@@ -56,6 +56,7 @@ typedef struct workspace {
 
 struct qs_model {
     qs_config cfg;
+    qs_tokenizer *tok;
     int d_head;
     param_entry *table;
     int n_table;

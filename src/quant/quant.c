@@ -16,8 +16,9 @@
 /* Candidates of the MSE estimator's clipping search (see mse_clip_factor). */
 #define MSE_GRID_SIZE 100
 #define MSE_GRID_SMALLEST 1e-3
-/* Rounds of per-end refinement for asymmetric grids; each round can only
- * lower the batch MSE, and two settle every case we have seen. */
+/* Rounds of per-end refinement for asymmetric grids: each round can only
+ * lower the batch MSE; a second one catches the case where moving one end
+ * shifted the other end's optimum. */
 #define MSE_REFINE_ROUNDS 2
 
 /* ---------------------------------------------------------------- validation */
@@ -106,23 +107,70 @@ qs_status qs_qparams_from_range(float min, float max, int bits, int symmetric,
 
 /* ------------------------------------------------------------ fake quantize */
 
+/* round(v) half to even for |v| <= 2^22, in the current rounding mode like
+ * nearbyintf: adding 1.5 * 2^23 leaves no fraction bits, so the FPU rounds,
+ * and subtracting it back is exact. Unlike a nearbyintf call (inlined only
+ * with SSE4.1) it vectorises, which makes the MSE search several times
+ * faster. Needs float arithmetic done in float (FLT_EVAL_METHOD 0: SSE,
+ * wasm, NEON); elsewhere nearbyintf itself. */
+static inline float round_half_even(float v) {
+#if defined(FLT_EVAL_METHOD) && FLT_EVAL_METHOD == 0
+    const float shift = 12582912.0f; /* 1.5 * 2^23 */
+    return (v + shift) - shift;
+#else
+    return nearbyintf(v);
+#endif
+}
+
+/* Grid in the form the inner loops use: x_hat = s round(clip(x / s, lo, hi))
+ * with lo = qmin - z and hi = qmax - z. This equals s (clip(round(x/s) + z,
+ * qmin, qmax) - z) bit for bit, since rounding is monotone and the bounds are
+ * integers; clipping first keeps |x/s| <= 2^16 for round_half_even. */
+typedef struct step_grid {
+    float s, lo, hi;
+} step_grid;
+
+static step_grid step_grid_of(qs_qparams p) {
+    step_grid g = {p.scale, (float)p.qmin - (float)p.zero, (float)p.qmax - (float)p.zero};
+    return g;
+}
+
+/* A grid no constructor makes: scale <= 0 or not finite, qmin > qmax, or
+ * bounds more than 2^22 steps from the zero point (round_half_even's limit;
+ * 16-bit grids need 2^16). */
+static int grid_is_valid(qs_qparams p) {
+    const int64_t limit = (int64_t)1 << 22;
+    int64_t lo = (int64_t)p.qmin - p.zero, hi = (int64_t)p.qmax - p.zero;
+    return p.scale > 0.0f && isfinite(p.scale) && p.qmin <= p.qmax && lo >= -limit &&
+           hi <= limit;
+}
+
+/* q = clip(round(x / s) + z, qmin, qmax), x_hat = s (q - z) (§4), all in
+ * float: q stays an exact integer (|q| <= 2^16), x / s = +-inf clips, and NaN
+ * fails both comparisons and comes out as NaN instead of reaching an
+ * undefined float -> int cast. */
+static inline float fake_quant_step(float x, step_grid g) {
+    float v = x / g.s;
+    v = v < g.lo ? g.lo : v;
+    v = v > g.hi ? g.hi : v;
+    return g.s * round_half_even(v);
+}
+
 float qs_fake_quant_value(float x, qs_qparams p) {
-    /* A grid no constructor makes gives NaN, so the misuse shows up at the
-     * next finite check instead of passing values through unquantized. */
-    if (!(p.scale > 0.0f) || !isfinite(p.scale) || p.qmin > p.qmax) return NAN;
-    /* q = clip(round(x / s) + z, qmin, qmax), all in float: q stays an exact
-     * integer (|q| <= 2^16), the clip handles x / s = +-inf, and NaN passes
-     * through to x_hat instead of reaching an undefined float->int cast.
-     * nearbyintf rounds half to even in the default rounding mode. */
-    float q = nearbyintf(x / p.scale) + (float)p.zero;
-    if (q < (float)p.qmin) q = (float)p.qmin;
-    else if (q > (float)p.qmax) q = (float)p.qmax;
-    return p.scale * (q - (float)p.zero); /* x_hat = s (q - z) */
+    /* An invalid grid gives NaN, so the misuse shows up at the next finite
+     * check instead of passing values through unquantized. */
+    if (!grid_is_valid(p)) return NAN;
+    return fake_quant_step(x, step_grid_of(p));
 }
 
 void qs_fake_quant(float *x, size_t n, qs_qparams p) {
     if (!x) return;
-    for (size_t i = 0; i < n; i++) x[i] = qs_fake_quant_value(x[i], p);
+    if (!grid_is_valid(p)) {
+        for (size_t i = 0; i < n; i++) x[i] = NAN;
+        return;
+    }
+    step_grid g = step_grid_of(p);
+    for (size_t i = 0; i < n; i++) x[i] = fake_quant_step(x[i], g);
 }
 
 /* Each row on its own min-max grid; values are known finite. */
@@ -250,9 +298,10 @@ static double percentile_linear(float *a, size_t n, double q) {
 /* ------------------------------------------------------------- MSE estimator */
 
 static double grid_mse(const float *x, size_t n, qs_qparams p) {
+    step_grid g = step_grid_of(p);
     double sum = 0.0;
     for (size_t i = 0; i < n; i++) {
-        double d = (double)x[i] - (double)qs_fake_quant_value(x[i], p);
+        double d = (double)x[i] - (double)fake_quant_step(x[i], g);
         sum += d * d;
     }
     return sum / (double)n;
@@ -273,15 +322,16 @@ static double range_mse(const float *x, size_t n, double lo, double hi, int bits
     return grid_mse(x, n, grid_for_range((float)lo, (float)hi, bits, symmetric));
 }
 
-/* Range [lo, hi] of the batch minimising ||x - x_hat||^2 (RESEARCH.md §4,
- * MSE-optimal) on the observer's grid. First both ends shrink together,
- * [a min, a max] for a over the grid: the search the brief names, and the
- * whole search for symmetric grids or one-sided data (one parameter there).
- * An asymmetric grid with data on both sides has two: a one-sided outlier
- * (the usual case) wants its own end clipped hard and the other end kept,
- * which a shared factor cannot give, so each end is then searched alone with
- * the other fixed (coordinate descent; 2D grid search as in Qualcomm's
- * estimator would cost 100x more). Ties keep the wider, earlier candidate. */
+/* Range [lo, hi] of the batch minimising ||x - x_hat||^2 on the observer's
+ * grid (RESEARCH.md §4, MSE-optimal: grid search of the clipping range).
+ * First both ends shrink together, [a min, a max] for each candidate a: that
+ * is the whole search for symmetric grids or one-sided data, which have one
+ * parameter. An asymmetric grid over data on both sides has two, and a
+ * one-sided outlier (the usual case) wants its own end clipped hard and the
+ * other end kept, which one shared factor cannot give; so each end is then
+ * searched alone with the other fixed (coordinate descent, at most
+ * 1 + 2 MSE_REFINE_ROUNDS passes over the candidates; a full 2D grid would
+ * cost MSE_GRID_SIZE passes). Ties keep the wider, earlier candidate. */
 static void mse_optimal_range(const float *x, size_t n, int bits, int symmetric, double *lo,
                               double *hi) {
     float mn, mx;

@@ -206,6 +206,46 @@ static void test_range_errors(void) {
     CHECK(qs_fake_quant_value(0.0f, p) == 0.0f);
 }
 
+/* The §4 formula written literally, as the scalar reference. */
+static float reference_fake_quant(float x, qs_qparams p) {
+    float q = nearbyintf(x / p.scale) + (float)p.zero;
+    q = fminf(fmaxf(q, (float)p.qmin), (float)p.qmax);
+    return p.scale * (q - (float)p.zero);
+}
+
+/* The library's clip-then-round loop must agree with the formula bit for bit
+ * (up to the sign of zero), ties and out-of-range values included. */
+static void test_matches_reference_formula(void) {
+    qs_error err_buf = {0}, *err = &err_buf;
+    qs_qparams grids[5];
+    CHECK_OK(qs_qparams_from_range(-2.0f, 5.0f, 8, 0, &grids[0], err), err);
+    CHECK_OK(qs_qparams_from_range(-3.0f, 3.0f, 4, 1, &grids[1], err), err);
+    CHECK_OK(qs_qparams_from_range(-1e-3f, 7e-3f, 16, 0, &grids[2], err), err);
+    CHECK_OK(qs_qparams_from_range(-0.3f, 9.0f, 2, 0, &grids[3], err), err);
+    grids[4] = (qs_qparams){0.1f, 300, 0, 255}; /* zero point outside [qmin, qmax] */
+    static float x[4000], y[4000];
+    int differ = 0;
+    for (int g = 0; g < 5; g++) {
+        qs_qparams p = grids[g];
+        float span = (float)(p.qmax - p.qmin) * p.scale;
+        for (int i = 0; i < 4000; i++)
+            x[i] = i % 4 == 0 ? p.scale * ((float)(i / 4 % 200 - 100) + 0.5f) /* ties */
+                              : uniform(-1.5f, 1.5f) * span;
+        memcpy(y, x, sizeof x);
+        qs_fake_quant(y, 4000, p);
+        for (int i = 0; i < 4000; i++) {
+            float want = reference_fake_quant(x[i], p);
+            differ += qs_fake_quant_value(x[i], p) != want;
+            differ += y[i] != want;
+        }
+    }
+    CHECK(differ == 0);
+    float bad[3] = {1.0f, 2.0f, 3.0f};
+    qs_fake_quant(bad, 3, (qs_qparams){-1.0f, 0, 0, 255});
+    CHECK(isnan(bad[0]) && isnan(bad[2]));
+    CHECK(isnan(qs_fake_quant_value(1.0f, (qs_qparams){1.0f, 0, -(1 << 30), 1 << 30})));
+}
+
 static void test_fake_quant_idempotent(void) {
     qs_error err_buf = {0}, *err = &err_buf;
     const struct { float lo, hi; int bits, sym; } grids[] = {
@@ -620,6 +660,7 @@ int main(void) {
     RUN(test_range_widened_to_zero);
     RUN(test_bit_limits);
     RUN(test_range_errors);
+    RUN(test_matches_reference_formula);
     RUN(test_fake_quant_idempotent);
     RUN(test_constant_tensor);
     RUN(test_rows_use_own_range);

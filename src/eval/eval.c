@@ -1,0 +1,180 @@
+/* eval/eval.c: perplexity over consecutive windows of a token stream, float
+ * and quantized (static ranges calibrated on the first windows) in one call. */
+#include "quantscope/eval.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+
+qs_eval_opts qs_eval_opts_default(const qs_model *m) {
+    qs_eval_opts o;
+    memset(&o, 0, sizeof o);
+    const qs_tokenizer *t = qs_model_tokenizer(m);
+    o.cls_id = t ? qs_tokenizer_special(t, QS_TOK_CLS) : -1;
+    o.sep_id = t ? qs_tokenizer_special(t, QS_TOK_SEP) : -1;
+    o.mask_id = t ? qs_tokenizer_special(t, QS_TOK_MASK) : -1;
+    o.bos_id = (t && qs_model_config(m)->arch == QS_ARCH_OPT) ? o.cls_id : -1;
+    return o;
+}
+
+/* splitmix64: tiny, seedable, identical on every platform. */
+static uint64_t next_u64(uint64_t *s) {
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static double next_unit(uint64_t *s) { return (double)(next_u64(s) >> 11) * 0x1.0p-53; }
+
+/* -log softmax(row)[target], in double for a stable log-sum-exp. */
+static double token_nll(const float *row, int V, int target) {
+    float m = row[0];
+    for (int j = 1; j < V; j++)
+        if (row[j] > m) m = row[j];
+    double sum = 0.0;
+    for (int j = 0; j < V; j++) sum += exp((double)row[j] - m);
+    return log(sum) + m - row[target];
+}
+
+/* One window laid out as the model sees it, with the targets to score. */
+typedef struct window {
+    int32_t *ids, *target; /* target[t] = id to predict at row t, or -1 */
+    int T;
+} window;
+
+/* BERT: [CLS] body [SEP], BERT's 80/10/10 masking of mask_prob of the body.
+ * The seed mixes in the window index so window k is masked the same way
+ * whatever max_windows is. */
+static void make_mlm_window(window *w, const int32_t *body, int n, const qs_eval_opts *o, int V,
+                            int k) {
+    uint64_t rng = o->mask_seed * 0x2545F4914F6CDD1Dull + (uint64_t)k;
+    float p = o->mask_prob > 0.0f ? o->mask_prob : 0.15f;
+    w->T = n + 2;
+    w->ids[0] = o->cls_id;
+    w->ids[n + 1] = o->sep_id;
+    w->target[0] = w->target[n + 1] = -1;
+    int any = 0;
+    for (int i = 0; i < n; i++) {
+        int32_t id = body[i];
+        w->target[i + 1] = -1;
+        if (next_unit(&rng) < p) {
+            w->target[i + 1] = id;
+            any = 1;
+            double r = next_unit(&rng);
+            if (r < 0.8) id = o->mask_id;
+            else if (r < 0.9) id = (int32_t)(next_u64(&rng) % (uint64_t)V);
+        }
+        w->ids[i + 1] = id;
+    }
+    if (!any) { /* every window scores at least one token */
+        int i = (int)(next_u64(&rng) % (uint64_t)n);
+        w->target[i + 1] = body[i];
+        w->ids[i + 1] = o->mask_id;
+    }
+}
+
+/* OPT: [BOS] body, row t predicts the token at t + 1. */
+static void make_clm_window(window *w, const int32_t *body, int n, const qs_eval_opts *o) {
+    int off = o->bos_id >= 0 ? 1 : 0;
+    w->T = n + off;
+    if (off) w->ids[0] = o->bos_id;
+    memcpy(w->ids + off, body, (size_t)n * sizeof(int32_t));
+    for (int t = 0; t < w->T; t++) w->target[t] = t + 1 < w->T ? w->ids[t + 1] : -1;
+}
+
+typedef struct plan {
+    int body, n_windows, seq_len;
+    size_t n_ids;
+    const int32_t *ids;
+} plan;
+
+static void make_window(const qs_model *m, const plan *p, const qs_eval_opts *o, int k, window *w) {
+    size_t start = (size_t)k * p->body;
+    int n = (int)((p->n_ids - start) < (size_t)p->body ? p->n_ids - start : (size_t)p->body);
+    if (qs_model_config(m)->arch == QS_ARCH_BERT)
+        make_mlm_window(w, p->ids + start, n, o, qs_model_config(m)->vocab_size, k);
+    else
+        make_clm_window(w, p->ids + start, n, o);
+}
+
+static qs_status score(qs_model *m, const plan *p, const qs_eval_opts *o, window *w, int quantize,
+                       double *nll, long *count, qs_error *err) {
+    int V = qs_model_config(m)->vocab_size;
+    double total = 0.0;
+    long c = 0;
+    qs_forward_opts fo = {0};
+    fo.quantize = quantize;
+    for (int k = 0; k < p->n_windows; k++) {
+        make_window(m, p, o, k, w);
+        qs_status s = qs_model_forward(m, w->ids, w->T, &fo, err);
+        if (s) return s;
+        const float *logits = qs_model_logits(m);
+        for (int t = 0; t < w->T; t++)
+            if (w->target[t] >= 0) {
+                total += token_nll(logits + (size_t)t * V, V, w->target[t]);
+                c++;
+            }
+    }
+    *nll = c ? total / (double)c : NAN;
+    *count = c;
+    return QS_OK;
+}
+
+qs_status qs_evaluate(qs_model *m, const int32_t *ids, size_t n_ids, const qs_eval_opts *opts,
+                      qs_eval_result *out, qs_error *err) {
+    if (!m || !out || (!ids && n_ids)) return qs_fail(err, QS_ERR_ARG, "evaluate: NULL argument");
+    const qs_config *c = qs_model_config(m);
+    qs_eval_opts o = opts ? *opts : qs_eval_opts_default(m);
+    int max_len = c->max_positions < 128 ? c->max_positions : 128;
+    int seq_len = o.seq_len > 0 ? o.seq_len : max_len;
+    if (seq_len > c->max_positions)
+        return qs_fail(err, QS_ERR_RANGE, "evaluate: seq_len %d exceeds max_position_embeddings %d",
+                       seq_len, c->max_positions);
+    int bert = c->arch == QS_ARCH_BERT;
+    if (bert && (o.cls_id < 0 || o.sep_id < 0 || o.mask_id < 0))
+        return qs_fail(err, QS_ERR_ARG, "evaluate: masked-LM scoring needs [CLS], [SEP] and [MASK] "
+                       "ids (the model has no tokenizer; set cls_id, sep_id, mask_id)");
+    plan p = {seq_len - (bert ? 2 : (o.bos_id >= 0 ? 1 : 0)), 0, seq_len, n_ids, ids};
+    if (p.body < 1 || (!bert && o.bos_id < 0 && p.body < 2))
+        return qs_fail(err, QS_ERR_RANGE, "evaluate: seq_len %d leaves no token to score", seq_len);
+    size_t full = n_ids / (size_t)p.body;
+    /* A stream shorter than one window is scored as one short window. */
+    p.n_windows = full ? (int)(full > 1000000 ? 1000000 : full) : (n_ids ? 1 : 0);
+    if (o.max_windows > 0 && p.n_windows > o.max_windows) p.n_windows = o.max_windows;
+    int min_tokens = bert || o.bos_id >= 0 ? 1 : 2;
+    if (n_ids < (size_t)min_tokens)
+        return qs_fail(err, QS_ERR_RANGE, "evaluate: the token stream has %zu tokens, at least %d "
+                       "needed", n_ids, min_tokens);
+    window w;
+    w.ids = malloc((size_t)seq_len * sizeof(int32_t));
+    w.target = malloc((size_t)seq_len * sizeof(int32_t));
+    if (!w.ids || !w.target) {
+        free(w.ids);
+        free(w.target);
+        return qs_fail(err, QS_ERR_NOMEM, "evaluate: out of memory");
+    }
+    memset(out, 0, sizeof *out);
+    out->q_nll = out->q_ppl = NAN;
+    out->n_windows = p.n_windows;
+    qs_status s = score(m, &p, &o, &w, 0, &out->fp_nll, &out->n_predicted, err);
+    if (!s) out->fp_ppl = exp(out->fp_nll);
+    if (!s && o.quant) {
+        s = qs_model_set_quant(m, o.quant, err);
+        int calib = o.calib_windows > 0 ? o.calib_windows : 4;
+        if (calib > p.n_windows) calib = p.n_windows;
+        if (o.quant->act_granularity == QS_GRAN_TENSOR)
+            for (int k = 0; k < calib && !s; k++) {
+                make_window(m, &p, &o, k, &w);
+                s = qs_model_calibrate(m, w.ids, NULL, w.T, err);
+            }
+        long n_q;
+        if (!s) s = score(m, &p, &o, &w, 1, &out->q_nll, &n_q, err);
+        if (!s) out->q_ppl = exp(out->q_nll);
+    }
+    free(w.ids);
+    free(w.target);
+    return s;
+}

@@ -1,0 +1,115 @@
+/* model/init.c: creating a model from a config with the standard BERT/OPT
+ * initialisation, and saving a model as config.json + model.safetensors. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "io/safetensors.h"
+#include "model/model_internal.h"
+
+qs_status qs_config_from_json(const char *json, size_t len, qs_config *out, qs_error *err) {
+    if (!json || !out) return qs_fail(err, QS_ERR_ARG, "config: NULL argument");
+    return qs_config_parse(json, len, "config.json", out, err);
+}
+
+int qs_config_write_json(const qs_config *c, char *buf, size_t cap) {
+    return qs_config_to_json(c, buf, cap);
+}
+
+static uint64_t rng_next(uint64_t *s) {
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* Box-Muller on two uniforms in (0, 1]. */
+static float rng_normal(uint64_t *s) {
+    double u1 = ((double)(rng_next(s) >> 11) + 1.0) * 0x1.0p-53;
+    double u2 = (double)(rng_next(s) >> 11) * 0x1.0p-53;
+    return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+}
+
+static int ends_with(const char *s, const char *suffix) {
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+qs_status qs_model_create(const qs_config *c, uint64_t seed, qs_model **out, qs_error *err) {
+    if (!c || !out) return qs_fail(err, QS_ERR_ARG, "create: NULL argument");
+    *out = NULL;
+    /* Re-validate through the JSON path so a hand-built config gets the same checks. */
+    char json[4096];
+    if (qs_config_to_json(c, json, sizeof json) < 0)
+        return qs_fail(err, QS_ERR_CONFIG, "create: config does not serialise");
+    qs_config checked;
+    qs_status s = qs_config_parse(json, strlen(json), "config", &checked, err);
+    if (s) return s;
+    qs_model *m;
+    if ((s = qs_model_from_config(&checked, &m, err))) return s;
+    uint64_t rng = seed;
+    float gate_logit = logf(c->gate_init / (1.0f - c->gate_init));
+    for (int i = 0; i < m->n_table; i++) {
+        const param_entry *p = &m->table[i];
+        float *w = m->params + p->offset;
+        int is_ln = strstr(p->name, "LayerNorm") || strstr(p->name, "layer_norm");
+        int is_gate_bias = strstr(p->name, ".gate.") &&
+                           (ends_with(p->name, "gate.bias") || ends_with(p->name, "fc2.bias"));
+        for (size_t j = 0; j < p->numel; j++) {
+            if (is_gate_bias) w[j] = gate_logit;
+            else if (is_ln) w[j] = ends_with(p->name, "weight") ? 1.0f : 0.0f;
+            else if (ends_with(p->name, "bias")) w[j] = 0.0f;
+            else w[j] = 0.02f * rng_normal(&rng);
+        }
+    }
+    if (c->tokenizer == QS_TOKENIZER_BYTE) {
+        qs_tokenizer *t;
+        s = qs_tokenizer_byte_new(&t, err);
+        if (!s) s = qs_model_set_tokenizer(m, t, err);
+        if (s) {
+            qs_model_free(m);
+            return s;
+        }
+    }
+    *out = m;
+    return QS_OK;
+}
+
+qs_status qs_model_save_dir(const qs_model *m, const char *dir, qs_error *err) {
+    if (!m || !dir) return qs_fail(err, QS_ERR_ARG, "save: NULL argument");
+    qs_st_entry *e = calloc((size_t)m->n_table, sizeof *e);
+    if (!e) return qs_fail(err, QS_ERR_NOMEM, "save: out of memory");
+    for (int i = 0; i < m->n_table; i++) {
+        const param_entry *p = &m->table[i];
+        e[i].name = p->name;
+        e[i].data = m->params + p->offset;
+        e[i].ndim = p->ndim;
+        for (int d = 0; d < p->ndim; d++) e[i].shape[d] = p->shape[d];
+    }
+    static const char *const meta[] = {"format", "pt", "producer", "quantscope"};
+    uint8_t *buf;
+    size_t len;
+    qs_status s = qs_st_serialize(e, m->n_table, meta, 2, &buf, &len, err);
+    free(e);
+    if (s) return s;
+    size_t plen = strlen(dir) + 32;
+    char *path = malloc(plen);
+    char json[4096];
+    int jlen = qs_config_to_json(&m->cfg, json, sizeof json);
+    if (!path || jlen < 0) {
+        free(buf);
+        free(path);
+        return qs_fail(err, QS_ERR_NOMEM, "save: out of memory");
+    }
+    snprintf(path, plen, "%s/model.safetensors", dir);
+    s = qs_write_file_atomic(path, buf, len, err);
+    free(buf);
+    if (!s) {
+        snprintf(path, plen, "%s/config.json", dir);
+        s = qs_write_file_atomic(path, json, (size_t)jlen, err);
+    }
+    free(path);
+    return s;
+}

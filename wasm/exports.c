@@ -1,0 +1,304 @@
+/* wasm/exports.c: the C functions JavaScript calls (qsw_ prefix), thin wrappers
+ * over the public API that return a status and keep results in a qsw_ctx. */
+#include <emscripten/emscripten.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "quantscope/quantscope.h"
+
+#define KEEP EMSCRIPTEN_KEEPALIVE
+
+/* Numbers a call hands back (handles, counts, pointers, statistics) go into
+ * ctx->out as doubles: every int32, pointer and float fits one exactly, and
+ * JS reads them with one Float64Array view instead of per-field getters. */
+#define QSW_OUT_MAX 64
+
+/* One per JS model (and one for loading): the last error and the buffers that
+ * encode/decode results live in until the next call on the same context. */
+typedef struct qsw_ctx {
+    qs_error err;
+    double out[QSW_OUT_MAX];
+    int32_t *ids, *offsets;
+    uint8_t *delims;
+    int cap_ids;
+    char *text;
+    size_t cap_text;
+    qs_quant_config quant; /* staged by qsw_quant, used by set_quant / evaluate */
+} qsw_ctx;
+
+/* Every wrapper ends here so the context always reflects the last call. */
+static int done(qsw_ctx *c, qs_status s) {
+    if (s == QS_OK) {
+        c->err.status = QS_OK;
+        c->err.msg[0] = '\0';
+    }
+    return (int)s;
+}
+
+static int fail(qsw_ctx *c, qs_status s, const char *msg) {
+    c->err.status = s;
+    strncpy(c->err.msg, msg, sizeof c->err.msg - 1);
+    c->err.msg[sizeof c->err.msg - 1] = '\0';
+    return (int)s;
+}
+
+/* ---- context ---- */
+
+KEEP qsw_ctx *qsw_ctx_new(void) { return calloc(1, sizeof(qsw_ctx)); }
+
+KEEP void qsw_ctx_free(qsw_ctx *c) {
+    if (!c) return;
+    free(c->ids);
+    free(c->offsets);
+    free(c->delims);
+    free(c->text);
+    free(c);
+}
+
+KEEP int qsw_ctx_status(const qsw_ctx *c) { return (int)c->err.status; }
+KEEP const char *qsw_ctx_message(const qsw_ctx *c) { return c->err.msg; }
+KEEP double *qsw_ctx_out(qsw_ctx *c) { return c->out; }
+KEEP int qsw_out_max(void) { return QSW_OUT_MAX; }
+
+KEEP const char *qsw_status_name(int s) { return qs_status_name((qs_status)s); }
+
+/* ---- names, so that JS takes them from C instead of copying the lists ---- */
+
+KEEP int qsw_num_points(void) { return QS_NUM_POINTS; }
+KEEP const char *qsw_point_name(int p) { return qs_point_name((qs_point)p); }
+KEEP int qsw_point_is_global(int p) { return qs_point_is_global((qs_point)p); }
+KEEP const char *qsw_estimator_name(int e) { return qs_estimator_name((qs_estimator)e); }
+KEEP const char *qsw_granularity_name(int g) { return qs_granularity_name((qs_granularity)g); }
+
+/* ---- model ---- */
+
+/* Config json + safetensors (+ optional vocab.txt for WordPiece). out[0] = handle. */
+KEEP int qsw_model_load(qsw_ctx *c, const char *config, size_t config_len, const uint8_t *st,
+                        size_t st_len, const char *vocab, size_t vocab_len) {
+    qs_model *m = NULL;
+    qs_status s = qs_model_load_memory(config, config_len, st, st_len, &m, &c->err);
+    if (!s && vocab) {
+        qs_tokenizer *t = NULL;
+        s = qs_tokenizer_wordpiece_new(vocab, vocab_len, qs_model_config(m)->do_lower_case, &t,
+                                       &c->err);
+        if (!s) s = qs_model_set_tokenizer(m, t, &c->err); /* takes t, also on error */
+        if (s) {
+            qs_model_free(m);
+            m = NULL;
+        }
+    }
+    c->out[0] = (double)(uintptr_t)m;
+    return done(c, s);
+}
+
+KEEP void qsw_model_free(qs_model *m) { qs_model_free(m); }
+
+/* out[0..19]: the fields of qs_config in declaration order. */
+KEEP int qsw_model_config(qsw_ctx *c, const qs_model *m) {
+    const qs_config *k = qs_model_config(m);
+    if (!k) return fail(c, QS_ERR_ARG, "config: model is NULL");
+    double v[] = {k->arch, k->vocab_size, k->hidden_size, k->n_layers, k->n_heads,
+                  k->intermediate_size, k->max_positions, k->type_vocab_size, k->layer_norm_eps,
+                  k->activation, k->softmax, k->clip_gamma, k->clip_zeta, k->clip_alpha, k->gate,
+                  k->gate_mlp, k->gate_mlp_hidden, k->gate_init, k->tokenizer, k->do_lower_case};
+    memcpy(c->out, v, sizeof v);
+    return done(c, QS_OK);
+}
+
+/* ---- tokenizer ---- */
+
+static const qs_tokenizer *tokenizer_of(qsw_ctx *c, const qs_model *m) {
+    const qs_tokenizer *t = qs_model_tokenizer(m);
+    if (!t)
+        fail(c, QS_ERR_ARG, "the model has no tokenizer (config \"tokenizer\" is \"none\" and no "
+                            "vocab.txt was given)");
+    return t;
+}
+
+static int reserve_ids(qsw_ctx *c, int n) {
+    if (n <= c->cap_ids) return 1;
+    free(c->ids);
+    free(c->offsets);
+    free(c->delims);
+    c->ids = malloc((size_t)n * sizeof(int32_t));
+    c->offsets = malloc((size_t)n * sizeof(int32_t));
+    c->delims = malloc((size_t)n);
+    c->cap_ids = c->ids && c->offsets && c->delims ? n : 0;
+    return c->cap_ids > 0;
+}
+
+/* out[0] = n, out[1] = ids, out[2] = offsets, out[3] = delimiter flags (ctx-owned). */
+KEEP int qsw_tok_encode(qsw_ctx *c, const qs_model *m, const char *text, size_t len,
+                        int add_special) {
+    const qs_tokenizer *t = tokenizer_of(c, m);
+    if (!t) return c->err.status;
+    /* Every token starts at a distinct byte, so len + 2 specials always fit;
+     * the size query keeps this right even if that ever changes. */
+    int n = 0;
+    qs_status s = qs_tokenizer_encode(t, text, len, add_special, NULL, NULL, 0, &n, &c->err);
+    if (s && s != QS_ERR_RANGE) return done(c, s);
+    if (!reserve_ids(c, n > 0 ? n : 1)) return fail(c, QS_ERR_NOMEM, "encode: out of memory");
+    s = qs_tokenizer_encode(t, text, len, add_special, c->ids, c->offsets, c->cap_ids, &n, &c->err);
+    if (s) return done(c, s);
+    for (int i = 0; i < n; i++) c->delims[i] = (uint8_t)qs_tokenizer_is_delimiter(t, c->ids[i]);
+    c->out[0] = n;
+    c->out[1] = (double)(uintptr_t)c->ids;
+    c->out[2] = (double)(uintptr_t)c->offsets;
+    c->out[3] = (double)(uintptr_t)c->delims;
+    return done(c, QS_OK);
+}
+
+/* out[0] = length in bytes, out[1] = text (ctx-owned, NUL-terminated). */
+KEEP int qsw_tok_decode(qsw_ctx *c, const qs_model *m, const int32_t *ids, int n) {
+    const qs_tokenizer *t = tokenizer_of(c, m);
+    if (!t) return c->err.status;
+    size_t len = 0;
+    qs_status s = qs_tokenizer_decode(t, ids, n, NULL, 0, &len, &c->err);
+    if (s && s != QS_ERR_RANGE) return done(c, s);
+    if (s == QS_ERR_RANGE && len == 0) return done(c, s); /* a bad id, not a short buffer */
+    if (len + 1 > c->cap_text) {
+        free(c->text);
+        c->text = malloc(len + 1);
+        c->cap_text = c->text ? len + 1 : 0;
+        if (!c->text) return fail(c, QS_ERR_NOMEM, "decode: out of memory");
+    }
+    s = qs_tokenizer_decode(t, ids, n, c->text, c->cap_text, &len, &c->err);
+    if (s) return done(c, s);
+    c->out[0] = (double)len;
+    c->out[1] = (double)(uintptr_t)c->text;
+    return done(c, QS_OK);
+}
+
+/* out[0..4] = [PAD], [CLS], [SEP], [MASK], [UNK] ids (-1 when absent), out[5] = vocab size. */
+KEEP int qsw_tok_specials(qsw_ctx *c, const qs_model *m) {
+    const qs_tokenizer *t = tokenizer_of(c, m);
+    if (!t) return c->err.status;
+    for (int k = 0; k < QS_TOK_NUM_SPECIAL; k++) c->out[k] = qs_tokenizer_special(t, (qs_special)k);
+    c->out[QS_TOK_NUM_SPECIAL] = qs_tokenizer_vocab_size(t);
+    return done(c, QS_OK);
+}
+
+KEEP int qsw_tok_has(const qs_model *m) { return qs_model_tokenizer(m) != NULL; }
+
+/* NULL when the id is out of range or there is no tokenizer. */
+KEEP const char *qsw_tok_piece(const qs_model *m, int32_t id) {
+    return qs_tokenizer_piece(qs_model_tokenizer(m), id);
+}
+
+KEEP int qsw_tok_is_delimiter(const qs_model *m, int32_t id) {
+    return qs_tokenizer_is_delimiter(qs_model_tokenizer(m), id);
+}
+
+/* ---- quantization ---- */
+
+/* Stages a quant config in the context; set_quant and evaluate use it. */
+KEEP void qsw_quant(qsw_ctx *c, int weight_bits, int weight_symmetric, int weight_gran,
+                    int act_bits, int act_symmetric, int act_gran, int estimator,
+                    float percentile, uint32_t points) {
+    qs_quant_config *q = &c->quant;
+    q->weight_bits = weight_bits;
+    q->weight_symmetric = weight_symmetric;
+    q->weight_granularity = (qs_granularity)weight_gran;
+    q->act_bits = act_bits;
+    q->act_symmetric = act_symmetric;
+    q->act_granularity = (qs_granularity)act_gran;
+    q->act_estimator = (qs_estimator)estimator;
+    q->act_percentile = percentile;
+    q->act_points = points;
+}
+
+KEEP int qsw_set_quant(qsw_ctx *c, qs_model *m) {
+    return done(c, qs_model_set_quant(m, &c->quant, &c->err));
+}
+
+KEEP int qsw_clear_quant(qsw_ctx *c, qs_model *m) {
+    qs_model_clear_quant(m);
+    return done(c, QS_OK);
+}
+
+/* out[0] = calibration batches seen so far. */
+KEEP int qsw_calibrate(qsw_ctx *c, qs_model *m, const int32_t *ids, const int32_t *types, int T) {
+    qs_status s = qs_model_calibrate(m, ids, types, T, &c->err);
+    c->out[0] = qs_model_calibration_batches(m);
+    return done(c, s);
+}
+
+/* ---- forward and its results ---- */
+
+/* types, mask, delims may be NULL; capture is a QS_PT_BIT mask. out[0] = T. */
+KEEP int qsw_forward(qsw_ctx *c, qs_model *m, const int32_t *ids, int T, const int32_t *types,
+                     const uint8_t *mask, const uint8_t *delims, int quantize, uint32_t capture) {
+    qs_forward_opts o = {types, mask, delims, quantize, capture};
+    qs_status s = qs_model_forward(m, ids, T, &o, &c->err);
+    c->out[0] = s ? 0 : qs_model_last_T(m);
+    return done(c, s);
+}
+
+/* Pointers into the model's buffers, valid until the next forward; JS copies them. */
+KEEP const float *qsw_logits(const qs_model *m) { return qs_model_logits(m); }
+KEEP const float *qsw_hidden_state(const qs_model *m, int i) { return qs_model_hidden_state(m, i); }
+KEEP const float *qsw_capture(const qs_model *m, int layer, int p) {
+    return qs_model_capture(m, layer, (qs_point)p);
+}
+
+/* out: present, rows, cols, the 7 qs_tensor_stats fields (max_abs, mean, std,
+ * kurtosis, rms_kurtosis, min, max), quantized, quant_mse, quant_sqnr_db,
+ * quant_min, quant_max, n_outliers, then top_dims[8], top_vals[8], top_tokens[8]. */
+KEEP int qsw_point_stats(qsw_ctx *c, const qs_model *m, int layer, int p) {
+    const qs_point_stats *ps = qs_model_point_stats(m, layer, (qs_point)p);
+    if (!ps) return fail(c, QS_ERR_RANGE, "point stats: layer or point out of range");
+    double v[] = {ps->present, ps->rows, ps->cols, ps->s.max_abs, ps->s.mean, ps->s.std,
+                  ps->s.kurtosis, ps->s.rms_kurtosis, ps->s.min, ps->s.max, ps->quantized,
+                  ps->quant_mse, ps->quant_sqnr_db, ps->quant_min, ps->quant_max, ps->n_outliers};
+    size_t n = sizeof v / sizeof v[0];
+    memcpy(c->out, v, sizeof v);
+    for (int i = 0; i < 8; i++) {
+        c->out[n + i] = ps->top_dims[i];
+        c->out[n + 8 + i] = ps->top_vals[i];
+        c->out[n + 16 + i] = ps->top_tokens[i];
+    }
+    return done(c, QS_OK);
+}
+
+/* out[0..7]: the qs_head_stats fields in declaration order. */
+KEEP int qsw_head_stats(qsw_ctx *c, const qs_model *m, int layer, int head) {
+    const qs_head_stats *h = qs_model_head_stats(m, layer, head);
+    if (!h) return fail(c, QS_ERR_RANGE, "head stats: layer or head out of range");
+    double v[] = {h->delim_mass, h->out_norm, h->value_norm, h->delim_value_norm, h->entropy,
+                  h->max_prob, h->noop_score, h->gate_mean};
+    memcpy(c->out, v, sizeof v);
+    return done(c, QS_OK);
+}
+
+/* ---- evaluation ---- */
+
+/* Perplexity over ids in windows. Specials come from the model's tokenizer when
+ * it has one (else the library's defaults); use_quant applies the config staged
+ * by qsw_quant. out: fp_nll, fp_ppl, q_nll, q_ppl, n_predicted, n_windows. */
+KEEP int qsw_evaluate(qsw_ctx *c, qs_model *m, const int32_t *ids, size_t n, int seq_len,
+                      int max_windows, double mask_seed, float mask_prob, int use_quant,
+                      int calib_windows) {
+    if (!m) return fail(c, QS_ERR_ARG, "evaluate: model is NULL");
+    qs_eval_opts o = qs_eval_opts_default(m);
+    const qs_tokenizer *t = qs_model_tokenizer(m);
+    if (t) {
+        int32_t cls = qs_tokenizer_special(t, QS_TOK_CLS), sep = qs_tokenizer_special(t, QS_TOK_SEP),
+                msk = qs_tokenizer_special(t, QS_TOK_MASK);
+        if (cls >= 0) o.cls_id = cls;
+        if (sep >= 0) o.sep_id = sep;
+        if (msk >= 0) o.mask_id = msk;
+        if (cls >= 0 && qs_model_config(m)->arch == QS_ARCH_OPT) o.bos_id = cls;
+    }
+    o.seq_len = seq_len;
+    o.max_windows = max_windows;
+    o.mask_seed = (uint64_t)mask_seed;
+    o.mask_prob = mask_prob;
+    o.quant = use_quant ? &c->quant : NULL;
+    o.calib_windows = calib_windows;
+    qs_eval_result r;
+    qs_status s = qs_evaluate(m, ids, n, &o, &r, &c->err);
+    if (s) return done(c, s);
+    double v[] = {r.fp_nll, r.fp_ppl, r.q_nll, r.q_ppl, (double)r.n_predicted, r.n_windows};
+    memcpy(c->out, v, sizeof v);
+    return done(c, QS_OK);
+}
