@@ -148,21 +148,27 @@ KEEP int qsw_tok_encode(qsw_ctx *c, const qs_model *m, const char *text, size_t 
     return done(c, QS_OK);
 }
 
-/* out[0] = length in bytes, out[1] = text (ctx-owned, NUL-terminated). */
+static int reserve_text(qsw_ctx *c, size_t cap) {
+    if (cap <= c->cap_text) return 1;
+    free(c->text);
+    c->text = malloc(cap);
+    c->cap_text = c->text ? cap : 0;
+    return c->text != NULL;
+}
+
+/* out[0] = length in bytes, out[1] = text (ctx-owned; byte-level text may hold
+ * NULs, so JS reads out[0] bytes). A short buffer gives QS_ERR_RANGE with the
+ * needed length (>= cap), a bad id QS_ERR_RANGE with length 0. */
 KEEP int qsw_tok_decode(qsw_ctx *c, const qs_model *m, const int32_t *ids, int n) {
     const qs_tokenizer *t = tokenizer_of(c, m);
     if (!t) return c->err.status;
+    if (!reserve_text(c, 256)) return fail(c, QS_ERR_NOMEM, "decode: out of memory");
     size_t len = 0;
-    qs_status s = qs_tokenizer_decode(t, ids, n, NULL, 0, &len, &c->err);
-    if (s && s != QS_ERR_RANGE) return done(c, s);
-    if (s == QS_ERR_RANGE && len == 0) return done(c, s); /* a bad id, not a short buffer */
-    if (len + 1 > c->cap_text) {
-        free(c->text);
-        c->text = malloc(len + 1);
-        c->cap_text = c->text ? len + 1 : 0;
-        if (!c->text) return fail(c, QS_ERR_NOMEM, "decode: out of memory");
+    qs_status s = qs_tokenizer_decode(t, ids, n, c->text, c->cap_text, &len, &c->err);
+    if (s == QS_ERR_RANGE && len >= c->cap_text) {
+        if (!reserve_text(c, len + 1)) return fail(c, QS_ERR_NOMEM, "decode: out of memory");
+        s = qs_tokenizer_decode(t, ids, n, c->text, c->cap_text, &len, &c->err);
     }
-    s = qs_tokenizer_decode(t, ids, n, c->text, c->cap_text, &len, &c->err);
     if (s) return done(c, s);
     c->out[0] = (double)len;
     c->out[1] = (double)(uintptr_t)c->text;
@@ -272,23 +278,22 @@ KEEP int qsw_head_stats(qsw_ctx *c, const qs_model *m, int layer, int head) {
 
 /* ---- evaluation ---- */
 
-/* Perplexity over ids in windows. Specials come from the model's tokenizer when
- * it has one (else the library's defaults); use_quant applies the config staged
- * by qsw_quant. out: fp_nll, fp_ppl, q_nll, q_ppl, n_predicted, n_windows. */
+/* Keeps the library's default for a special id (qs_eval_opts_default takes
+ * them from the model's tokenizer); -1 is meaningful (bos: none). */
+#define QSW_DEFAULT_ID (-2)
+
+/* Perplexity over ids in windows. cls/sep/mask/bos: QSW_DEFAULT_ID or an id;
+ * use_quant applies the config staged by qsw_quant.
+ * out: fp_nll, fp_ppl, q_nll, q_ppl, n_predicted, n_windows. */
 KEEP int qsw_evaluate(qsw_ctx *c, qs_model *m, const int32_t *ids, size_t n, int seq_len,
                       int max_windows, double mask_seed, float mask_prob, int use_quant,
-                      int calib_windows) {
+                      int calib_windows, int32_t cls, int32_t sep, int32_t mask, int32_t bos) {
     if (!m) return fail(c, QS_ERR_ARG, "evaluate: model is NULL");
     qs_eval_opts o = qs_eval_opts_default(m);
-    const qs_tokenizer *t = qs_model_tokenizer(m);
-    if (t) {
-        int32_t cls = qs_tokenizer_special(t, QS_TOK_CLS), sep = qs_tokenizer_special(t, QS_TOK_SEP),
-                msk = qs_tokenizer_special(t, QS_TOK_MASK);
-        if (cls >= 0) o.cls_id = cls;
-        if (sep >= 0) o.sep_id = sep;
-        if (msk >= 0) o.mask_id = msk;
-        if (cls >= 0 && qs_model_config(m)->arch == QS_ARCH_OPT) o.bos_id = cls;
-    }
+    if (cls != QSW_DEFAULT_ID) o.cls_id = cls;
+    if (sep != QSW_DEFAULT_ID) o.sep_id = sep;
+    if (mask != QSW_DEFAULT_ID) o.mask_id = mask;
+    if (bos != QSW_DEFAULT_ID) o.bos_id = bos;
     o.seq_len = seq_len;
     o.max_windows = max_windows;
     o.mask_seed = (uint64_t)mask_seed;

@@ -1,0 +1,557 @@
+/* cli/qs.c: the native `qs` command: logits, stats, quant and eval on a model
+ * folder, as text tables or --json. Only uses the public C API. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "quantscope/quantscope.h"
+
+#define MAX_IDS 65536
+
+typedef struct args {
+    const char *cmd;
+    const char *models[16];
+    int n_models;
+    const char *ids, *types, *text, *data, *points, *capture_point;
+    int json, seq_len, windows, calib;
+    qs_quant_config q;
+    int have_quant;
+} args;
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: qs <command> --model DIR [options]\n"
+            "commands:\n"
+            "  logits  --ids 2,15,77 [--types 0,0,1]     logits of one sequence\n"
+            "  stats   (--ids ... | --text STR)          outlier statistics per layer and point\n"
+            "  quant   (--ids ... | --text STR)          fake-quant error per point, FP vs quantized\n"
+            "  eval    (--data FILE | --text STR | --ids ...)  perplexity FP and W8A8 (or as set)\n"
+            "options:\n"
+            "  --json                   machine-readable output\n"
+            "  --model DIR              a folder with config.json + model.safetensors (eval: repeatable)\n"
+            "  --wbits N --abits N      weight / activation bits (2..16, 0 = float)\n"
+            "  --wgran tensor|channel   --agran tensor|token\n"
+            "  --estimator minmax|running_minmax|percentile|mse   --percentile P\n"
+            "  --asym-weights --sym-acts  --points embed,q,k,...   quantized capture points\n"
+            "  --seq-len N --windows N --calib N   evaluation windows and calibration windows\n");
+}
+
+static int parse_int(const char *s, const char *flag, int *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end || end == s || v < -2147483647L || v > 2147483647L) {
+        fprintf(stderr, "qs: %s expects an integer, got '%s'\n", flag, s);
+        return 0;
+    }
+    *out = (int)v;
+    return 1;
+}
+
+static int parse_points(const char *list, uint32_t *mask) {
+    char buf[512];
+    snprintf(buf, sizeof buf, "%s", list);
+    *mask = 0;
+    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+        if (strcmp(tok, "all") == 0) {
+            *mask = QS_PT_ALL;
+            continue;
+        }
+        int p = qs_point_parse(tok);
+        if (p < 0) {
+            fprintf(stderr, "qs: unknown capture point '%s'\n", tok);
+            return 0;
+        }
+        *mask |= QS_PT_BIT(p);
+    }
+    return 1;
+}
+
+static int parse_args(int argc, char **argv, args *a) {
+    memset(a, 0, sizeof *a);
+    a->q = qs_quant_config_default();
+    a->calib = 4;
+    if (argc < 2) return 0;
+    a->cmd = argv[1];
+    for (int i = 2; i < argc; i++) {
+        const char *f = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int takes = 1, ok = 1;
+        if (!strcmp(f, "--json")) { a->json = 1; takes = 0; }
+        else if (!strcmp(f, "--asym-weights")) { a->q.weight_symmetric = 0; takes = 0; a->have_quant = 1; }
+        else if (!strcmp(f, "--sym-acts")) { a->q.act_symmetric = 1; takes = 0; a->have_quant = 1; }
+        else if (!v) { fprintf(stderr, "qs: %s needs a value\n", f); return 0; }
+        else if (!strcmp(f, "--model")) {
+            if (a->n_models == 16) { fprintf(stderr, "qs: at most 16 models\n"); return 0; }
+            a->models[a->n_models++] = v;
+        }
+        else if (!strcmp(f, "--ids")) a->ids = v;
+        else if (!strcmp(f, "--types")) a->types = v;
+        else if (!strcmp(f, "--text")) a->text = v;
+        else if (!strcmp(f, "--data")) a->data = v;
+        else if (!strcmp(f, "--seq-len")) ok = parse_int(v, f, &a->seq_len);
+        else if (!strcmp(f, "--windows")) ok = parse_int(v, f, &a->windows);
+        else if (!strcmp(f, "--calib")) ok = parse_int(v, f, &a->calib);
+        else if (!strcmp(f, "--wbits")) { ok = parse_int(v, f, &a->q.weight_bits); a->have_quant = 1; }
+        else if (!strcmp(f, "--abits")) { ok = parse_int(v, f, &a->q.act_bits); a->have_quant = 1; }
+        else if (!strcmp(f, "--percentile")) { a->q.act_percentile = strtof(v, NULL); a->have_quant = 1; }
+        else if (!strcmp(f, "--wgran") || !strcmp(f, "--agran")) {
+            int g = qs_granularity_parse(v);
+            if (g < 0) { fprintf(stderr, "qs: unknown granularity '%s'\n", v); return 0; }
+            if (f[2] == 'w') a->q.weight_granularity = (qs_granularity)g;
+            else a->q.act_granularity = (qs_granularity)g;
+            a->have_quant = 1;
+        } else if (!strcmp(f, "--estimator")) {
+            int e = qs_estimator_parse(v);
+            if (e < 0) { fprintf(stderr, "qs: unknown estimator '%s'\n", v); return 0; }
+            a->q.act_estimator = (qs_estimator)e;
+            a->have_quant = 1;
+        } else if (!strcmp(f, "--points")) { ok = parse_points(v, &a->q.act_points); a->have_quant = 1; }
+        else { fprintf(stderr, "qs: unknown option '%s'\n", f); return 0; }
+        if (!ok) return 0;
+        i += takes;
+    }
+    if (a->n_models == 0) { fprintf(stderr, "qs: --model DIR is required\n"); return 0; }
+    return 1;
+}
+
+static int parse_id_list(const char *s, const char *what, int32_t *out, int max) {
+    int n = 0;
+    const char *p = s;
+    while (*p) {
+        char *end;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (end == p || errno || v < -2147483647L || v > 2147483647L) {
+            fprintf(stderr, "qs: %s: bad integer at '%s'\n", what, p);
+            return -1;
+        }
+        if (n == max) {
+            fprintf(stderr, "qs: %s: more than %d values\n", what, max);
+            return -1;
+        }
+        out[n++] = (int32_t)v;
+        p = end;
+        if (*p == ',') p++;
+        else if (*p) {
+            fprintf(stderr, "qs: %s: expected ',' at '%s'\n", what, p);
+            return -1;
+        }
+    }
+    return n;
+}
+
+static void print_error(const qs_error *e) {
+    fprintf(stderr, "qs: %s (%s)\n", e->msg, qs_status_name(e->status));
+}
+
+/* JSON numbers cannot be NaN or infinite. */
+static void jnum(double v) {
+    if (isfinite(v)) printf("%.9g", v);
+    else printf("null");
+}
+
+typedef struct input {
+    int32_t *ids, *types, *offsets;
+    uint8_t *delim;
+    int n;
+} input;
+
+static void input_free(input *in) {
+    free(in->ids);
+    free(in->types);
+    free(in->offsets);
+    free(in->delim);
+}
+
+/* ids from --ids, or --text through the model's tokenizer (BERT: [CLS] .. [SEP]). */
+static int read_input(const args *a, const qs_model *m, input *in) {
+    memset(in, 0, sizeof in[0]);
+    in->ids = calloc(MAX_IDS, sizeof(int32_t));
+    in->offsets = calloc(MAX_IDS, sizeof(int32_t));
+    in->delim = calloc(MAX_IDS, 1);
+    if (!in->ids || !in->offsets || !in->delim) return 0;
+    const qs_tokenizer *tok = qs_model_tokenizer(m);
+    if (a->ids) {
+        in->n = parse_id_list(a->ids, "--ids", in->ids, MAX_IDS);
+        if (in->n < 0) return 0;
+    } else if (a->text) {
+        if (!tok) {
+            fprintf(stderr, "qs: this model has no tokenizer (no vocab.txt, config tokenizer is not "
+                            "\"byte\"): use --ids\n");
+            return 0;
+        }
+        qs_error err = {0};
+        int bert = qs_model_config(m)->arch == QS_ARCH_BERT;
+        if (qs_tokenizer_encode(tok, a->text, strlen(a->text), bert, in->ids, in->offsets, MAX_IDS,
+                                &in->n, &err)) {
+            print_error(&err);
+            return 0;
+        }
+    } else {
+        fprintf(stderr, "qs: %s needs --ids or --text\n", a->cmd);
+        return 0;
+    }
+    if (tok)
+        for (int i = 0; i < in->n; i++) in->delim[i] = (uint8_t)qs_tokenizer_is_delimiter(tok, in->ids[i]);
+    if (a->types) {
+        in->types = calloc(MAX_IDS, sizeof(int32_t));
+        int nt = in->types ? parse_id_list(a->types, "--types", in->types, MAX_IDS) : -1;
+        if (nt != in->n) {
+            if (nt >= 0) fprintf(stderr, "qs: --types has %d values, --ids has %d\n", nt, in->n);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static int cmd_logits(const args *a, qs_model *m) {
+    input in;
+    qs_error err = {0};
+    int ok = read_input(a, m, &in);
+    qs_forward_opts o = {0};
+    o.token_types = in.types;
+    if (ok && qs_model_forward(m, in.ids, in.n, &o, &err)) {
+        print_error(&err);
+        ok = 0;
+    }
+    if (ok) {
+        int V = qs_model_config(m)->vocab_size;
+        const float *l = qs_model_logits(m);
+        if (a->json) {
+            printf("{\"shape\":[%d,%d],\"logits\":[", in.n, V);
+            for (size_t i = 0; i < (size_t)in.n * V; i++) {
+                if (i) putchar(',');
+                printf("%.9g", l[i]);
+            }
+            printf("]}\n");
+        } else {
+            for (int t = 0; t < in.n; t++) {
+                int best = 0;
+                for (int j = 1; j < V; j++)
+                    if (l[(size_t)t * V + j] > l[(size_t)t * V + best]) best = j;
+                printf("token %3d id %6d  argmax %6d  logit %.4f\n", t, in.ids[t], best,
+                       l[(size_t)t * V + best]);
+            }
+        }
+    }
+    input_free(&in);
+    return ok ? 0 : 1;
+}
+
+/* Rows in reading order: embed (row -1), the layers, final (row n_layers). */
+static int in_row(const qs_config *c, int l, qs_point p) {
+    if (l < 0) return p == QS_PT_EMBED;
+    if (l == c->n_layers) return p == QS_PT_FINAL;
+    return !qs_point_is_global(p);
+}
+
+/* Per layer per point: the stats table (and quant error when quantized). */
+static void print_points(const qs_model *m, int with_quant) {
+    const qs_config *c = qs_model_config(m);
+    printf("%-5s %-9s %10s %9s %9s %8s  %s\n", "layer", "point", "max|x|", "kurtosis", "rms-kurt",
+           with_quant ? "SQNR dB" : "outliers", "top dims (dim:max@token)");
+    for (int l = -1; l <= c->n_layers; l++)
+        for (int p = 0; p < QS_NUM_POINTS; p++) {
+            if (!in_row(c, l, (qs_point)p)) continue;
+            const qs_point_stats *ps = qs_model_point_stats(m, l, (qs_point)p);
+            if (!ps || !ps->present) continue;
+            char q[16];
+            if (with_quant) snprintf(q, sizeof q, "%8.2f", ps->quant_sqnr_db);
+            else snprintf(q, sizeof q, "%8d", ps->n_outliers);
+            char layer[16];
+            snprintf(layer, sizeof layer, qs_point_is_global((qs_point)p) ? "-" : "%d", l);
+            printf("%-5s %-9s %10.4g %9.3f %9.3f %8s  ", layer, qs_point_name((qs_point)p),
+                   ps->s.max_abs, ps->s.kurtosis, ps->s.rms_kurtosis,
+                   with_quant && !ps->quantized ? "-" : q);
+            for (int k = 0; k < 3 && ps->top_dims[k] >= 0; k++)
+                printf("%d:%.3g@%d ", ps->top_dims[k], ps->top_vals[k], ps->top_tokens[k]);
+            printf("\n");
+        }
+}
+
+static void json_points(const qs_model *m) {
+    const qs_config *c = qs_model_config(m);
+    printf("\"points\":[");
+    int first = 1;
+    for (int l = -1; l <= c->n_layers; l++)
+        for (int p = 0; p < QS_NUM_POINTS; p++) {
+            if (!in_row(c, l, (qs_point)p)) continue;
+            const qs_point_stats *ps = qs_model_point_stats(m, l, (qs_point)p);
+            if (!ps || !ps->present) continue;
+            printf("%s{\"layer\":%d,\"point\":\"%s\",\"rows\":%d,\"cols\":%d,\"max_abs\":", first ? "" : ",",
+                   qs_point_is_global((qs_point)p) ? -1 : l, qs_point_name((qs_point)p), ps->rows, ps->cols);
+            first = 0;
+            jnum(ps->s.max_abs);
+            printf(",\"mean\":"); jnum(ps->s.mean);
+            printf(",\"std\":"); jnum(ps->s.std);
+            printf(",\"kurtosis\":"); jnum(ps->s.kurtosis);
+            printf(",\"rms_kurtosis\":"); jnum(ps->s.rms_kurtosis);
+            printf(",\"n_outliers\":%d,\"quantized\":%s", ps->n_outliers, ps->quantized ? "true" : "false");
+            if (ps->quantized) {
+                printf(",\"quant_mse\":"); jnum(ps->quant_mse);
+                printf(",\"quant_sqnr_db\":"); jnum(ps->quant_sqnr_db);
+                printf(",\"quant_min\":"); jnum(ps->quant_min);
+                printf(",\"quant_max\":"); jnum(ps->quant_max);
+            }
+            printf(",\"top\":[");
+            for (int k = 0; k < 8 && ps->top_dims[k] >= 0; k++) {
+                printf("%s{\"dim\":%d,\"max_abs\":", k ? "," : "", ps->top_dims[k]);
+                jnum(ps->top_vals[k]);
+                printf(",\"token\":%d}", ps->top_tokens[k]);
+            }
+            printf("]}");
+        }
+    printf("]");
+}
+
+static void json_heads(const qs_model *m) {
+    const qs_config *c = qs_model_config(m);
+    printf("\"heads\":[");
+    for (int l = 0; l < c->n_layers; l++)
+        for (int h = 0; h < c->n_heads; h++) {
+            const qs_head_stats *hs = qs_model_head_stats(m, l, h);
+            printf("%s{\"layer\":%d,\"head\":%d,\"delim_mass\":", l || h ? "," : "", l, h);
+            jnum(hs->delim_mass);
+            printf(",\"out_norm\":"); jnum(hs->out_norm);
+            printf(",\"value_norm\":"); jnum(hs->value_norm);
+            printf(",\"entropy\":"); jnum(hs->entropy);
+            printf(",\"max_prob\":"); jnum(hs->max_prob);
+            printf(",\"noop_score\":"); jnum(hs->noop_score);
+            printf(",\"gate_mean\":"); jnum(hs->gate_mean);
+            printf("}");
+        }
+    printf("]");
+}
+
+/* The official scripts' summary numbers (RESEARCH.md §3): max ||x||_inf at the
+ * FFN output, the residual sum into LayerNorm and the layer output, and the
+ * average / maximum kurtosis of the layer outputs. */
+typedef struct summary {
+    double max_inf, ffn_out_inf, ffn_res_inf, layer_out_inf, avg_kurt, max_kurt, avg_rms_kurt;
+} summary;
+
+static summary summarize(const qs_model *m) {
+    summary s = {0};
+    int L = qs_model_config(m)->n_layers;
+    for (int l = 0; l < L; l++) {
+        for (int p = 0; p < QS_NUM_POINTS; p++) {
+            const qs_point_stats *ps = qs_model_point_stats(m, l, (qs_point)p);
+            if (ps && ps->present && p != QS_PT_SCORES && p != QS_PT_PROBS && p != QS_PT_GATE)
+                s.max_inf = fmax(s.max_inf, ps->s.max_abs);
+        }
+        s.ffn_out_inf = fmax(s.ffn_out_inf, qs_model_point_stats(m, l, QS_PT_FFN_OUT)->s.max_abs);
+        s.ffn_res_inf = fmax(s.ffn_res_inf, qs_model_point_stats(m, l, QS_PT_FFN_RES)->s.max_abs);
+        const qs_point_stats *lo = qs_model_point_stats(m, l, QS_PT_LAYER_OUT);
+        s.layer_out_inf = fmax(s.layer_out_inf, lo->s.max_abs);
+        s.avg_kurt += lo->s.kurtosis / L;
+        s.avg_rms_kurt += lo->s.rms_kurtosis / L;
+        s.max_kurt = fmax(s.max_kurt, lo->s.kurtosis);
+    }
+    return s;
+}
+
+static int cmd_stats_or_quant(const args *a, qs_model *m, int quant) {
+    input in;
+    qs_error err = {0};
+    int ok = read_input(a, m, &in);
+    qs_forward_opts o = {0};
+    o.token_types = in.types;
+    o.delimiters = in.delim;
+    float *fp = NULL;
+    double logit_err = 0.0;
+    int agree = 0;
+    if (ok && quant) {
+        /* float reference first, then calibrate on this input and quantize */
+        ok = !qs_model_forward(m, in.ids, in.n, &o, &err);
+        size_t nl = (size_t)in.n * qs_model_config(m)->vocab_size;
+        fp = ok ? malloc(nl * sizeof(float)) : NULL;
+        if (fp) memcpy(fp, qs_model_logits(m), nl * sizeof(float));
+        ok = ok && fp && !qs_model_set_quant(m, &a->q, &err);
+        ok = ok && (a->q.act_granularity != QS_GRAN_TENSOR ||
+                    !qs_model_calibrate(m, in.ids, in.types, in.n, &err));
+        o.quantize = 1;
+    }
+    if (ok) ok = !qs_model_forward(m, in.ids, in.n, &o, &err);
+    if (!ok && err.status) print_error(&err);
+    if (ok && quant) {
+        int V = qs_model_config(m)->vocab_size;
+        const float *l = qs_model_logits(m);
+        for (int t = 0; t < in.n; t++) {
+            int b0 = 0, b1 = 0;
+            for (int j = 0; j < V; j++) {
+                size_t i = (size_t)t * V + j;
+                logit_err = fmax(logit_err, fabs(l[i] - fp[i]));
+                if (fp[i] > fp[(size_t)t * V + b0]) b0 = j;
+                if (l[i] > l[(size_t)t * V + b1]) b1 = j;
+            }
+            agree += b0 == b1;
+        }
+    }
+    if (ok) {
+        summary s = summarize(m);
+        if (a->json) {
+            printf("{\"model\":\"%s\",\"tokens\":%d,", a->models[0], in.n);
+            if (quant)
+                printf("\"weight_bits\":%d,\"act_bits\":%d,\"max_logit_error\":%.9g,"
+                       "\"top1_agreement\":%.6f,", a->q.weight_bits, a->q.act_bits, logit_err,
+                       (double)agree / in.n);
+            printf("\"summary\":{\"max_inf_norm\":%.9g,\"max_ffn_out_inf_norm\":%.9g,"
+                   "\"max_ffn_res_inf_norm\":%.9g,\"max_layer_out_inf_norm\":%.9g,"
+                   "\"avg_kurtosis\":%.9g,\"max_kurtosis\":%.9g,\"avg_rms_kurtosis\":%.9g},",
+                   s.max_inf, s.ffn_out_inf, s.ffn_res_inf, s.layer_out_inf, s.avg_kurt, s.max_kurt,
+                   s.avg_rms_kurt);
+            json_points(m);
+            printf(",");
+            json_heads(m);
+            printf("}\n");
+        } else {
+            printf("%s: %d tokens\n", a->models[0], in.n);
+            printf("max ||x||_inf %.4g | FFN output %.4g | FFN input + output %.4g | LN(FFN i + o) "
+                   "%.4g | avg kurtosis %.3f | max kurtosis %.3f | avg RMS kurtosis %.3f\n",
+                   s.max_inf, s.ffn_out_inf, s.ffn_res_inf, s.layer_out_inf, s.avg_kurt, s.max_kurt,
+                   s.avg_rms_kurt);
+            if (quant)
+                printf("W%dA%d: max |logit error| %.4g, top-1 agreement %.1f%%\n", a->q.weight_bits,
+                       a->q.act_bits, logit_err, 100.0 * agree / in.n);
+            print_points(m, quant);
+        }
+    }
+    free(fp);
+    input_free(&in);
+    return ok ? 0 : 1;
+}
+
+static int read_stream(const args *a, const qs_model *m, int32_t **ids, size_t *n) {
+    const qs_tokenizer *tok = qs_model_tokenizer(m);
+    if (a->ids) {
+        *ids = malloc(MAX_IDS * sizeof(int32_t));
+        int k = *ids ? parse_id_list(a->ids, "--ids", *ids, MAX_IDS) : -1;
+        *n = k < 0 ? 0 : (size_t)k;
+        return k >= 0;
+    }
+    char *text = NULL;
+    size_t len = 0;
+    if (a->data) {
+        FILE *f = fopen(a->data, "rb");
+        if (!f) {
+            fprintf(stderr, "qs: %s: cannot open: %s\n", a->data, strerror(errno));
+            return 0;
+        }
+        fseek(f, 0, SEEK_END);
+        long sz = ftell(f);
+        rewind(f);
+        text = malloc(sz > 0 ? (size_t)sz : 1);
+        len = text ? fread(text, 1, (size_t)sz, f) : 0;
+        fclose(f);
+    } else if (a->text) {
+        len = strlen(a->text);
+        text = malloc(len + 1);
+        if (text) memcpy(text, a->text, len);
+    } else {
+        fprintf(stderr, "qs: eval needs --data FILE, --text or --ids\n");
+        return 0;
+    }
+    if (!tok) {
+        free(text);
+        fprintf(stderr, "qs: this model has no tokenizer: use --ids\n");
+        return 0;
+    }
+    *ids = malloc((len + 2) * sizeof(int32_t));
+    qs_error err = {0};
+    int k = 0;
+    if (!*ids || qs_tokenizer_encode(tok, text, len, 0, *ids, NULL, (int)len + 2, &k, &err)) {
+        if (err.status) print_error(&err);
+        free(text);
+        return 0;
+    }
+    free(text);
+    *n = (size_t)k;
+    return 1;
+}
+
+static int cmd_eval(const args *a) {
+    int status = 0;
+    if (a->json) printf("{\"models\":[");
+    else
+        printf("%-28s %9s %9s %9s %9s %10s %9s %9s\n", "model", "FP ppl", "max|x|inf", "avg kurt",
+               "rms kurt", "W?A? ppl", "ppl lost", "windows");
+    for (int i = 0; i < a->n_models; i++) {
+        qs_model *m = NULL;
+        qs_error err = {0};
+        int32_t *ids = NULL;
+        size_t n = 0;
+        qs_eval_result r;
+        int ok = !qs_model_load_dir(a->models[i], &m, &err);
+        ok = ok && read_stream(a, m, &ids, &n);
+        qs_eval_opts o = ok ? qs_eval_opts_default(m) : (qs_eval_opts){0};
+        o.seq_len = a->seq_len;
+        o.max_windows = a->windows;
+        o.calib_windows = a->calib;
+        o.quant = &a->q;
+        ok = ok && !qs_evaluate(m, ids, n, &o, &r, &err);
+        /* statistics of the first window in float */
+        summary s = {0};
+        if (ok) {
+            qs_model_clear_quant(m);
+            int T = (int)(n < (size_t)(o.seq_len ? o.seq_len : 128) ? n : (size_t)(o.seq_len ? o.seq_len : 128));
+            if (T > qs_model_config(m)->max_positions) T = qs_model_config(m)->max_positions;
+            ok = !qs_model_forward(m, ids, T, NULL, &err);
+            if (ok) s = summarize(m);
+        }
+        if (!ok) {
+            if (err.status) print_error(&err);
+            status = 1;
+        } else if (a->json) {
+            printf("%s{\"model\":\"%s\",\"fp_ppl\":", i ? "," : "", a->models[i]);
+            jnum(r.fp_ppl);
+            printf(",\"q_ppl\":"); jnum(r.q_ppl);
+            printf(",\"weight_bits\":%d,\"act_bits\":%d,\"n_predicted\":%ld,\"n_windows\":%d,"
+                   "\"max_inf_norm\":%.9g,\"avg_kurtosis\":%.9g,\"avg_rms_kurtosis\":%.9g}",
+                   a->q.weight_bits, a->q.act_bits, r.n_predicted, r.n_windows, s.max_inf,
+                   s.avg_kurt, s.avg_rms_kurt);
+        } else {
+            printf("%-28s %9.3f %9.3g %9.3f %9.3f %10.3f %8.2f%% %9d\n", a->models[i], r.fp_ppl,
+                   s.max_inf, s.avg_kurt, s.avg_rms_kurt, r.q_ppl,
+                   100.0 * (r.q_ppl - r.fp_ppl) / r.fp_ppl, r.n_windows);
+        }
+        free(ids);
+        qs_model_free(m);
+    }
+    if (a->json) printf("]}\n");
+    else printf("quantized: W%dA%d, activations %s %s, weights %s\n", a->q.weight_bits,
+                a->q.act_bits, qs_granularity_name(a->q.act_granularity),
+                qs_estimator_name(a->q.act_estimator), qs_granularity_name(a->q.weight_granularity));
+    return status;
+}
+
+int main(int argc, char **argv) {
+    args a;
+    if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+        usage(stdout);
+        return 0;
+    }
+    if (!parse_args(argc, argv, &a)) {
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(a.cmd, "eval")) return cmd_eval(&a);
+    int is_logits = !strcmp(a.cmd, "logits"), is_stats = !strcmp(a.cmd, "stats"),
+        is_quant = !strcmp(a.cmd, "quant");
+    if (!is_logits && !is_stats && !is_quant) {
+        fprintf(stderr, "qs: unknown command '%s'\n", a.cmd);
+        usage(stderr);
+        return 2;
+    }
+    qs_model *m = NULL;
+    qs_error err = {0};
+    if (qs_model_load_dir(a.models[0], &m, &err)) {
+        print_error(&err);
+        return 1;
+    }
+    int rc = is_logits ? cmd_logits(&a, m) : cmd_stats_or_quant(&a, m, is_quant);
+    qs_model_free(m);
+    return rc;
+}

@@ -1,0 +1,93 @@
+// tests/node/cli.test.mjs: the native `qs` command as a script user sees it:
+// the fixed `logits --json` form against the golden data, and clear failures.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const qs = process.env.QS_BIN ?? path.join(root, 'build/native/qs');
+const golden = (name) => path.join(root, 'tests/golden', name);
+
+function run(args) {
+  const r = spawnSync(qs, args, { encoding: 'utf8', maxBuffer: 64 << 20 });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+test('qs binary exists (build/native/qs)', () => {
+  assert.ok(existsSync(qs), `${qs} is missing: build the native preset first`);
+});
+
+for (const name of ['bert', 'opt']) {
+  test(`qs logits --json matches transformers for golden ${name}`, () => {
+    const exp = JSON.parse(readFileSync(path.join(golden(name), 'expected.json'), 'utf8'));
+    const ids = exp.input_ids;
+    const args = ['logits', '--model', golden(name), '--ids', ids.join(','), '--json'];
+    if (name === 'bert') {
+      const half = Math.floor(ids.length / 2);
+      args.push('--types', ids.map((_, i) => (i < half ? 0 : 1)).join(','));
+    }
+    const r = run(args);
+    assert.equal(r.code, 0, r.err);
+    const got = JSON.parse(r.out);
+    assert.deepEqual(got.shape, exp.logits_shape);
+    let worst = 0;
+    got.logits.forEach((v, i) => { worst = Math.max(worst, Math.abs(v - exp.logits[i])); });
+    console.log(`${name}: qs logits max |diff| ${worst.toExponential(2)}`);
+    assert.ok(worst < 1e-4, `max diff ${worst}`);
+  });
+}
+
+test('qs stats --json reports every point and head', () => {
+  const r = run(['stats', '--model', golden('bert'), '--ids', '2,15,77,120,5', '--json']);
+  assert.equal(r.code, 0, r.err);
+  const j = JSON.parse(r.out);
+  assert.equal(j.tokens, 5);
+  assert.equal(j.heads.length, 2 * 4);
+  const names = new Set(j.points.map((p) => p.point));
+  for (const p of ['embed', 'q', 'scores', 'probs', 'ffn_out', 'ffn_res', 'layer_out', 'final']) assert.ok(names.has(p), p);
+  assert.ok(!names.has('gate'), 'no gate points without gating');
+  const ffn = j.points.find((p) => p.point === 'ffn_res' && p.layer === 1);
+  assert.ok(ffn.max_abs > 0 && ffn.kurtosis > 1 && ffn.rms_kurtosis >= 1);
+  assert.ok(j.summary.max_ffn_res_inf_norm >= ffn.max_abs);
+});
+
+test('qs quant --json: lower bits give lower SQNR and larger logit error', () => {
+  const go = (bits) => JSON.parse(run(['quant', '--model', golden('opt'), '--ids', '2,15,77,120,5,299,31,8',
+    '--wbits', String(bits), '--abits', String(bits), '--json']).out);
+  const q8 = go(8), q4 = go(4);
+  assert.ok(q4.max_logit_error > q8.max_logit_error);
+  const s = (j) => j.points.find((p) => p.point === 'ffn_out' && p.layer === 0).quant_sqnr_db;
+  assert.ok(s(q8) > s(q4) + 15, `${s(q8)} vs ${s(q4)}`);
+});
+
+test('qs eval prints FP and quantized perplexity', () => {
+  const ids = Array.from({ length: 300 }, (_, i) => 4 + (i * 13) % 250);
+  const r = run(['eval', '--model', golden('opt'), '--ids', ids.join(','), '--seq-len', '32', '--json']);
+  assert.equal(r.code, 0, r.err);
+  const m = JSON.parse(r.out).models[0];
+  assert.ok(m.fp_ppl > 1 && Number.isFinite(m.q_ppl) && m.n_windows === 9);
+});
+
+test('bad input gives a clear message and a non-zero exit', () => {
+  const cases = [
+    [['logits', '--model', golden('opt'), '--ids', '1,2,300'], 'token id 300 at position 2 is out of range [0, 300)'],
+    [['logits', '--model', golden('opt'), '--ids', ''], 'empty input'],
+    [['logits', '--model', golden('opt'), '--ids', '1,x'], "--ids: bad integer at 'x'"],
+    [['logits', '--model', '/nonexistent'], '/nonexistent/config.json: cannot open'],
+    [['logits', '--model', golden('bert'), '--ids', '1,2', '--types', '0'], '--types has 1 values, --ids has 2'],
+    [['quant', '--model', golden('opt'), '--ids', '1,2', '--abits', '1'], 'act_bits = 1'],
+    [['stats', '--model', golden('opt'), '--text', 'hi'], 'no tokenizer'],
+    [['frobnicate', '--model', golden('opt')], "unknown command 'frobnicate'"],
+  ];
+  for (const [args, msg] of cases) {
+    const r = run(args);
+    assert.notEqual(r.code, 0, args.join(' '));
+    assert.ok(r.err.includes(msg), `${args.join(' ')}: "${r.err}" lacks "${msg}"`);
+  }
+  const long = Array.from({ length: 65 }, () => 5).join(',');
+  const r = run(['logits', '--model', golden('opt'), '--ids', long]);
+  assert.ok(r.err.includes('65 tokens is longer than the model\'s max_position_embeddings 64'), r.err);
+});
