@@ -197,6 +197,17 @@ KEEP int qsw_tok_is_delimiter(const qs_model *m, int32_t id) {
 
 /* ---- quantization ---- */
 
+/* out[0..8]: qs_quant_config_default() in qsw_quant's argument order, so JS
+ * takes its defaults from C. */
+KEEP int qsw_quant_default(qsw_ctx *c) {
+    qs_quant_config q = qs_quant_config_default();
+    double v[] = {q.weight_bits, q.weight_symmetric, q.weight_granularity, q.act_bits,
+                  q.act_symmetric, q.act_granularity, q.act_estimator, q.act_percentile,
+                  q.act_points};
+    memcpy(c->out, v, sizeof v);
+    return done(c, QS_OK);
+}
+
 /* Stages a quant config in the context; set_quant and evaluate use it. */
 KEEP void qsw_quant(qsw_ctx *c, int weight_bits, int weight_symmetric, int weight_gran,
                     int act_bits, int act_symmetric, int act_gran, int estimator,

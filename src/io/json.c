@@ -137,6 +137,10 @@ static qs_status parse_number(parser *p, double *out) {
     while (p->pos < p->n && strchr("0123456789+-.eE", p->s[p->pos])) p->pos++;
     size_t len = p->pos - start;
     if (p->pos == digits || len > 63) return perr(p, "bad number");
+    /* RFC 8259: no leading zeros, a digit must start the number */
+    if (p->s[digits] < '0' || p->s[digits] > '9' ||
+        (p->s[digits] == '0' && digits + 1 < p->pos && p->s[digits + 1] >= '0' && p->s[digits + 1] <= '9'))
+        return perr(p, "bad number");
     char buf[64];
     memcpy(buf, p->s + start, len);
     buf[len] = '\0';

@@ -1,0 +1,162 @@
+/* tests/c/test_core.c: each SIMD kernel against its scalar reference on odd
+ * shapes (tails), the JSON reader, and the safetensors writer/reader round trip. */
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "check.h"
+#include "core/kernels.h"
+#include "io/json.h"
+#include "io/safetensors.h"
+
+static uint64_t rng = 12345;
+static float frand(void) {
+    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+    return (float)((rng >> 40) / (double)(1 << 24)) * 2.0f - 1.0f;
+}
+
+static double max_rel(const float *a, const float *b, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs(a[i] - b[i]) / (1.0 + fabs(b[i]));
+        if (d > m) m = d;
+    }
+    return m;
+}
+
+static void test_linear(void) {
+    int shapes[][3] = {{1, 1, 1}, {3, 5, 7}, {4, 8, 2}, {5, 17, 9}, {64, 128, 512}, {13, 64, 33}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int T = shapes[s][0], in = shapes[s][1], out = shapes[s][2];
+        float *x = malloc(sizeof(float) * T * in), *w = malloc(sizeof(float) * out * in);
+        float *b = malloc(sizeof(float) * out), *y = malloc(sizeof(float) * T * out),
+              *r = malloc(sizeof(float) * T * out);
+        for (int i = 0; i < T * in; i++) x[i] = frand();
+        for (int i = 0; i < out * in; i++) w[i] = frand();
+        for (int i = 0; i < out; i++) b[i] = frand();
+        qs_linear(y, x, w, b, T, in, out);
+        qs_linear_ref(r, x, w, b, T, in, out);
+        CHECK(max_rel(y, r, (size_t)T * out) < 1e-5);
+        qs_linear(y, x, w, NULL, T, in, out);
+        qs_linear_ref(r, x, w, NULL, T, in, out);
+        CHECK(max_rel(y, r, (size_t)T * out) < 1e-5);
+        free(x), free(w), free(b), free(y), free(r);
+    }
+}
+
+static void test_vector_kernels(void) {
+    for (int n = 0; n < 40; n++) {
+        float a[40], b[40], y1[40], y2[40];
+        for (int i = 0; i < n; i++) a[i] = frand(), b[i] = frand(), y1[i] = y2[i] = frand();
+        CHECK_NEAR(qs_dot(a, b, n), qs_dot_ref(a, b, n), 1e-5);
+        qs_axpy(y1, 0.75f, a, n);
+        qs_axpy_ref(y2, 0.75f, a, n);
+        CHECK(n == 0 || max_rel(y1, y2, (size_t)n) < 1e-6);
+        CHECK(qs_max_abs(a, (size_t)n) == qs_max_abs_ref(a, (size_t)n));
+        if (n > 0) {
+            a[n - 1] = NAN;
+            CHECK(isnan(qs_max_abs(a, (size_t)n)));
+            size_t bad = 99;
+            CHECK(!qs_all_finite(a, (size_t)n, &bad) && bad == (size_t)n - 1);
+        }
+    }
+    float m[6] = {1, 2, 3, 4, 5, 6}, k[6] = {1, 0, 0, 1, 1, 1}, o1[4], o2[4];
+    qs_matmul_nn(o1, m, k, 2, 3, 2);
+    qs_matmul_nn_ref(o2, m, k, 2, 3, 2);
+    CHECK(o1[0] == 4 && o1[1] == 5 && o1[2] == 10 && o1[3] == 11);
+    CHECK(memcmp(o1, o2, sizeof o1) == 0);
+}
+
+static void test_json(void) {
+    qs_error err = {0};
+    qs_json *j = NULL;
+    const char *ok = " {\"a\": [1, -2.5e3, true, null], \"s\": \"x\\u00e9\\n\\ud83d\\ude00\", \"o\": {}} ";
+    CHECK_OK(qs_json_parse(ok, strlen(ok), "t", &j, &err), &err);
+    if (j) {
+        const qs_json *a = qs_json_get(j, "a");
+        CHECK(a && a->count == 4 && a->items[1].number == -2500 && a->items[2].type == QS_JSON_BOOL);
+        CHECK(strcmp(qs_json_get(j, "s")->string, "x\xc3\xa9\n\xf0\x9f\x98\x80") == 0);
+        CHECK(qs_json_get(j, "o")->type == QS_JSON_OBJECT && !qs_json_get(j, "zz"));
+        qs_json_free(j);
+    }
+    const char *bad[][2] = {{"{\"a\": 1,}", "expected a key"}, {"[1 2]", "expected ',' or ']'"},
+                            {"\"abc", "unterminated"},         {"{} x", "trailing"},
+                            {"[01x]", "bad number"},           {"", "unexpected end"},
+                            {"\"\\q\"", "bad escape"}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        CHECK_FAILS(qs_json_parse(bad[i][0], strlen(bad[i][0]), "t", &j, &err), QS_ERR_FORMAT, &err,
+                    bad[i][1]);
+    char deep[200];
+    memset(deep, '[', sizeof deep);
+    CHECK_FAILS(qs_json_parse(deep, sizeof deep, "t", &j, &err), QS_ERR_FORMAT, &err, "nested too deeply");
+}
+
+static void test_safetensors_round_trip(void) {
+    float a[6] = {1, -2, 3.5f, 4, 5, 6}, b[3] = {0.25f, -0.5f, 1e-30f};
+    qs_st_entry e[2] = {{"layer.a", a, 2, {2, 3}}, {"b", b, 1, {3}}};
+    const char *meta[] = {"format", "pt"};
+    uint8_t *buf;
+    size_t len;
+    qs_error err = {0};
+    CHECK_OK(qs_st_serialize(e, 2, meta, 1, &buf, &len, &err), &err);
+    qs_safetensors st;
+    CHECK_OK(qs_st_parse(buf, len, "rt", &st, &err), &err);
+    CHECK(st.n_tensors == 2);
+    CHECK((len - st.data_len) % 8 == 0); /* data section aligned */
+    float got[6];
+    int64_t s23[2] = {2, 3}, s32[2] = {3, 2}, s3[1] = {3};
+    CHECK_OK(qs_st_read_f32(&st, "layer.a", s23, 2, got, &err), &err);
+    CHECK(memcmp(got, a, sizeof a) == 0);
+    CHECK_OK(qs_st_read_f32(&st, "b", s3, 1, got, &err), &err);
+    CHECK(memcmp(got, b, sizeof b) == 0);
+    CHECK_FAILS(qs_st_read_f32(&st, "layer.a", s32, 2, got, &err), QS_ERR_SHAPE, &err,
+                "'layer.a' has shape [2, 3], expected [3, 2]");
+    CHECK_FAILS(qs_st_read_f32(&st, "c", s3, 1, got, &err), QS_ERR_SHAPE, &err, "missing tensor 'c'");
+    qs_st_free(&st);
+    /* every truncation of the file fails cleanly */
+    for (size_t cut = 0; cut < len; cut += 7) {
+        qs_status s = qs_st_parse(buf, cut, "cut", &st, &err);
+        CHECK(s == QS_ERR_FORMAT);
+        if (!s) qs_st_free(&st);
+    }
+    /* atomic write leaves no temporary behind */
+    CHECK_OK(qs_write_file_atomic("rt.safetensors.tmpcheck", buf, len, &err), &err);
+    uint8_t *back;
+    size_t blen;
+    CHECK_OK(qs_read_file("rt.safetensors.tmpcheck", 1 << 20, &back, &blen, &err), &err);
+    CHECK(blen == len && memcmp(back, buf, len) == 0);
+    free(back);
+    remove("rt.safetensors.tmpcheck");
+    CHECK_FAILS(qs_write_file_atomic("/nonexistent/x", buf, len, &err), QS_ERR_IO, &err, "cannot create");
+    free(buf);
+}
+
+/* F16 and BF16 tensors are converted to float32 on load. */
+static void test_half_dtypes(void) {
+    const char *hdr = "{\"h\":{\"dtype\":\"F16\",\"shape\":[3],\"data_offsets\":[0,6]},"
+                      "\"b\":{\"dtype\":\"BF16\",\"shape\":[2],\"data_offsets\":[6,10]}}";
+    size_t hl = strlen(hdr);
+    uint8_t buf[256] = {0};
+    for (int i = 0; i < 8; i++) buf[i] = (uint8_t)(hl >> (8 * i));
+    memcpy(buf + 8, hdr, hl);
+    uint8_t data[10] = {0x00, 0x3c, 0x00, 0xc0, 0x00, 0x35, /* f16: 1, -2, 0.3125 */
+                        0x80, 0x3f, 0x40, 0xc0};            /* bf16: 1, -3 */
+    memcpy(buf + 8 + hl, data, 10);
+    qs_safetensors st;
+    qs_error err = {0};
+    CHECK_OK(qs_st_parse(buf, 8 + hl + 10, "half", &st, &err), &err);
+    float h[3], b[2];
+    int64_t s3[1] = {3}, s2[1] = {2};
+    CHECK_OK(qs_st_read_f32(&st, "h", s3, 1, h, &err), &err);
+    CHECK_OK(qs_st_read_f32(&st, "b", s2, 1, b, &err), &err);
+    CHECK(h[0] == 1.0f && h[1] == -2.0f && h[2] == 0.3125f && b[0] == 1.0f && b[1] == -3.0f);
+    qs_st_free(&st);
+}
+
+int main(void) {
+    RUN(test_linear);
+    RUN(test_vector_kernels);
+    RUN(test_json);
+    RUN(test_safetensors_round_trip);
+    RUN(test_half_dtypes);
+    return TEST_DONE();
+}
