@@ -1,5 +1,6 @@
-/* model/forward.c: the forward pass of both architectures, top to bottom, with
- * every named point passing through one hook (stats, fake quant, capture). */
+/* model/forward.c: the forward pass of both architectures, top to bottom. Every
+ * named point goes through one hook (stats, fake quant, capture) at inference;
+ * the training path runs the same layers with the hook switched off. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,12 +10,14 @@
 #include "model/model_internal.h"
 
 typedef struct fwd {
-    qs_model *m;
+    const qs_model *m;
+    qs_model *mm;        /* non-NULL at inference: stats, quant and capture live there */
     const model_weights *W;
-    const qs_forward_opts *o;
+    acts *a;
     int T;
-    int quantize;  /* fake-quantize activations at the configured points */
-    int calibrate; /* feed observers instead of quantizing */
+    int quantize;        /* fake-quantize activations at the configured points */
+    int calibrate;       /* feed observers instead of quantizing */
+    const qs_forward_opts *o;
     const uint8_t *key_mask;
     qs_error *err;
 } fwd;
@@ -37,7 +40,7 @@ static void point_shape(const qs_model *m, qs_point p, int T, int *rows, int *co
  * float original goes to scratch for the error measure. */
 static qs_status quantize_point(fwd *f, int slot, float *x, int rows, int cols,
                                 qs_point_stats *ps) {
-    qs_model *m = f->m;
+    qs_model *m = f->mm;
     const qs_quant_config *q = &m->quant;
     size_t n = (size_t)rows * cols;
     qs_observer *ob = &m->observers[slot];
@@ -46,6 +49,7 @@ static qs_status quantize_point(fwd *f, int slot, float *x, int rows, int cols,
     qs_status s;
     if (q->act_granularity == QS_GRAN_TOKEN) {
         s = qs_fake_quant_rows(x, rows, cols, q->act_bits, q->act_symmetric, f->err);
+        if (s) return s;
         ps->quant_min = ps->quant_max = NAN;
     } else {
         /* Static range from calibration when there was one, else the range of
@@ -60,23 +64,22 @@ static qs_status quantize_point(fwd *f, int slot, float *x, int rows, int cols,
             use = &dyn;
         }
         qs_qparams qp;
-        s = qs_observer_qparams(use, &qp, f->err);
-        if (s) return s;
+        if ((s = qs_observer_qparams(use, &qp, f->err))) return s;
         qs_fake_quant(x, n, qp);
         ps->quant_min = use->min;
         ps->quant_max = use->max;
     }
-    if (s) return s;
     ps->quantized = 1;
     qs_quant_error(m->ws.scratch, x, n, &ps->quant_mse, &ps->quant_sqnr_db);
     return QS_OK;
 }
 
 /* The hook every named point goes through. alias: the tensor was already seen
- * at another point (same memory), so it gets stats and capture, not a second
- * quantization. */
+ * at another point (same values), so it gets stats and capture, not a second
+ * quantization. A no-op on the training path. */
 static qs_status point(fwd *f, int layer, qs_point p, float *x, int alias) {
-    qs_model *m = f->m;
+    qs_model *m = f->mm;
+    if (!m) return QS_OK;
     int rows, cols;
     point_shape(m, p, f->T, &rows, &cols);
     size_t n = (size_t)rows * cols;
@@ -113,10 +116,10 @@ static qs_status point(fwd *f, int layer, qs_point p, float *x, int alias) {
 }
 
 /* sigmoid(G_h(x_i)) for every token and head (RESEARCH.md §2 gated attention). */
-static void gate_forward(fwd *f, const layer_weights *L, const float *x, float *gate) {
+static void gate_forward(const fwd *f, const layer_weights *L, const float *x, float *gate,
+                         float *hidden) {
     const qs_config *c = &f->m->cfg;
     int H = c->n_heads, D = c->hidden_size, dh = f->m->d_head, hid = c->gate_mlp_hidden;
-    float *hbuf = f->m->ws.gate_hidden;
     for (int i = 0; i < f->T; i++) {
         const float *xi = x + (size_t)i * D;
         for (int h = 0; h < H; h++) {
@@ -128,89 +131,103 @@ static void gate_forward(fwd *f, const layer_weights *L, const float *x, float *
             } else if (!c->gate_mlp) {
                 logit = qs_dot(xi + h * dh, L->gate_w + (size_t)h * dh, dh) + L->gate_b[h];
             } else {
-                qs_linear(hbuf, xi + h * dh, L->gate_w + (size_t)h * hid * dh,
+                float *hb = hidden + ((size_t)i * H + h) * hid;
+                qs_linear(hb, xi + h * dh, L->gate_w + (size_t)h * hid * dh,
                           L->gate_b + (size_t)h * hid, 1, dh, hid);
-                relu_forward(hbuf, hbuf, (size_t)hid);
-                logit = qs_dot(hbuf, L->gate_w2 + (size_t)h * hid, hid) + L->gate_b2[h];
+                logit = L->gate_b2[h];
+                for (int u = 0; u < hid; u++)
+                    if (hb[u] > 0.0f) logit += hb[u] * L->gate_w2[(size_t)h * hid + u];
             }
             gate[(size_t)i * H + h] = sigmoidf_stable(logit);
         }
     }
 }
 
-/* Multi-head self-attention of layer l on x [T][D]; result in out [T][D]. */
-static qs_status attention_forward(fwd *f, int l, float *x, float *out) {
-    qs_model *m = f->m;
-    const qs_config *c = &m->cfg;
+/* Keys query row i may attend to: the caller's mask, and j <= i when causal. */
+static void key_flags(const fwd *f, int i, uint8_t *valid) {
+    int causal = f->m->cfg.arch == QS_ARCH_OPT;
+    for (int j = 0; j < f->T; j++)
+        valid[j] = (uint8_t)((!f->key_mask || f->key_mask[j]) && (!causal || j <= i));
+}
+
+float qs_clip_gamma(const qs_config *c, int T) {
+    /* gamma = -alpha / T makes the clipping independent of the length (§2). */
+    return c->clip_alpha > 0.0f ? -c->clip_alpha / (float)T : c->clip_gamma;
+}
+
+/* Multi-head self-attention of layer l: A->attn_in -> A->att_out. */
+static qs_status attention_forward(fwd *f, int l, layer_acts *A, uint8_t *valid) {
+    const qs_config *c = &f->m->cfg;
     const layer_weights *L = &f->W->layers[l];
-    workspace *ws = &m->ws;
-    int T = f->T, D = c->hidden_size, H = c->n_heads, dh = m->d_head;
+    int T = f->T, D = c->hidden_size, H = c->n_heads, dh = f->m->d_head;
+    const float *x = A->attn_in;
     qs_status s;
-    qs_linear(ws->q, x, L->wq, L->bq, T, D, D);
-    if ((s = point(f, l, QS_PT_Q, ws->q, 0))) return s;
-    qs_linear(ws->k, x, L->wk, L->bk, T, D, D);
-    if ((s = point(f, l, QS_PT_K, ws->k, 0))) return s;
-    qs_linear(ws->v, x, L->wv, L->bv, T, D, D);
-    if ((s = point(f, l, QS_PT_V, ws->v, 0))) return s;
+    qs_linear(A->q, x, L->wq, L->bq, T, D, D);
+    if ((s = point(f, l, QS_PT_Q, A->q, 0))) return s;
+    qs_linear(A->k, x, L->wk, L->bk, T, D, D);
+    if ((s = point(f, l, QS_PT_K, A->k, 0))) return s;
+    qs_linear(A->v, x, L->wv, L->bv, T, D, D);
+    if ((s = point(f, l, QS_PT_V, A->v, 0))) return s;
 
     float scale = 1.0f / sqrtf((float)dh);
     for (int h = 0; h < H; h++)
         for (int i = 0; i < T; i++) {
-            float *row = ws->scores + ((size_t)h * T + i) * T;
-            const float *qi = ws->q + (size_t)i * D + h * dh;
-            for (int j = 0; j < T; j++) row[j] = qs_dot(qi, ws->k + (size_t)j * D + h * dh, dh) * scale;
+            float *row = A->scores + ((size_t)h * T + i) * T;
+            const float *qi = A->q + (size_t)i * D + h * dh;
+            for (int j = 0; j < T; j++) row[j] = qs_dot(qi, A->k + (size_t)j * D + h * dh, dh) * scale;
         }
-    if ((s = point(f, l, QS_PT_SCORES, ws->scores, 0))) return s;
+    if ((s = point(f, l, QS_PT_SCORES, A->scores, 0))) return s;
 
-    /* gamma = -alpha / T makes the clipping independent of the length (§2). */
-    float gamma = c->clip_alpha > 0.0f ? -c->clip_alpha / (float)T : c->clip_gamma;
-    uint8_t *valid = (uint8_t *)ws->dim_arg; /* T flags; dim_arg is free until the next point */
+    float gamma = qs_clip_gamma(c, T);
     for (int i = 0; i < T; i++) {
-        for (int j = 0; j < T; j++)
-            valid[j] = (uint8_t)((!f->key_mask || f->key_mask[j]) && (c->arch != QS_ARCH_OPT || j <= i));
+        key_flags(f, i, valid);
         for (int h = 0; h < H; h++) {
             size_t r = ((size_t)h * T + i) * T;
-            if (c->softmax == QS_SOFTMAX_CLIPPED)
-                clipped_softmax_row_forward(ws->probs + r, ws->scores + r, valid, T, gamma, c->clip_zeta);
-            else if (c->softmax == QS_SOFTMAX1)
-                softmax1_row_forward(ws->probs + r, ws->scores + r, valid, T);
-            else
-                softmax_row_forward(ws->probs + r, ws->scores + r, valid, T);
+            if (c->softmax == QS_SOFTMAX_CLIPPED) {
+                softmax_row_forward(A->sm + r, A->scores + r, valid, T);
+                clipped_softmax_row_forward(A->probs + r, A->scores + r, valid, T, gamma, c->clip_zeta);
+            } else if (c->softmax == QS_SOFTMAX1) {
+                softmax1_row_forward(A->probs + r, A->scores + r, valid, T);
+            } else {
+                softmax_row_forward(A->probs + r, A->scores + r, valid, T);
+            }
         }
     }
-    if ((s = point(f, l, QS_PT_PROBS, ws->probs, 0))) return s;
+    if ((s = point(f, l, QS_PT_PROBS, A->probs, 0))) return s;
 
     for (int i = 0; i < T; i++)
         for (int h = 0; h < H; h++) {
-            float *o = ws->ctx + (size_t)i * D + h * dh;
-            const float *p = ws->probs + ((size_t)h * T + i) * T;
+            float *o = A->ctx_pre + (size_t)i * D + h * dh;
+            const float *p = A->probs + ((size_t)h * T + i) * T;
             memset(o, 0, (size_t)dh * sizeof(float));
             for (int j = 0; j < T; j++)
-                if (p[j] != 0.0f) qs_axpy(o, p[j], ws->v + (size_t)j * D + h * dh, dh);
+                if (p[j] != 0.0f) qs_axpy(o, p[j], A->v + (size_t)j * D + h * dh, dh);
         }
-    qs_head_stats *hs = m->hstats + (size_t)l * H;
-    if (!f->calibrate) qs_attention_head_stats(ws->probs, ws->v, f->o ? f->o->delimiters : NULL, H, T, dh, hs);
-    for (int h = 0; h < H; h++) hs[h].gate_mean = 1.0f;
+    qs_head_stats *hs = f->mm ? f->mm->hstats + (size_t)l * H : NULL;
+    if (hs && !f->calibrate)
+        qs_attention_head_stats(A->probs, A->v, f->o ? f->o->delimiters : NULL, H, T, dh, hs);
 
     if (c->gate != QS_GATE_NONE) {
-        gate_forward(f, L, x, ws->gate);
-        if ((s = point(f, l, QS_PT_GATE, ws->gate, 0))) return s;
-        for (int h = 0; h < H; h++) {
-            double sum = 0.0;
-            for (int i = 0; i < T; i++) {
-                float g = ws->gate[(size_t)i * H + h];
-                sum += g;
-                float *o = ws->ctx + (size_t)i * D + h * dh;
-                for (int d = 0; d < dh; d++) o[d] *= g;
+        gate_forward(f, L, x, A->gate, A->gate_hidden);
+        if ((s = point(f, l, QS_PT_GATE, A->gate, 0))) return s;
+        for (int i = 0; i < T; i++)
+            for (int h = 0; h < H; h++) {
+                float g = A->gate[(size_t)i * H + h];
+                const float *src = A->ctx_pre + (size_t)i * D + h * dh;
+                float *dst = A->ctx + (size_t)i * D + h * dh;
+                for (int d = 0; d < dh; d++) dst[d] = g * src[d];
             }
+        for (int h = 0; hs && h < H; h++) {
+            double sum = 0.0;
+            for (int i = 0; i < T; i++) sum += A->gate[(size_t)i * H + h];
             hs[h].gate_mean = (float)(sum / T);
         }
     } else {
-        m->pstats[qs_slot(m, l, QS_PT_GATE)].present = 0;
+        for (int h = 0; hs && h < H; h++) hs[h].gate_mean = 1.0f;
     }
-    if ((s = point(f, l, QS_PT_CTX, ws->ctx, 0))) return s;
-    qs_linear(out, ws->ctx, L->wo, L->bo, T, D, D);
-    return point(f, l, QS_PT_ATTN_OUT, out, 0);
+    if ((s = point(f, l, QS_PT_CTX, A->ctx, 0))) return s;
+    qs_linear(A->att_out, A->ctx, L->wo, L->bo, T, D, D);
+    return point(f, l, QS_PT_ATTN_OUT, A->att_out, 0);
 }
 
 static void activation(const qs_config *c, float *out, const float *x, size_t n) {
@@ -219,67 +236,123 @@ static void activation(const qs_config *c, float *out, const float *x, size_t n)
     else gelu_forward(out, x, n);
 }
 
-/* fc1 -> activation -> fc2 on x; result in out. */
-static qs_status ffn_forward(fwd *f, int l, const float *x, float *out) {
+/* fc1 -> activation -> fc2: A->ffn_in -> A->ffn_out. */
+static qs_status ffn_forward(fwd *f, int l, layer_acts *A) {
     const qs_config *c = &f->m->cfg;
     const layer_weights *L = &f->W->layers[l];
-    workspace *ws = &f->m->ws;
     int T = f->T, D = c->hidden_size, I = c->intermediate_size;
     qs_status s;
-    qs_linear(ws->ffn_h, x, L->w1, L->b1, T, D, I);
-    if ((s = point(f, l, QS_PT_FFN_H, ws->ffn_h, 0))) return s;
-    activation(c, ws->ffn_act, ws->ffn_h, (size_t)T * I);
-    if ((s = point(f, l, QS_PT_FFN_ACT, ws->ffn_act, 0))) return s;
-    qs_linear(out, ws->ffn_act, L->w2, L->b2, T, I, D);
-    return point(f, l, QS_PT_FFN_OUT, out, 0);
+    qs_linear(A->ffn_h, A->ffn_in, L->w1, L->b1, T, D, I);
+    if ((s = point(f, l, QS_PT_FFN_H, A->ffn_h, 0))) return s;
+    activation(c, A->ffn_act, A->ffn_h, (size_t)T * I);
+    if ((s = point(f, l, QS_PT_FFN_ACT, A->ffn_act, 0))) return s;
+    qs_linear(A->ffn_out, A->ffn_act, L->w2, L->b2, T, I, D);
+    return point(f, l, QS_PT_FFN_OUT, A->ffn_out, 0);
 }
 
 static void add_into(float *out, const float *a, const float *b, size_t n) {
     for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
 }
 
-/* Post-LN (BERT): x -> LN(x + attn(x)) -> LN(. + ffn(.)). */
-static qs_status bert_layer(fwd *f, int l) {
+/* Post-LN (BERT): x -> LN1(x + attn(x)) -> LN2(. + ffn(.)). out is written
+ * last, so it may alias in. */
+static qs_status bert_layer(fwd *f, int l, layer_acts *A, uint8_t *valid) {
     const qs_config *c = &f->m->cfg;
     const layer_weights *L = &f->W->layers[l];
-    workspace *ws = &f->m->ws;
-    size_t n = (size_t)f->T * c->hidden_size;
+    int T = f->T, D = c->hidden_size;
+    size_t n = (size_t)T * D;
     qs_status s;
-    if ((s = point(f, l, QS_PT_ATTN_IN, ws->x, 1))) return s;
-    if ((s = attention_forward(f, l, ws->x, ws->att))) return s;
-    add_into(ws->res, ws->x, ws->att, n);
-    if ((s = point(f, l, QS_PT_ATTN_RES, ws->res, 0))) return s;
-    layernorm_forward(ws->x2, ws->res, L->ln1_w, L->ln1_b, f->T, c->hidden_size, c->layer_norm_eps);
-    if ((s = point(f, l, QS_PT_FFN_IN, ws->x2, 0))) return s;
-    if ((s = ffn_forward(f, l, ws->x2, ws->att))) return s;
-    add_into(ws->res, ws->x2, ws->att, n);
-    if ((s = point(f, l, QS_PT_FFN_RES, ws->res, 0))) return s;
-    layernorm_forward(ws->x, ws->res, L->ln2_w, L->ln2_b, f->T, c->hidden_size, c->layer_norm_eps);
-    return point(f, l, QS_PT_LAYER_OUT, ws->x, 0);
+    A->attn_in = A->in;
+    if ((s = point(f, l, QS_PT_ATTN_IN, A->in, 1))) return s;
+    if ((s = attention_forward(f, l, A, valid))) return s;
+    add_into(A->res, A->in, A->att_out, n);
+    if ((s = point(f, l, QS_PT_ATTN_RES, A->res, 0))) return s;
+    layernorm_forward(A->ffn_in, A->ln1_mean, A->ln1_rstd, A->res, L->ln1_w, L->ln1_b, T, D,
+                      c->layer_norm_eps);
+    if ((s = point(f, l, QS_PT_FFN_IN, A->ffn_in, 0))) return s;
+    if ((s = ffn_forward(f, l, A))) return s;
+    add_into(A->res2, A->ffn_in, A->ffn_out, n);
+    if ((s = point(f, l, QS_PT_FFN_RES, A->res2, 0))) return s;
+    layernorm_forward(A->out, A->ln2_mean, A->ln2_rstd, A->res2, L->ln2_w, L->ln2_b, T, D,
+                      c->layer_norm_eps);
+    return point(f, l, QS_PT_LAYER_OUT, A->out, 0);
 }
 
 /* Pre-LN (OPT): x -> x + attn(LN1(x)) -> . + ffn(LN2(.)). */
-static qs_status opt_layer(fwd *f, int l) {
+static qs_status opt_layer(fwd *f, int l, layer_acts *A, uint8_t *valid) {
     const qs_config *c = &f->m->cfg;
     const layer_weights *L = &f->W->layers[l];
-    workspace *ws = &f->m->ws;
-    size_t n = (size_t)f->T * c->hidden_size;
+    int T = f->T, D = c->hidden_size;
+    size_t n = (size_t)T * D;
     qs_status s;
-    layernorm_forward(ws->ln, ws->x, L->ln1_w, L->ln1_b, f->T, c->hidden_size, c->layer_norm_eps);
-    if ((s = point(f, l, QS_PT_ATTN_IN, ws->ln, 0))) return s;
-    if ((s = attention_forward(f, l, ws->ln, ws->att))) return s;
-    add_into(ws->res, ws->x, ws->att, n);
-    if ((s = point(f, l, QS_PT_ATTN_RES, ws->res, 0))) return s;
-    layernorm_forward(ws->ln, ws->res, L->ln2_w, L->ln2_b, f->T, c->hidden_size, c->layer_norm_eps);
-    if ((s = point(f, l, QS_PT_FFN_IN, ws->ln, 0))) return s;
-    if ((s = ffn_forward(f, l, ws->ln, ws->att))) return s;
-    add_into(ws->x, ws->res, ws->att, n);
-    if ((s = point(f, l, QS_PT_FFN_RES, ws->x, 0))) return s;
-    return point(f, l, QS_PT_LAYER_OUT, ws->x, 1);
+    layernorm_forward(A->attn_in, A->ln1_mean, A->ln1_rstd, A->in, L->ln1_w, L->ln1_b, T, D,
+                      c->layer_norm_eps);
+    if ((s = point(f, l, QS_PT_ATTN_IN, A->attn_in, 0))) return s;
+    if ((s = attention_forward(f, l, A, valid))) return s;
+    add_into(A->res, A->in, A->att_out, n);
+    if ((s = point(f, l, QS_PT_ATTN_RES, A->res, 0))) return s;
+    layernorm_forward(A->ffn_in, A->ln2_mean, A->ln2_rstd, A->res, L->ln2_w, L->ln2_b, T, D,
+                      c->layer_norm_eps);
+    if ((s = point(f, l, QS_PT_FFN_IN, A->ffn_in, 0))) return s;
+    if ((s = ffn_forward(f, l, A))) return s;
+    add_into(A->out, A->res, A->ffn_out, n);
+    if ((s = point(f, l, QS_PT_FFN_RES, A->out, 0))) return s;
+    return point(f, l, QS_PT_LAYER_OUT, A->out, 1);
 }
 
-static qs_status check_inputs(const qs_model *m, const int32_t *ids, int T,
-                              const qs_forward_opts *o, qs_error *err) {
+/* Embeddings, layers and the head up to a->final (logits are the caller's). */
+static qs_status run_layers(fwd *f, const int32_t *ids, const int32_t *types, uint8_t *valid,
+                            float *hidden) {
+    const qs_config *c = &f->m->cfg;
+    acts *a = f->a;
+    const model_weights *W = f->W;
+    int T = f->T, D = c->hidden_size;
+    size_t n = (size_t)T * D;
+    float *x = c->arch == QS_ARCH_BERT ? a->emb_sum : a->x0;
+    for (int t = 0; t < T; t++) {
+        float *xt = x + (size_t)t * D;
+        const float *tok = W->wte + (size_t)ids[t] * D;
+        /* OPT's learned positions start at row 2 (HF OPTLearnedPositionalEmbedding). */
+        const float *pos = W->wpe + (size_t)(c->arch == QS_ARCH_OPT ? t + 2 : t) * D;
+        for (int d = 0; d < D; d++) xt[d] = tok[d] + pos[d];
+        if (c->arch == QS_ARCH_BERT) {
+            const float *tt = W->wtt + (size_t)(types ? types[t] : 0) * D;
+            for (int d = 0; d < D; d++) xt[d] += tt[d];
+        }
+    }
+    if (c->arch == QS_ARCH_BERT)
+        layernorm_forward(a->x0, a->emb_mean, a->emb_rstd, a->emb_sum, W->emb_ln_w, W->emb_ln_b,
+                          T, D, c->layer_norm_eps);
+    qs_status s = point(f, 0, QS_PT_EMBED, a->x0, 0);
+    if (s) return s;
+    if (hidden) memcpy(hidden, a->x0, n * sizeof(float));
+
+    for (int l = 0; l < c->n_layers; l++) {
+        layer_acts *A = &a->L[l];
+        A->in = l == 0 || a->shared ? a->x0 : a->L[l - 1].out;
+        if (a->shared) A->out = a->x0;
+        s = c->arch == QS_ARCH_BERT ? bert_layer(f, l, A, valid) : opt_layer(f, l, A, valid);
+        if (s) return s;
+        if (hidden) memcpy(hidden + (size_t)(l + 1) * n, A->out, n * sizeof(float));
+    }
+    const float *top = a->L[c->n_layers - 1].out;
+
+    /* Head: BERT MLM transform (dense, GELU, LayerNorm) or OPT final LayerNorm. */
+    if (c->arch == QS_ARCH_BERT) {
+        qs_linear(a->head_h, top, W->head_w, W->head_b, T, D, D);
+        activation(c, a->head_g, a->head_h, n);
+        layernorm_forward(a->final, a->head_mean, a->head_rstd, a->head_g, W->head_ln_w,
+                          W->head_ln_b, T, D, c->layer_norm_eps);
+    } else {
+        layernorm_forward(a->final, a->head_mean, a->head_rstd, top, W->final_ln_w, W->final_ln_b,
+                          T, D, c->layer_norm_eps);
+        if (hidden) memcpy(hidden + (size_t)c->n_layers * n, a->final, n * sizeof(float));
+    }
+    return point(f, 0, QS_PT_FINAL, a->final, 0);
+}
+
+static qs_status check_inputs(const qs_model *m, const int32_t *ids, int T, const int32_t *types,
+                              qs_error *err) {
     const qs_config *c = &m->cfg;
     if (!ids && T > 0) return qs_fail(err, QS_ERR_ARG, "forward: ids is NULL");
     if (T <= 0) return qs_fail(err, QS_ERR_RANGE, "forward: empty input (%d tokens)", T);
@@ -290,14 +363,41 @@ static qs_status check_inputs(const qs_model *m, const int32_t *ids, int T,
         if (ids[t] < 0 || ids[t] >= c->vocab_size)
             return qs_fail(err, QS_ERR_RANGE, "forward: token id %d at position %d is out of "
                            "range [0, %d)", ids[t], t, c->vocab_size);
-    if (o && o->token_types) {
+    if (types) {
         if (c->arch != QS_ARCH_BERT)
             return qs_fail(err, QS_ERR_ARG, "forward: token types given but OPT models have none");
         for (int t = 0; t < T; t++)
-            if (o->token_types[t] < 0 || o->token_types[t] >= c->type_vocab_size)
+            if (types[t] < 0 || types[t] >= c->type_vocab_size)
                 return qs_fail(err, QS_ERR_RANGE, "forward: token type %d at position %d is out "
-                               "of range [0, %d)", o->token_types[t], t, c->type_vocab_size);
+                               "of range [0, %d)", types[t], t, c->type_vocab_size);
     }
+    return QS_OK;
+}
+
+/* The vocabulary projection, tied to the float word embeddings. */
+static void logits_forward(const qs_model *m, const model_weights *W, const float *final,
+                           float *logits, const int32_t *rows, int n_rows) {
+    const qs_config *c = &m->cfg;
+    int D = c->hidden_size, V = c->vocab_size;
+    const float *bias = c->arch == QS_ARCH_BERT ? W->head_bias : NULL;
+    for (int r = 0; r < n_rows; r++)
+        qs_linear(logits + (size_t)r * V, final + (size_t)(rows ? rows[r] : r) * D, W->wte, bias,
+                  1, D, V);
+}
+
+qs_status qs_forward_train(const qs_model *m, const model_weights *W, acts *a, const int32_t *ids,
+                           int T, const qs_seq_opts *o, qs_error *err) {
+    qs_status s = check_inputs(m, ids, T, o ? o->types : NULL, err);
+    if (s) return s;
+    if (T > a->cap_T || a->shared)
+        return qs_fail(err, QS_ERR_ARG, "forward_train: activations sized for %d tokens (shared "
+                       "%d), got %d", a->cap_T, a->shared, T);
+    uint8_t valid[4096];
+    if (T > (int)sizeof valid) return qs_fail(err, QS_ERR_RANGE, "forward_train: T %d too long", T);
+    fwd f = {m, NULL, W, a, T, 0, 0, NULL, o ? o->attention_mask : NULL, err};
+    if ((s = run_layers(&f, ids, o ? o->types : NULL, valid, NULL))) return s;
+    const int32_t *rows = o ? o->logit_rows : NULL;
+    logits_forward(m, W, a->final, a->logits, rows, rows ? o->n_logit_rows : T);
     return QS_OK;
 }
 
@@ -324,63 +424,28 @@ static qs_status reserve_captures(qs_model *m, uint32_t capture, int T, qs_error
 static qs_status forward_impl(qs_model *m, const int32_t *ids, int T, const qs_forward_opts *o,
                               int quantize, int calibrate, qs_error *err) {
     const qs_config *c = &m->cfg;
-    qs_status s = check_inputs(m, ids, T, o, err);
+    const int32_t *types = o ? o->token_types : NULL;
+    qs_status s = check_inputs(m, ids, T, types, err);
     if (!s) s = qs_workspace_reserve(m, T, err);
     if (!s && o) s = reserve_captures(m, o->capture, T, err);
     if (s) return s;
     if (quantize && !m->has_quant)
         return qs_fail(err, QS_ERR_ARG, "forward: quantization requested but no quant config is "
                        "installed (qs_model_set_quant)");
-    fwd f = {m, quantize ? &m->wq : &m->w, o, T, quantize, calibrate, NULL, err};
-    if (o) f.key_mask = o->attention_mask;
-    workspace *ws = &m->ws;
-    int D = c->hidden_size;
-    size_t n = (size_t)T * D;
+    fwd f = {m, m, quantize ? &m->wq : &m->w, &m->ws.a, T, quantize, calibrate, o,
+             o ? o->attention_mask : NULL, err};
     m->last_T = 0;
-    for (int i = 0; i < m->n_slots; i++) m->pstats[i].present = 0;
-
-    for (int t = 0; t < T; t++) {
-        float *x = ws->x + (size_t)t * D;
-        const float *tok = f.W->wte + (size_t)ids[t] * D;
-        /* OPT's learned positions start at row 2 (HF OPTLearnedPositionalEmbedding). */
-        const float *pos = f.W->wpe + (size_t)(c->arch == QS_ARCH_OPT ? t + 2 : t) * D;
-        for (int d = 0; d < D; d++) x[d] = tok[d] + pos[d];
-        if (c->arch == QS_ARCH_BERT) {
-            const float *tt = f.W->wtt + (size_t)(o && o->token_types ? o->token_types[t] : 0) * D;
-            for (int d = 0; d < D; d++) x[d] += tt[d];
-        }
-    }
-    if (c->arch == QS_ARCH_BERT) {
-        memcpy(ws->res, ws->x, n * sizeof(float));
-        layernorm_forward(ws->x, ws->res, f.W->emb_ln_w, f.W->emb_ln_b, T, D, c->layer_norm_eps);
-    }
-    if ((s = point(&f, 0, QS_PT_EMBED, ws->x, 0))) return s;
-    memcpy(ws->hidden, ws->x, n * sizeof(float));
-
-    for (int l = 0; l < c->n_layers; l++) {
-        s = c->arch == QS_ARCH_BERT ? bert_layer(&f, l) : opt_layer(&f, l);
-        if (s) return s;
-        memcpy(ws->hidden + (size_t)(l + 1) * n, ws->x, n * sizeof(float));
-    }
-
-    /* Head: BERT MLM transform (dense, GELU, LayerNorm) or OPT final LayerNorm,
-     * then the vocabulary projection tied to the float word embeddings. */
-    if (c->arch == QS_ARCH_BERT) {
-        qs_linear(ws->ln, ws->x, f.W->head_w, f.W->head_b, T, D, D);
-        activation(c, ws->ln, ws->ln, n);
-        layernorm_forward(ws->x2, ws->ln, f.W->head_ln_w, f.W->head_ln_b, T, D, c->layer_norm_eps);
-    } else {
-        layernorm_forward(ws->x2, ws->x, f.W->final_ln_w, f.W->final_ln_b, T, D, c->layer_norm_eps);
-        memcpy(ws->hidden + (size_t)c->n_layers * n, ws->x2, n * sizeof(float));
-    }
-    if ((s = point(&f, 0, QS_PT_FINAL, ws->x2, 0))) return s;
-    if (calibrate) return QS_OK;
-    qs_linear(ws->logits, ws->x2, m->w.wte, c->arch == QS_ARCH_BERT ? m->w.head_bias : NULL, T, D,
-              c->vocab_size);
+    m->last_capture = 0;
+    if (!calibrate)
+        for (int i = 0; i < m->n_slots; i++) m->pstats[i].present = 0;
+    s = run_layers(&f, ids, types, m->ws.valid, calibrate ? NULL : m->ws.hidden);
+    if (s || calibrate) return s;
+    logits_forward(m, &m->w, m->ws.a.final, m->ws.a.logits, NULL, T);
     size_t bad;
-    if (!qs_all_finite(ws->logits, (size_t)T * c->vocab_size, &bad))
+    if (!qs_all_finite(m->ws.a.logits, (size_t)T * c->vocab_size, &bad))
         return qs_fail(err, QS_ERR_NAN, "non-finite logit at token %zu", bad / (size_t)c->vocab_size);
     m->last_T = T;
+    m->last_capture = o ? o->capture : 0;
     return QS_OK;
 }
 
@@ -407,7 +472,7 @@ int qs_model_calibration_batches(const qs_model *m) { return m ? m->n_calib : 0;
 int qs_model_last_T(const qs_model *m) { return m ? m->last_T : 0; }
 
 const float *qs_model_logits(const qs_model *m) {
-    return m && m->last_T ? m->ws.logits : NULL;
+    return m && m->last_T ? m->ws.a.logits : NULL;
 }
 
 const float *qs_model_hidden_state(const qs_model *m, int index) {
@@ -428,6 +493,6 @@ const qs_head_stats *qs_model_head_stats(const qs_model *m, int layer, int head)
 
 const float *qs_model_capture(const qs_model *m, int layer, qs_point p) {
     const qs_point_stats *ps = qs_model_point_stats(m, layer, p);
-    if (!ps || !ps->present) return NULL;
+    if (!ps || !ps->present || !m->last_T || !(m->last_capture & QS_PT_BIT(p))) return NULL;
     return m->captures[qs_slot(m, layer, p)];
 }

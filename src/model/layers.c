@@ -4,8 +4,8 @@
 
 #include "model/model_internal.h"
 
-void layernorm_forward(float *out, const float *x, const float *w, const float *b, int T, int C,
-                       float eps) {
+void layernorm_forward(float *out, float *mean_out, float *rstd_out, const float *x, const float *w,
+                       const float *b, int T, int C, float eps) {
     for (int t = 0; t < T; t++) {
         const float *xr = x + (size_t)t * C;
         float *o = out + (size_t)t * C;
@@ -15,6 +15,8 @@ void layernorm_forward(float *out, const float *x, const float *w, const float *
         for (int i = 0; i < C; i++) var += (xr[i] - mean) * (xr[i] - mean);
         var /= C;
         float rstd = (float)(1.0 / sqrt(var + eps)), mu = (float)mean;
+        if (mean_out) mean_out[t] = mu;
+        if (rstd_out) rstd_out[t] = rstd;
         for (int i = 0; i < C; i++) o[i] = (xr[i] - mu) * rstd * w[i] + b[i];
     }
 }

@@ -400,16 +400,14 @@ qs_status qs_model_load_dir(const char *dir, qs_model **out, qs_error *err) {
 }
 
 static void workspace_free(workspace *ws) {
-    float **bufs[] = {&ws->x, &ws->x2, &ws->ln, &ws->q, &ws->k, &ws->v, &ws->ctx, &ws->att,
-                      &ws->res, &ws->scores, &ws->probs, &ws->ffn_h, &ws->ffn_act, &ws->gate,
-                      &ws->gate_hidden, &ws->scratch, &ws->scratch2, &ws->dim_max, &ws->logits, &ws->hidden};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
-        free(*bufs[i]);
-        *bufs[i] = NULL;
-    }
+    qs_acts_free(&ws->a);
+    free(ws->scratch);
+    free(ws->scratch2);
+    free(ws->dim_max);
     free(ws->dim_arg);
-    ws->dim_arg = NULL;
-    ws->cap_T = 0;
+    free(ws->valid);
+    free(ws->hidden);
+    memset(ws, 0, sizeof *ws);
 }
 
 void qs_model_free(qs_model *m) {
@@ -459,30 +457,19 @@ qs_status qs_workspace_reserve(qs_model *m, int T, qs_error *err) {
     workspace_free(ws);
     const qs_config *c = &m->cfg;
     size_t D = (size_t)c->hidden_size, I = (size_t)c->intermediate_size, H = (size_t)c->n_heads;
-    size_t TT = (size_t)T, att = H * TT * TT;
-    size_t largest = TT * (I > D ? I : D);
-    if (att > largest) largest = att;
-    if (TT * (size_t)c->vocab_size > largest) largest = TT * (size_t)c->vocab_size;
+    size_t TT = (size_t)T, largest = TT * (I > D ? I : D);
+    if (H * TT * TT > largest) largest = H * TT * TT;
     size_t widest = D > I ? D : I;
     if (TT > widest) widest = TT;
-    if ((size_t)c->vocab_size > widest) widest = (size_t)c->vocab_size;
-    struct { float **p; size_t n; } plan[] = {
-        {&ws->x, TT * D}, {&ws->x2, TT * D}, {&ws->ln, TT * D}, {&ws->q, TT * D},
-        {&ws->k, TT * D}, {&ws->v, TT * D}, {&ws->ctx, TT * D}, {&ws->att, TT * D},
-        {&ws->res, TT * D}, {&ws->scores, att}, {&ws->probs, att}, {&ws->ffn_h, TT * I},
-        {&ws->ffn_act, TT * I}, {&ws->gate, TT * H + 1}, {&ws->gate_hidden, (size_t)c->gate_mlp_hidden + 1},
-        {&ws->scratch, largest}, {&ws->scratch2, largest}, {&ws->dim_max, widest},
-        {&ws->logits, TT * (size_t)c->vocab_size},
-        {&ws->hidden, (size_t)(c->n_layers + 1) * TT * D}};
-    for (size_t i = 0; i < sizeof plan / sizeof plan[0]; i++) {
-        *plan[i].p = malloc(plan[i].n * sizeof(float));
-        if (!*plan[i].p) {
-            workspace_free(ws);
-            return qs_fail(err, QS_ERR_NOMEM, "out of memory for the activations of %d tokens", T);
-        }
-    }
+    qs_status s = qs_acts_alloc(c, T, 1, &ws->a, err);
+    if (s) return s;
+    ws->scratch = malloc(largest * sizeof(float));
+    ws->scratch2 = malloc(largest * sizeof(float));
+    ws->dim_max = malloc(widest * sizeof(float));
     ws->dim_arg = malloc(widest * sizeof(int));
-    if (!ws->dim_arg) {
+    ws->valid = malloc(TT);
+    ws->hidden = malloc((size_t)(c->n_layers + 1) * TT * D * sizeof(float));
+    if (!ws->scratch || !ws->scratch2 || !ws->dim_max || !ws->dim_arg || !ws->valid || !ws->hidden) {
         workspace_free(ws);
         return qs_fail(err, QS_ERR_NOMEM, "out of memory for the activations of %d tokens", T);
     }

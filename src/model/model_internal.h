@@ -39,19 +39,57 @@ typedef struct param_entry {
     int rows, cols; /* for linear weights: out, in (per-channel quantization) */
 } param_entry;
 
+/* Activations of one layer for one sequence: views into an acts buffer. The
+ * backward pass reads exactly these. At inference every layer shares one set
+ * (in and out then alias), in training each layer has its own. */
+typedef struct layer_acts {
+    float *in, *out;            /* [T][D] residual stream entering / leaving */
+    float *attn_in;             /* [T][D] BERT: = in; OPT: LN1(in) */
+    float *ln1_mean, *ln1_rstd; /* [T] OPT LN1; BERT attention.output.LayerNorm */
+    float *q, *k, *v;           /* [T][D] */
+    float *scores;              /* [H][T][T] softmax input */
+    float *sm;                  /* [H][T][T] softmax before clipping (clipped softmax only) */
+    float *probs;               /* [H][T][T] */
+    float *gate;                /* [T][H] sigmoid(G_h(x)) */
+    float *gate_hidden;         /* [T][H][hid] MLP gate hidden pre-activation */
+    float *ctx_pre;             /* [T][D] sum_j p_ij v_j before gating */
+    float *ctx;                 /* [T][D] output projection input */
+    float *att_out;             /* [T][D] */
+    float *res;                 /* [T][D] in + att_out */
+    float *ffn_in;              /* [T][D] */
+    float *ln2_mean, *ln2_rstd; /* [T] OPT LN2 (pre-FFN); BERT output.LayerNorm */
+    float *ffn_h, *ffn_act;     /* [T][I] */
+    float *ffn_out;             /* [T][D] */
+    float *res2;                /* [T][D] BERT: ffn_in + ffn_out (LayerNorm input) */
+} layer_acts;
+
+typedef struct acts {
+    int cap_T, shared;
+    float *buf;
+    float *emb_sum;               /* [T][D] BERT embedding sum before its LayerNorm */
+    float *emb_mean, *emb_rstd;   /* [T] */
+    float *x0;                    /* [T][D] embedding output = layer 0 input */
+    layer_acts *L;
+    float *head_h, *head_g;       /* [T][D] BERT transform dense output, after GELU */
+    float *head_mean, *head_rstd; /* [T] BERT transform LN / OPT final LN */
+    float *final;                 /* [T][D] input of the vocabulary projection */
+    float *logits;                /* [T][V] */
+} acts;
+
+/* Sizes every view for T tokens; shared = one layer set for all layers. */
+qs_status qs_acts_alloc(const qs_config *c, int T, int shared, acts *a, qs_error *err);
+void qs_acts_free(acts *a);
+
+/* Inference-only buffers beside the activations. */
 typedef struct workspace {
     int cap_T;
-    float *x, *x2, *ln, *q, *k, *v, *ctx, *att, *res;
-    float *scores, *probs; /* [H][T][T] */
-    float *ffn_h, *ffn_act;
-    float *gate;           /* [T][H] */
-    float *gate_hidden;    /* MLP gate hidden [hid] */
-    float *scratch;        /* copy of the largest tensor (quant error) */
-    float *scratch2;       /* working space of the percentile estimator */
+    acts a;
+    float *scratch;  /* copy of the largest tensor (quant error) */
+    float *scratch2; /* working space of the percentile estimator */
     float *dim_max;
     int *dim_arg;
-    float *logits;
-    float *hidden;         /* [(L+1)][T][D] */
+    uint8_t *valid;  /* [T] attention key flags */
+    float *hidden;   /* [(L+1)][T][D] */
 } workspace;
 
 struct qs_model {
@@ -72,6 +110,7 @@ struct qs_model {
     int n_calib;
     workspace ws;
     int last_T;
+    uint32_t last_capture;
     int n_slots;
     qs_point_stats *pstats;  /* [n_slots] */
     qs_head_stats *hstats;   /* [L][H] */
@@ -101,8 +140,9 @@ qs_status qs_model_from_config(const qs_config *c, qs_model **out, qs_error *err
 qs_status qs_workspace_reserve(qs_model *m, int T, qs_error *err);
 
 /* ---- layers (layers.c): forward of each op, shapes in the signature ---- */
-void layernorm_forward(float *out, const float *x, const float *w, const float *b, int T, int C,
-                       float eps);
+/* mean / rstd may be NULL (inference) or [T] caches for the backward pass. */
+void layernorm_forward(float *out, float *mean, float *rstd, const float *x, const float *w,
+                       const float *b, int T, int C, float eps);
 void gelu_forward(float *out, const float *x, size_t n);
 void gelu_tanh_forward(float *out, const float *x, size_t n);
 void relu_forward(float *out, const float *x, size_t n);
@@ -115,5 +155,35 @@ void clipped_softmax_row_forward(float *p, const float *s, const uint8_t *valid,
 /* softmax1: exp(x_i) / (1 + sum_j exp(x_j)) over valid keys. */
 void softmax1_row_forward(float *p, const float *s, const uint8_t *valid, int T);
 float sigmoidf_stable(float x);
+
+/* Backward passes: every one ADDS into its input gradient and parameter
+ * gradients (residual branches then need no extra sums). */
+void layernorm_backward(float *dx, float *dw, float *db, const float *dout, const float *x,
+                        const float *w, const float *mean, const float *rstd, int T, int C);
+void gelu_backward(float *dx, const float *x, const float *dout, size_t n);
+void gelu_tanh_backward(float *dx, const float *x, const float *dout, size_t n);
+void relu_backward(float *dx, const float *x, const float *dout, size_t n);
+/* ds_j = p_j (dp_j - sum_k p_k dp_k): the Jacobian of softmax and of softmax1
+ * alike (the extra 1 in softmax1's denominator does not depend on x). Writes ds. */
+void softmax_row_backward(float *ds, const float *p, const float *dp, int T);
+/* Clipped softmax: the gradient passes only where (zeta-gamma) sm + gamma is
+ * strictly inside (0, 1); sm is the unclipped softmax. Writes ds. */
+void clipped_softmax_row_backward(float *ds, const float *sm, const float *dp, int T, float gamma,
+                                  float zeta);
+
+/* ---- forward of one sequence into caller-owned activations (forward.c) ---- */
+typedef struct qs_seq_opts {
+    const int32_t *types;          /* BERT token types or NULL */
+    const uint8_t *attention_mask; /* per key, NULL = all */
+    const int32_t *logit_rows;     /* rows whose logits are needed (NULL = all T) */
+    int n_logit_rows;
+} qs_seq_opts;
+
+/* The training path: no statistics, no quantization, no capture; writes only
+ * into a (which must be unshared) and reads weights W. Thread-safe for
+ * distinct acts. Logits go to a->logits in the order of logit_rows. */
+float qs_clip_gamma(const qs_config *c, int T);
+qs_status qs_forward_train(const qs_model *m, const model_weights *W, acts *a,
+                           const int32_t *ids, int T, const qs_seq_opts *o, qs_error *err);
 
 #endif

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# scripts/test.sh: the whole test suite from a clean checkout: installs what is
+# missing, builds, then C tests (plain and ASan+UBSan), Node tests, browser tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+start=$(date +%s)
+
+scripts/setup.sh
+scripts/build.sh --sanitize
+
+echo "== C unit tests (native -O2)"
+ctest --test-dir build/native --output-on-failure
+echo "== C unit tests (ASan + UBSan, leak checks on)"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+  ctest --test-dir build/sanitize --output-on-failure
+echo "== Node tests (WASM module and CLI)"
+node --test tests/node/
+
+echo "== all tests passed in $(( $(date +%s) - start )) s"

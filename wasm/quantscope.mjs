@@ -1,0 +1,673 @@
+// wasm/quantscope.mjs: the one JavaScript API of quantscope for Node and browsers:
+// loading models, tokenizing, forward passes with statistics, quantization, evaluation.
+
+// The Emscripten artefacts, built by scripts/build-wasm.sh next to each other.
+const CORE_URL = new URL('../build/wasm/quantscope_core.mjs', import.meta.url);
+const WASM_URL = new URL('../build/wasm/quantscope_core.wasm', import.meta.url);
+
+const IS_NODE = typeof process === 'object' && typeof process.versions?.node === 'string';
+
+// Enum names of qs_config, in the order of the C enums (model.h); the config
+// file uses the same spellings.
+const ARCHS = ['bert', 'opt'];
+const ACTIVATIONS = ['gelu', 'gelu_new', 'relu'];
+const SOFTMAXES = ['softmax', 'clipped_softmax', 'softmax1'];
+const GATES = ['none', 'unconditional_per_head', 'conditional_per_head', 'conditional_per_token'];
+const TOKENIZERS = ['none', 'byte', 'wordpiece'];
+const SPECIALS = ['pad', 'cls', 'sep', 'mask', 'unk']; // qs_special order
+const DEFAULT_ID = -2; // QSW_DEFAULT_ID in exports.c: keep the library's default
+
+/** An Error carrying a quantscope status name in `code`. */
+function qsError(code, message) {
+  const e = new Error(message);
+  e.code = code;
+  return e;
+}
+
+const argError = (message) => qsError('QS_ERR_ARG', message);
+
+// ---------------------------------------------------------------- the core
+
+let corePromise = null;
+
+/** The WASM instance shared by all models, started on first use. */
+function core() {
+  corePromise ??= startCore().catch((e) => {
+    corePromise = null; // let a later call retry (e.g. after a network error)
+    throw e;
+  });
+  return corePromise;
+}
+
+async function compileWasm() {
+  if (IS_NODE) {
+    // 3.1.6's glue would fetch() the file path, which Node 20 refuses (TOOLCHAIN.md).
+    const { readFile } = await import('node:fs/promises');
+    return WebAssembly.compile(await readFile(WASM_URL));
+  }
+  const res = await fetch(WASM_URL);
+  if (!res.ok) throw qsError('QS_ERR_IO', `${WASM_URL}: HTTP ${res.status}`);
+  // Streaming compilation needs the application/wasm MIME type.
+  if (res.headers.get('content-type')?.startsWith('application/wasm')) {
+    return WebAssembly.compileStreaming(res);
+  }
+  return WebAssembly.compile(await res.arrayBuffer());
+}
+
+async function startCore() {
+  const [{ default: factory }, wasmModule] = await Promise.all([import(CORE_URL.href), compileWasm()]);
+  // The glue's ready promise never settles when instantiateWasm fails, so a
+  // failure rejects this one instead.
+  let failed;
+  const failure = new Promise((_, reject) => { failed = reject; });
+  const mod = await Promise.race([
+    factory({
+      instantiateWasm(imports, receive) {
+        WebAssembly.instantiate(wasmModule, imports).then((inst) => receive(inst, wasmModule), failed);
+        return {};
+      },
+    }),
+    failure,
+  ]);
+  return new Core(mod);
+}
+
+/** Heap access and the name tables, over one Emscripten module instance. */
+class Core {
+  constructor(mod) {
+    this.m = mod;
+    this.decoder = new TextDecoder();
+    this.encoder = new TextEncoder();
+    const m = mod;
+    this.points = [];
+    for (let p = 0; p < m._qsw_num_points(); p++) {
+      this.points.push({ name: this.str(m._qsw_point_name(p)), global: !!m._qsw_point_is_global(p) });
+    }
+    this.pointIndex = new Map(this.points.map((p, i) => [p.name, i]));
+    this.estimators = namesUntilUnknown((i) => this.str(m._qsw_estimator_name(i)));
+    this.granularities = namesUntilUnknown((i) => this.str(m._qsw_granularity_name(i)));
+    // A context for the calls that have no model yet (loading, defaults).
+    this.ctx = this.newCtx();
+    this.check(this.ctx, m._qsw_quant_default(this.ctx));
+    const d = this.out(this.ctx, 9);
+    this.quantDefaults = {
+      weightBits: d[0], weightSymmetric: !!d[1], weightGranularity: this.granularities[d[2]],
+      actBits: d[3], actSymmetric: !!d[4], actGranularity: this.granularities[d[5]],
+      estimator: this.estimators[d[6]], percentile: shortFloat(d[7]),
+      points: this.points.filter((_, i) => d[8] & (1 << i)).map((p) => p.name),
+    };
+  }
+
+  // Views are taken fresh on every use: memory growth replaces the buffer.
+  get u8() { return this.m.HEAPU8; }
+
+  newCtx() {
+    const ctx = this.m._qsw_ctx_new();
+    if (!ctx) throw qsError('QS_ERR_NOMEM', 'out of WASM memory allocating a context');
+    return ctx;
+  }
+
+  /** Throws the context's error when status is not QS_OK. */
+  check(ctx, status) {
+    if (status === 0) return;
+    const e = qsError(this.str(this.m._qsw_status_name(status)), this.str(this.m._qsw_ctx_message(ctx)));
+    throw e;
+  }
+
+  /** The first n numbers a call left in ctx->out. */
+  out(ctx, n) {
+    const ptr = this.m._qsw_ctx_out(ctx) >>> 0;
+    return Array.from(new Float64Array(this.u8.buffer, ptr, n));
+  }
+
+  alloc(bytes) {
+    const p = this.m._malloc(Math.max(bytes, 1)) >>> 0;
+    if (!p) throw qsError('QS_ERR_NOMEM', `out of WASM memory allocating ${bytes} bytes`);
+    return p;
+  }
+
+  /** Copies a typed array (or null -> pointer 0) into fresh heap memory. */
+  put(arr) {
+    if (arr == null) return 0;
+    const bytes = new Uint8Array(arr.buffer, arr.byteOffset, arr.byteLength);
+    const p = this.alloc(bytes.length);
+    this.u8.set(bytes, p);
+    return p;
+  }
+
+  /** Runs fn with the arrays copied into the heap, freeing them afterwards. */
+  with(arrays, fn) {
+    const ptrs = [];
+    try {
+      for (const a of arrays) ptrs.push(this.put(a));
+      return fn(...ptrs);
+    } finally {
+      for (const p of ptrs) if (p) this.m._free(p);
+    }
+  }
+
+  str(ptr) {
+    ptr >>>= 0;
+    if (!ptr) return null;
+    const u8 = this.u8;
+    let end = ptr;
+    while (u8[end] !== 0) end++;
+    return this.decoder.decode(u8.subarray(ptr, end));
+  }
+
+  bytesToString(ptr, n) { return this.decoder.decode(this.u8.subarray(ptr, ptr + n)); }
+
+  /** Copies n floats out of the heap: results never alias WASM memory. */
+  f32(ptr, n) { return new Float32Array(this.u8.buffer, ptr >>> 0, n).slice(); }
+  i32(ptr, n) { return new Int32Array(this.u8.buffer, ptr >>> 0, n).slice(); }
+  u8copy(ptr, n) { return this.u8.slice(ptr >>> 0, (ptr >>> 0) + n); }
+
+  pointMask(names, what) {
+    let mask = 0;
+    for (const name of names) {
+      const i = this.pointIndex.get(name);
+      if (i === undefined) {
+        throw argError(`${what}: unknown point '${name}' (one of: ${[...this.pointIndex.keys()].join(', ')})`);
+      }
+      mask |= 1 << i;
+    }
+    return mask >>> 0;
+  }
+}
+
+/** Names from a C name function that answers "unknown" past the last one. */
+function namesUntilUnknown(nameOf) {
+  const names = [];
+  for (let i = 0; i < 64; i++) {
+    const n = nameOf(i);
+    if (!n || n === 'unknown') break;
+    names.push(n);
+  }
+  return names;
+}
+
+// ------------------------------------------------------- argument checking
+
+/** Int32Array of an array-like of integers; range checks are C's job. */
+function toInt32(values, what) {
+  if (values == null || typeof values === 'string' || typeof values.length !== 'number') {
+    throw argError(`${what} must be an array of integers`);
+  }
+  if (values instanceof Int32Array) return values;
+  const out = new Int32Array(values.length);
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    if (!Number.isInteger(v) || v < -0x80000000 || v > 0x7fffffff) {
+      throw argError(`${what}[${i}] = ${v} is not a 32-bit integer`);
+    }
+    out[i] = v;
+  }
+  return out;
+}
+
+/** Uint8Array of 0/1 flags (numbers or booleans), length T. */
+function toFlags(values, T, what) {
+  if (values == null) return null;
+  if (typeof values.length !== 'number') throw argError(`${what} must be an array of 0/1 flags`);
+  if (values.length !== T) throw argError(`${what} has ${values.length} entries but ids has ${T}`);
+  const out = new Uint8Array(T);
+  for (let i = 0; i < T; i++) {
+    const v = values[i];
+    if (v !== 0 && v !== 1 && v !== true && v !== false) {
+      throw argError(`${what}[${i}] = ${v} is not 0/1`);
+    }
+    out[i] = v ? 1 : 0;
+  }
+  return out;
+}
+
+function optionalInt32(values, T, what) {
+  if (values == null) return null;
+  const out = toInt32(values, what);
+  if (out.length !== T) throw argError(`${what} has ${out.length} entries but ids has ${T}`);
+  return out;
+}
+
+function intOption(v, what, dflt = 0) {
+  if (v === undefined || v === null) return dflt;
+  if (!Number.isInteger(v)) throw argError(`${what} must be an integer, got ${v}`);
+  return v;
+}
+
+function numberOption(v, what, dflt = 0) {
+  if (v === undefined || v === null) return dflt;
+  if (typeof v !== 'number') throw argError(`${what} must be a number, got ${v}`);
+  return v;
+}
+
+function enumOption(v, names, what, dflt) {
+  if (v === undefined || v === null) return dflt;
+  const i = names.indexOf(v);
+  if (i < 0) throw argError(`${what}: unknown value '${v}' (one of: ${names.join(', ')})`);
+  return i;
+}
+
+/** A quant option object with defaults filled in, as C arguments plus a key. */
+function resolveQuant(core, q, what) {
+  if (typeof q !== 'object') throw argError(`${what}: quant must be an object`);
+  const d = core.quantDefaults;
+  const points = q.points ?? d.points;
+  if (!Array.isArray(points)) throw argError(`${what}: quant.points must be an array of point names`);
+  const args = [
+    intOption(q.weightBits, `${what}: quant.weightBits`, d.weightBits),
+    (q.weightSymmetric ?? d.weightSymmetric) ? 1 : 0,
+    enumOption(q.weightGranularity, core.granularities, `${what}: quant.weightGranularity`,
+               core.granularities.indexOf(d.weightGranularity)),
+    intOption(q.actBits, `${what}: quant.actBits`, d.actBits),
+    (q.actSymmetric ?? d.actSymmetric) ? 1 : 0,
+    enumOption(q.actGranularity, core.granularities, `${what}: quant.actGranularity`,
+               core.granularities.indexOf(d.actGranularity)),
+    enumOption(q.estimator, core.estimators, `${what}: quant.estimator`,
+               core.estimators.indexOf(d.estimator)),
+    Math.fround(numberOption(q.percentile, `${what}: quant.percentile`, d.percentile)),
+    core.pointMask(points, `${what}: quant.points`),
+  ];
+  return { args, key: args.join(',') };
+}
+
+// -------------------------------------------------------------- the model
+
+// Frees models that were dropped without dispose().
+const finalizer = typeof FinalizationRegistry === 'function'
+  ? new FinalizationRegistry(({ core, handle, ctx }) => {
+    core.m._qsw_model_free(handle);
+    core.m._qsw_ctx_free(ctx);
+  })
+  : null;
+
+const disposedError = () => qsError('QS_ERR_ARG', 'quantscope: the model was disposed');
+
+export class Model {
+  #core;
+  #handle;
+  #ctx;
+  #tail = Promise.resolve(); // the queue: every call runs after the previous one
+  #disposed = null;          // the promise of dispose(), once called
+  #quantKey = null;          // the quant config installed in C, as resolveQuant's key
+  #hasTokenizer;
+
+  /** @internal Use loadModel(). */
+  constructor(core, handle, ctx) {
+    this.#core = core;
+    this.#handle = handle;
+    this.#ctx = ctx;
+    this.config = readConfig(core, ctx, handle);
+    this.#hasTokenizer = !!core.m._qsw_tok_has(handle);
+    finalizer?.register(this, { core, handle, ctx }, this);
+  }
+
+  /** Runs fn after every earlier call on this model; fn is synchronous. */
+  #enqueue(fn) {
+    if (this.#disposed) return Promise.reject(disposedError());
+    const run = this.#tail.then(fn);
+    this.#tail = run.catch(() => {});
+    return run;
+  }
+
+  #call(status) { this.#core.check(this.#ctx, status); }
+
+  get hasTokenizer() { return this.#hasTokenizer; }
+
+  tokenize(text, { addSpecial = true } = {}) {
+    return this.#enqueue(() => {
+      if (typeof text !== 'string') throw argError('tokenize: text must be a string');
+      const c = this.#core;
+      const bytes = c.encoder.encode(text);
+      c.with([bytes], (p) => this.#call(c.m._qsw_tok_encode(this.#ctx, this.#handle, p, bytes.length,
+                                                              addSpecial ? 1 : 0)));
+      const [n, idsPtr, offPtr, delimPtr] = c.out(this.#ctx, 4);
+      const ids = c.i32(idsPtr, n);
+      const offsets = utf16Offsets(text, bytes, c.i32(offPtr, n));
+      const delimiters = c.u8copy(delimPtr, n);
+      const pieces = Array.from(ids, (id) => c.str(c.m._qsw_tok_piece(this.#handle, id)));
+      return { ids, offsets, pieces, delimiters };
+    });
+  }
+
+  detokenize(ids) {
+    return this.#enqueue(() => {
+      const a = toInt32(ids, 'detokenize: ids');
+      const c = this.#core;
+      c.with([a], (p) => this.#call(c.m._qsw_tok_decode(this.#ctx, this.#handle, p, a.length)));
+      const [len, textPtr] = c.out(this.#ctx, 2);
+      return c.bytesToString(textPtr >>> 0, len);
+    });
+  }
+
+  specialTokens() {
+    return this.#enqueue(() => {
+      this.#call(this.#core.m._qsw_tok_specials(this.#ctx, this.#handle));
+      const v = this.#core.out(this.#ctx, SPECIALS.length + 1);
+      const out = { vocabSize: v[SPECIALS.length] };
+      SPECIALS.forEach((name, i) => { out[name] = v[i]; });
+      return out;
+    });
+  }
+
+  /** Installs q unless the same config is installed already. */
+  #installQuant(q, what, { fresh = false } = {}) {
+    const { args, key } = resolveQuant(this.#core, q, what);
+    if (!fresh && key === this.#quantKey) return args;
+    this.#quantKey = null; // a failed install leaves the model unquantized
+    this.#core.m._qsw_quant(this.#ctx, ...args);
+    this.#call(this.#core.m._qsw_set_quant(this.#ctx, this.#handle));
+    this.#quantKey = key;
+    return args;
+  }
+
+  clearQuant() {
+    return this.#enqueue(() => {
+      this.#call(this.#core.m._qsw_clear_quant(this.#ctx, this.#handle));
+      this.#quantKey = null;
+    });
+  }
+
+  calibrate(batches, { quant = {} } = {}) {
+    return this.#enqueue(() => {
+      if (!Array.isArray(batches)) throw argError('calibrate: batches must be an array of id arrays');
+      const inputs = batches.map((b, i) => {
+        const ids = toInt32(b?.ids ?? b, `calibrate: batches[${i}]`);
+        return { ids, types: optionalInt32(b?.tokenTypes, ids.length, `calibrate: batches[${i}].tokenTypes`) };
+      });
+      // Calibration starts from fresh observers, so results do not depend on history.
+      this.#installQuant(quant, 'calibrate', { fresh: true });
+      const c = this.#core;
+      let seen = 0;
+      for (const { ids, types } of inputs) {
+        c.with([ids, types], (pi, pt) => this.#call(c.m._qsw_calibrate(this.#ctx, this.#handle, pi, pt,
+                                                                        ids.length)));
+        [seen] = c.out(this.#ctx, 1);
+      }
+      return { batches: seen };
+    });
+  }
+
+  forward(ids, opts = {}) {
+    return this.#enqueue(() => this.#forward(ids, opts));
+  }
+
+  #forward(ids, { tokenTypes, attentionMask, delimiters, quant, capture = [] } = {}) {
+    const c = this.#core;
+    const a = toInt32(ids, 'forward: ids');
+    const T = a.length;
+    const types = optionalInt32(tokenTypes, T, 'forward: tokenTypes');
+    const mask = toFlags(attentionMask, T, 'forward: attentionMask');
+    const delims = toFlags(delimiters, T, 'forward: delimiters');
+    if (!Array.isArray(capture)) throw argError('forward: capture must be an array of point names');
+    const captureMask = c.pointMask(capture, 'forward: capture');
+    const quantize = quant != null;
+    if (quantize) this.#installQuant(quant, 'forward');
+    c.with([T ? a : null, types, mask, delims], (pi, pt, pm, pd) =>
+      this.#call(c.m._qsw_forward(this.#ctx, this.#handle, pi, T, pt, pm, pd, quantize ? 1 : 0,
+                                  captureMask)));
+    return this.#results(T, capture);
+  }
+
+  /** Copies everything the last forward left in the model. */
+  #results(T, capture) {
+    const c = this.#core, m = c.m, h = this.#handle, cfg = this.config;
+    const V = cfg.vocabSize, D = cfg.hiddenSize, L = cfg.nLayers;
+    const logits = c.f32(m._qsw_logits(h), T * V);
+    const hiddenStates = [];
+    for (let i = 0; i <= L; i++) hiddenStates.push(c.f32(m._qsw_hidden_state(h, i), T * D));
+    const points = [];
+    const pointAt = (layer, p) => {
+      this.#call(m._qsw_point_stats(this.#ctx, h, Math.max(layer, 0), p));
+      const s = pointStats(c.out(this.#ctx, 40), layer, c.points[p].name);
+      if (s) points.push(s);
+    };
+    // Data-flow order: global points listed before the per-layer ones in the
+    // C enum (embed), every layer's points, then the remaining globals (final).
+    const firstLocal = c.points.findIndex((pt) => !pt.global);
+    c.points.forEach((pt, p) => { if (pt.global && p < firstLocal) pointAt(-1, p); });
+    for (let l = 0; l < L; l++) c.points.forEach((pt, p) => { if (!pt.global) pointAt(l, p); });
+    c.points.forEach((pt, p) => { if (pt.global && p > firstLocal) pointAt(-1, p); });
+    const heads = [];
+    for (let l = 0; l < L; l++) {
+      const row = [];
+      for (let k = 0; k < cfg.nHeads; k++) {
+        this.#call(m._qsw_head_stats(this.#ctx, h, l, k));
+        row.push(headStats(c.out(this.#ctx, 8)));
+      }
+      heads.push(row);
+    }
+    const captures = {};
+    for (const name of new Set(capture)) {
+      const p = c.pointIndex.get(name);
+      const layers = c.points[p].global ? [0] : [...Array(L).keys()];
+      captures[name] = [];
+      for (const l of layers) {
+        const st = points.find((s) => s.point === name && s.layer === (c.points[p].global ? -1 : l));
+        const ptr = m._qsw_capture(h, l, p);
+        captures[name].push(st && ptr ? c.f32(ptr, st.rows * st.cols) : null);
+      }
+    }
+    return { logits, shape: [T, V], hiddenStates, points, heads, captures };
+  }
+
+  evaluate(idsOrText, opts = {}) {
+    return this.#enqueue(() => {
+      const c = this.#core;
+      let ids;
+      if (typeof idsOrText === 'string') {
+        const bytes = c.encoder.encode(idsOrText);
+        c.with([bytes], (p) => this.#call(c.m._qsw_tok_encode(this.#ctx, this.#handle, p, bytes.length, 0)));
+        const [n, idsPtr] = c.out(this.#ctx, 2);
+        ids = c.i32(idsPtr, n);
+      } else {
+        ids = toInt32(idsOrText, 'evaluate: ids');
+      }
+      const { seqLen, maxWindows, maskSeed, maskProb, quant, calibWindows, specials = {} } = opts;
+      const seed = intOption(maskSeed, 'evaluate: maskSeed');
+      if (seed < 0 || seed > Number.MAX_SAFE_INTEGER) throw argError(`evaluate: maskSeed ${seed} must be in [0, 2^53)`);
+      const sp = (name) => intOption(specials[name], `evaluate: specials.${name}`, DEFAULT_ID);
+      if (quant != null) {
+        c.m._qsw_quant(this.#ctx, ...resolveQuant(c, quant, 'evaluate').args);
+        // qs_evaluate installs (and calibrates) this config itself: the next
+        // quantized forward must install its own again.
+        this.#quantKey = null;
+      }
+      c.with([ids.length ? ids : null], (p) => this.#call(c.m._qsw_evaluate(
+        this.#ctx, this.#handle, p, ids.length, intOption(seqLen, 'evaluate: seqLen'),
+        intOption(maxWindows, 'evaluate: maxWindows'), seed, numberOption(maskProb, 'evaluate: maskProb'),
+        quant != null ? 1 : 0, intOption(calibWindows, 'evaluate: calibWindows'),
+        sp('cls'), sp('sep'), sp('mask'), sp('bos'))));
+      const [fpNll, fpPpl, qNll, qPpl, nPredicted, nWindows] = c.out(this.#ctx, 6);
+      return { fpNll, fpPpl, qNll, qPpl, nPredicted, nWindows };
+    });
+  }
+
+  /** Frees the model once queued calls finish; later calls reject. Idempotent. */
+  dispose() {
+    if (this.#disposed) return this.#disposed;
+    finalizer?.unregister(this);
+    const { m } = this.#core, handle = this.#handle, ctx = this.#ctx;
+    this.#disposed = this.#tail.then(() => {
+      m._qsw_model_free(handle);
+      m._qsw_ctx_free(ctx);
+    });
+    return this.#disposed;
+  }
+
+  get disposed() { return this.#disposed !== null; }
+}
+
+function readConfig(core, ctx, handle) {
+  core.check(ctx, core.m._qsw_model_config(ctx, handle));
+  const v = core.out(ctx, 20);
+  return {
+    arch: ARCHS[v[0]], vocabSize: v[1], hiddenSize: v[2], nLayers: v[3], nHeads: v[4],
+    intermediateSize: v[5], maxPositions: v[6], typeVocabSize: v[7], layerNormEps: shortFloat(v[8]),
+    activation: ACTIVATIONS[v[9]], softmax: SOFTMAXES[v[10]], clipGamma: shortFloat(v[11]),
+    clipZeta: shortFloat(v[12]), clipAlpha: shortFloat(v[13]), gate: GATES[v[14]], gateMlp: !!v[15],
+    gateMlpHidden: v[16], gateInit: shortFloat(v[17]),
+    tokenizer: TOKENIZERS[v[18]], doLowerCase: !!v[19],
+  };
+}
+
+/** The shortest decimal that is the same float32 (1e-12, not 9.9999999600419720025e-13). */
+function shortFloat(v) {
+  for (let p = 1; p < 10; p++) {
+    const d = Number(v.toPrecision(p));
+    if (Math.fround(d) === v) return d;
+  }
+  return v;
+}
+
+/** qsw_point_stats' numbers as an object; null for points the model lacks. */
+function pointStats(v, layer, point) {
+  if (!v[0]) return null;
+  const k = v.slice(16, 24).filter((d) => d >= 0).length; // valid top entries
+  return {
+    layer, point, rows: v[1], cols: v[2], maxAbs: v[3], mean: v[4], std: v[5], kurtosis: v[6],
+    rmsKurtosis: v[7], min: v[8], max: v[9], quantized: !!v[10], quantMse: v[11], quantSqnrDb: v[12],
+    quantMin: v[13], quantMax: v[14], nOutliers: v[15],
+    topDims: v.slice(16, 16 + k), topVals: v.slice(24, 24 + k), topTokens: v.slice(32, 32 + k),
+  };
+}
+
+function headStats(v) {
+  const [delimMass, outNorm, valueNorm, delimValueNorm, entropy, maxProb, noopScore, gateMean] = v;
+  return { delimMass, outNorm, valueNorm, delimValueNorm, entropy, maxProb, noopScore, gateMean };
+}
+
+/** UTF-8 byte offsets -> indices into the JS string (-1 stays -1). */
+function utf16Offsets(text, bytes, byteOffsets) {
+  const map = new Int32Array(bytes.length + 1);
+  let b = 0;
+  for (let i = 0; i < text.length; i++) {
+    const cp = text.codePointAt(i);
+    const n = cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
+    for (let k = 0; k < n; k++) map[b + k] = i;
+    b += n;
+    if (cp > 0xffff) i++; // surrogate pair: one code point, two string indices
+  }
+  map[b] = text.length;
+  return byteOffsets.map((o) => (o < 0 ? -1 : map[o]));
+}
+
+// ---------------------------------------------------------------- loading
+
+/**
+ * Loads a model: a folder path (Node), a folder URL (browser), an object
+ * {config, safetensors, vocab?}, or a FileList / array of File.
+ */
+export async function loadModel(source) {
+  const files = await readSource(source);
+  const c = await core();
+  const config = toBytes(c, typeof files.config === 'object' && !isBinary(files.config)
+    ? JSON.stringify(files.config) : files.config, 'config');
+  const st = toBytes(c, files.safetensors, 'safetensors');
+  const vocab = files.vocab == null ? null : toBytes(c, files.vocab, 'vocab');
+  const handle = c.with([config, st, vocab], (pc, ps, pv) => {
+    c.check(c.ctx, c.m._qsw_model_load(c.ctx, pc, config.length, ps, st.length, pv, vocab ? vocab.length : 0));
+    return c.out(c.ctx, 1)[0] >>> 0;
+  });
+  let ctx = 0;
+  try {
+    ctx = c.newCtx();
+    return new Model(c, handle, ctx);
+  } catch (e) {
+    c.m._qsw_model_free(handle);
+    if (ctx) c.m._qsw_ctx_free(ctx);
+    throw e;
+  }
+}
+
+const isBinary = (v) => v instanceof ArrayBuffer || ArrayBuffer.isView(v);
+
+function toBytes(core, v, what) {
+  if (typeof v === 'string') return core.encoder.encode(v);
+  if (v instanceof ArrayBuffer) return new Uint8Array(v);
+  if (ArrayBuffer.isView(v)) return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+  throw argError(`loadModel: ${what} must be a string, ArrayBuffer or typed array`);
+}
+
+/** The three files of a model source as {config, safetensors, vocab}. */
+async function readSource(source) {
+  if (typeof source === 'string' || source instanceof URL) {
+    return IS_NODE && !(typeof source === 'string' && /^https?:/.test(source))
+      ? readFolder(source) : fetchFolder(source);
+  }
+  if (source && typeof source === 'object' && typeof source.length === 'number') return readFiles(source);
+  if (source && typeof source === 'object' && 'config' in source && 'safetensors' in source) {
+    return { config: source.config, safetensors: source.safetensors, vocab: source.vocab ?? null };
+  }
+  throw argError('loadModel: source must be a folder path or URL, {config, safetensors, vocab?}, '
+                 + 'or a list of files');
+}
+
+async function readFolder(dir) {
+  const { readFile } = await import('node:fs/promises');
+  const { join } = await import('node:path');
+  const { fileURLToPath } = await import('node:url');
+  const base = dir instanceof URL ? fileURLToPath(dir) : dir;
+  const read = async (name, optional) => {
+    const path = join(base, name);
+    try {
+      return await readFile(path);
+    } catch (e) {
+      if (optional && e.code === 'ENOENT') return null;
+      throw qsError('QS_ERR_IO', `${path}: ${e.message}`);
+    }
+  };
+  const [config, safetensors, vocab] = await Promise.all([
+    read('config.json'), read('model.safetensors'), read('vocab.txt', true)]);
+  return { config, safetensors, vocab };
+}
+
+async function fetchFolder(url) {
+  const base = new URL(String(url).replace(/\/?$/, '/'), globalThis.location?.href);
+  const get = async (name, optional) => {
+    const u = new URL(name, base);
+    let res;
+    try {
+      res = await fetch(u);
+    } catch (e) {
+      throw qsError('QS_ERR_IO', `${u}: ${e.message}`);
+    }
+    if (res.ok) return res.arrayBuffer();
+    if (optional && res.status === 404) return null;
+    throw qsError('QS_ERR_IO', `${u}: HTTP ${res.status}`);
+  };
+  const [config, safetensors, vocab] = await Promise.all([
+    get('config.json'), get('model.safetensors'), get('vocab.txt', true)]);
+  return { config, safetensors, vocab };
+}
+
+/** Picks config.json, the .safetensors file and vocab.txt from File objects. */
+async function readFiles(list) {
+  const files = Array.from(list);
+  const byName = (test) => files.find((f) => test(f?.name ?? ''));
+  const config = byName((n) => n === 'config.json');
+  const st = byName((n) => n === 'model.safetensors') ?? byName((n) => n.endsWith('.safetensors'));
+  const vocab = byName((n) => n === 'vocab.txt');
+  const names = files.map((f) => f?.name).join(', ');
+  if (!config) throw argError(`loadModel: no config.json among the files (${names})`);
+  if (!st) throw argError(`loadModel: no .safetensors file among the files (${names})`);
+  const [c, s, v] = await Promise.all([config.arrayBuffer(), st.arrayBuffer(), vocab?.arrayBuffer()]);
+  return { config: c, safetensors: s, vocab: v ?? null };
+}
+
+/** The point names in data-flow order, with whether each is global (one per model). */
+export async function pointNames() {
+  const c = await core();
+  return c.points.map((p) => ({ ...p }));
+}
+
+/** The quant config the C library uses by default (W8A8, the paper's setting). */
+export async function defaultQuant() {
+  const c = await core();
+  return { ...c.quantDefaults, points: [...c.quantDefaults.points] };
+}
+
+/** Bytes of WASM memory in use by the shared instance (grows, never shrinks). */
+export async function memoryBytes() {
+  const c = await core();
+  return c.u8.buffer.byteLength;
+}
