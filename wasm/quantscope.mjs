@@ -136,7 +136,7 @@ class Core {
   }
 
   /** Runs fn with the arrays copied into the heap, freeing them afterwards. */
-  with(arrays, fn) {
+  withHeap(arrays, fn) {
     const ptrs = [];
     try {
       for (const a of arrays) ptrs.push(this.put(a));
@@ -318,7 +318,7 @@ export class Model {
       if (typeof text !== 'string') throw argError('tokenize: text must be a string');
       const c = this.#core;
       const bytes = c.encoder.encode(text);
-      c.with([bytes], (p) => this.#call(c.m._qsw_tok_encode(this.#ctx, this.#handle, p, bytes.length,
+      c.withHeap([bytes], (p) => this.#call(c.m._qsw_tok_encode(this.#ctx, this.#handle, p, bytes.length,
                                                               addSpecial ? 1 : 0)));
       const [n, idsPtr, offPtr, delimPtr] = c.out(this.#ctx, 4);
       const ids = c.i32(idsPtr, n);
@@ -333,7 +333,7 @@ export class Model {
     return this.#enqueue(() => {
       const a = toInt32(ids, 'detokenize: ids');
       const c = this.#core;
-      c.with([a], (p) => this.#call(c.m._qsw_tok_decode(this.#ctx, this.#handle, p, a.length)));
+      c.withHeap([a], (p) => this.#call(c.m._qsw_tok_decode(this.#ctx, this.#handle, p, a.length)));
       const [len, textPtr] = c.out(this.#ctx, 2);
       return c.bytesToString(textPtr >>> 0, len);
     });
@@ -379,7 +379,7 @@ export class Model {
       const c = this.#core;
       let seen = 0;
       for (const { ids, types } of inputs) {
-        c.with([ids, types], (pi, pt) => this.#call(c.m._qsw_calibrate(this.#ctx, this.#handle, pi, pt,
+        c.withHeap([ids, types], (pi, pt) => this.#call(c.m._qsw_calibrate(this.#ctx, this.#handle, pi, pt,
                                                                         ids.length)));
         [seen] = c.out(this.#ctx, 1);
       }
@@ -402,7 +402,7 @@ export class Model {
     const captureMask = c.pointMask(capture, 'forward: capture');
     const quantize = quant != null;
     if (quantize) this.#installQuant(quant, 'forward');
-    c.with([T ? a : null, types, mask, delims], (pi, pt, pm, pd) =>
+    c.withHeap([T ? a : null, types, mask, delims], (pi, pt, pm, pd) =>
       this.#call(c.m._qsw_forward(this.#ctx, this.#handle, pi, T, pt, pm, pd, quantize ? 1 : 0,
                                   captureMask)));
     return this.#results(T, capture);
@@ -456,7 +456,7 @@ export class Model {
       let ids;
       if (typeof idsOrText === 'string') {
         const bytes = c.encoder.encode(idsOrText);
-        c.with([bytes], (p) => this.#call(c.m._qsw_tok_encode(this.#ctx, this.#handle, p, bytes.length, 0)));
+        c.withHeap([bytes], (p) => this.#call(c.m._qsw_tok_encode(this.#ctx, this.#handle, p, bytes.length, 0)));
         const [n, idsPtr] = c.out(this.#ctx, 2);
         ids = c.i32(idsPtr, n);
       } else {
@@ -472,7 +472,7 @@ export class Model {
         // quantized forward must install its own again.
         this.#quantKey = null;
       }
-      c.with([ids.length ? ids : null], (p) => this.#call(c.m._qsw_evaluate(
+      c.withHeap([ids.length ? ids : null], (p) => this.#call(c.m._qsw_evaluate(
         this.#ctx, this.#handle, p, ids.length, intOption(seqLen, 'evaluate: seqLen'),
         intOption(maxWindows, 'evaluate: maxWindows'), seed, numberOption(maskProb, 'evaluate: maskProb'),
         quant != null ? 1 : 0, intOption(calibWindows, 'evaluate: calibWindows'),
@@ -564,7 +564,7 @@ export async function loadModel(source) {
     ? JSON.stringify(files.config) : files.config, 'config');
   const st = toBytes(c, files.safetensors, 'safetensors');
   const vocab = files.vocab == null ? null : toBytes(c, files.vocab, 'vocab');
-  const handle = c.with([config, st, vocab], (pc, ps, pv) => {
+  const handle = c.withHeap([config, st, vocab], (pc, ps, pv) => {
     c.check(c.ctx, c.m._qsw_model_load(c.ctx, pc, config.length, ps, st.length, pv, vocab ? vocab.length : 0));
     return c.out(c.ctx, 1)[0] >>> 0;
   });

@@ -27,11 +27,13 @@ typedef enum qs_softmax_type {
 } qs_softmax_type;
 
 /* Gated attention: out_h = sigmoid(G_h(x)) * softmax(...) V_h (RESEARCH.md §2). */
+/* Names follow the official code (attn_gate_type, --attn_gate_mlp,
+ * --attn_gate_linear_all_features). */
 typedef enum qs_gate_type {
     QS_GATE_NONE = 0,
     QS_GATE_UNCONDITIONAL_PER_HEAD, /* one learned logit per head */
-    QS_GATE_CONDITIONAL_PER_HEAD,   /* per head: linear (or MLP) on the head's d_head slice of x */
-    QS_GATE_CONDITIONAL_PER_TOKEN   /* one linear d_model -> n_heads on all of x */
+    QS_GATE_CONDITIONAL_PER_TOKEN,  /* per token and head: linear (or MLP) on the head's slice of x */
+    QS_GATE_ALL_FEATURES            /* per token: one linear d_model -> n_heads on all of x */
 } qs_gate_type;
 
 typedef enum qs_tokenizer_kind { QS_TOKENIZER_NONE = 0, QS_TOKENIZER_BYTE,
@@ -46,10 +48,11 @@ typedef struct qs_config {
     qs_activation activation;
     qs_softmax_type softmax;
     float clip_gamma, clip_zeta; /* clipped softmax; gamma <= 0, zeta >= 1 */
-    float clip_alpha;            /* > 0: gamma = -alpha / T with T the input length */
+    float clip_alpha;            /* > 0: gamma = -alpha / clip_seq_len (official code) */
+    int clip_seq_len;            /* T of gamma = -alpha / T; default max_position_embeddings */
     qs_gate_type gate;
-    int gate_mlp;        /* conditional_per_head with a hidden layer */
-    int gate_mlp_hidden; /* its width */
+    int gate_mlp;        /* conditional_per_token: d_head -> hidden -> ReLU -> 1 */
+    int gate_mlp_hidden; /* its width; default d_head / 4 as in the official code */
     float gate_init;     /* pi_init: the gate bias starts at logit(pi_init) */
     qs_tokenizer_kind tokenizer;
     int do_lower_case;

@@ -180,3 +180,39 @@ int qs_all_finite(const float *x, size_t n, size_t *bad_index) {
         }
     return 1;
 }
+
+void qs_linear_backward_ref(float *dx, float *dw, float *db, const float *dy, const float *x,
+                            const float *w, int T, int in, int out_features) {
+    for (int t = 0; t < T; t++)
+        for (int o = 0; o < out_features; o++) {
+            float g = dy[(size_t)t * out_features + o];
+            if (db) db[o] += g;
+            for (int i = 0; i < in; i++) {
+                if (dx) dx[(size_t)t * in + i] += g * w[(size_t)o * in + i];
+                dw[(size_t)o * in + i] += g * x[(size_t)t * in + i];
+            }
+        }
+}
+
+/* Both products stream rows with axpy: dx rows are combinations of weight
+ * rows, dw rows combinations of input rows. */
+void qs_linear_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
+                        const float *w, int T, int in, int out_features) {
+    if (dx)
+        for (int t = 0; t < T; t++) {
+            float *dxt = dx + (size_t)t * in;
+            const float *dyt = dy + (size_t)t * out_features;
+            for (int o = 0; o < out_features; o++)
+                if (dyt[o] != 0.0f) qs_axpy(dxt, dyt[o], w + (size_t)o * in, in);
+        }
+    for (int o = 0; o < out_features; o++) {
+        float *dwo = dw + (size_t)o * in;
+        float bsum = 0.0f;
+        for (int t = 0; t < T; t++) {
+            float g = dy[(size_t)t * out_features + o];
+            bsum += g;
+            if (g != 0.0f) qs_axpy(dwo, g, x + (size_t)t * in, in);
+        }
+        if (db) db[o] += bsum;
+    }
+}

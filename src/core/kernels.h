@@ -31,4 +31,12 @@ float qs_max_abs_ref(const float *x, size_t n);
 /* 1 if every element is finite; else 0 and *bad_index gets the first bad one. */
 int qs_all_finite(const float *x, size_t n, size_t *bad_index);
 
+
+/* Backward of qs_linear, accumulating: dx[t] += sum_o dy[t][o] w[o] (dx may be
+ * NULL), dw[o] += sum_t dy[t][o] x[t], db[o] += sum_t dy[t][o] (db may be NULL). */
+void qs_linear_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
+                        const float *w, int T, int in, int out_features);
+void qs_linear_backward_ref(float *dx, float *dw, float *db, const float *dy, const float *x,
+                            const float *w, int T, int in, int out_features);
+
 #endif

@@ -105,12 +105,13 @@ static const char *const opt_keys[] = {
     "word_embed_proj_dim", "enable_bias", "layer_norm_elementwise_affine",
     "_remove_final_layer_norm", "tie_word_embeddings", "layer_norm_eps", NULL};
 static const char *const variant_keys[] = {
-    "attn_softmax", "clip_gamma", "clip_zeta", "clip_alpha", "attn_gate_type", "attn_gate_mlp",
-    "attn_gate_mlp_hidden", "attn_gate_init", "tokenizer", "do_lower_case", NULL};
+    "attn_softmax", "clip_gamma", "clip_zeta", "clip_alpha", "clip_seq_len", "attn_gate_type",
+    "attn_gate_mlp", "attn_gate_mlp_hidden", "attn_gate_linear_all_features", "attn_gate_init",
+    "tokenizer", "do_lower_case", NULL};
 
 static const char *const softmax_names[] = {"softmax", "clipped_softmax", "softmax1", NULL};
-static const char *const gate_names[] = {"none", "unconditional_per_head", "conditional_per_head",
-                                         "conditional_per_token", NULL};
+static const char *const gate_names[] = {"none", "unconditional_per_head", "conditional_per_token",
+                                         NULL};
 static const char *const tokenizer_names[] = {"none", "byte", "wordpiece", NULL};
 
 qs_status qs_config_parse(const char *text, size_t len, const char *what, qs_config *c,
@@ -151,7 +152,6 @@ qs_status qs_config_parse(const char *text, size_t len, const char *what, qs_con
     c->activation = c->arch == QS_ARCH_BERT ? QS_ACT_GELU : QS_ACT_RELU;
     c->clip_zeta = 1.0f;
     c->gate_init = 0.5f;
-    c->gate_mlp_hidden = 8;
     c->tokenizer = c->arch == QS_ARCH_BERT ? QS_TOKENIZER_WORDPIECE : QS_TOKENIZER_NONE;
     c->do_lower_case = 1;
     c->max_positions = c->arch == QS_ARCH_BERT ? 512 : 2048;
@@ -193,14 +193,27 @@ qs_status qs_config_parse(const char *text, size_t len, const char *what, qs_con
     get_float(&r, "clip_gamma", &c->clip_gamma);
     get_float(&r, "clip_zeta", &c->clip_zeta);
     get_float(&r, "clip_alpha", &c->clip_alpha);
+    c->clip_seq_len = c->max_positions;
+    get_int(&r, "clip_seq_len", &c->clip_seq_len, 1, 1 << 16);
+    const qs_json *gt = qs_json_get(root, "attn_gate_type");
+    if (!r.status && gt && gt->type == QS_JSON_STRING && !strcmp(gt->string, "conditional_per_head")) {
+        r.status = qs_fail(err, QS_ERR_CONFIG, "%s: attn_gate_type \"conditional_per_head\" (one "
+                           "gate per sequence from tokens pooled over the sequence, which leaks "
+                           "future tokens in causal models) is not supported; use "
+                           "\"conditional_per_token\"", what);
+        goto done;
+    }
     get_enum(&r, "attn_gate_type", gate_names, &gate);
     get_bool(&r, "attn_gate_mlp", &c->gate_mlp);
+    int all_features = 0;
+    get_bool(&r, "attn_gate_linear_all_features", &all_features);
     get_int(&r, "attn_gate_mlp_hidden", &c->gate_mlp_hidden, 1, 4096);
     get_float(&r, "attn_gate_init", &c->gate_init);
     get_enum(&r, "tokenizer", tokenizer_names, &tok);
     get_bool(&r, "do_lower_case", &c->do_lower_case);
     c->softmax = (qs_softmax_type)sm;
     c->gate = (qs_gate_type)gate;
+    if (all_features && c->gate == QS_GATE_CONDITIONAL_PER_TOKEN) c->gate = QS_GATE_ALL_FEATURES;
     c->tokenizer = (qs_tokenizer_kind)tok;
     if (r.status) goto done;
 
@@ -229,10 +242,21 @@ qs_status qs_config_parse(const char *text, size_t len, const char *what, qs_con
                            "in (0, 1)", what, c->gate_init);
         goto done;
     }
-    if (c->gate_mlp && c->gate != QS_GATE_CONDITIONAL_PER_HEAD) {
-        r.status = qs_fail(err, QS_ERR_CONFIG, "%s: attn_gate_mlp needs attn_gate_type "
-                           "\"conditional_per_head\"", what);
+    if ((c->gate_mlp || all_features) && c->gate != QS_GATE_CONDITIONAL_PER_TOKEN &&
+        c->gate != QS_GATE_ALL_FEATURES) {
+        r.status = qs_fail(err, QS_ERR_CONFIG, "%s: attn_gate_mlp and "
+                           "attn_gate_linear_all_features need attn_gate_type "
+                           "\"conditional_per_token\"", what);
         goto done;
+    }
+    if (c->gate_mlp && all_features) {
+        r.status = qs_fail(err, QS_ERR_CONFIG, "%s: attn_gate_mlp and "
+                           "attn_gate_linear_all_features exclude each other", what);
+        goto done;
+    }
+    if (!qs_json_get(root, "attn_gate_mlp_hidden")) {
+        c->gate_mlp_hidden = c->hidden_size / c->n_heads / 4;
+        if (c->gate_mlp_hidden < 1) c->gate_mlp_hidden = 1;
     }
     if (!(c->layer_norm_eps > 0.0f)) {
         r.status = qs_fail(err, QS_ERR_CONFIG, "%s: layer_norm_eps must be > 0", what);
@@ -258,7 +282,7 @@ int qs_config_to_json(const qs_config *c, char *buf, size_t cap) {
                      "  \"vocab_size\": %d,\n  \"hidden_size\": %d,\n  \"num_hidden_layers\": %d,\n"
                      "  \"num_attention_heads\": %d,\n  \"intermediate_size\": %d,\n"
                      "  \"max_position_embeddings\": %d,\n  \"type_vocab_size\": %d,\n"
-                     "  \"layer_norm_eps\": %g,\n  \"hidden_act\": \"%s\",\n",
+                     "  \"layer_norm_eps\": %.9g,\n  \"hidden_act\": \"%s\",\n",
                      c->vocab_size, c->hidden_size, c->n_layers, c->n_heads, c->intermediate_size,
                      c->max_positions, c->type_vocab_size, c->layer_norm_eps,
                      act_names[c->activation]);
@@ -274,12 +298,17 @@ int qs_config_to_json(const qs_config *c, char *buf, size_t cap) {
     if (n < 0 || (size_t)n >= cap) return -1;
     int m = snprintf(buf + n, cap - (size_t)n,
                      "  \"tie_word_embeddings\": true,\n  \"attn_softmax\": \"%s\",\n"
-                     "  \"clip_gamma\": %g,\n  \"clip_zeta\": %g,\n  \"clip_alpha\": %g,\n"
+                     "  \"clip_gamma\": %.9g,\n  \"clip_zeta\": %.9g,\n  \"clip_alpha\": %.9g,\n"
+                     "  \"clip_seq_len\": %d,\n"
                      "  \"attn_gate_type\": \"%s\",\n  \"attn_gate_mlp\": %s,\n"
-                     "  \"attn_gate_mlp_hidden\": %d,\n  \"attn_gate_init\": %g,\n"
+                     "  \"attn_gate_linear_all_features\": %s,\n"
+                     "  \"attn_gate_mlp_hidden\": %d,\n  \"attn_gate_init\": %.9g,\n"
                      "  \"tokenizer\": \"%s\",\n  \"do_lower_case\": %s\n}\n",
                      softmax_names[c->softmax], c->clip_gamma, c->clip_zeta, c->clip_alpha,
-                     gate_names[c->gate], c->gate_mlp ? "true" : "false", c->gate_mlp_hidden,
+                     c->clip_seq_len,
+                     gate_names[c->gate == QS_GATE_ALL_FEATURES ? QS_GATE_CONDITIONAL_PER_TOKEN : c->gate],
+                     c->gate_mlp ? "true" : "false",
+                     c->gate == QS_GATE_ALL_FEATURES ? "true" : "false", c->gate_mlp_hidden,
                      c->gate_init, tokenizer_names[c->tokenizer], c->do_lower_case ? "true" : "false");
     if (m < 0 || (size_t)(n + m) >= cap) return -1;
     return n + m;

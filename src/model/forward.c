@@ -126,7 +126,7 @@ static void gate_forward(const fwd *f, const layer_weights *L, const float *x, f
             float logit;
             if (c->gate == QS_GATE_UNCONDITIONAL_PER_HEAD) {
                 logit = L->gate_b[h];
-            } else if (c->gate == QS_GATE_CONDITIONAL_PER_TOKEN) {
+            } else if (c->gate == QS_GATE_ALL_FEATURES) {
                 logit = qs_dot(xi, L->gate_w + (size_t)h * D, D) + L->gate_b[h];
             } else if (!c->gate_mlp) {
                 logit = qs_dot(xi + h * dh, L->gate_w + (size_t)h * dh, dh) + L->gate_b[h];
@@ -151,8 +151,10 @@ static void key_flags(const fwd *f, int i, uint8_t *valid) {
 }
 
 float qs_clip_gamma(const qs_config *c, int T) {
-    /* gamma = -alpha / T makes the clipping independent of the length (§2). */
-    return c->clip_alpha > 0.0f ? -c->clip_alpha / (float)T : c->clip_gamma;
+    /* gamma = -alpha / T makes the effect independent of the length (§2); like
+     * the official code, T is the training length (clip_seq_len), fixed. */
+    (void)T;
+    return c->clip_alpha > 0.0f ? -c->clip_alpha / (float)c->clip_seq_len : c->clip_gamma;
 }
 
 /* Multi-head self-attention of layer l: A->attn_in -> A->att_out. */

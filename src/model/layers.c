@@ -89,3 +89,74 @@ void softmax1_row_forward(float *p, const float *s, const uint8_t *valid, int T)
     float inv = (float)(1.0 / sum);
     for (int j = 0; j < T; j++) p[j] *= inv;
 }
+
+/* ---- backward passes (each adds into its gradients) ---- */
+
+/* llm.c's LayerNorm backward: with n = (x - mean) rstd and g = dout * w,
+ * dx = rstd (g - mean(g) - n mean(g n)). */
+void layernorm_backward(float *dx, float *dw, float *db, const float *dout, const float *x,
+                        const float *w, const float *mean, const float *rstd, int T, int C) {
+    for (int t = 0; t < T; t++) {
+        const float *d = dout + (size_t)t * C, *xr = x + (size_t)t * C;
+        float mu = mean[t], rs = rstd[t];
+        double g_mean = 0.0, gn_mean = 0.0;
+        for (int i = 0; i < C; i++) {
+            float n = (xr[i] - mu) * rs, g = d[i] * w[i];
+            g_mean += g;
+            gn_mean += g * n;
+        }
+        g_mean /= C;
+        gn_mean /= C;
+        float *o = dx + (size_t)t * C;
+        for (int i = 0; i < C; i++) {
+            float n = (xr[i] - mu) * rs, g = d[i] * w[i];
+            if (dw) dw[i] += d[i] * n;
+            if (db) db[i] += d[i];
+            o[i] += rs * (g - (float)g_mean - n * (float)gn_mean);
+        }
+    }
+}
+
+/* d/dx [x Phi(x)] = Phi(x) + x phi(x). */
+void gelu_backward(float *dx, const float *x, const float *dout, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        float cdf = 0.5f * (1.0f + erff(x[i] * 0.70710678118654752f));
+        float pdf = 0.39894228040143268f * expf(-0.5f * x[i] * x[i]);
+        dx[i] += dout[i] * (cdf + x[i] * pdf);
+    }
+}
+
+void gelu_tanh_backward(float *dx, const float *x, const float *dout, size_t n) {
+    const float k = 0.79788456080286536f;
+    for (size_t i = 0; i < n; i++) {
+        float u = k * (x[i] + 0.044715f * x[i] * x[i] * x[i]), th = tanhf(u);
+        float du = k * (1.0f + 3.0f * 0.044715f * x[i] * x[i]);
+        dx[i] += dout[i] * (0.5f * (1.0f + th) + 0.5f * x[i] * (1.0f - th * th) * du);
+    }
+}
+
+void relu_backward(float *dx, const float *x, const float *dout, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (x[i] > 0.0f) dx[i] += dout[i];
+}
+
+void softmax_row_backward(float *ds, const float *p, const float *dp, int T) {
+    double dot = 0.0;
+    for (int j = 0; j < T; j++) dot += (double)p[j] * dp[j];
+    for (int j = 0; j < T; j++) ds[j] = p[j] * (dp[j] - (float)dot);
+}
+
+/* Entries clipped to 0 or 1 get no gradient: nothing keeps pushing them
+ * (Bondarenko et al. §4.1), which is the point of the method. */
+void clipped_softmax_row_backward(float *ds, const float *sm, const float *dp, int T, float gamma,
+                                  float zeta) {
+    float stretch = zeta - gamma;
+    double dot = 0.0;
+    for (int j = 0; j < T; j++) {
+        float v = stretch * sm[j] + gamma;
+        float g = (v > 0.0f && v < 1.0f) ? dp[j] * stretch : 0.0f;
+        ds[j] = g; /* d loss / d sm_j, then the softmax Jacobian */
+        dot += (double)sm[j] * g;
+    }
+    for (int j = 0; j < T; j++) ds[j] = sm[j] * (ds[j] - (float)dot);
+}

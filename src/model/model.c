@@ -75,7 +75,7 @@ static void add_gate(table_builder *tb, const qs_config *c, const char *attn) {
     switch (c->gate) {
     case QS_GATE_NONE: break;
     case QS_GATE_UNCONDITIONAL_PER_HEAD: add(tb, 0, 1, H, 0, 0, "%s.gate.bias", attn); break;
-    case QS_GATE_CONDITIONAL_PER_HEAD:
+    case QS_GATE_CONDITIONAL_PER_TOKEN:
         if (c->gate_mlp) {
             int hid = c->gate_mlp_hidden;
             add(tb, 0, 3, H, hid, dh, "%s.gate.fc1.weight", attn);
@@ -87,7 +87,7 @@ static void add_gate(table_builder *tb, const qs_config *c, const char *attn) {
             add(tb, 0, 1, H, 0, 0, "%s.gate.bias", attn);
         }
         break;
-    case QS_GATE_CONDITIONAL_PER_TOKEN:
+    case QS_GATE_ALL_FEATURES:
         add(tb, 1, 2, H, D, 0, "%s.gate.weight", attn);
         add(tb, 0, 1, H, 0, 0, "%s.gate.bias", attn);
         break;
@@ -193,7 +193,7 @@ qs_status qs_bind_weights(const qs_config *c, const param_entry *table, int n, f
         }
         if (c->gate == QS_GATE_UNCONDITIONAL_PER_HEAD) {
             L->gate_b = NEXT();
-        } else if (c->gate == QS_GATE_CONDITIONAL_PER_HEAD && c->gate_mlp) {
+        } else if (c->gate == QS_GATE_CONDITIONAL_PER_TOKEN && c->gate_mlp) {
             L->gate_w = NEXT(); L->gate_b = NEXT(); L->gate_w2 = NEXT(); L->gate_b2 = NEXT();
         } else if (c->gate != QS_GATE_NONE) {
             L->gate_w = NEXT(); L->gate_b = NEXT();

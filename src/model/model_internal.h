@@ -186,4 +186,28 @@ float qs_clip_gamma(const qs_config *c, int T);
 qs_status qs_forward_train(const qs_model *m, const model_weights *W, acts *a,
                            const int32_t *ids, int T, const qs_seq_opts *o, qs_error *err);
 
+
+/* ---- backward of one sequence (backward.c) ---- */
+typedef struct bwd_scratch {
+    int cap_T;
+    float *buf;
+    float *d_stream, *d_a, *d_b;       /* [T][D] */
+    float *dq, *dk, *dv, *dctx, *dctx_pre; /* [T][D] */
+    float *dffn_h, *dffn_act;          /* [T][I] */
+    float *dp, *ds;                    /* [T] one attention row */
+    float *dlogits;                    /* [T][V] */
+    float *dgate_hidden;               /* [hid] */
+} bwd_scratch;
+
+qs_status qs_bwd_alloc(const qs_config *c, int T, bwd_scratch *g, qs_error *err);
+void qs_bwd_free(bwd_scratch *g);
+
+/* Gradient of scale * (sum over the n_rows scored rows of cross-entropy) after
+ * qs_forward_train with the same rows; adds into dW. *loss_sum gets the
+ * unscaled sum of the rows' losses (nats). */
+qs_status qs_backward_train(const qs_model *m, const model_weights *W, model_weights *dW, acts *a,
+                            bwd_scratch *g, const int32_t *ids, const int32_t *types, int T,
+                            const int32_t *rows, const int32_t *targets, int n_rows, float scale,
+                            double *loss_sum, qs_error *err);
+
 #endif

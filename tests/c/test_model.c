@@ -76,9 +76,10 @@ static const int32_t ids8[8] = {1, 76, 105, 103, 104, 36, 50, 2};
 /* Gated attention: pi_init is where every gate starts, and out = g * ctx. */
 static void test_gating(void) {
     const char *kinds[] = {", \"attn_gate_type\": \"unconditional_per_head\"",
-                           ", \"attn_gate_type\": \"conditional_per_head\"",
-                           ", \"attn_gate_type\": \"conditional_per_head\", \"attn_gate_mlp\": true",
-                           ", \"attn_gate_type\": \"conditional_per_token\""};
+                           ", \"attn_gate_type\": \"conditional_per_token\"",
+                           ", \"attn_gate_type\": \"conditional_per_token\", \"attn_gate_mlp\": true",
+                           ", \"attn_gate_type\": \"conditional_per_token\", "
+                           "\"attn_gate_linear_all_features\": true"};
     qs_error err = {0};
     for (int k = 0; k < 4; k++) {
         char extra[256];
@@ -146,7 +147,7 @@ static void test_variant_forward(void) {
     for (int r = 0; r < 4 * 8; r++) {
         int i = r % 8;
         for (int j = 0; j < 8; j++) valid[j] = j <= i;
-        clipped_softmax_row_forward(want, s + r * 8, valid, 8, -0.4f / 8, 1.0f);
+        clipped_softmax_row_forward(want, s + r * 8, valid, 8, -0.4f / 32, 1.0f); /* T = clip_seq_len */
         for (int j = 0; j < 8; j++) {
             double d = fabs(want[j] - p[r * 8 + j]);
             if (d > worst) worst = d;
@@ -171,7 +172,7 @@ static void test_variant_forward(void) {
 /* Saving and loading gives the same model and the same logits, bit for bit. */
 static void test_save_load(void) {
     qs_error err = {0};
-    qs_model *m = tiny(", \"attn_gate_type\": \"conditional_per_head\", \"attn_gate_mlp\": true",
+    qs_model *m = tiny(", \"attn_gate_type\": \"conditional_per_token\", \"attn_gate_mlp\": true",
                        QS_ARCH_BERT, 11);
     if (!m) return;
     CHECK_OK(qs_model_save_dir(m, ".", &err), &err);

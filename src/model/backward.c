@@ -1,0 +1,269 @@
+/* model/backward.c: the backward pass of both architectures, mirroring
+ * forward.c layer by layer and reading the activations it saved (acts). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "core/kernels.h"
+#include "model/model_internal.h"
+
+qs_status qs_bwd_alloc(const qs_config *c, int T, bwd_scratch *g, qs_error *err) {
+    memset(g, 0, sizeof *g);
+    size_t TT = (size_t)T, D = (size_t)c->hidden_size, I = (size_t)c->intermediate_size;
+    size_t sizes[] = {TT * D, TT * D, TT * D, TT * D, TT * D, TT * D, TT * D, TT * D,
+                      TT * I, TT * I, TT, TT, TT * (size_t)c->vocab_size,
+                      (size_t)c->gate_mlp_hidden};
+    float **views[] = {&g->d_stream, &g->d_a, &g->d_b, &g->dq, &g->dk, &g->dv, &g->dctx,
+                       &g->dctx_pre, &g->dffn_h, &g->dffn_act, &g->dp, &g->ds, &g->dlogits,
+                       &g->dgate_hidden};
+    size_t total = 0;
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) total += (sizes[i] + 15) & ~(size_t)15;
+    g->buf = malloc(total * sizeof(float));
+    if (!g->buf) return qs_fail(err, QS_ERR_NOMEM, "out of memory for gradients of %d tokens", T);
+    size_t off = 0;
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        *views[i] = g->buf + off;
+        off += (sizes[i] + 15) & ~(size_t)15;
+    }
+    g->cap_T = T;
+    return QS_OK;
+}
+
+void qs_bwd_free(bwd_scratch *g) {
+    if (!g) return;
+    free(g->buf);
+    memset(g, 0, sizeof *g);
+}
+
+static void zero(float *x, size_t n) { memset(x, 0, n * sizeof(float)); }
+
+static void activation_backward(const qs_config *c, float *dx, const float *x, const float *dout,
+                                size_t n) {
+    if (c->activation == QS_ACT_RELU) relu_backward(dx, x, dout, n);
+    else if (c->activation == QS_ACT_GELU_TANH) gelu_tanh_backward(dx, x, dout, n);
+    else gelu_backward(dx, x, dout, n);
+}
+
+/* d(gate logit) -> gate parameters and the gate input x (adds into dx). */
+static void gate_backward(const qs_model *m, const layer_weights *L, layer_weights *dL,
+                          const layer_acts *A, const float *dlogit, float *dx, bwd_scratch *g,
+                          int T) {
+    const qs_config *c = &m->cfg;
+    int H = c->n_heads, D = c->hidden_size, dh = m->d_head, hid = c->gate_mlp_hidden;
+    for (int i = 0; i < T; i++) {
+        const float *xi = A->attn_in + (size_t)i * D;
+        float *dxi = dx + (size_t)i * D;
+        for (int h = 0; h < H; h++) {
+            float d = dlogit[(size_t)i * H + h];
+            if (c->gate == QS_GATE_UNCONDITIONAL_PER_HEAD) {
+                dL->gate_b[h] += d;
+            } else if (c->gate == QS_GATE_ALL_FEATURES) {
+                dL->gate_b[h] += d;
+                qs_axpy(dL->gate_w + (size_t)h * D, d, xi, D);
+                qs_axpy(dxi, d, L->gate_w + (size_t)h * D, D);
+            } else if (!c->gate_mlp) {
+                dL->gate_b[h] += d;
+                qs_axpy(dL->gate_w + (size_t)h * dh, d, xi + h * dh, dh);
+                qs_axpy(dxi + h * dh, d, L->gate_w + (size_t)h * dh, dh);
+            } else {
+                const float *hb = A->gate_hidden + ((size_t)i * H + h) * hid;
+                float *dhb = g->dgate_hidden;
+                dL->gate_b2[h] += d;
+                for (int u = 0; u < hid; u++) {
+                    float r = hb[u] > 0.0f ? hb[u] : 0.0f;
+                    dL->gate_w2[(size_t)h * hid + u] += d * r;
+                    dhb[u] = hb[u] > 0.0f ? d * L->gate_w2[(size_t)h * hid + u] : 0.0f;
+                }
+                qs_linear_backward(dxi + h * dh, dL->gate_w + (size_t)h * hid * dh,
+                                   dL->gate_b + (size_t)h * hid, dhb, xi + h * dh,
+                                   L->gate_w + (size_t)h * hid * dh, 1, dh, hid);
+            }
+        }
+    }
+}
+
+/* datt_out -> adds into dattn_in and the attention parameters. */
+static void attention_backward(const qs_model *m, int l, const layer_weights *L, layer_weights *dL,
+                               const layer_acts *A, const float *datt_out, float *dattn_in,
+                               bwd_scratch *g, int T) {
+    const qs_config *c = &m->cfg;
+    int D = c->hidden_size, H = c->n_heads, dh = m->d_head;
+    size_t n = (size_t)T * D;
+    zero(g->dctx, n);
+    qs_linear_backward(g->dctx, dL->wo, dL->bo, datt_out, A->ctx, L->wo, T, D, D);
+
+    const float *dctx_pre = g->dctx;
+    if (c->gate != QS_GATE_NONE) {
+        /* ctx = g * ctx_pre: d ctx_pre = g dctx, d g = <dctx, ctx_pre>, then sigmoid'. */
+        float *dlogit = g->dlogits; /* [T][H] borrowed: logits grads are spent by now */
+        for (int i = 0; i < T; i++)
+            for (int h = 0; h < H; h++) {
+                float gv = A->gate[(size_t)i * H + h];
+                const float *dc = g->dctx + (size_t)i * D + h * dh;
+                const float *cp = A->ctx_pre + (size_t)i * D + h * dh;
+                float *dcp = g->dctx_pre + (size_t)i * D + h * dh;
+                float dg = 0.0f;
+                for (int d = 0; d < dh; d++) {
+                    dg += dc[d] * cp[d];
+                    dcp[d] = gv * dc[d];
+                }
+                dlogit[(size_t)i * H + h] = dg * gv * (1.0f - gv);
+            }
+        gate_backward(m, L, dL, A, dlogit, dattn_in, g, T);
+        dctx_pre = g->dctx_pre;
+    }
+
+    zero(g->dq, n);
+    zero(g->dk, n);
+    zero(g->dv, n);
+    float scale = 1.0f / sqrtf((float)dh), gamma = qs_clip_gamma(c, T);
+    for (int h = 0; h < H; h++)
+        for (int i = 0; i < T; i++) {
+            size_t r = ((size_t)h * T + i) * T;
+            const float *p = A->probs + r, *dci = dctx_pre + (size_t)i * D + h * dh;
+            for (int j = 0; j < T; j++) {
+                g->dp[j] = qs_dot(dci, A->v + (size_t)j * D + h * dh, dh);
+                if (p[j] != 0.0f) qs_axpy(g->dv + (size_t)j * D + h * dh, p[j], dci, dh);
+            }
+            if (c->softmax == QS_SOFTMAX_CLIPPED)
+                clipped_softmax_row_backward(g->ds, A->sm + r, g->dp, T, gamma, c->clip_zeta);
+            else
+                softmax_row_backward(g->ds, p, g->dp, T);
+            const float *qi = A->q + (size_t)i * D + h * dh;
+            float *dqi = g->dq + (size_t)i * D + h * dh;
+            for (int j = 0; j < T; j++) {
+                float s = g->ds[j] * scale;
+                if (s == 0.0f) continue;
+                qs_axpy(dqi, s, A->k + (size_t)j * D + h * dh, dh);
+                qs_axpy(g->dk + (size_t)j * D + h * dh, s, qi, dh);
+            }
+        }
+    (void)l;
+    qs_linear_backward(dattn_in, dL->wq, dL->bq, g->dq, A->attn_in, L->wq, T, D, D);
+    qs_linear_backward(dattn_in, dL->wk, dL->bk, g->dk, A->attn_in, L->wk, T, D, D);
+    qs_linear_backward(dattn_in, dL->wv, dL->bv, g->dv, A->attn_in, L->wv, T, D, D);
+}
+
+/* dffn_out -> adds into dffn_in. */
+static void ffn_backward(const qs_model *m, const layer_weights *L, layer_weights *dL,
+                         const layer_acts *A, const float *dffn_out, float *dffn_in,
+                         bwd_scratch *g, int T) {
+    const qs_config *c = &m->cfg;
+    int D = c->hidden_size, I = c->intermediate_size;
+    size_t ni = (size_t)T * I;
+    zero(g->dffn_act, ni);
+    qs_linear_backward(g->dffn_act, dL->w2, dL->b2, dffn_out, A->ffn_act, L->w2, T, I, D);
+    zero(g->dffn_h, ni);
+    activation_backward(c, g->dffn_h, A->ffn_h, g->dffn_act, ni);
+    qs_linear_backward(dffn_in, dL->w1, dL->b1, g->dffn_h, A->ffn_in, L->w1, T, D, I);
+}
+
+/* d_stream holds d out on entry and d in on return. */
+static void layer_backward(const qs_model *m, int l, const model_weights *W, model_weights *dW,
+                           const acts *a, bwd_scratch *g, int T) {
+    const qs_config *c = &m->cfg;
+    const layer_weights *L = &W->layers[l];
+    layer_weights *dL = &dW->layers[l];
+    const layer_acts *A = &a->L[l];
+    int D = c->hidden_size;
+    size_t n = (size_t)T * D;
+    float *dout = g->d_stream, *da = g->d_a, *db = g->d_b;
+    if (c->arch == QS_ARCH_BERT) {
+        /* out = LN2(res2), res2 = ffn_in + ffn_out, ffn_in = LN1(res), res = in + att_out */
+        zero(da, n); /* d res2 = d ffn_out */
+        layernorm_backward(da, dL->ln2_w, dL->ln2_b, dout, A->res2, L->ln2_w, A->ln2_mean,
+                           A->ln2_rstd, T, D);
+        memcpy(db, da, n * sizeof(float)); /* d ffn_in, from the residual */
+        ffn_backward(m, L, dL, A, da, db, g, T);
+        zero(dout, n); /* d res = d in = d att_out */
+        layernorm_backward(dout, dL->ln1_w, dL->ln1_b, db, A->res, L->ln1_w, A->ln1_mean,
+                           A->ln1_rstd, T, D);
+        memcpy(da, dout, n * sizeof(float));
+        attention_backward(m, l, L, dL, A, da, dout, g, T); /* attn_in = in */
+    } else {
+        /* out = res + ffn_out, ffn_in = LN2(res), res = in + att_out, attn_in = LN1(in) */
+        zero(da, n);
+        ffn_backward(m, L, dL, A, dout, da, g, T);
+        layernorm_backward(dout, dL->ln2_w, dL->ln2_b, da, A->res, L->ln2_w, A->ln2_mean,
+                           A->ln2_rstd, T, D); /* dout is now d res = d in (+ below) */
+        zero(db, n);
+        attention_backward(m, l, L, dL, A, dout, db, g, T);
+        layernorm_backward(dout, dL->ln1_w, dL->ln1_b, db, A->in, L->ln1_w, A->ln1_mean,
+                           A->ln1_rstd, T, D);
+    }
+}
+
+qs_status qs_backward_train(const qs_model *m, const model_weights *W, model_weights *dW, acts *a,
+                            bwd_scratch *g, const int32_t *ids, const int32_t *types, int T,
+                            const int32_t *rows, const int32_t *targets, int n_rows, float scale,
+                            double *loss_sum, qs_error *err) {
+    const qs_config *c = &m->cfg;
+    int D = c->hidden_size, V = c->vocab_size;
+    size_t n = (size_t)T * D;
+    if (T > g->cap_T || T > a->cap_T)
+        return qs_fail(err, QS_ERR_ARG, "backward: scratch sized for %d tokens, got %d", g->cap_T, T);
+
+    /* Cross-entropy: d logits = scale (softmax - onehot). */
+    double loss = 0.0;
+    for (int r = 0; r < n_rows; r++) {
+        const float *z = a->logits + (size_t)r * V;
+        float *dz = g->dlogits + (size_t)r * V;
+        int y = targets[r];
+        if (y < 0 || y >= V) return qs_fail(err, QS_ERR_RANGE, "backward: target %d out of range", y);
+        float mx = z[0];
+        for (int v = 1; v < V; v++) mx = z[v] > mx ? z[v] : mx;
+        double sum = 0.0;
+        for (int v = 0; v < V; v++) sum += exp((double)(z[v] - mx));
+        loss += log(sum) + mx - z[y];
+        for (int v = 0; v < V; v++) dz[v] = scale * (float)(exp((double)(z[v] - mx)) / sum);
+        dz[y] -= scale;
+    }
+    *loss_sum = loss;
+    if (!isfinite(loss)) return qs_fail(err, QS_ERR_NAN, "backward: non-finite loss %g", loss);
+
+    /* logits = final wte^T (+ bias): tied head feeds the embedding gradient. */
+    float *dfinal = g->d_a;
+    zero(dfinal, n);
+    for (int r = 0; r < n_rows; r++) {
+        int t = rows ? rows[r] : r;
+        qs_linear_backward(dfinal + (size_t)t * D, dW->wte,
+                           c->arch == QS_ARCH_BERT ? dW->head_bias : NULL, g->dlogits + (size_t)r * V,
+                           a->final + (size_t)t * D, W->wte, 1, D, V);
+    }
+    const float *top = a->L[c->n_layers - 1].out;
+    float *dtop = g->d_stream;
+    zero(dtop, n);
+    if (c->arch == QS_ARCH_BERT) {
+        float *dg = g->d_b;
+        zero(dg, n);
+        layernorm_backward(dg, dW->head_ln_w, dW->head_ln_b, dfinal, a->head_g, W->head_ln_w,
+                           a->head_mean, a->head_rstd, T, D);
+        float *dh = g->dq;
+        zero(dh, n);
+        activation_backward(c, dh, a->head_h, dg, n);
+        qs_linear_backward(dtop, dW->head_w, dW->head_b, dh, top, W->head_w, T, D, D);
+    } else {
+        layernorm_backward(dtop, dW->final_ln_w, dW->final_ln_b, dfinal, top, W->final_ln_w,
+                           a->head_mean, a->head_rstd, T, D);
+    }
+
+    for (int l = c->n_layers - 1; l >= 0; l--) layer_backward(m, l, W, dW, a, g, T);
+
+    /* embeddings: rows of the tables get the gradient of their tokens */
+    float *dx0 = g->d_stream;
+    if (c->arch == QS_ARCH_BERT) {
+        float *de = g->d_a;
+        zero(de, n);
+        layernorm_backward(de, dW->emb_ln_w, dW->emb_ln_b, dx0, a->emb_sum, W->emb_ln_w,
+                           a->emb_mean, a->emb_rstd, T, D);
+        dx0 = de;
+    }
+    for (int t = 0; t < T; t++) {
+        const float *d = dx0 + (size_t)t * D;
+        qs_axpy(dW->wte + (size_t)ids[t] * D, 1.0f, d, D);
+        qs_axpy(dW->wpe + (size_t)(c->arch == QS_ARCH_OPT ? t + 2 : t) * D, 1.0f, d, D);
+        if (c->arch == QS_ARCH_BERT) qs_axpy(dW->wtt + (size_t)(types ? types[t] : 0) * D, 1.0f, d, D);
+    }
+    return QS_OK;
+}
