@@ -58,7 +58,6 @@ KEEP void qsw_ctx_free(qsw_ctx *c) {
 KEEP int qsw_ctx_status(const qsw_ctx *c) { return (int)c->err.status; }
 KEEP const char *qsw_ctx_message(const qsw_ctx *c) { return c->err.msg; }
 KEEP double *qsw_ctx_out(qsw_ctx *c) { return c->out; }
-KEEP int qsw_out_max(void) { return QSW_OUT_MAX; }
 
 KEEP const char *qsw_status_name(int s) { return qs_status_name((qs_status)s); }
 

@@ -55,7 +55,12 @@ async function compileWasm() {
 }
 
 async function startCore() {
-  const [{ default: factory }, wasmModule] = await Promise.all([import(CORE_URL.href), compileWasm()]);
+  const [{ default: factory }, wasmModule] = await Promise.all([
+    import(CORE_URL.href).catch((e) => {
+      throw qsError('QS_ERR_IO', `quantscope: cannot load ${CORE_URL} (run npm run build:wasm): ${e.message}`);
+    }),
+    compileWasm(),
+  ]);
   // The glue's ready promise never settles when instantiateWasm fails, so a
   // failure rejects this one instead.
   let failed;

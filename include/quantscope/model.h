@@ -36,6 +36,11 @@ typedef enum qs_gate_type {
     QS_GATE_ALL_FEATURES            /* per token: one linear d_model -> n_heads on all of x */
 } qs_gate_type;
 
+/* Transformer block: the architecture's own, or the Outlier Protected block
+ * of He et al. 2024 (no LayerNorm inside the blocks except on layer 0's
+ * attention input, QK-RMSNorm, residual branches scaled by op_beta). */
+typedef enum qs_block_type { QS_BLOCK_STANDARD = 0, QS_BLOCK_OP } qs_block_type;
+
 typedef enum qs_tokenizer_kind { QS_TOKENIZER_NONE = 0, QS_TOKENIZER_BYTE,
                                  QS_TOKENIZER_WORDPIECE } qs_tokenizer_kind;
 
@@ -54,6 +59,8 @@ typedef struct qs_config {
     int gate_mlp;        /* conditional_per_token: d_head -> hidden -> ReLU -> 1 */
     int gate_mlp_hidden; /* its width; default d_head / 4 as in the official code */
     float gate_init;     /* pi_init: the gate bias starts at logit(pi_init) */
+    qs_block_type block;
+    float op_beta;       /* OP block residual branch gain (0.2 in the official config) */
     qs_tokenizer_kind tokenizer;
     int do_lower_case;
 } qs_config;

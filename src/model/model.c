@@ -28,17 +28,67 @@ int qs_point_is_global(qs_point p) { return p == QS_PT_EMBED || p == QS_PT_FINAL
 
 /* ---- parameter table ---- */
 
+/* Which view of model_weights a table row fills. */
+enum role {
+    R_WTE, R_WPE, R_WTT, R_EMB_LN_W, R_EMB_LN_B, R_FINAL_LN_W, R_FINAL_LN_B, R_HEAD_W, R_HEAD_B,
+    R_HEAD_LN_W, R_HEAD_LN_B, R_HEAD_BIAS,
+    /* per layer */
+    R_WQ, R_BQ, R_WK, R_BK, R_WV, R_BV, R_WO, R_BO, R_LN1_W, R_LN1_B, R_W1, R_B1, R_W2, R_B2,
+    R_LN2_W, R_LN2_B, R_GATE_W, R_GATE_B, R_GATE_W2, R_GATE_B2, R_QK_NORM
+};
+
+static float **view_of(model_weights *w, int layer, int role) {
+    layer_weights *L = role >= R_WQ ? &w->layers[layer] : NULL;
+    switch (role) {
+    case R_WTE: return &w->wte;
+    case R_WPE: return &w->wpe;
+    case R_WTT: return &w->wtt;
+    case R_EMB_LN_W: return &w->emb_ln_w;
+    case R_EMB_LN_B: return &w->emb_ln_b;
+    case R_FINAL_LN_W: return &w->final_ln_w;
+    case R_FINAL_LN_B: return &w->final_ln_b;
+    case R_HEAD_W: return &w->head_w;
+    case R_HEAD_B: return &w->head_b;
+    case R_HEAD_LN_W: return &w->head_ln_w;
+    case R_HEAD_LN_B: return &w->head_ln_b;
+    case R_HEAD_BIAS: return &w->head_bias;
+    case R_WQ: return &L->wq;
+    case R_BQ: return &L->bq;
+    case R_WK: return &L->wk;
+    case R_BK: return &L->bk;
+    case R_WV: return &L->wv;
+    case R_BV: return &L->bv;
+    case R_WO: return &L->wo;
+    case R_BO: return &L->bo;
+    case R_LN1_W: return &L->ln1_w;
+    case R_LN1_B: return &L->ln1_b;
+    case R_W1: return &L->w1;
+    case R_B1: return &L->b1;
+    case R_W2: return &L->w2;
+    case R_B2: return &L->b2;
+    case R_LN2_W: return &L->ln2_w;
+    case R_LN2_B: return &L->ln2_b;
+    case R_GATE_W: return &L->gate_w;
+    case R_GATE_B: return &L->gate_b;
+    case R_GATE_W2: return &L->gate_w2;
+    case R_GATE_B2: return &L->gate_b2;
+    case R_QK_NORM: return &L->qk_norm;
+    }
+    return NULL;
+}
+
 typedef struct table_builder {
     param_entry *e;
     int n, cap;
     size_t total;
     int failed;
+    int layer; /* layer of the rows being added */
 } table_builder;
 
-static void add(table_builder *tb, int linear, int ndim, int64_t d0, int64_t d1, int64_t d2,
-                const char *fmt, ...) QS_PRINTF(7, 8);
-static void add(table_builder *tb, int linear, int ndim, int64_t d0, int64_t d1, int64_t d2,
-                const char *fmt, ...) {
+static void add(table_builder *tb, int role, int linear, int ndim, int64_t d0, int64_t d1,
+                int64_t d2, const char *fmt, ...) QS_PRINTF(8, 9);
+static void add(table_builder *tb, int role, int linear, int ndim, int64_t d0, int64_t d1,
+                int64_t d2, const char *fmt, ...) {
     if (tb->failed) return;
     if (tb->n == tb->cap) {
         int nc = tb->cap ? tb->cap * 2 : 64;
@@ -56,6 +106,8 @@ static void add(table_builder *tb, int linear, int ndim, int64_t d0, int64_t d1,
     va_start(ap, fmt);
     vsnprintf(p->name, sizeof p->name, fmt, ap);
     va_end(ap);
+    p->role = role;
+    p->layer = role >= R_WQ ? tb->layer : -1;
     p->ndim = ndim;
     p->shape[0] = d0;
     p->shape[1] = d1;
@@ -74,85 +126,96 @@ static void add_gate(table_builder *tb, const qs_config *c, const char *attn) {
     int H = c->n_heads, dh = c->hidden_size / c->n_heads, D = c->hidden_size;
     switch (c->gate) {
     case QS_GATE_NONE: break;
-    case QS_GATE_UNCONDITIONAL_PER_HEAD: add(tb, 0, 1, H, 0, 0, "%s.gate.bias", attn); break;
+    case QS_GATE_UNCONDITIONAL_PER_HEAD: add(tb, R_GATE_B, 0, 1, H, 0, 0, "%s.gate.bias", attn); break;
     case QS_GATE_CONDITIONAL_PER_TOKEN:
         if (c->gate_mlp) {
             int hid = c->gate_mlp_hidden;
-            add(tb, 0, 3, H, hid, dh, "%s.gate.fc1.weight", attn);
-            add(tb, 0, 2, H, hid, 0, "%s.gate.fc1.bias", attn);
-            add(tb, 0, 2, H, hid, 0, "%s.gate.fc2.weight", attn);
-            add(tb, 0, 1, H, 0, 0, "%s.gate.fc2.bias", attn);
+            add(tb, R_GATE_W, 0, 3, H, hid, dh, "%s.gate.fc1.weight", attn);
+            add(tb, R_GATE_B, 0, 2, H, hid, 0, "%s.gate.fc1.bias", attn);
+            add(tb, R_GATE_W2, 0, 2, H, hid, 0, "%s.gate.fc2.weight", attn);
+            add(tb, R_GATE_B2, 0, 1, H, 0, 0, "%s.gate.fc2.bias", attn);
         } else {
-            add(tb, 0, 2, H, dh, 0, "%s.gate.weight", attn);
-            add(tb, 0, 1, H, 0, 0, "%s.gate.bias", attn);
+            add(tb, R_GATE_W, 0, 2, H, dh, 0, "%s.gate.weight", attn);
+            add(tb, R_GATE_B, 0, 1, H, 0, 0, "%s.gate.bias", attn);
         }
         break;
     case QS_GATE_ALL_FEATURES:
-        add(tb, 1, 2, H, D, 0, "%s.gate.weight", attn);
-        add(tb, 0, 1, H, 0, 0, "%s.gate.bias", attn);
+        add(tb, R_GATE_W, 1, 2, H, D, 0, "%s.gate.weight", attn);
+        add(tb, R_GATE_B, 0, 1, H, 0, 0, "%s.gate.bias", attn);
         break;
     }
+}
+
+/* LayerNorm weight + bias pair. */
+static void add_ln(table_builder *tb, int role_w, int D, const char *name) {
+    add(tb, role_w, 0, 1, D, 0, 0, "%s.weight", name);
+    add(tb, role_w + 1, 0, 1, D, 0, 0, "%s.bias", name);
+}
+
+/* Linear weight [out][in] + bias [out]. */
+static void add_linear(table_builder *tb, int role_w, int out, int in, const char *name) {
+    add(tb, role_w, 1, 2, out, in, 0, "%s.weight", name);
+    add(tb, role_w + 1, 0, 1, out, 0, 0, "%s.bias", name);
+}
+
+/* The OP block (He et al. 2024) drops the LayerNorms inside the blocks; layer 0
+ * keeps one on its attention input, and attention gets a QK-RMSNorm gain. */
+static void add_layer(table_builder *tb, const qs_config *c, int l) {
+    int D = c->hidden_size, I = c->intermediate_size, op = c->block == QS_BLOCK_OP;
+    int bert = c->arch == QS_ARCH_BERT;
+    char p[96], n[160];
+    tb->layer = l;
+    snprintf(p, sizeof p, bert ? "bert.encoder.layer.%d" : "model.decoder.layers.%d", l);
+    static const char *const bert_qkv[] = {"attention.self.query", "attention.self.key",
+                                           "attention.self.value", "attention.output.dense"};
+    static const char *const opt_qkv[] = {"self_attn.q_proj", "self_attn.k_proj",
+                                          "self_attn.v_proj", "self_attn.out_proj"};
+    for (int i = 0; i < 4; i++) {
+        snprintf(n, sizeof n, "%s.%s", p, bert ? bert_qkv[i] : opt_qkv[i]);
+        add_linear(tb, R_WQ + 2 * i, D, D, n);
+    }
+    if (!op || l == 0) {
+        snprintf(n, sizeof n, "%s.%s", p,
+                 op ? (bert ? "attention.input_layernorm" : "self_attn_layer_norm")
+                    : (bert ? "attention.output.LayerNorm" : "self_attn_layer_norm"));
+        add_ln(tb, R_LN1_W, D, n);
+    }
+    if (op) {
+        snprintf(n, sizeof n, "%s.%s", p, bert ? "attention.self.qk_norm" : "self_attn.qk_norm");
+        add(tb, R_QK_NORM, 0, 1, D / c->n_heads, 0, 0, "%s.weight", n);
+    }
+    snprintf(n, sizeof n, "%s.%s", p, bert ? "intermediate.dense" : "fc1");
+    add_linear(tb, R_W1, I, D, n);
+    snprintf(n, sizeof n, "%s.%s", p, bert ? "output.dense" : "fc2");
+    add_linear(tb, R_W2, D, I, n);
+    if (!op) {
+        snprintf(n, sizeof n, "%s.%s", p, bert ? "output.LayerNorm" : "final_layer_norm");
+        add_ln(tb, R_LN2_W, D, n);
+    }
+    snprintf(n, sizeof n, "%s.%s", p, bert ? "attention.self" : "self_attn");
+    add_gate(tb, c, n);
 }
 
 qs_status qs_param_table(const qs_config *c, param_entry **table, int *n, size_t *total,
                          qs_error *err) {
     table_builder tb = {0};
-    int D = c->hidden_size, I = c->intermediate_size, V = c->vocab_size;
-    char p[96], attn[128];
+    int D = c->hidden_size, V = c->vocab_size;
     if (c->arch == QS_ARCH_BERT) {
-        add(&tb, 0, 2, V, D, 0, "bert.embeddings.word_embeddings.weight");
-        add(&tb, 0, 2, c->max_positions, D, 0, "bert.embeddings.position_embeddings.weight");
-        add(&tb, 0, 2, c->type_vocab_size, D, 0, "bert.embeddings.token_type_embeddings.weight");
-        add(&tb, 0, 1, D, 0, 0, "bert.embeddings.LayerNorm.weight");
-        add(&tb, 0, 1, D, 0, 0, "bert.embeddings.LayerNorm.bias");
-        for (int l = 0; l < c->n_layers; l++) {
-            snprintf(p, sizeof p, "bert.encoder.layer.%d", l);
-            static const char *const qkv[] = {"query", "key", "value"};
-            for (int i = 0; i < 3; i++) {
-                add(&tb, 1, 2, D, D, 0, "%s.attention.self.%s.weight", p, qkv[i]);
-                add(&tb, 0, 1, D, 0, 0, "%s.attention.self.%s.bias", p, qkv[i]);
-            }
-            add(&tb, 1, 2, D, D, 0, "%s.attention.output.dense.weight", p);
-            add(&tb, 0, 1, D, 0, 0, "%s.attention.output.dense.bias", p);
-            add(&tb, 0, 1, D, 0, 0, "%s.attention.output.LayerNorm.weight", p);
-            add(&tb, 0, 1, D, 0, 0, "%s.attention.output.LayerNorm.bias", p);
-            add(&tb, 1, 2, I, D, 0, "%s.intermediate.dense.weight", p);
-            add(&tb, 0, 1, I, 0, 0, "%s.intermediate.dense.bias", p);
-            add(&tb, 1, 2, D, I, 0, "%s.output.dense.weight", p);
-            add(&tb, 0, 1, D, 0, 0, "%s.output.dense.bias", p);
-            add(&tb, 0, 1, D, 0, 0, "%s.output.LayerNorm.weight", p);
-            add(&tb, 0, 1, D, 0, 0, "%s.output.LayerNorm.bias", p);
-            snprintf(attn, sizeof attn, "%s.attention.self", p);
-            add_gate(&tb, c, attn);
-        }
-        add(&tb, 1, 2, D, D, 0, "cls.predictions.transform.dense.weight");
-        add(&tb, 0, 1, D, 0, 0, "cls.predictions.transform.dense.bias");
-        add(&tb, 0, 1, D, 0, 0, "cls.predictions.transform.LayerNorm.weight");
-        add(&tb, 0, 1, D, 0, 0, "cls.predictions.transform.LayerNorm.bias");
-        add(&tb, 0, 1, V, 0, 0, "cls.predictions.bias");
+        add(&tb, R_WTE, 0, 2, V, D, 0, "bert.embeddings.word_embeddings.weight");
+        add(&tb, R_WPE, 0, 2, c->max_positions, D, 0, "bert.embeddings.position_embeddings.weight");
+        add(&tb, R_WTT, 0, 2, c->type_vocab_size, D, 0, "bert.embeddings.token_type_embeddings.weight");
+        add_ln(&tb, R_EMB_LN_W, D, "bert.embeddings.LayerNorm");
     } else {
-        add(&tb, 0, 2, V, D, 0, "model.decoder.embed_tokens.weight");
-        add(&tb, 0, 2, c->max_positions + 2, D, 0, "model.decoder.embed_positions.weight");
-        for (int l = 0; l < c->n_layers; l++) {
-            snprintf(p, sizeof p, "model.decoder.layers.%d", l);
-            static const char *const proj[] = {"q_proj", "k_proj", "v_proj", "out_proj"};
-            for (int i = 0; i < 4; i++) {
-                add(&tb, 1, 2, D, D, 0, "%s.self_attn.%s.weight", p, proj[i]);
-                add(&tb, 0, 1, D, 0, 0, "%s.self_attn.%s.bias", p, proj[i]);
-            }
-            add(&tb, 0, 1, D, 0, 0, "%s.self_attn_layer_norm.weight", p);
-            add(&tb, 0, 1, D, 0, 0, "%s.self_attn_layer_norm.bias", p);
-            add(&tb, 1, 2, I, D, 0, "%s.fc1.weight", p);
-            add(&tb, 0, 1, I, 0, 0, "%s.fc1.bias", p);
-            add(&tb, 1, 2, D, I, 0, "%s.fc2.weight", p);
-            add(&tb, 0, 1, D, 0, 0, "%s.fc2.bias", p);
-            add(&tb, 0, 1, D, 0, 0, "%s.final_layer_norm.weight", p);
-            add(&tb, 0, 1, D, 0, 0, "%s.final_layer_norm.bias", p);
-            snprintf(attn, sizeof attn, "%s.self_attn", p);
-            add_gate(&tb, c, attn);
-        }
-        add(&tb, 0, 1, D, 0, 0, "model.decoder.final_layer_norm.weight");
-        add(&tb, 0, 1, D, 0, 0, "model.decoder.final_layer_norm.bias");
+        add(&tb, R_WTE, 0, 2, V, D, 0, "model.decoder.embed_tokens.weight");
+        add(&tb, R_WPE, 0, 2, c->max_positions + 2, D, 0, "model.decoder.embed_positions.weight");
+    }
+    for (int l = 0; l < c->n_layers; l++) add_layer(&tb, c, l);
+    if (c->arch == QS_ARCH_BERT) {
+        add_linear(&tb, R_HEAD_W, D, D, "cls.predictions.transform.dense");
+        add_ln(&tb, R_HEAD_LN_W, D, "cls.predictions.transform.LayerNorm");
+        add(&tb, R_HEAD_BIAS, 0, 1, V, 0, 0, "cls.predictions.bias");
+    } else {
+        add_ln(&tb, R_FINAL_LN_W, D, "model.decoder.final_layer_norm");
     }
     if (tb.failed) {
         free(tb.e);
@@ -164,49 +227,17 @@ qs_status qs_param_table(const qs_config *c, param_entry **table, int *n, size_t
     return QS_OK;
 }
 
-/* Views follow the table's order, so binding walks it with a cursor. */
 qs_status qs_bind_weights(const qs_config *c, const param_entry *table, int n, float *buf,
                           model_weights *w, qs_error *err) {
-    int k = 0;
-#define NEXT() (buf + table[k++].offset)
     layer_weights *layers = w->layers;
     memset(w, 0, sizeof *w);
+    memset(layers, 0, (size_t)c->n_layers * sizeof *layers);
     w->layers = layers;
-    if (c->arch == QS_ARCH_BERT) {
-        w->wte = NEXT(); w->wpe = NEXT(); w->wtt = NEXT(); w->emb_ln_w = NEXT(); w->emb_ln_b = NEXT();
-    } else {
-        w->wte = NEXT(); w->wpe = NEXT();
+    for (int i = 0; i < n; i++) {
+        float **v = view_of(w, table[i].layer, table[i].role);
+        if (!v) return qs_fail(err, QS_ERR_ARG, "internal: no view for '%s'", table[i].name);
+        *v = buf + table[i].offset;
     }
-    for (int l = 0; l < c->n_layers; l++) {
-        layer_weights *L = &w->layers[l];
-        memset(L, 0, sizeof *L);
-        L->wq = NEXT(); L->bq = NEXT(); L->wk = NEXT(); L->bk = NEXT(); L->wv = NEXT(); L->bv = NEXT();
-        L->wo = NEXT(); L->bo = NEXT();
-        if (c->arch == QS_ARCH_BERT) {
-            L->ln1_w = NEXT(); L->ln1_b = NEXT();
-            L->w1 = NEXT(); L->b1 = NEXT(); L->w2 = NEXT(); L->b2 = NEXT();
-            L->ln2_w = NEXT(); L->ln2_b = NEXT();
-        } else {
-            L->ln1_w = NEXT(); L->ln1_b = NEXT();
-            L->w1 = NEXT(); L->b1 = NEXT(); L->w2 = NEXT(); L->b2 = NEXT();
-            L->ln2_w = NEXT(); L->ln2_b = NEXT();
-        }
-        if (c->gate == QS_GATE_UNCONDITIONAL_PER_HEAD) {
-            L->gate_b = NEXT();
-        } else if (c->gate == QS_GATE_CONDITIONAL_PER_TOKEN && c->gate_mlp) {
-            L->gate_w = NEXT(); L->gate_b = NEXT(); L->gate_w2 = NEXT(); L->gate_b2 = NEXT();
-        } else if (c->gate != QS_GATE_NONE) {
-            L->gate_w = NEXT(); L->gate_b = NEXT();
-        }
-    }
-    if (c->arch == QS_ARCH_BERT) {
-        w->head_w = NEXT(); w->head_b = NEXT(); w->head_ln_w = NEXT(); w->head_ln_b = NEXT();
-        w->head_bias = NEXT();
-    } else {
-        w->final_ln_w = NEXT(); w->final_ln_b = NEXT();
-    }
-#undef NEXT
-    if (k != n) return qs_fail(err, QS_ERR_ARG, "internal: bound %d of %d parameters", k, n);
     return QS_OK;
 }
 

@@ -18,6 +18,7 @@ typedef struct layer_weights {
     float *ln2_w, *ln2_b; /* BERT: output.LayerNorm (post); OPT: final_layer_norm (pre-FFN) */
     float *gate_w, *gate_b;   /* linear gate, or the MLP's first layer */
     float *gate_w2, *gate_b2; /* MLP gate's second layer */
+    float *qk_norm;           /* OP block: QK-RMSNorm gain [d_head], shared by the heads */
 } layer_weights;
 
 typedef struct model_weights {
@@ -36,6 +37,7 @@ typedef struct param_entry {
     int64_t shape[3];
     size_t offset, numel;
     int is_linear_weight;
+    int role, layer; /* which view it fills (model.c) */
     int rows, cols; /* for linear weights: out, in (per-channel quantization) */
 } param_entry;
 
