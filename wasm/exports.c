@@ -92,15 +92,31 @@ KEEP int qsw_model_load(qsw_ctx *c, const char *config, size_t config_len, const
 
 KEEP void qsw_model_free(qs_model *m) { qs_model_free(m); }
 
-/* out[0..19]: the fields of qs_config in declaration order. */
+static int reserve_text(qsw_ctx *c, size_t cap) {
+    if (cap <= c->cap_text) return 1;
+    free(c->text);
+    c->text = malloc(cap);
+    c->cap_text = c->text ? cap : 0;
+    return c->text != NULL;
+}
+
+/* The config as config.json text (the names of every enum come from C this
+ * way): out[0] = length, out[1] = text (ctx-owned); out[2] = layer_norm_eps,
+ * which the OPT form of the text leaves out. */
 KEEP int qsw_model_config(qsw_ctx *c, const qs_model *m) {
     const qs_config *k = qs_model_config(m);
     if (!k) return fail(c, QS_ERR_ARG, "config: model is NULL");
-    double v[] = {k->arch, k->vocab_size, k->hidden_size, k->n_layers, k->n_heads,
-                  k->intermediate_size, k->max_positions, k->type_vocab_size, k->layer_norm_eps,
-                  k->activation, k->softmax, k->clip_gamma, k->clip_zeta, k->clip_alpha, k->gate,
-                  k->gate_mlp, k->gate_mlp_hidden, k->gate_init, k->tokenizer, k->do_lower_case};
-    memcpy(c->out, v, sizeof v);
+    for (size_t cap = 4096;; cap *= 2) {
+        if (!reserve_text(c, cap)) return fail(c, QS_ERR_NOMEM, "config: out of memory");
+        int n = qs_config_write_json(k, c->text, c->cap_text);
+        if (n >= 0) {
+            c->out[0] = n;
+            break;
+        }
+        if (cap > (1u << 20)) return fail(c, QS_ERR_ARG, "config: JSON text does not fit 1 MiB");
+    }
+    c->out[1] = (double)(uintptr_t)c->text;
+    c->out[2] = k->layer_norm_eps;
     return done(c, QS_OK);
 }
 
@@ -145,14 +161,6 @@ KEEP int qsw_tok_encode(qsw_ctx *c, const qs_model *m, const char *text, size_t 
     c->out[2] = (double)(uintptr_t)c->offsets;
     c->out[3] = (double)(uintptr_t)c->delims;
     return done(c, QS_OK);
-}
-
-static int reserve_text(qsw_ctx *c, size_t cap) {
-    if (cap <= c->cap_text) return 1;
-    free(c->text);
-    c->text = malloc(cap);
-    c->cap_text = c->text ? cap : 0;
-    return c->text != NULL;
 }
 
 /* out[0] = length in bytes, out[1] = text (ctx-owned; byte-level text may hold

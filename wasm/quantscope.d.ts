@@ -20,7 +20,7 @@ export type PointName =
   | 'embed' | 'attn_in' | 'q' | 'k' | 'v' | 'scores' | 'probs' | 'gate' | 'ctx' | 'attn_out'
   | 'attn_res' | 'ffn_in' | 'ffn_h' | 'ffn_act' | 'ffn_out' | 'ffn_res' | 'layer_out' | 'final';
 
-/** The model's configuration, read back from C after parsing config.json. */
+/** The model's configuration, read back from C (its config.json writer) after parsing. */
 export interface ModelConfig {
   arch: 'bert' | 'opt';
   vocabSize: number;
@@ -39,14 +39,22 @@ export interface ModelConfig {
   /** Clipped softmax: clip((zeta - gamma) softmax(x) + gamma, 0, 1). */
   clipGamma: number;
   clipZeta: number;
-  /** > 0: gamma = -alpha / T with T the input length. */
+  /** > 0: gamma = -alpha / clipSeqLen. */
   clipAlpha: number;
-  /** Gated attention variant. */
-  gate: 'none' | 'unconditional_per_head' | 'conditional_per_head' | 'conditional_per_token';
+  clipSeqLen: number;
+  /** Gated attention variant, spelled as config.json's attn_gate_type. */
+  gate: 'none' | 'unconditional_per_head' | 'conditional_per_token';
+  /** conditional_per_token with a hidden layer (d_head -> gateMlpHidden -> ReLU -> 1). */
   gateMlp: boolean;
   gateMlpHidden: number;
+  /** conditional_per_token gates computed from all features (d_model -> n_heads). */
+  gateAllFeatures: boolean;
   /** pi_init: the gate bias starts at logit(gateInit). */
   gateInit: number;
+  /** Transformer block: the architecture's own, or the Outlier Protected block (He et al. 2024). */
+  block: 'standard' | 'op';
+  /** OP block residual branch gain. */
+  opBeta: number;
   /** Tokenizer kind declared by config.json ('wordpiece' needs a vocab.txt to exist). */
   tokenizer: 'none' | 'byte' | 'wordpiece';
   doLowerCase: boolean;

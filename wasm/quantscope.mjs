@@ -7,13 +7,6 @@ const WASM_URL = new URL('../build/wasm/quantscope_core.wasm', import.meta.url);
 
 const IS_NODE = typeof process === 'object' && typeof process.versions?.node === 'string';
 
-// Enum names of qs_config, in the order of the C enums (model.h); the config
-// file uses the same spellings.
-const ARCHS = ['bert', 'opt'];
-const ACTIVATIONS = ['gelu', 'gelu_new', 'relu'];
-const SOFTMAXES = ['softmax', 'clipped_softmax', 'softmax1'];
-const GATES = ['none', 'unconditional_per_head', 'conditional_per_head', 'conditional_per_token'];
-const TOKENIZERS = ['none', 'byte', 'wordpiece'];
 const SPECIALS = ['pad', 'cls', 'sep', 'mask', 'unk']; // qs_special order
 const DEFAULT_ID = -2; // QSW_DEFAULT_ID in exports.c: keep the library's default
 
@@ -502,21 +495,28 @@ export class Model {
   get disposed() { return this.#disposed !== null; }
 }
 
+/** The config from C's own config.json writer, so enum names are C's spellings. */
 function readConfig(core, ctx, handle) {
   core.check(ctx, core.m._qsw_model_config(ctx, handle));
-  const v = core.out(ctx, 20);
+  const [len, textPtr, eps] = core.out(ctx, 3);
+  const j = JSON.parse(core.bytesToString(textPtr >>> 0, len));
   return {
-    arch: ARCHS[v[0]], vocabSize: v[1], hiddenSize: v[2], nLayers: v[3], nHeads: v[4],
-    intermediateSize: v[5], maxPositions: v[6], typeVocabSize: v[7], layerNormEps: shortFloat(v[8]),
-    activation: ACTIVATIONS[v[9]], softmax: SOFTMAXES[v[10]], clipGamma: shortFloat(v[11]),
-    clipZeta: shortFloat(v[12]), clipAlpha: shortFloat(v[13]), gate: GATES[v[14]], gateMlp: !!v[15],
-    gateMlpHidden: v[16], gateInit: shortFloat(v[17]),
-    tokenizer: TOKENIZERS[v[18]], doLowerCase: !!v[19],
+    arch: j.model_type, vocabSize: j.vocab_size, hiddenSize: j.hidden_size, nLayers: j.num_hidden_layers,
+    nHeads: j.num_attention_heads, intermediateSize: j.intermediate_size ?? j.ffn_dim,
+    maxPositions: j.max_position_embeddings, typeVocabSize: j.type_vocab_size ?? 0,
+    layerNormEps: shortFloat(eps), activation: j.hidden_act ?? j.activation_function,
+    softmax: j.attn_softmax, clipGamma: shortFloat(j.clip_gamma), clipZeta: shortFloat(j.clip_zeta),
+    clipAlpha: shortFloat(j.clip_alpha),
+    clipSeqLen: j.clip_seq_len, gate: j.attn_gate_type, gateMlp: j.attn_gate_mlp,
+    gateMlpHidden: j.attn_gate_mlp_hidden, gateAllFeatures: j.attn_gate_linear_all_features,
+    gateInit: shortFloat(j.attn_gate_init), block: j.block_type, opBeta: shortFloat(j.op_beta), tokenizer: j.tokenizer,
+    doLowerCase: j.do_lower_case,
   };
 }
 
 /** The shortest decimal that is the same float32 (1e-12, not 9.9999999600419720025e-13). */
-function shortFloat(v) {
+function shortFloat(x) {
+  const v = Math.fround(x); // JSON's 9-digit text is this float, not the double nearest it
   for (let p = 1; p < 10; p++) {
     const d = Number(v.toPrecision(p));
     if (Math.fround(d) === v) return d;

@@ -21,7 +21,7 @@ static float *take(slicer *s, size_t n) {
 static void layout(const qs_config *c, int T, int shared, acts *a, slicer *s) {
     size_t TT = (size_t)T, D = (size_t)c->hidden_size, I = (size_t)c->intermediate_size,
            H = (size_t)c->n_heads, att = H * TT * TT;
-    int bert = c->arch == QS_ARCH_BERT, gated = c->gate != QS_GATE_NONE;
+    int bert = c->arch == QS_ARCH_BERT, gated = c->gate != QS_GATE_NONE, op = c->block == QS_BLOCK_OP;
     a->emb_sum = bert ? take(s, TT * D) : NULL;
     a->emb_mean = take(s, TT);
     a->emb_rstd = take(s, TT);
@@ -30,12 +30,16 @@ static void layout(const qs_config *c, int T, int shared, acts *a, slicer *s) {
     for (int l = 0; l < sets; l++) {
         layer_acts *A = &a->L[l];
         A->out = take(s, TT * D);
-        A->attn_in = bert ? NULL : take(s, TT * D);
+        A->attn_in = bert && !op ? NULL : take(s, TT * D);
         A->ln1_mean = take(s, TT);
         A->ln1_rstd = take(s, TT);
         A->q = take(s, TT * D);
         A->k = take(s, TT * D);
         A->v = take(s, TT * D);
+        A->q_raw = op ? take(s, TT * D) : NULL;
+        A->k_raw = op ? take(s, TT * D) : NULL;
+        A->q_rstd = op ? take(s, TT * H) : NULL;
+        A->k_rstd = op ? take(s, TT * H) : NULL;
         A->scores = take(s, att);
         A->probs = take(s, att);
         A->sm = c->softmax == QS_SOFTMAX_CLIPPED ? take(s, att) : A->probs;
@@ -51,7 +55,7 @@ static void layout(const qs_config *c, int T, int shared, acts *a, slicer *s) {
         A->ffn_h = take(s, TT * I);
         A->ffn_act = take(s, TT * I);
         A->ffn_out = take(s, TT * D);
-        A->res2 = bert ? take(s, TT * D) : NULL;
+        A->res2 = bert && !op ? take(s, TT * D) : NULL;
     }
     if (shared)
         for (int l = 1; l < c->n_layers; l++) a->L[l] = a->L[0];

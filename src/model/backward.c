@@ -140,8 +140,19 @@ static void attention_backward(const qs_model *m, int l, const layer_weights *L,
             }
         }
     (void)l;
-    qs_linear_backward(dattn_in, dL->wq, dL->bq, g->dq, A->attn_in, L->wq, T, D, D);
-    qs_linear_backward(dattn_in, dL->wk, dL->bk, g->dk, A->attn_in, L->wk, T, D, D);
+    const float *dq = g->dq, *dk = g->dk;
+    if (c->block == QS_BLOCK_OP) {
+        /* through QK-RMSNorm to the raw projections; d_stream-sized temps are free here */
+        float *dq_raw = g->dctx, *dk_raw = g->dctx_pre;
+        zero(dq_raw, n);
+        zero(dk_raw, n);
+        rmsnorm_heads_backward(dq_raw, dL->qk_norm, g->dq, A->q_raw, L->qk_norm, A->q_rstd, T, H, dh);
+        rmsnorm_heads_backward(dk_raw, dL->qk_norm, g->dk, A->k_raw, L->qk_norm, A->k_rstd, T, H, dh);
+        dq = dq_raw;
+        dk = dk_raw;
+    }
+    qs_linear_backward(dattn_in, dL->wq, dL->bq, dq, A->attn_in, L->wq, T, D, D);
+    qs_linear_backward(dattn_in, dL->wk, dL->bk, dk, A->attn_in, L->wk, T, D, D);
     qs_linear_backward(dattn_in, dL->wv, dL->bv, g->dv, A->attn_in, L->wv, T, D, D);
 }
 
@@ -169,7 +180,21 @@ static void layer_backward(const qs_model *m, int l, const model_weights *W, mod
     int D = c->hidden_size;
     size_t n = (size_t)T * D;
     float *dout = g->d_stream, *da = g->d_a, *db = g->d_b;
-    if (c->arch == QS_ARCH_BERT) {
+    if (c->block == QS_BLOCK_OP) {
+        /* out = res + beta ffn(res), res = in + beta attn(attn_in) */
+        float beta = c->op_beta;
+        for (size_t i = 0; i < n; i++) db[i] = beta * dout[i];
+        ffn_backward(m, L, dL, A, db, dout, g, T); /* dout is now d res */
+        for (size_t i = 0; i < n; i++) da[i] = beta * dout[i];
+        if (l == 0) {
+            zero(db, n);
+            attention_backward(m, l, L, dL, A, da, db, g, T);
+            layernorm_backward(dout, dL->ln1_w, dL->ln1_b, db, A->in, L->ln1_w, A->ln1_mean,
+                               A->ln1_rstd, T, D);
+        } else {
+            attention_backward(m, l, L, dL, A, da, dout, g, T);
+        }
+    } else if (c->arch == QS_ARCH_BERT) {
         /* out = LN2(res2), res2 = ffn_in + ffn_out, ffn_in = LN1(res), res = in + att_out */
         zero(da, n); /* d res2 = d ffn_out */
         layernorm_backward(da, dL->ln2_w, dL->ln2_b, dout, A->res2, L->ln2_w, A->ln2_mean,

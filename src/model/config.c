@@ -107,12 +107,13 @@ static const char *const opt_keys[] = {
 static const char *const variant_keys[] = {
     "attn_softmax", "clip_gamma", "clip_zeta", "clip_alpha", "clip_seq_len", "attn_gate_type",
     "attn_gate_mlp", "attn_gate_mlp_hidden", "attn_gate_linear_all_features", "attn_gate_init",
-    "tokenizer", "do_lower_case", NULL};
+    "tokenizer", "do_lower_case", "block_type", "op_beta", NULL};
 
 static const char *const softmax_names[] = {"softmax", "clipped_softmax", "softmax1", NULL};
 static const char *const gate_names[] = {"none", "unconditional_per_head", "conditional_per_token",
                                          NULL};
 static const char *const tokenizer_names[] = {"none", "byte", "wordpiece", NULL};
+static const char *const block_names[] = {"standard", "op", NULL};
 
 qs_status qs_config_parse(const char *text, size_t len, const char *what, qs_config *c,
                           qs_error *err) {
@@ -154,6 +155,7 @@ qs_status qs_config_parse(const char *text, size_t len, const char *what, qs_con
     c->gate_init = 0.5f;
     c->tokenizer = c->arch == QS_ARCH_BERT ? QS_TOKENIZER_WORDPIECE : QS_TOKENIZER_NONE;
     c->do_lower_case = 1;
+    c->op_beta = 0.2f;
     c->max_positions = c->arch == QS_ARCH_BERT ? 512 : 2048;
 
     get_int(&r, "vocab_size", &c->vocab_size, 1, 1 << 22);
@@ -211,6 +213,10 @@ qs_status qs_config_parse(const char *text, size_t len, const char *what, qs_con
     get_float(&r, "attn_gate_init", &c->gate_init);
     get_enum(&r, "tokenizer", tokenizer_names, &tok);
     get_bool(&r, "do_lower_case", &c->do_lower_case);
+    int block = 0;
+    get_enum(&r, "block_type", block_names, &block);
+    c->block = (qs_block_type)block;
+    get_float(&r, "op_beta", &c->op_beta);
     c->softmax = (qs_softmax_type)sm;
     c->gate = (qs_gate_type)gate;
     if (all_features && c->gate == QS_GATE_CONDITIONAL_PER_TOKEN) c->gate = QS_GATE_ALL_FEATURES;
@@ -258,6 +264,11 @@ qs_status qs_config_parse(const char *text, size_t len, const char *what, qs_con
         c->gate_mlp_hidden = c->hidden_size / c->n_heads / 4;
         if (c->gate_mlp_hidden < 1) c->gate_mlp_hidden = 1;
     }
+    if (!(c->op_beta > 0.0f && c->op_beta <= 10.0f)) {
+        r.status = qs_fail(err, QS_ERR_CONFIG, "%s: op_beta = %g, expected a gain in (0, 10]", what,
+                           c->op_beta);
+        goto done;
+    }
     if (!(c->layer_norm_eps > 0.0f)) {
         r.status = qs_fail(err, QS_ERR_CONFIG, "%s: layer_norm_eps must be > 0", what);
         goto done;
@@ -303,13 +314,15 @@ int qs_config_to_json(const qs_config *c, char *buf, size_t cap) {
                      "  \"attn_gate_type\": \"%s\",\n  \"attn_gate_mlp\": %s,\n"
                      "  \"attn_gate_linear_all_features\": %s,\n"
                      "  \"attn_gate_mlp_hidden\": %d,\n  \"attn_gate_init\": %.9g,\n"
+                     "  \"block_type\": \"%s\",\n  \"op_beta\": %.9g,\n"
                      "  \"tokenizer\": \"%s\",\n  \"do_lower_case\": %s\n}\n",
                      softmax_names[c->softmax], c->clip_gamma, c->clip_zeta, c->clip_alpha,
                      c->clip_seq_len,
                      gate_names[c->gate == QS_GATE_ALL_FEATURES ? QS_GATE_CONDITIONAL_PER_TOKEN : c->gate],
                      c->gate_mlp ? "true" : "false",
                      c->gate == QS_GATE_ALL_FEATURES ? "true" : "false", c->gate_mlp_hidden,
-                     c->gate_init, tokenizer_names[c->tokenizer], c->do_lower_case ? "true" : "false");
+                     c->gate_init, block_names[c->block], c->op_beta, tokenizer_names[c->tokenizer],
+                     c->do_lower_case ? "true" : "false");
     if (m < 0 || (size_t)(n + m) >= cap) return -1;
     return n + m;
 }

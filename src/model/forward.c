@@ -164,9 +164,17 @@ static qs_status attention_forward(fwd *f, int l, layer_acts *A, uint8_t *valid)
     int T = f->T, D = c->hidden_size, H = c->n_heads, dh = f->m->d_head;
     const float *x = A->attn_in;
     qs_status s;
-    qs_linear(A->q, x, L->wq, L->bq, T, D, D);
+    if (c->block == QS_BLOCK_OP) {
+        /* QK-Norm keeps attention entropy in check without LayerNorms (He et al. 2024). */
+        qs_linear(A->q_raw, x, L->wq, L->bq, T, D, D);
+        qs_linear(A->k_raw, x, L->wk, L->bk, T, D, D);
+        rmsnorm_heads_forward(A->q, A->q_rstd, A->q_raw, L->qk_norm, T, H, dh, c->layer_norm_eps);
+        rmsnorm_heads_forward(A->k, A->k_rstd, A->k_raw, L->qk_norm, T, H, dh, c->layer_norm_eps);
+    } else {
+        qs_linear(A->q, x, L->wq, L->bq, T, D, D);
+        qs_linear(A->k, x, L->wk, L->bk, T, D, D);
+    }
     if ((s = point(f, l, QS_PT_Q, A->q, 0))) return s;
-    qs_linear(A->k, x, L->wk, L->bk, T, D, D);
     if ((s = point(f, l, QS_PT_K, A->k, 0))) return s;
     qs_linear(A->v, x, L->wv, L->bv, T, D, D);
     if ((s = point(f, l, QS_PT_V, A->v, 0))) return s;
@@ -302,6 +310,35 @@ static qs_status opt_layer(fwd *f, int l, layer_acts *A, uint8_t *valid) {
     return point(f, l, QS_PT_LAYER_OUT, A->out, 1);
 }
 
+/* Outlier Protected block (He et al. 2024): no LayerNorm in the branches
+ * (layer 0 normalises its attention input), each branch scaled by beta:
+ * x -> h = x + beta attn(x) -> h + beta ffn(h). */
+static qs_status op_layer(fwd *f, int l, layer_acts *A, uint8_t *valid) {
+    const qs_config *c = &f->m->cfg;
+    const layer_weights *L = &f->W->layers[l];
+    int T = f->T, D = c->hidden_size;
+    size_t n = (size_t)T * D;
+    float beta = c->op_beta;
+    qs_status s;
+    if (l == 0) {
+        layernorm_forward(A->attn_in, A->ln1_mean, A->ln1_rstd, A->in, L->ln1_w, L->ln1_b, T, D,
+                          c->layer_norm_eps);
+        if ((s = point(f, l, QS_PT_ATTN_IN, A->attn_in, 0))) return s;
+    } else {
+        A->attn_in = A->in;
+        if ((s = point(f, l, QS_PT_ATTN_IN, A->in, 1))) return s;
+    }
+    if ((s = attention_forward(f, l, A, valid))) return s;
+    for (size_t i = 0; i < n; i++) A->res[i] = A->in[i] + beta * A->att_out[i];
+    if ((s = point(f, l, QS_PT_ATTN_RES, A->res, 0))) return s;
+    A->ffn_in = A->res;
+    if ((s = point(f, l, QS_PT_FFN_IN, A->ffn_in, 1))) return s;
+    if ((s = ffn_forward(f, l, A))) return s;
+    for (size_t i = 0; i < n; i++) A->out[i] = A->res[i] + beta * A->ffn_out[i];
+    if ((s = point(f, l, QS_PT_FFN_RES, A->out, 0))) return s;
+    return point(f, l, QS_PT_LAYER_OUT, A->out, 1);
+}
+
 /* Embeddings, layers and the head up to a->final (logits are the caller's). */
 static qs_status run_layers(fwd *f, const int32_t *ids, const int32_t *types, uint8_t *valid,
                             float *hidden) {
@@ -333,7 +370,8 @@ static qs_status run_layers(fwd *f, const int32_t *ids, const int32_t *types, ui
         layer_acts *A = &a->L[l];
         A->in = l == 0 || a->shared ? a->x0 : a->L[l - 1].out;
         if (a->shared) A->out = a->x0;
-        s = c->arch == QS_ARCH_BERT ? bert_layer(f, l, A, valid) : opt_layer(f, l, A, valid);
+        if (c->block == QS_BLOCK_OP) s = op_layer(f, l, A, valid);
+        else s = c->arch == QS_ARCH_BERT ? bert_layer(f, l, A, valid) : opt_layer(f, l, A, valid);
         if (s) return s;
         if (hidden) memcpy(hidden + (size_t)(l + 1) * n, A->out, n * sizeof(float));
     }

@@ -54,7 +54,8 @@ qs_status qs_model_create(const qs_config *c, uint64_t seed, qs_model **out, qs_
     for (int i = 0; i < m->n_table; i++) {
         const param_entry *p = &m->table[i];
         float *w = m->params + p->offset;
-        int is_ln = strstr(p->name, "LayerNorm") || strstr(p->name, "layer_norm");
+        int is_ln = strstr(p->name, "LayerNorm") || strstr(p->name, "layer_norm") ||
+                    strstr(p->name, "layernorm") || strstr(p->name, "qk_norm");
         int is_gate_bias = strstr(p->name, ".gate.") &&
                            (ends_with(p->name, "gate.bias") || ends_with(p->name, "fc2.bias"));
         for (size_t j = 0; j < p->numel; j++) {

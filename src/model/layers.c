@@ -21,6 +21,21 @@ void layernorm_forward(float *out, float *mean_out, float *rstd_out, const float
     }
 }
 
+/* RMSNorm of each head's d_head slice with one gain shared by the heads:
+ * y = x / sqrt(mean(x^2) + eps) * g. */
+void rmsnorm_heads_forward(float *out, float *rstd, const float *x, const float *g, int T, int H,
+                           int dh, float eps) {
+    for (int i = 0; i < T * H; i++) {
+        const float *xr = x + (size_t)i * dh;
+        float *o = out + (size_t)i * dh;
+        double ss = 0.0;
+        for (int d = 0; d < dh; d++) ss += (double)xr[d] * xr[d];
+        float r = (float)(1.0 / sqrt(ss / dh + eps));
+        rstd[i] = r;
+        for (int d = 0; d < dh; d++) o[d] = xr[d] * r * g[d];
+    }
+}
+
 /* GELU with erf, as BERT's "gelu". */
 void gelu_forward(float *out, const float *x, size_t n) {
     for (size_t i = 0; i < n; i++) out[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
@@ -113,6 +128,23 @@ void layernorm_backward(float *dx, float *dw, float *db, const float *dout, cons
             if (dw) dw[i] += d[i] * n;
             if (db) db[i] += d[i];
             o[i] += rs * (g - (float)g_mean - n * (float)gn_mean);
+        }
+    }
+}
+
+/* dx = r (dy g) - x r^3 mean(x dy g); dg += dy x r. */
+void rmsnorm_heads_backward(float *dx, float *dg, const float *dout, const float *x,
+                            const float *g, const float *rstd, int T, int H, int dh) {
+    for (int i = 0; i < T * H; i++) {
+        const float *xr = x + (size_t)i * dh, *d = dout + (size_t)i * dh;
+        float r = rstd[i];
+        double m = 0.0;
+        for (int k = 0; k < dh; k++) m += (double)xr[k] * d[k] * g[k];
+        float c = (float)(m / dh) * r * r * r;
+        float *o = dx + (size_t)i * dh;
+        for (int k = 0; k < dh; k++) {
+            o[k] += r * d[k] * g[k] - xr[k] * c;
+            dg[k] += d[k] * xr[k] * r;
         }
     }
 }

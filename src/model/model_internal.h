@@ -48,7 +48,9 @@ typedef struct layer_acts {
     float *in, *out;            /* [T][D] residual stream entering / leaving */
     float *attn_in;             /* [T][D] BERT: = in; OPT: LN1(in) */
     float *ln1_mean, *ln1_rstd; /* [T] OPT LN1; BERT attention.output.LayerNorm */
-    float *q, *k, *v;           /* [T][D] */
+    float *q, *k, *v;           /* [T][D] (OP block: q, k after QK-RMSNorm) */
+    float *q_raw, *k_raw;       /* [T][D] OP block: projections before QK-RMSNorm */
+    float *q_rstd, *k_rstd;     /* [T][H] OP block: their per-head 1/rms */
     float *scores;              /* [H][T][T] softmax input */
     float *sm;                  /* [H][T][T] softmax before clipping (clipped softmax only) */
     float *probs;               /* [H][T][T] */
@@ -145,6 +147,11 @@ qs_status qs_workspace_reserve(qs_model *m, int T, qs_error *err);
 /* mean / rstd may be NULL (inference) or [T] caches for the backward pass. */
 void layernorm_forward(float *out, float *mean, float *rstd, const float *x, const float *w,
                        const float *b, int T, int C, float eps);
+/* Per-head RMSNorm of [T][H][dh] with a gain g[dh] shared by heads; rstd [T][H]. */
+void rmsnorm_heads_forward(float *out, float *rstd, const float *x, const float *g, int T, int H,
+                           int dh, float eps);
+void rmsnorm_heads_backward(float *dx, float *dg, const float *dout, const float *x,
+                            const float *g, const float *rstd, int T, int H, int dh);
 void gelu_forward(float *out, const float *x, size_t n);
 void gelu_tanh_forward(float *out, const float *x, size_t n);
 void relu_forward(float *out, const float *x, size_t n);

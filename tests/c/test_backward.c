@@ -108,7 +108,8 @@ static qs_model *make(const char *arch, const char *extra) {
      * carry signal, so differences are well above float noise. */
     for (size_t i = 0; i < m->n_params; i++) m->params[i] *= 5.0f;
     for (int i = 0; i < m->n_table; i++)
-        if (strstr(m->table[i].name, "LayerNorm") || strstr(m->table[i].name, "layer_norm"))
+        if (strstr(m->table[i].name, "LayerNorm") || strstr(m->table[i].name, "layer_norm") ||
+            strstr(m->table[i].name, "layernorm") || strstr(m->table[i].name, "qk_norm"))
             for (size_t j = 0; j < m->table[i].numel; j++)
                 m->params[m->table[i].offset + j] = 1.0f + 0.3f * (float)(urand() - 0.5);
         else if (strstr(m->table[i].name, "bias"))
@@ -215,6 +216,11 @@ static void test_models(void) {
                 ", \"attn_softmax\": \"clipped_softmax\", \"clip_alpha\": 0.5, "
                 "\"attn_gate_type\": \"conditional_per_token\"");
     check_model("opt softmax1", "opt", ", \"attn_softmax\": \"softmax1\"");
+    check_model("bert OP block", "bert", ", \"block_type\": \"op\"");
+    check_model("opt OP block (gelu)", "opt", ", \"block_type\": \"op\", \"activation_function\": \"gelu\"");
+    check_model("bert OP block + gate + clipped", "bert", ", \"block_type\": \"op\", "
+                "\"attn_gate_type\": \"conditional_per_token\", \"attn_softmax\": \"clipped_softmax\", "
+                "\"clip_alpha\": 0.5");
 }
 
 int main(void) {

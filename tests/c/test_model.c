@@ -171,23 +171,28 @@ static void test_variant_forward(void) {
 
 /* Saving and loading gives the same model and the same logits, bit for bit. */
 static void test_save_load(void) {
-    qs_error err = {0};
-    qs_model *m = tiny(", \"attn_gate_type\": \"conditional_per_token\", \"attn_gate_mlp\": true",
-                       QS_ARCH_BERT, 11);
-    if (!m) return;
-    CHECK_OK(qs_model_save_dir(m, ".", &err), &err);
-    qs_model *b = NULL;
-    CHECK_OK(qs_model_load_dir(".", &b, &err), &err);
-    if (!b) return;
-    CHECK(b->n_params == m->n_params && memcmp(b->params, m->params, m->n_params * 4) == 0);
-    CHECK(qs_model_tokenizer(b) != NULL);
-    CHECK_OK(qs_model_forward(m, ids8, 8, NULL, &err), &err);
-    CHECK_OK(qs_model_forward(b, ids8, 8, NULL, &err), &err);
-    CHECK(memcmp(qs_model_logits(m), qs_model_logits(b), 8 * 260 * 4) == 0);
-    qs_model_free(m);
-    qs_model_free(b);
-    remove("config.json");
-    remove("model.safetensors");
+    const char *variants[] = {", \"attn_gate_type\": \"conditional_per_token\", \"attn_gate_mlp\": true",
+                              ", \"block_type\": \"op\", \"op_beta\": 0.3",
+                              ", \"attn_softmax\": \"clipped_softmax\", \"clip_alpha\": 0.4"};
+    for (int v = 0; v < 3; v++) {
+        qs_error err = {0};
+        qs_model *m = tiny(variants[v], v == 1 ? QS_ARCH_OPT : QS_ARCH_BERT, 11);
+        if (!m) return;
+        CHECK_OK(qs_model_save_dir(m, ".", &err), &err);
+        qs_model *b = NULL;
+        CHECK_OK(qs_model_load_dir(".", &b, &err), &err);
+        if (!b) return;
+        CHECK(b->n_params == m->n_params && memcmp(b->params, m->params, m->n_params * 4) == 0);
+        CHECK(memcmp(&b->cfg, &m->cfg, sizeof b->cfg) == 0); /* config.json round trip is exact */
+        CHECK(qs_model_tokenizer(b) != NULL);
+        CHECK_OK(qs_model_forward(m, ids8, 8, NULL, &err), &err);
+        CHECK_OK(qs_model_forward(b, ids8, 8, NULL, &err), &err);
+        CHECK(memcmp(qs_model_logits(m), qs_model_logits(b), 8 * 260 * 4) == 0);
+        qs_model_free(m);
+        qs_model_free(b);
+        remove("config.json");
+        remove("model.safetensors");
+    }
 }
 
 /* W8A8 changes logits a little, W16A16 almost not at all; stats and SQNR exist. */
