@@ -247,7 +247,7 @@ function enumOption(v, names, what, dflt) {
 
 /** A quant option object with defaults filled in, as C arguments plus a key. */
 function resolveQuant(core, q, what) {
-  if (typeof q !== 'object') throw argError(`${what}: quant must be an object`);
+  if (q === null || typeof q !== 'object') throw argError(`${what}: quant must be an object`);
   const d = core.quantDefaults;
   const points = q.points ?? d.points;
   if (!Array.isArray(points)) throw argError(`${what}: quant.points must be an array of point names`);
@@ -294,7 +294,7 @@ export class Model {
     this.#core = core;
     this.#handle = handle;
     this.#ctx = ctx;
-    this.config = readConfig(core, ctx, handle);
+    this.config = Object.freeze(readConfig(core, ctx, handle)); // a copy: editing it changes nothing
     this.#hasTokenizer = !!core.m._qsw_tok_has(handle);
     finalizer?.register(this, { core, handle, ctx }, this);
   }

@@ -33,6 +33,8 @@ void qs_st_free(qs_safetensors *st) {
     if (!st) return;
     for (int i = 0; i < st->n_tensors; i++) free(st->tensors[i].name);
     free(st->tensors);
+    for (int i = 0; i < 2 * st->n_meta; i++) free(st->meta[i]);
+    free(st->meta);
     memset(st, 0, sizeof *st);
 }
 
@@ -88,6 +90,25 @@ static qs_status parse_entry(qs_safetensors *st, const char *name, const qs_json
     return QS_OK;
 }
 
+/* The format allows only string values in __metadata__. */
+static qs_status parse_meta(qs_safetensors *st, const qs_json *m, qs_error *err) {
+    if (m->type != QS_JSON_OBJECT || st->meta)
+        return qs_fail(err, QS_ERR_FORMAT, "%s: __metadata__ must be one object of strings", st->what);
+    st->meta = calloc(2 * m->count + 1, sizeof *st->meta);
+    if (!st->meta) return qs_fail(err, QS_ERR_NOMEM, "%s: out of memory", st->what);
+    for (size_t i = 0; i < m->count; i++) {
+        if (m->items[i].type != QS_JSON_STRING)
+            return qs_fail(err, QS_ERR_FORMAT, "%s: __metadata__ value of '%s' is not a string",
+                           st->what, m->keys[i]);
+        st->meta[2 * i] = strdup(m->keys[i]);
+        st->meta[2 * i + 1] = strdup(m->items[i].string);
+        st->n_meta++;
+        if (!st->meta[2 * i] || !st->meta[2 * i + 1])
+            return qs_fail(err, QS_ERR_NOMEM, "%s: out of memory", st->what);
+    }
+    return QS_OK;
+}
+
 qs_status qs_st_parse(const uint8_t *buf, size_t len, const char *what, qs_safetensors *st,
                       qs_error *err) {
     memset(st, 0, sizeof *st);
@@ -119,7 +140,10 @@ qs_status qs_st_parse(const uint8_t *buf, size_t len, const char *what, qs_safet
         return qs_fail(err, QS_ERR_NOMEM, "%s: out of memory", st->what);
     }
     for (size_t i = 0; i < root->count && !s; i++) {
-        if (strcmp(root->keys[i], "__metadata__") == 0) continue;
+        if (strcmp(root->keys[i], "__metadata__") == 0) {
+            s = parse_meta(st, &root->items[i], err);
+            continue;
+        }
         s = parse_entry(st, root->keys[i], &root->items[i], &st->tensors[st->n_tensors], err);
         if (!s) st->n_tensors++;
     }
@@ -131,6 +155,12 @@ qs_status qs_st_parse(const uint8_t *buf, size_t len, const char *what, qs_safet
 const qs_st_tensor *qs_st_find(const qs_safetensors *st, const char *name) {
     for (int i = 0; i < st->n_tensors; i++)
         if (strcmp(st->tensors[i].name, name) == 0) return &st->tensors[i];
+    return NULL;
+}
+
+const char *qs_st_meta(const qs_safetensors *st, const char *key) {
+    for (int i = 0; i < st->n_meta; i++)
+        if (strcmp(st->meta[2 * i], key) == 0) return st->meta[2 * i + 1];
     return NULL;
 }
 

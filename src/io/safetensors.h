@@ -28,6 +28,8 @@ typedef struct qs_safetensors {
     size_t data_len;
     qs_st_tensor *tensors;
     int n_tensors;
+    char **meta;  /* __metadata__ string pairs: key0, value0, key1, ... */
+    int n_meta;
 } qs_safetensors;
 
 /* Parses and validates the header of a whole file held in buf (len bytes);
@@ -38,6 +40,8 @@ qs_status qs_st_parse(const uint8_t *buf, size_t len, const char *what, qs_safet
 void qs_st_free(qs_safetensors *st);
 
 const qs_st_tensor *qs_st_find(const qs_safetensors *st, const char *name);
+/* A __metadata__ value, or NULL. */
+const char *qs_st_meta(const qs_safetensors *st, const char *key);
 
 /* Copies a tensor into dst as float32 (F32, F16 and BF16 are converted),
  * checking that its shape is exactly `shape` (ndim dims) and that every value

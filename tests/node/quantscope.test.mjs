@@ -140,6 +140,7 @@ test('config, points, heads and captures describe the forward pass', async () =>
     { arch: 'opt', vocabSize: 300, hiddenSize: 64, nLayers: 2, nHeads: 4, maxPositions: 64,
       softmax: 'softmax', gate: 'none', tokenizer: 'none' });
   assert.equal(model.config.layerNormEps, 1e-5);
+  assert.equal(model.config.block, 'standard');
   const T = expected.input_ids.length;
   const r = await model.forward(expected.input_ids, { capture: ['probs', 'layer_out', 'embed'] });
   const names = (await pointNames()).map((p) => p.name);
@@ -168,6 +169,20 @@ test('config, points, heads and captures describe the forward pass', async () =>
   const row0 = r.captures.probs[0].subarray(T, 2 * T).reduce((s, v) => s + v, 0);
   assert.ok(Math.abs(row0 - 1) < 1e-5);
   await model.dispose();
+});
+
+test('attention variants from config.json show in config and change the forward pass', async () => {
+  const { config, safetensors, expected } = await golden('opt');
+  const vanilla = await loadModel({ config, safetensors });
+  const clipped = await loadModel({
+    config: { ...config, attn_softmax: 'clipped_softmax', clip_gamma: -0.03 }, safetensors });
+  assert.equal(clipped.config.softmax, 'clipped_softmax');
+  assert.equal(clipped.config.clipGamma, -0.03);
+  const a = await vanilla.forward(expected.input_ids);
+  const b = await clipped.forward(expected.input_ids);
+  const d = maxAbsDiff(a.logits, b.logits);
+  assert.ok(d > 1e-4, `clipped softmax changed nothing (${d})`);
+  await Promise.all([vanilla.dispose(), clipped.dispose()]);
 });
 
 // ---------------------------------------------------------------- loading routes

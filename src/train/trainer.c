@@ -1,0 +1,499 @@
+/* train/trainer.c: the training loop: batches from the corpus, forward and
+ * backward per sequence spread over threads, deterministic gradient reduction,
+ * global-norm clipping, AdamW with warmup + cosine, checkpoints and resume. */
+#define _POSIX_C_SOURCE 200809L
+#include "quantscope/train.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "io/safetensors.h"
+#include "model/model_internal.h"
+#include "train/data.h"
+
+#if !defined(__EMSCRIPTEN__) || defined(__EMSCRIPTEN_PTHREADS__)
+#include <pthread.h>
+#define QS_HAVE_THREADS 1
+#else
+#define QS_HAVE_THREADS 0
+#endif
+
+#define QS_MAX_THREADS 16
+
+qs_train_config qs_train_config_default(void) {
+    qs_train_config c;
+    memset(&c, 0, sizeof c);
+    c.batch_size = 64;
+    c.seq_len = 128;
+    c.steps = 2000;
+    c.warmup_steps = 100;
+    c.lr = 1e-3f;
+    c.min_lr_ratio = 0.1f;
+    c.weight_decay = 0.01f;
+    c.beta1 = 0.9f;
+    c.beta2 = 0.999f;
+    c.eps = 1e-8f;
+    c.grad_clip = 1.0f;
+    c.mask_prob = 0.15f;
+    c.val_fraction = QS_CORPUS_VAL_FRACTION;
+    c.threads = 2;
+    return c;
+}
+
+/* What one thread needs for its share of a batch. */
+typedef struct worker {
+    struct qs_trainer *t;
+    int row_begin, row_end;
+    float *grad;        /* n_params */
+    model_weights dW;
+    acts a;
+    bwd_scratch g;
+    int32_t *rows, *targets; /* scored positions of one sequence */
+    double loss;
+    qs_status status;
+    qs_error err;
+} worker;
+
+struct qs_trainer {
+    qs_model *m;
+    qs_train_config tc;
+    qs_corpus corpus;
+    int n_workers;
+    worker w[QS_MAX_THREADS];
+    float *adam_m, *adam_v;
+    uint8_t *decay;     /* per parameter: 1 if weight decay applies */
+    int32_t *ids, *types, *targets; /* [B][T] */
+    int step;
+    float clip_gamma, clip_alpha;   /* targets when gamma is ramped */
+    uint64_t fingerprint;
+    long scored;        /* scored tokens of the current batch */
+};
+
+static uint64_t fnv1a(uint64_t h, const void *p, size_t n) {
+    const uint8_t *b = p;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001B3ull;
+    return h;
+}
+
+/* Everything that changes the trajectory except the thread count. */
+static uint64_t fingerprint(const qs_model *m, const qs_train_config *tc) {
+    char json[4096];
+    int n = qs_config_to_json(&m->cfg, json, sizeof json);
+    uint64_t h = fnv1a(0xcbf29ce484222325ull, json, n > 0 ? (size_t)n : 0);
+    qs_train_config c = *tc;
+    c.threads = 0;
+    return fnv1a(h, &c, sizeof c);
+}
+
+static qs_status check_config(const qs_model *m, const qs_train_config *tc, qs_error *err) {
+    const qs_config *c = &m->cfg;
+    if (c->tokenizer != QS_TOKENIZER_BYTE)
+        return qs_fail(err, QS_ERR_CONFIG, "train: the model must use the byte-level tokenizer "
+                       "(config \"tokenizer\": \"byte\")");
+    if (tc->seq_len < 5 || tc->seq_len > c->max_positions)
+        return qs_fail(err, QS_ERR_RANGE, "train: seq_len %d outside [5, %d] (max_position_embeddings)",
+                       tc->seq_len, c->max_positions);
+    if (tc->batch_size < 1 || tc->batch_size > 65536)
+        return qs_fail(err, QS_ERR_RANGE, "train: batch_size %d outside [1, 65536]", tc->batch_size);
+    if (tc->steps < 1 || tc->warmup_steps < 0 || tc->warmup_steps > tc->steps)
+        return qs_fail(err, QS_ERR_RANGE, "train: need steps >= 1 and 0 <= warmup_steps <= steps "
+                       "(got %d, %d)", tc->steps, tc->warmup_steps);
+    if (!(tc->lr > 0 && tc->lr < 1) || !(tc->min_lr_ratio >= 0 && tc->min_lr_ratio <= 1) ||
+        !(tc->weight_decay >= 0) || !(tc->beta1 >= 0 && tc->beta1 < 1) ||
+        !(tc->beta2 >= 0 && tc->beta2 < 1) || !(tc->eps > 0) || !(tc->grad_clip >= 0))
+        return qs_fail(err, QS_ERR_RANGE, "train: optimiser settings out of range (lr %g, "
+                       "min_lr_ratio %g, wd %g, betas %g %g, eps %g, clip %g)", tc->lr,
+                       tc->min_lr_ratio, tc->weight_decay, tc->beta1, tc->beta2, tc->eps,
+                       tc->grad_clip);
+    if (c->arch == QS_ARCH_BERT && !(tc->mask_prob > 0 && tc->mask_prob <= 1))
+        return qs_fail(err, QS_ERR_RANGE, "train: mask_prob %g outside (0, 1]", tc->mask_prob);
+    if (tc->threads < 1 || tc->threads > QS_MAX_THREADS)
+        return qs_fail(err, QS_ERR_RANGE, "train: threads %d outside [1, %d]", tc->threads,
+                       QS_MAX_THREADS);
+    return QS_OK;
+}
+
+/* Decay linear weights, embeddings and gate weights; not biases or gains. */
+static void build_decay_mask(const qs_model *m, uint8_t *decay) {
+    memset(decay, 0, m->n_params);
+    for (int i = 0; i < m->n_table; i++) {
+        const param_entry *p = &m->table[i];
+        const char *dot = strrchr(p->name, '.');
+        int is_weight = dot && strcmp(dot, ".weight") == 0;
+        int is_gain = strstr(p->name, "LayerNorm") || strstr(p->name, "layer_norm") ||
+                      strstr(p->name, "layernorm") || strstr(p->name, "qk_norm");
+        if (is_weight && !is_gain) memset(decay + p->offset, 1, p->numel);
+    }
+}
+
+void qs_trainer_free(qs_trainer *t) {
+    if (!t) return;
+    for (int i = 0; i < t->n_workers; i++) {
+        worker *w = &t->w[i];
+        free(w->grad);
+        free(w->dW.layers);
+        qs_acts_free(&w->a);
+        qs_bwd_free(&w->g);
+        free(w->rows);
+        free(w->targets);
+    }
+    qs_corpus_free(&t->corpus);
+    free(t->adam_m);
+    free(t->adam_v);
+    free(t->decay);
+    free(t->ids);
+    free(t->types);
+    free(t->targets);
+    free(t);
+}
+
+qs_status qs_trainer_new(qs_model *m, const qs_train_config *tc, const char *text, size_t len,
+                         qs_trainer **out, const char **warning, qs_error *err) {
+    if (!m || !tc || !text || !out) return qs_fail(err, QS_ERR_ARG, "train: NULL argument");
+    *out = NULL;
+    if (warning) *warning = NULL;
+    qs_status s = check_config(m, tc, err);
+    if (s) return s;
+    qs_trainer *t = calloc(1, sizeof *t);
+    if (!t) return qs_fail(err, QS_ERR_NOMEM, "train: out of memory");
+    t->m = m;
+    t->tc = *tc;
+    t->n_workers = QS_HAVE_THREADS ? tc->threads : 1;
+    if (t->n_workers > tc->batch_size) t->n_workers = tc->batch_size;
+    t->clip_gamma = m->cfg.clip_gamma;
+    t->clip_alpha = m->cfg.clip_alpha;
+    t->fingerprint = fingerprint(m, tc);
+    s = qs_corpus_from_memory(text, len, tc->val_fraction, &t->corpus, err);
+    if (!s) s = qs_corpus_check(&t->corpus, tc->seq_len, err);
+    size_t n = m->n_params, BT = (size_t)tc->batch_size * tc->seq_len;
+    if (!s) {
+        t->adam_m = calloc(n, sizeof(float));
+        t->adam_v = calloc(n, sizeof(float));
+        t->decay = malloc(n);
+        t->ids = malloc(BT * sizeof(int32_t));
+        t->types = malloc(BT * sizeof(int32_t));
+        t->targets = malloc(BT * sizeof(int32_t));
+        if (!t->adam_m || !t->adam_v || !t->decay || !t->ids || !t->types || !t->targets)
+            s = qs_fail(err, QS_ERR_NOMEM, "train: out of memory for optimiser state");
+    }
+    for (int i = 0; i < t->n_workers && !s; i++) {
+        worker *w = &t->w[i];
+        w->t = t;
+        w->row_begin = (int)((long)tc->batch_size * i / t->n_workers);
+        w->row_end = (int)((long)tc->batch_size * (i + 1) / t->n_workers);
+        w->grad = calloc(n, sizeof(float));
+        w->dW.layers = calloc((size_t)m->cfg.n_layers, sizeof(layer_weights));
+        w->rows = malloc((size_t)tc->seq_len * sizeof(int32_t));
+        w->targets = malloc((size_t)tc->seq_len * sizeof(int32_t));
+        if (!w->grad || !w->dW.layers || !w->rows || !w->targets) {
+            s = qs_fail(err, QS_ERR_NOMEM, "train: out of memory for gradients");
+            break;
+        }
+        s = qs_bind_weights(&m->cfg, m->table, m->n_table, w->grad, &w->dW, err);
+        if (!s) s = qs_acts_alloc(&m->cfg, tc->seq_len, 0, &w->a, err);
+        if (!s) s = qs_bwd_alloc(&m->cfg, tc->seq_len, &w->g, err);
+    }
+    if (s) {
+        qs_trainer_free(t);
+        return s;
+    }
+    build_decay_mask(m, t->decay);
+    const qs_config *c = &m->cfg;
+    if (c->softmax == QS_SOFTMAX_CLIPPED && warning) {
+        float gamma = qs_clip_gamma(c, tc->seq_len);
+        float threshold = -gamma / (c->clip_zeta - gamma);
+        if (threshold > 1.0f / (float)tc->seq_len)
+            *warning = "clipped softmax: the clip threshold -gamma/(zeta-gamma) is above 1/T, so "
+                       "a uniform attention row at initialisation is clipped to zero and attention "
+                       "gets no gradient; lower clip_alpha (e.g. 0.4..1) or use gamma_ramp";
+    }
+    *out = t;
+    return QS_OK;
+}
+
+int qs_trainer_steps_done(const qs_trainer *t) { return t ? t->step : 0; }
+
+/* Linear warmup to lr, then cosine to min_lr_ratio * lr at the last step. */
+static double lr_at(const qs_train_config *tc, int step) {
+    if (step < tc->warmup_steps) return tc->lr * (step + 1.0) / tc->warmup_steps;
+    int span = tc->steps - tc->warmup_steps;
+    double p = span > 0 ? (double)(step - tc->warmup_steps) / span : 1.0;
+    if (p > 1.0) p = 1.0;
+    double floor = tc->min_lr_ratio;
+    return tc->lr * (floor + (1.0 - floor) * 0.5 * (1.0 + cos(3.14159265358979323846 * p)));
+}
+
+/* The batch of a step depends only on (seed, step): resume needs no RNG state. */
+static qs_status make_batch(qs_trainer *t, int split, uint64_t stream, qs_error *err) {
+    qs_rng r;
+    qs_rng_seed(&r, t->tc.seed, stream);
+    int B = t->tc.batch_size, T = t->tc.seq_len;
+    qs_status s = t->m->cfg.arch == QS_ARCH_BERT
+                      ? qs_mlm_batch(&t->corpus, split, &r, B, T, t->tc.mask_prob, t->ids,
+                                     t->types, t->targets, err)
+                      : qs_clm_batch(&t->corpus, split, &r, B, T, t->ids, t->targets, err);
+    t->scored = 0;
+    for (size_t i = 0; i < (size_t)B * T; i++) t->scored += t->targets[i] >= 0;
+    return s;
+}
+
+/* Scored positions of sequence b. */
+static int gather_rows(const qs_trainer *t, int b, int32_t *rows, int32_t *targets) {
+    int T = t->tc.seq_len, k = 0;
+    const int32_t *tg = t->targets + (size_t)b * T;
+    for (int i = 0; i < T; i++)
+        if (tg[i] >= 0) {
+            rows[k] = i;
+            targets[k++] = tg[i];
+        }
+    return k;
+}
+
+static void *worker_run(void *arg) {
+    worker *w = arg;
+    qs_trainer *t = w->t;
+    const qs_model *m = t->m;
+    int T = t->tc.seq_len, bert = m->cfg.arch == QS_ARCH_BERT;
+    float scale = 1.0f / (float)t->scored;
+    memset(w->grad, 0, m->n_params * sizeof(float));
+    w->loss = 0.0;
+    w->status = QS_OK;
+    for (int b = w->row_begin; b < w->row_end && !w->status; b++) {
+        int k = gather_rows(t, b, w->rows, w->targets);
+        if (!k) continue;
+        const int32_t *ids = t->ids + (size_t)b * T;
+        const int32_t *types = bert ? t->types + (size_t)b * T : NULL;
+        qs_seq_opts o = {types, NULL, w->rows, k};
+        double loss = 0.0;
+        w->status = qs_forward_train(m, &m->w, &w->a, ids, T, &o, &w->err);
+        if (!w->status)
+            w->status = qs_backward_train(m, &m->w, &w->dW, &w->a, &w->g, ids, types, T, w->rows,
+                                          w->targets, k, scale, &loss, &w->err);
+        w->loss += loss;
+    }
+    return NULL;
+}
+
+/* Runs every worker on its rows; worker 0 on the calling thread. */
+static qs_status run_workers(qs_trainer *t, qs_error *err) {
+#if QS_HAVE_THREADS
+    pthread_t tid[QS_MAX_THREADS];
+    int started[QS_MAX_THREADS] = {0};
+    for (int i = 1; i < t->n_workers; i++)
+        started[i] = pthread_create(&tid[i], NULL, worker_run, &t->w[i]) == 0;
+    worker_run(&t->w[0]);
+    for (int i = 1; i < t->n_workers; i++) {
+        if (started[i]) pthread_join(tid[i], NULL);
+        else worker_run(&t->w[i]); /* no thread to be had: do its share here */
+    }
+#else
+    for (int i = 0; i < t->n_workers; i++) worker_run(&t->w[i]);
+#endif
+    for (int i = 0; i < t->n_workers; i++)
+        if (t->w[i].status) {
+            if (err) *err = t->w[i].err;
+            return t->w[i].status;
+        }
+    return QS_OK;
+}
+
+/* Clipped softmax gamma ramped from 0 during warmup when asked. */
+static void set_gamma(qs_trainer *t, int step) {
+    qs_config *c = &t->m->cfg;
+    float f = 1.0f;
+    if (t->tc.gamma_ramp && step < t->tc.warmup_steps) f = (float)(step + 1) / t->tc.warmup_steps;
+    c->clip_gamma = t->clip_gamma * f;
+    c->clip_alpha = t->clip_alpha * f;
+}
+
+qs_status qs_trainer_step(qs_trainer *t, qs_step_log *log, qs_error *err) {
+    if (!t) return qs_fail(err, QS_ERR_ARG, "train: trainer is NULL");
+    qs_model *m = t->m;
+    size_t n = m->n_params;
+    set_gamma(t, t->step);
+    qs_status s = make_batch(t, QS_SPLIT_TRAIN, (uint64_t)t->step, err);
+    if (!s && t->scored == 0) s = qs_fail(err, QS_ERR_RANGE, "train: step %d has no scored token", t->step);
+    if (!s) s = run_workers(t, err);
+    if (s) return s;
+
+    /* Reduce in worker order so the sum is the same on every run. */
+    float *g = t->w[0].grad;
+    double loss = t->w[0].loss;
+    for (int i = 1; i < t->n_workers; i++) {
+        const float *gi = t->w[i].grad;
+        for (size_t j = 0; j < n; j++) g[j] += gi[j];
+        loss += t->w[i].loss;
+    }
+    double norm2 = 0.0;
+    for (size_t j = 0; j < n; j++) norm2 += (double)g[j] * g[j];
+    double norm = sqrt(norm2), mean_loss = loss / (double)t->scored;
+    if (!isfinite(mean_loss) || !isfinite(norm))
+        return qs_fail(err, QS_ERR_NAN, "train: non-finite %s at step %d (loss %g, gradient norm "
+                       "%g); parameters kept from step %d", isfinite(mean_loss) ? "gradient" : "loss",
+                       t->step + 1, mean_loss, norm, t->step);
+    float clip = t->tc.grad_clip > 0 && norm > t->tc.grad_clip ? (float)(t->tc.grad_clip / norm) : 1.0f;
+
+    /* AdamW (Loshchilov & Hutter): decay applied to the weight, not the gradient. */
+    const qs_train_config *tc = &t->tc;
+    double lr = lr_at(tc, t->step);
+    int step = t->step + 1;
+    float bc1 = (float)(1.0 - pow(tc->beta1, step)), bc2 = (float)(1.0 - pow(tc->beta2, step));
+    float *p = m->params, *mm = t->adam_m, *vv = t->adam_v;
+    float b1 = tc->beta1, b2 = tc->beta2, eps = tc->eps, wd = tc->weight_decay, flr = (float)lr;
+    for (size_t j = 0; j < n; j++) {
+        float gj = g[j] * clip;
+        mm[j] = b1 * mm[j] + (1.0f - b1) * gj;
+        vv[j] = b2 * vv[j] + (1.0f - b2) * gj * gj;
+        float upd = (mm[j] / bc1) / (sqrtf(vv[j] / bc2) + eps);
+        if (t->decay[j]) upd += wd * p[j];
+        p[j] -= flr * upd;
+    }
+    t->step = step;
+    if (log) {
+        log->step = step;
+        log->loss = mean_loss;
+        log->grad_norm = norm;
+        log->lr = lr;
+        log->tokens = (double)tc->batch_size * tc->seq_len;
+    }
+    return QS_OK;
+}
+
+static double cross_entropy(const float *z, int V, int y) {
+    float mx = z[0];
+    for (int v = 1; v < V; v++) mx = z[v] > mx ? z[v] : mx;
+    double sum = 0.0;
+    for (int v = 0; v < V; v++) sum += exp((double)(z[v] - mx));
+    return log(sum) + mx - z[y];
+}
+
+qs_status qs_trainer_eval(qs_trainer *t, int n_batches, qs_eval_log *out, qs_error *err) {
+    if (!t || !out || n_batches < 1) return qs_fail(err, QS_ERR_ARG, "train eval: bad argument");
+    memset(out, 0, sizeof *out);
+    qs_model *m = t->m;
+    worker *w = &t->w[0];
+    int T = t->tc.seq_len, V = m->cfg.vocab_size, bert = m->cfg.arch == QS_ARCH_BERT;
+    double loss = 0.0;
+    long count = 0;
+    qs_status s = QS_OK;
+    /* Validation batches live on their own streams, far from training steps. */
+    for (int k = 0; k < n_batches && !s; k++) {
+        s = make_batch(t, QS_SPLIT_VAL, (1ull << 40) + (uint64_t)k, err);
+        for (int b = 0; b < t->tc.batch_size && !s; b++) {
+            int nk = gather_rows(t, b, w->rows, w->targets);
+            if (!nk) continue;
+            qs_seq_opts o = {bert ? t->types + (size_t)b * T : NULL, NULL, w->rows, nk};
+            s = qs_forward_train(m, &m->w, &w->a, t->ids + (size_t)b * T, T, &o, err);
+            for (int r = 0; !s && r < nk; r++) loss += cross_entropy(w->a.logits + (size_t)r * V, V, w->targets[r]);
+            count += nk;
+        }
+    }
+    if (s) return s;
+    out->val_loss = loss / (double)count;
+    out->val_ppl = exp(out->val_loss);
+
+    /* Outlier statistics of one validation sequence, as the page shows them. */
+    qs_forward_opts fo = {0};
+    fo.token_types = bert ? t->types : NULL;
+    if ((s = qs_model_forward(m, t->ids, T, &fo, err))) return s;
+    int L = m->cfg.n_layers;
+    for (int l = 0; l < L; l++) {
+        static const qs_point residual[] = {QS_PT_ATTN_RES, QS_PT_FFN_RES, QS_PT_LAYER_OUT};
+        for (int i = 0; i < 3; i++) {
+            float v = qs_model_point_stats(m, l, residual[i])->s.max_abs;
+            if (v > out->max_inf_norm) out->max_inf_norm = v;
+        }
+        float f = qs_model_point_stats(m, l, QS_PT_FFN_OUT)->s.max_abs;
+        if (f > out->max_ffn_out_inf_norm) out->max_ffn_out_inf_norm = f;
+        const qs_tensor_stats *ts = &qs_model_point_stats(m, l, QS_PT_LAYER_OUT)->s;
+        out->avg_kurtosis += ts->kurtosis / L;
+        out->avg_rms_kurtosis += ts->rms_kurtosis / L;
+        if (ts->kurtosis > out->max_kurtosis) out->max_kurtosis = ts->kurtosis;
+    }
+    return QS_OK;
+}
+
+#define STATE_FORMAT "quantscope-train-state-1"
+
+qs_status qs_trainer_save(const qs_trainer *t, const char *dir, qs_error *err) {
+    if (!t || !dir) return qs_fail(err, QS_ERR_ARG, "train save: NULL argument");
+    /* The saved config carries the target gamma even mid-ramp. */
+    qs_config live = t->m->cfg;
+    t->m->cfg.clip_gamma = t->clip_gamma;
+    t->m->cfg.clip_alpha = t->clip_alpha;
+    qs_status s = qs_model_save_dir(t->m, dir, err);
+    t->m->cfg = live;
+    if (s) return s;
+    /* One file holds everything resume needs, so it is replaced atomically as
+     * a whole: parameters, both AdamW moments, the step and the fingerprint. */
+    char step[32], fp[32];
+    snprintf(step, sizeof step, "%d", t->step);
+    snprintf(fp, sizeof fp, "%016" PRIx64, t->fingerprint);
+    const char *meta[] = {"format", STATE_FORMAT, "step", step, "fingerprint", fp};
+    int64_t n = (int64_t)t->m->n_params;
+    qs_st_entry e[3] = {{"params", t->m->params, 1, {n}}, {"adam.m", t->adam_m, 1, {n}},
+                        {"adam.v", t->adam_v, 1, {n}}};
+    uint8_t *buf;
+    size_t len;
+    if ((s = qs_st_serialize(e, 3, meta, 3, &buf, &len, err))) return s;
+    size_t plen = strlen(dir) + 32;
+    char *path = malloc(plen);
+    if (!path) {
+        free(buf);
+        return qs_fail(err, QS_ERR_NOMEM, "train save: out of memory");
+    }
+    snprintf(path, plen, "%s/train_state.safetensors", dir);
+    s = qs_write_file_atomic(path, buf, len, err);
+    free(path);
+    free(buf);
+    return s;
+}
+
+qs_status qs_trainer_resume(qs_trainer *t, const char *dir, qs_error *err) {
+    if (!t || !dir) return qs_fail(err, QS_ERR_ARG, "train resume: NULL argument");
+    size_t plen = strlen(dir) + 32;
+    char *path = malloc(plen);
+    if (!path) return qs_fail(err, QS_ERR_NOMEM, "train resume: out of memory");
+    snprintf(path, plen, "%s/train_state.safetensors", dir);
+    uint8_t *buf = NULL;
+    size_t len;
+    qs_status s = qs_read_file(path, (size_t)3 * 4 * t->m->n_params + (1 << 20), &buf, &len, err);
+    qs_safetensors st = {0};
+    if (!s) s = qs_st_parse(buf, len, path, &st, err);
+    if (!s) {
+        const char *format = qs_st_meta(&st, "format"), *step = qs_st_meta(&st, "step"),
+                   *fp = qs_st_meta(&st, "fingerprint");
+        char want[32];
+        snprintf(want, sizeof want, "%016" PRIx64, t->fingerprint);
+        if (!format || strcmp(format, STATE_FORMAT) || !step || !fp)
+            s = qs_fail(err, QS_ERR_FORMAT, "%s: not a quantscope training state", path);
+        else if (strcmp(fp, want))
+            s = qs_fail(err, QS_ERR_CONFIG, "%s: saved by a run with another model or training "
+                        "config (fingerprint %s, this run %s); resume needs the same settings",
+                        path, fp, want);
+        else {
+            int64_t n = (int64_t)t->m->n_params;
+            /* read into the trainer only when all three tensors are valid */
+            float *tmp = malloc((size_t)n * 3 * sizeof(float));
+            if (!tmp) s = qs_fail(err, QS_ERR_NOMEM, "train resume: out of memory");
+            if (!s) s = qs_st_read_f32(&st, "params", &n, 1, tmp, err);
+            if (!s) s = qs_st_read_f32(&st, "adam.m", &n, 1, tmp + n, err);
+            if (!s) s = qs_st_read_f32(&st, "adam.v", &n, 1, tmp + 2 * n, err);
+            if (!s) {
+                memcpy(t->m->params, tmp, (size_t)n * sizeof(float));
+                memcpy(t->adam_m, tmp + n, (size_t)n * sizeof(float));
+                memcpy(t->adam_v, tmp + 2 * n, (size_t)n * sizeof(float));
+                t->step = atoi(step);
+            }
+            free(tmp);
+        }
+    }
+    qs_st_free(&st);
+    free(buf);
+    free(path);
+    return s;
+}
