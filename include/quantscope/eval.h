@@ -23,7 +23,8 @@ typedef struct qs_eval_opts {
     int calib_windows;  /* windows from the start of the stream used to calibrate; 0 = 4 */
 } qs_eval_opts;
 
-/* Defaults for a model: specials of the byte-level vocabulary, seed 0. */
+/* Defaults for a model: special ids from its tokenizer (-1 when it has none;
+ * set them by hand then), BOS = [CLS] for OPT-style byte models, seed 0. */
 qs_eval_opts qs_eval_opts_default(const qs_model *m);
 
 typedef struct qs_eval_result {

@@ -303,9 +303,10 @@ int qs_config_to_json(const qs_config *c, char *buf, size_t cap) {
                      "  \"vocab_size\": %d,\n  \"hidden_size\": %d,\n  \"num_hidden_layers\": %d,\n"
                      "  \"num_attention_heads\": %d,\n  \"ffn_dim\": %d,\n"
                      "  \"max_position_embeddings\": %d,\n  \"do_layer_norm_before\": true,\n"
-                     "  \"word_embed_proj_dim\": %d,\n  \"activation_function\": \"%s\",\n",
+                     "  \"word_embed_proj_dim\": %d,\n  \"activation_function\": \"%s\",\n"
+                     "  \"layer_norm_eps\": %.9g,\n",
                      c->vocab_size, c->hidden_size, c->n_layers, c->n_heads, c->intermediate_size,
-                     c->max_positions, c->hidden_size, act_names[c->activation]);
+                     c->max_positions, c->hidden_size, act_names[c->activation], c->layer_norm_eps);
     if (n < 0 || (size_t)n >= cap) return -1;
     int m = snprintf(buf + n, cap - (size_t)n,
                      "  \"tie_word_embeddings\": true,\n  \"attn_softmax\": \"%s\",\n"

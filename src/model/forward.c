@@ -465,6 +465,9 @@ static qs_status forward_impl(qs_model *m, const int32_t *ids, int T, const qs_f
                               int quantize, int calibrate, qs_error *err) {
     const qs_config *c = &m->cfg;
     const int32_t *types = o ? o->token_types : NULL;
+    /* Results of an earlier call are gone from here on, also if this one fails. */
+    m->last_T = 0;
+    m->last_capture = 0;
     qs_status s = check_inputs(m, ids, T, types, err);
     if (!s) s = qs_workspace_reserve(m, T, err);
     if (!s && o) s = reserve_captures(m, o->capture, T, err);

@@ -85,4 +85,6 @@ void qs_model_clear_quant(qs_model *m) {
     if (!m) return;
     m->has_quant = 0;
     m->n_calib = 0;
+    free(m->params_q); /* a full weight copy: give it back */
+    m->params_q = NULL;
 }
