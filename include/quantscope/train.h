@@ -79,6 +79,11 @@ qs_status qs_trainer_save(const qs_trainer *t, const char *dir, qs_error *err);
  * run with the same model and training config (else QS_ERR_CONFIG). */
 qs_status qs_trainer_resume(qs_trainer *t, const char *dir, qs_error *err);
 
+/* The training (split 0) or validation (split 1) part of a text, cut into
+ * blocks exactly as the trainer does; *out is malloc'd (caller frees). */
+qs_status qs_text_split(const char *text, size_t len, double val_fraction, int split, char **out,
+                        size_t *out_len, qs_error *err);
+
 #ifdef __cplusplus
 }
 #endif

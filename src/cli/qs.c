@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/cli.h"
 #include "quantscope/quantscope.h"
 
 #define MAX_IDS 65536
@@ -28,6 +29,7 @@ static void usage(FILE *f) {
             "  stats   (--ids ... | --text STR)          outlier statistics per layer and point\n"
             "  quant   (--ids ... | --text STR)          fake-quant error per point, FP vs quantized\n"
             "  eval    (--data FILE | --text STR | --ids ...)  perplexity FP and W8A8 (or as set)\n"
+            "  train   --out DIR [...]                  train a model (qs train --help)\n"
             "options:\n"
             "  --json                   machine-readable output\n"
             "  --model DIR              a folder with config.json + model.safetensors (eval: repeatable)\n"
@@ -143,9 +145,11 @@ static int parse_id_list(const char *s, const char *what, int32_t *out, int max)
     return n;
 }
 
-static void print_error(const qs_error *e) {
-    fprintf(stderr, "qs: %s (%s)\n", e->msg, qs_status_name(e->status));
+void qs_cli_error(const char *prog, const qs_error *e) {
+    fprintf(stderr, "%s: %s (%s)\n", prog, e->msg, qs_status_name(e->status));
 }
+
+static void print_error(const qs_error *e) { qs_cli_error("qs", e); }
 
 /* JSON numbers cannot be NaN or infinite. */
 static void jnum(double v) {
@@ -533,6 +537,7 @@ int main(int argc, char **argv) {
         usage(stdout);
         return 0;
     }
+    if (argc >= 2 && !strcmp(argv[1], "train")) return qs_cli_train(argc, argv);
     if (!parse_args(argc, argv, &a)) {
         usage(stderr);
         return 2;

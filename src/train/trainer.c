@@ -84,9 +84,12 @@ static uint64_t fingerprint(const qs_model *m, const qs_train_config *tc) {
     char json[4096];
     int n = qs_config_to_json(&m->cfg, json, sizeof json);
     uint64_t h = fnv1a(0xcbf29ce484222325ull, json, n > 0 ? (size_t)n : 0);
-    qs_train_config c = *tc;
-    c.threads = 0;
-    return fnv1a(h, &c, sizeof c);
+    char buf[512];
+    n = snprintf(buf, sizeof buf, "%d %d %d %d %.9g %.9g %.9g %.9g %.9g %.9g %.9g %.9g %.17g %llu %d",
+                 tc->batch_size, tc->seq_len, tc->steps, tc->warmup_steps, tc->lr, tc->min_lr_ratio,
+                 tc->weight_decay, tc->beta1, tc->beta2, tc->eps, tc->grad_clip, tc->mask_prob,
+                 tc->val_fraction, (unsigned long long)tc->seed, tc->gamma_ramp);
+    return fnv1a(h, buf, n > 0 ? (size_t)n : 0);
 }
 
 static qs_status check_config(const qs_model *m, const qs_train_config *tc, qs_error *err) {
@@ -496,4 +499,30 @@ qs_status qs_trainer_resume(qs_trainer *t, const char *dir, qs_error *err) {
     free(buf);
     free(path);
     return s;
+}
+
+qs_status qs_text_split(const char *text, size_t len, double val_fraction, int split, char **out,
+                        size_t *out_len, qs_error *err) {
+    if (!text || !out || !out_len || (split != QS_SPLIT_TRAIN && split != QS_SPLIT_VAL))
+        return qs_fail(err, QS_ERR_ARG, "text split: bad argument");
+    qs_corpus c;
+    qs_status s = qs_corpus_from_memory(text, len, val_fraction, &c, err);
+    if (s) return s;
+    char *o = malloc(c.split_bytes[split] + 1);
+    if (!o) {
+        qs_corpus_free(&c);
+        return qs_fail(err, QS_ERR_NOMEM, "text split: out of memory");
+    }
+    size_t k = 0;
+    for (int i = 0; i < c.n_split_blocks[split]; i++) {
+        int b = c.split_block[split][i];
+        size_t n = c.block_off[b + 1] - c.block_off[b];
+        memcpy(o + k, c.text + c.block_off[b], n);
+        k += n;
+    }
+    o[k] = 0;
+    qs_corpus_free(&c);
+    *out = o;
+    *out_len = k;
+    return QS_OK;
 }

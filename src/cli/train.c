@@ -1,0 +1,303 @@
+/* cli/train.c: `qs train`: builds a model from flags (or resumes one), trains
+ * it on a text file, logs the curve, evaluates and checkpoints along the way. */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "cli/cli.h"
+#include "quantscope/quantscope.h"
+#include "quantscope/train.h"
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void train_usage(FILE *f) {
+    fprintf(f,
+            "usage: qs train --out DIR [--data FILE] [options]\n"
+            "model:    --arch bert|opt  --layers N --hidden N --heads N --ffn N --max-pos N\n"
+            "          --variant vanilla|clipped|gated|op|softmax1\n"
+            "          --clip-alpha A | --clip-gamma G  --clip-zeta Z  --gamma-ramp\n"
+            "          --gate-type unconditional_per_head|conditional_per_token --gate-mlp\n"
+            "          --gate-all-features --gate-init P  --op-beta B\n"
+            "training: --steps N --batch N --seq-len N --lr X --min-lr-ratio X --warmup N\n"
+            "          --wd X --beta2 X --eps X --clip X --mask-prob X --seed N --threads N\n"
+            "logging:  --eval-every N --eval-batches N --save-every N --log-every N --json\n"
+            "          --resume (continue from DIR/train_state.safetensors)\n"
+            "data defaults to data/kjv.txt (make it with scripts/kjv.sh)\n");
+}
+
+typedef struct targs {
+    const char *out, *data, *arch, *variant, *gate_type;
+    int layers, hidden, heads, ffn, max_pos, resume, json, gate_mlp, gate_all;
+    int eval_every, eval_batches, save_every, log_every;
+    float clip_alpha, clip_gamma, clip_zeta, gate_init, op_beta;
+    qs_train_config tc;
+} targs;
+
+static int num(const char *flag, const char *v, double *out) {
+    char *end;
+    errno = 0;
+    *out = strtod(v, &end);
+    if (errno || end == v || *end || !isfinite(*out)) {
+        fprintf(stderr, "qs train: %s expects a number, got '%s'\n", flag, v);
+        return 0;
+    }
+    return 1;
+}
+
+static int parse(int argc, char **argv, targs *a) {
+    memset(a, 0, sizeof *a);
+    a->data = "data/kjv.txt";
+    a->arch = "bert";
+    a->variant = "vanilla";
+    a->gate_type = "conditional_per_token";
+    a->layers = 4, a->hidden = 128, a->heads = 4, a->ffn = 512, a->max_pos = 128;
+    a->clip_alpha = NAN, a->clip_gamma = NAN, a->clip_zeta = 1.0f, a->gate_init = 0.25f;
+    a->op_beta = 0.2f;
+    a->eval_every = 250, a->eval_batches = 4, a->save_every = 500, a->log_every = 50;
+    a->tc = qs_train_config_default();
+    int warmup_set = 0;
+    for (int i = 2; i < argc; i++) {
+        const char *f = argv[i];
+        if (!strcmp(f, "--resume")) { a->resume = 1; continue; }
+        if (!strcmp(f, "--json")) { a->json = 1; continue; }
+        if (!strcmp(f, "--gate-mlp")) { a->gate_mlp = 1; continue; }
+        if (!strcmp(f, "--gate-all-features")) { a->gate_all = 1; continue; }
+        if (!strcmp(f, "--gamma-ramp")) { a->tc.gamma_ramp = 1; continue; }
+        if (i + 1 >= argc) { fprintf(stderr, "qs train: %s needs a value\n", f); return 0; }
+        const char *v = argv[++i];
+        double x = 0;
+        if (!strcmp(f, "--out")) a->out = v;
+        else if (!strcmp(f, "--data")) a->data = v;
+        else if (!strcmp(f, "--arch")) a->arch = v;
+        else if (!strcmp(f, "--variant")) a->variant = v;
+        else if (!strcmp(f, "--gate-type")) a->gate_type = v;
+        else {
+            if (!num(f, v, &x)) return 0;
+            int xi = (int)x;
+            if (!strcmp(f, "--layers")) a->layers = xi;
+            else if (!strcmp(f, "--hidden")) a->hidden = xi;
+            else if (!strcmp(f, "--heads")) a->heads = xi;
+            else if (!strcmp(f, "--ffn")) a->ffn = xi;
+            else if (!strcmp(f, "--max-pos")) a->max_pos = xi;
+            else if (!strcmp(f, "--clip-alpha")) a->clip_alpha = (float)x;
+            else if (!strcmp(f, "--clip-gamma")) a->clip_gamma = (float)x;
+            else if (!strcmp(f, "--clip-zeta")) a->clip_zeta = (float)x;
+            else if (!strcmp(f, "--gate-init")) a->gate_init = (float)x;
+            else if (!strcmp(f, "--op-beta")) a->op_beta = (float)x;
+            else if (!strcmp(f, "--steps")) a->tc.steps = xi;
+            else if (!strcmp(f, "--batch")) a->tc.batch_size = xi;
+            else if (!strcmp(f, "--seq-len")) a->tc.seq_len = xi;
+            else if (!strcmp(f, "--lr")) a->tc.lr = (float)x;
+            else if (!strcmp(f, "--min-lr-ratio")) a->tc.min_lr_ratio = (float)x;
+            else if (!strcmp(f, "--warmup")) { a->tc.warmup_steps = xi; warmup_set = 1; }
+            else if (!strcmp(f, "--wd")) a->tc.weight_decay = (float)x;
+            else if (!strcmp(f, "--beta2")) a->tc.beta2 = (float)x;
+            else if (!strcmp(f, "--eps")) a->tc.eps = (float)x;
+            else if (!strcmp(f, "--clip")) a->tc.grad_clip = (float)x;
+            else if (!strcmp(f, "--mask-prob")) a->tc.mask_prob = (float)x;
+            else if (!strcmp(f, "--seed")) a->tc.seed = (uint64_t)x;
+            else if (!strcmp(f, "--threads")) a->tc.threads = xi;
+            else if (!strcmp(f, "--eval-every")) a->eval_every = xi;
+            else if (!strcmp(f, "--eval-batches")) a->eval_batches = xi;
+            else if (!strcmp(f, "--save-every")) a->save_every = xi;
+            else if (!strcmp(f, "--log-every")) a->log_every = xi;
+            else { fprintf(stderr, "qs train: unknown option '%s'\n", f); return 0; }
+        }
+    }
+    if (!a->out) { fprintf(stderr, "qs train: --out DIR is required\n"); return 0; }
+    if (!warmup_set) a->tc.warmup_steps = a->tc.steps / 20;
+    if (a->eval_batches < 1) a->eval_batches = 1;
+    return 1;
+}
+
+/* The model config as JSON from the flags; variants are config keys. */
+static int config_json(const targs *a, char *buf, size_t cap) {
+    int bert = !strcmp(a->arch, "bert");
+    if (!bert && strcmp(a->arch, "opt")) {
+        fprintf(stderr, "qs train: --arch must be bert or opt, got '%s'\n", a->arch);
+        return 0;
+    }
+    char variant[512] = "";
+    const char *v = a->variant;
+    if (!strcmp(v, "clipped")) {
+        if (!isnan(a->clip_gamma))
+            snprintf(variant, sizeof variant, ", \"attn_softmax\": \"clipped_softmax\", "
+                     "\"clip_gamma\": %.9g, \"clip_zeta\": %.9g", a->clip_gamma, a->clip_zeta);
+        else
+            snprintf(variant, sizeof variant, ", \"attn_softmax\": \"clipped_softmax\", "
+                     "\"clip_alpha\": %.9g, \"clip_zeta\": %.9g, \"clip_seq_len\": %d",
+                     isnan(a->clip_alpha) ? 0.4 : a->clip_alpha, a->clip_zeta, a->tc.seq_len);
+    } else if (!strcmp(v, "gated")) {
+        snprintf(variant, sizeof variant, ", \"attn_gate_type\": \"%s\", \"attn_gate_init\": %.9g%s%s",
+                 a->gate_type, a->gate_init, a->gate_mlp ? ", \"attn_gate_mlp\": true" : "",
+                 a->gate_all ? ", \"attn_gate_linear_all_features\": true" : "");
+    } else if (!strcmp(v, "op")) {
+        snprintf(variant, sizeof variant, ", \"block_type\": \"op\", \"op_beta\": %.9g", a->op_beta);
+    } else if (!strcmp(v, "softmax1")) {
+        snprintf(variant, sizeof variant, ", \"attn_softmax\": \"softmax1\"");
+    } else if (strcmp(v, "vanilla")) {
+        fprintf(stderr, "qs train: unknown --variant '%s' (vanilla, clipped, gated, op, softmax1)\n", v);
+        return 0;
+    }
+    int n = snprintf(buf, cap,
+                     "{\"model_type\": \"%s\", \"vocab_size\": %d, \"hidden_size\": %d, "
+                     "\"num_hidden_layers\": %d, \"num_attention_heads\": %d, \"%s\": %d, "
+                     "\"max_position_embeddings\": %d, \"tokenizer\": \"byte\"%s}",
+                     a->arch, QS_BYTE_VOCAB_SIZE, a->hidden, a->layers, a->heads,
+                     bert ? "intermediate_size" : "ffn_dim", a->ffn, a->max_pos, variant);
+    return n > 0 && (size_t)n < cap;
+}
+
+static int read_text(const char *path, char **text, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "qs train: cannot open corpus %s: %s%s\n", path, strerror(errno),
+                strstr(path, "kjv.txt") ? "\n  make it with scripts/kjv.sh (installs Debian's "
+                "bible-kjv: apt-get install -y bible-kjv bible-kjv-text)" : "");
+        return 0;
+    }
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    rewind(f);
+    *text = malloc(n > 0 ? (size_t)n : 1);
+    *len = *text ? fread(*text, 1, (size_t)n, f) : 0;
+    fclose(f);
+    return *text != NULL;
+}
+
+int qs_cli_train(int argc, char **argv) {
+    targs a;
+    if (argc >= 3 && (!strcmp(argv[2], "--help") || !strcmp(argv[2], "-h"))) {
+        train_usage(stdout);
+        return 0;
+    }
+    if (!parse(argc, argv, &a)) {
+        train_usage(stderr);
+        return 2;
+    }
+    qs_error err = {0};
+    qs_model *m = NULL;
+    char json[2048];
+    if (a.resume) {
+        if (qs_model_load_dir(a.out, &m, &err)) {
+            qs_cli_error("qs train", &err);
+            return 1;
+        }
+    } else {
+        qs_config c;
+        if (!config_json(&a, json, sizeof json)) return 2;
+        if (qs_config_from_json(json, strlen(json), &c, &err) ||
+            qs_model_create(&c, a.tc.seed, &m, &err)) {
+            qs_cli_error("qs train", &err);
+            return 1;
+        }
+        mkdir(a.out, 0755);
+    }
+    char *text = NULL;
+    size_t len = 0;
+    qs_trainer *t = NULL;
+    const char *warning = NULL;
+    int rc = 1;
+    if (!read_text(a.data, &text, &len)) goto out;
+    if (qs_trainer_new(m, &a.tc, text, len, &t, &warning, &err)) {
+        qs_cli_error("qs train", &err);
+        goto out;
+    }
+    if (warning) fprintf(stderr, "qs train: warning: %s\n", warning);
+    if (a.resume && qs_trainer_resume(t, a.out, &err)) {
+        qs_cli_error("qs train", &err);
+        goto out;
+    }
+    char path[1024];
+    snprintf(path, sizeof path, "%s/curve.csv", a.out);
+    FILE *curve = fopen(path, a.resume ? "a" : "w");
+    if (!curve) {
+        fprintf(stderr, "qs train: cannot write %s: %s\n", path, strerror(errno));
+        goto out;
+    }
+    if (!a.resume)
+        fprintf(curve, "step,loss,lr,grad_norm,val_loss,val_ppl,max_inf_norm,max_ffn_out_inf_norm,"
+                       "avg_kurtosis,max_kurtosis,avg_rms_kurtosis,tokens_per_s,elapsed_s\n");
+    const qs_config *c = qs_model_config(m);
+    fprintf(stderr, "qs train: %s %s, %d layers, d %d, %d heads, ffn %d; batch %d x %d tokens, "
+            "%d steps from step %d, %d threads\n", a.arch, a.variant, c->n_layers, c->hidden_size,
+            c->n_heads, c->intermediate_size, a.tc.batch_size, a.tc.seq_len, a.tc.steps,
+            qs_trainer_steps_done(t), a.tc.threads);
+    double t0 = now_s(), tokens = 0, window_start = t0;
+    double window_tokens = 0;
+    rc = 0;
+    while (qs_trainer_steps_done(t) < a.tc.steps) {
+        qs_step_log log;
+        if (qs_trainer_step(t, &log, &err)) {
+            qs_cli_error("qs train", &err);
+            /* parameters are still those of the last good step: keep them */
+            if (qs_trainer_save(t, a.out, &err)) qs_cli_error("qs train", &err);
+            else fprintf(stderr, "qs train: saved the last good state (step %d) to %s\n",
+                         qs_trainer_steps_done(t), a.out);
+            rc = 1;
+            break;
+        }
+        tokens += log.tokens;
+        window_tokens += log.tokens;
+        int step = log.step, last = step == a.tc.steps;
+        int do_eval = a.eval_every > 0 && (step % a.eval_every == 0 || last);
+        int do_log = do_eval || (a.log_every > 0 && step % a.log_every == 0);
+        if (do_log) {
+            double now = now_s(), tps = window_tokens / (now - window_start);
+            qs_eval_log ev;
+            int have_eval = do_eval && !qs_trainer_eval(t, a.eval_batches, &ev, &err);
+            if (do_eval && !have_eval) qs_cli_error("qs train", &err);
+            fprintf(curve, "%d,%.6f,%.6g,%.6f", step, log.loss, log.lr, log.grad_norm);
+            if (have_eval)
+                fprintf(curve, ",%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f", ev.val_loss, ev.val_ppl,
+                        ev.max_inf_norm, ev.max_ffn_out_inf_norm, ev.avg_kurtosis,
+                        ev.max_kurtosis, ev.avg_rms_kurtosis);
+            else
+                fprintf(curve, ",,,,,,,");
+            fprintf(curve, ",%.1f,%.1f\n", tps, now - t0);
+            fflush(curve);
+            if (a.json)
+                printf("{\"step\":%d,\"loss\":%.6f,\"lr\":%.6g,\"tokens_per_s\":%.1f%s", step,
+                       log.loss, log.lr, tps, have_eval ? "" : "}\n");
+            else
+                printf("step %6d  loss %.4f  lr %.2e  |g| %.3f  %.0f tok/s", step, log.loss,
+                       log.lr, log.grad_norm, tps);
+            if (have_eval && a.json)
+                printf(",\"val_ppl\":%.4f,\"max_inf_norm\":%.4f,\"avg_kurtosis\":%.4f}\n", ev.val_ppl,
+                       ev.max_inf_norm, ev.avg_kurtosis);
+            else if (have_eval)
+                printf("  val ppl %.3f  max|x| %.2f  kurt %.2f  rms-kurt %.2f\n", ev.val_ppl,
+                       ev.max_inf_norm, ev.avg_kurtosis, ev.avg_rms_kurtosis);
+            else if (!a.json)
+                printf("\n");
+            fflush(stdout);
+            window_start = now;
+            window_tokens = 0;
+        }
+        if ((a.save_every > 0 && step % a.save_every == 0) || last) {
+            if (qs_trainer_save(t, a.out, &err)) {
+                qs_cli_error("qs train", &err);
+                rc = 1;
+                break;
+            }
+        }
+    }
+    fclose(curve);
+    double wall = now_s() - t0;
+    fprintf(stderr, "qs train: %d steps, %.0f tokens in %.1f s (%.0f tokens/s); saved to %s\n",
+            qs_trainer_steps_done(t), tokens, wall, tokens / (wall > 0 ? wall : 1), a.out);
+out:
+    qs_trainer_free(t);
+    qs_model_free(m);
+    free(text);
+    return rc;
+}
