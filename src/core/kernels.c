@@ -1,17 +1,43 @@
-/* core/kernels.c: linear/matmul, dot, axpy and reductions. The SIMD versions
- * use SIMDe's wasm SIMD128 API so one source serves WASM and native builds. */
+/* core/kernels.c: linear layers, GEMM, dot, axpy and reductions, written once
+ * over a vector type `vf`: 8-wide AVX2+FMA where the compiler targets it, else
+ * SIMDe's wasm SIMD128 API (real wasm SIMD in the browser, SSE natively). */
 #include "core/kernels.h"
 
 #include <math.h>
+
+#if defined(__AVX2__) && defined(__FMA__)
+#include <simde/x86/avx2.h>
+#include <simde/x86/fma.h>
+typedef simde__m256 vf;
+#define VW 8
+#define vload(p) simde_mm256_loadu_ps(p)
+#define vstore(p, v) simde_mm256_storeu_ps((p), (v))
+#define vset1(x) simde_mm256_set1_ps(x)
+#define vzero() simde_mm256_setzero_ps()
+#define vadd(a, b) simde_mm256_add_ps((a), (b))
+#define vfma(a, b, c) simde_mm256_fmadd_ps((a), (b), (c)) /* a * b + c */
+static inline float vhsum(vf v) {
+    simde__m128 s = simde_mm_add_ps(simde_mm256_castps256_ps128(v), simde_mm256_extractf128_ps(v, 1));
+    s = simde_mm_add_ps(s, simde_mm_movehl_ps(s, s));
+    s = simde_mm_add_ss(s, simde_mm_shuffle_ps(s, s, 1));
+    return simde_mm_cvtss_f32(s);
+}
+#else
 #include <simde/wasm/simd128.h>
-
-typedef simde_v128_t v128;
-
-static inline float hsum(v128 v) {
-    /* Pairwise order (a0+a2)+(a1+a3), the same on every target. */
-    v128 s = simde_wasm_f32x4_add(v, simde_wasm_i32x4_shuffle(v, v, 2, 3, 0, 1));
+typedef simde_v128_t vf;
+#define VW 4
+#define vload(p) simde_wasm_v128_load(p)
+#define vstore(p, v) simde_wasm_v128_store((p), (v))
+#define vset1(x) simde_wasm_f32x4_splat(x)
+#define vzero() simde_wasm_f32x4_splat(0.0f)
+#define vadd(a, b) simde_wasm_f32x4_add((a), (b))
+/* Plain SIMD128 has no FMA (relaxed SIMD is off in Node 20, TOOLCHAIN.md). */
+#define vfma(a, b, c) simde_wasm_f32x4_add(simde_wasm_f32x4_mul((a), (b)), (c))
+static inline float vhsum(vf v) {
+    vf s = simde_wasm_f32x4_add(v, simde_wasm_i32x4_shuffle(v, v, 2, 3, 0, 1));
     return simde_wasm_f32x4_extract_lane(s, 0) + simde_wasm_f32x4_extract_lane(s, 1);
 }
+#endif
 
 float qs_dot_ref(const float *a, const float *b, int n) {
     float s = 0.0f;
@@ -20,18 +46,14 @@ float qs_dot_ref(const float *a, const float *b, int n) {
 }
 
 float qs_dot(const float *a, const float *b, int n) {
-    v128 acc0 = simde_wasm_f32x4_splat(0.0f), acc1 = acc0;
+    vf acc0 = vzero(), acc1 = vzero();
     int i = 0;
-    for (; i + 8 <= n; i += 8) {
-        acc0 = simde_wasm_f32x4_add(acc0, simde_wasm_f32x4_mul(simde_wasm_v128_load(a + i),
-                                                               simde_wasm_v128_load(b + i)));
-        acc1 = simde_wasm_f32x4_add(acc1, simde_wasm_f32x4_mul(simde_wasm_v128_load(a + i + 4),
-                                                               simde_wasm_v128_load(b + i + 4)));
+    for (; i + 2 * VW <= n; i += 2 * VW) {
+        acc0 = vfma(vload(a + i), vload(b + i), acc0);
+        acc1 = vfma(vload(a + i + VW), vload(b + i + VW), acc1);
     }
-    for (; i + 4 <= n; i += 4)
-        acc0 = simde_wasm_f32x4_add(acc0, simde_wasm_f32x4_mul(simde_wasm_v128_load(a + i),
-                                                               simde_wasm_v128_load(b + i)));
-    float s = hsum(simde_wasm_f32x4_add(acc0, acc1));
+    for (; i + VW <= n; i += VW) acc0 = vfma(vload(a + i), vload(b + i), acc0);
+    float s = vhsum(vadd(acc0, acc1));
     for (; i < n; i++) s += a[i] * b[i];
     return s;
 }
@@ -47,32 +69,31 @@ void qs_linear_ref(float *out, const float *x, const float *w, const float *b, i
 }
 
 /* 4 tokens x 2 outputs of dot products at a time: 8 accumulators plus 6
- * operand registers fit the 16 SSE / wasm registers without spilling. */
+ * operand registers fit the 16 vector registers without spilling. */
 static void linear_block_4x2(float *out, const float *x, const float *w, const float *b,
                              int in, int out_features, int t0, int o0) {
     const float *x0 = x + (size_t)t0 * in, *x1 = x0 + in, *x2 = x1 + in, *x3 = x2 + in;
     const float *w0 = w + (size_t)o0 * in, *w1 = w0 + in;
-    v128 z = simde_wasm_f32x4_splat(0.0f);
-    v128 a00 = z, a01 = z, a10 = z, a11 = z, a20 = z, a21 = z, a30 = z, a31 = z;
+    vf a00 = vzero(), a01 = vzero(), a10 = vzero(), a11 = vzero(), a20 = vzero(), a21 = vzero(),
+       a30 = vzero(), a31 = vzero();
     int i = 0;
-    for (; i + 4 <= in; i += 4) {
-        v128 vw0 = simde_wasm_v128_load(w0 + i), vw1 = simde_wasm_v128_load(w1 + i);
-        v128 v;
-        v = simde_wasm_v128_load(x0 + i);
-        a00 = simde_wasm_f32x4_add(a00, simde_wasm_f32x4_mul(v, vw0));
-        a01 = simde_wasm_f32x4_add(a01, simde_wasm_f32x4_mul(v, vw1));
-        v = simde_wasm_v128_load(x1 + i);
-        a10 = simde_wasm_f32x4_add(a10, simde_wasm_f32x4_mul(v, vw0));
-        a11 = simde_wasm_f32x4_add(a11, simde_wasm_f32x4_mul(v, vw1));
-        v = simde_wasm_v128_load(x2 + i);
-        a20 = simde_wasm_f32x4_add(a20, simde_wasm_f32x4_mul(v, vw0));
-        a21 = simde_wasm_f32x4_add(a21, simde_wasm_f32x4_mul(v, vw1));
-        v = simde_wasm_v128_load(x3 + i);
-        a30 = simde_wasm_f32x4_add(a30, simde_wasm_f32x4_mul(v, vw0));
-        a31 = simde_wasm_f32x4_add(a31, simde_wasm_f32x4_mul(v, vw1));
+    for (; i + VW <= in; i += VW) {
+        vf vw0 = vload(w0 + i), vw1 = vload(w1 + i), v;
+        v = vload(x0 + i);
+        a00 = vfma(v, vw0, a00);
+        a01 = vfma(v, vw1, a01);
+        v = vload(x1 + i);
+        a10 = vfma(v, vw0, a10);
+        a11 = vfma(v, vw1, a11);
+        v = vload(x2 + i);
+        a20 = vfma(v, vw0, a20);
+        a21 = vfma(v, vw1, a21);
+        v = vload(x3 + i);
+        a30 = vfma(v, vw0, a30);
+        a31 = vfma(v, vw1, a31);
     }
-    float s[8] = {hsum(a00), hsum(a01), hsum(a10), hsum(a11),
-                  hsum(a20), hsum(a21), hsum(a30), hsum(a31)};
+    float s[8] = {vhsum(a00), vhsum(a01), vhsum(a10), vhsum(a11),
+                  vhsum(a20), vhsum(a21), vhsum(a30), vhsum(a31)};
     const float *xs[4] = {x0, x1, x2, x3};
     for (; i < in; i++)
         for (int r = 0; r < 4; r++) {
@@ -103,26 +124,92 @@ void qs_linear(float *out, const float *x, const float *w, const float *b, int T
                 qs_dot(x + (size_t)t * in, w + (size_t)o * in, in) + (b ? b[o] : 0.0f);
 }
 
-void qs_matmul_nn_ref(float *out, const float *a, const float *b, int M, int K, int N) {
-    for (int i = 0; i < M; i++)
-        for (int j = 0; j < N; j++) {
-            float s = 0.0f;
-            for (int k = 0; k < K; k++) s += a[(size_t)i * K + k] * b[(size_t)k * N + j];
-            out[(size_t)i * N + j] = s;
+/* ---- GEMM: C (+)= A B with A(m, k) = a[m * a_rs + k * a_cs] ---- */
+
+void qs_gemm_ref(float *c, int ldc, const float *a, int a_rs, int a_cs, const float *b, int ldb,
+                 int M, int N, int K, int accumulate) {
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) {
+            float s = accumulate ? c[(size_t)m * ldc + n] : 0.0f;
+            for (int k = 0; k < K; k++) s += a[(size_t)m * a_rs + (size_t)k * a_cs] * b[(size_t)k * ldb + n];
+            c[(size_t)m * ldc + n] = s;
         }
 }
 
-/* Row i of out is a combination of rows of b: accumulate with axpy so the
- * inner loop streams contiguous memory (used for probs x V). */
-void qs_matmul_nn(float *out, const float *a, const float *b, int M, int K, int N) {
-    for (int i = 0; i < M; i++) {
-        float *o = out + (size_t)i * N;
-        for (int j = 0; j < N; j++) o[j] = 0.0f;
-        for (int k = 0; k < K; k++) {
-            float aik = a[(size_t)i * K + k];
-            if (aik != 0.0f) qs_axpy(o, aik, b + (size_t)k * N, N);
+/* 4 rows x 2 vectors of C stay in registers across the whole K loop; each
+ * step broadcasts 4 scalars of A and loads 2 vectors of a B row. */
+static void gemm_block_4(float *c, int ldc, const float *a, int a_rs, int a_cs, const float *b,
+                         int ldb, int K, int accumulate) {
+    vf c00 = vzero(), c01 = vzero(), c10 = vzero(), c11 = vzero(), c20 = vzero(), c21 = vzero(),
+       c30 = vzero(), c31 = vzero();
+    const float *a0 = a, *a1 = a + a_rs, *a2 = a + 2 * (size_t)a_rs, *a3 = a + 3 * (size_t)a_rs;
+    for (int k = 0; k < K; k++) {
+        const float *bk = b + (size_t)k * ldb;
+        vf b0 = vload(bk), b1 = vload(bk + VW);
+        size_t ak = (size_t)k * a_cs;
+        vf v = vset1(a0[ak]);
+        c00 = vfma(v, b0, c00);
+        c01 = vfma(v, b1, c01);
+        v = vset1(a1[ak]);
+        c10 = vfma(v, b0, c10);
+        c11 = vfma(v, b1, c11);
+        v = vset1(a2[ak]);
+        c20 = vfma(v, b0, c20);
+        c21 = vfma(v, b1, c21);
+        v = vset1(a3[ak]);
+        c30 = vfma(v, b0, c30);
+        c31 = vfma(v, b1, c31);
+    }
+    vf rows[4][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}};
+    for (int r = 0; r < 4; r++) {
+        float *cr = c + (size_t)r * ldc;
+        if (accumulate) {
+            rows[r][0] = vadd(rows[r][0], vload(cr));
+            rows[r][1] = vadd(rows[r][1], vload(cr + VW));
+        }
+        vstore(cr, rows[r][0]);
+        vstore(cr + VW, rows[r][1]);
+    }
+}
+
+/* One row, one vector wide: the edges of the 4 x 2-vector blocks. */
+static void gemm_block_1(float *c, const float *a, int a_cs, const float *b, int ldb, int K,
+                         int accumulate) {
+    vf acc = vzero();
+    for (int k = 0; k < K; k++) acc = vfma(vset1(a[(size_t)k * a_cs]), vload(b + (size_t)k * ldb), acc);
+    if (accumulate) acc = vadd(acc, vload(c));
+    vstore(c, acc);
+}
+
+void qs_gemm(float *c, int ldc, const float *a, int a_rs, int a_cs, const float *b, int ldb,
+             int M, int N, int K, int accumulate) {
+    int NB = 2 * VW, m = 0;
+    int n_full = N / NB * NB, n_vec = N / VW * VW;
+    for (; m + 4 <= M; m += 4)
+        for (int n = 0; n < n_full; n += NB)
+            gemm_block_4(c + (size_t)m * ldc + n, ldc, a + (size_t)m * a_rs, a_rs, a_cs, b + n, ldb,
+                         K, accumulate);
+    /* edges: remaining rows over the full blocks, every row over the rest */
+    for (int r = m; r < M; r++)
+        for (int n = 0; n < n_full; n += VW)
+            gemm_block_1(c + (size_t)r * ldc + n, a + (size_t)r * a_rs, a_cs, b + n, ldb, K, accumulate);
+    for (int r = 0; r < M; r++) {
+        for (int n = n_full; n < n_vec; n += VW)
+            gemm_block_1(c + (size_t)r * ldc + n, a + (size_t)r * a_rs, a_cs, b + n, ldb, K, accumulate);
+        for (int n = n_vec; n < N; n++) {
+            float s = accumulate ? c[(size_t)r * ldc + n] : 0.0f;
+            for (int k = 0; k < K; k++) s += a[(size_t)r * a_rs + (size_t)k * a_cs] * b[(size_t)k * ldb + n];
+            c[(size_t)r * ldc + n] = s;
         }
     }
+}
+
+void qs_matmul_nn_ref(float *out, const float *a, const float *b, int M, int K, int N) {
+    qs_gemm_ref(out, N, a, K, 1, b, N, M, N, K, 0);
+}
+
+void qs_matmul_nn(float *out, const float *a, const float *b, int M, int K, int N) {
+    qs_gemm(out, N, a, K, 1, b, N, M, N, K, 0);
 }
 
 void qs_axpy_ref(float *y, float alpha, const float *x, int n) {
@@ -130,11 +217,9 @@ void qs_axpy_ref(float *y, float alpha, const float *x, int n) {
 }
 
 void qs_axpy(float *y, float alpha, const float *x, int n) {
-    v128 va = simde_wasm_f32x4_splat(alpha);
+    vf va = vset1(alpha);
     int i = 0;
-    for (; i + 4 <= n; i += 4)
-        simde_wasm_v128_store(y + i, simde_wasm_f32x4_add(simde_wasm_v128_load(y + i),
-                                                          simde_wasm_f32x4_mul(va, simde_wasm_v128_load(x + i))));
+    for (; i + VW <= n; i += VW) vstore(y + i, vfma(va, vload(x + i), vload(y + i)));
     for (; i < n; i++) y[i] += alpha * x[i];
 }
 
@@ -148,29 +233,8 @@ float qs_max_abs_ref(const float *x, size_t n) {
     return m;
 }
 
-float qs_max_abs(const float *x, size_t n) {
-    /* pmax ignores NaN ordering, so NaN is tracked separately with x != x. */
-    v128 m = simde_wasm_f32x4_splat(0.0f), nan = simde_wasm_i32x4_splat(0);
-    size_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        v128 v = simde_wasm_v128_load(x + i);
-        nan = simde_wasm_v128_or(nan, simde_wasm_f32x4_ne(v, v));
-        m = simde_wasm_f32x4_pmax(m, simde_wasm_f32x4_abs(v));
-    }
-    if (simde_wasm_v128_any_true(nan)) return NAN;
-    float r = simde_wasm_f32x4_extract_lane(m, 0);
-    for (int l = 1; l < 4; l++) {
-        float v = l == 1 ? simde_wasm_f32x4_extract_lane(m, 1)
-                : l == 2 ? simde_wasm_f32x4_extract_lane(m, 2)
-                         : simde_wasm_f32x4_extract_lane(m, 3);
-        if (v > r) r = v;
-    }
-    for (; i < n; i++) {
-        if (isnan(x[i])) return NAN;
-        if (fabsf(x[i]) > r) r = fabsf(x[i]);
-    }
-    return r;
-}
+/* Not a hot path: the compiler vectorises this well enough. */
+float qs_max_abs(const float *x, size_t n) { return qs_max_abs_ref(x, n); }
 
 int qs_all_finite(const float *x, size_t n, size_t *bad_index) {
     for (size_t i = 0; i < n; i++)
@@ -194,25 +258,12 @@ void qs_linear_backward_ref(float *dx, float *dw, float *db, const float *dy, co
         }
 }
 
-/* Both products stream rows with axpy: dx rows are combinations of weight
- * rows, dw rows combinations of input rows. */
+/* dx += dy W and dW += dy^T x are both GEMMs whose B rows are contiguous
+ * (rows of W, rows of x): no transposed copies needed. */
 void qs_linear_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
                         const float *w, int T, int in, int out_features) {
-    if (dx)
-        for (int t = 0; t < T; t++) {
-            float *dxt = dx + (size_t)t * in;
-            const float *dyt = dy + (size_t)t * out_features;
-            for (int o = 0; o < out_features; o++)
-                if (dyt[o] != 0.0f) qs_axpy(dxt, dyt[o], w + (size_t)o * in, in);
-        }
-    for (int o = 0; o < out_features; o++) {
-        float *dwo = dw + (size_t)o * in;
-        float bsum = 0.0f;
-        for (int t = 0; t < T; t++) {
-            float g = dy[(size_t)t * out_features + o];
-            bsum += g;
-            if (g != 0.0f) qs_axpy(dwo, g, x + (size_t)t * in, in);
-        }
-        if (db) db[o] += bsum;
-    }
+    if (dx) qs_gemm(dx, in, dy, out_features, 1, w, in, T, in, out_features, 1);
+    qs_gemm(dw, in, dy, 1, out_features, x, in, out_features, in, T, 1);
+    if (db)
+        for (int t = 0; t < T; t++) qs_axpy(db, 1.0f, dy + (size_t)t * out_features, out_features);
 }

@@ -13,6 +13,14 @@ void qs_linear(float *out, const float *x, const float *w, const float *b, int T
 void qs_linear_ref(float *out, const float *x, const float *w, const float *b, int T, int in,
                    int out_features);
 
+/* C[m][n] (+)= sum_k A(m, k) B[k][n] with A(m, k) = a[m * a_rs + k * a_cs]
+ * (so A may be read transposed), B and C row-major with leading dims ldb, ldc.
+ * accumulate = 0 overwrites C. */
+void qs_gemm(float *c, int ldc, const float *a, int a_rs, int a_cs, const float *b, int ldb,
+             int M, int N, int K, int accumulate);
+void qs_gemm_ref(float *c, int ldc, const float *a, int a_rs, int a_cs, const float *b, int ldb,
+                 int M, int N, int K, int accumulate);
+
 /* out[i][j] = sum_k a[i][k] * b[k][j] for row-major a [M][K], b [K][N]. */
 void qs_matmul_nn(float *out, const float *a, const float *b, int M, int K, int N);
 void qs_matmul_nn_ref(float *out, const float *a, const float *b, int M, int K, int N);
