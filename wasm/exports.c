@@ -5,6 +5,11 @@
 #include <string.h>
 
 #include "quantscope/quantscope.h"
+#include "quantscope/train.h"
+
+/* For serialising a model to memory (see qsw_model_safetensors), as model/init.c does. */
+#include "io/safetensors.h"
+#include "model/model_internal.h"
 
 #define KEEP EMSCRIPTEN_KEEPALIVE
 
@@ -24,6 +29,7 @@ typedef struct qsw_ctx {
     char *text;
     size_t cap_text;
     qs_quant_config quant; /* staged by qsw_quant, used by set_quant / evaluate */
+    uint8_t *blob;         /* the last serialised model or split text */
 } qsw_ctx;
 
 /* Every wrapper ends here so the context always reflects the last call. */
@@ -52,6 +58,7 @@ KEEP void qsw_ctx_free(qsw_ctx *c) {
     free(c->offsets);
     free(c->delims);
     free(c->text);
+    free(c->blob);
     free(c);
 }
 
@@ -324,4 +331,125 @@ KEEP int qsw_evaluate(qsw_ctx *c, qs_model *m, const int32_t *ids, size_t n, int
     double v[] = {r.fp_nll, r.fp_ppl, r.q_nll, r.q_ppl, (double)r.n_predicted, r.n_windows};
     memcpy(c->out, v, sizeof v);
     return done(c, QS_OK);
+}
+
+/* ---- creating, training and saving models (the page's train-in-the-tab) ---- */
+
+/* A fresh model from config.json text (qs_model_create: BERT/OPT init). out[0] = handle. */
+KEEP int qsw_model_create(qsw_ctx *c, const char *config, size_t config_len, double seed) {
+    qs_config cfg;
+    qs_status s = qs_config_from_json(config, config_len, &cfg, &c->err);
+    qs_model *m = NULL;
+    if (!s) s = qs_model_create(&cfg, (uint64_t)seed, &m, &c->err);
+    c->out[0] = (double)(uintptr_t)m;
+    return done(c, s);
+}
+
+/* The model as model.safetensors bytes, laid out exactly as qs_model_save_dir
+ * writes them (Hugging Face names, tied head stored once, the same metadata).
+ * A local equivalent of a library qs_model_save_memory: the library only
+ * writes to a folder, and the browser has none. out[0] = length, out[1] =
+ * bytes (ctx-owned until the next save). */
+KEEP int qsw_model_safetensors(qsw_ctx *c, const qs_model *m) {
+    if (!m) return fail(c, QS_ERR_ARG, "save: model is NULL");
+    qs_st_entry *e = calloc((size_t)m->n_table, sizeof *e);
+    if (!e) return fail(c, QS_ERR_NOMEM, "save: out of memory");
+    for (int i = 0; i < m->n_table; i++) {
+        const param_entry *p = &m->table[i];
+        e[i].name = p->name;
+        e[i].data = m->params + p->offset;
+        e[i].ndim = p->ndim;
+        for (int d = 0; d < p->ndim; d++) e[i].shape[d] = p->shape[d];
+    }
+    static const char *const meta[] = {"format", "pt", "producer", "quantscope"};
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    qs_status s = qs_st_serialize(e, m->n_table, meta, 2, &buf, &len, &c->err);
+    free(e);
+    if (s) return done(c, s);
+    free(c->blob);
+    c->blob = buf;
+    c->out[0] = (double)len;
+    c->out[1] = (double)(uintptr_t)buf;
+    return done(c, QS_OK);
+}
+
+/* qs_text_split: the training (0) or validation (1) blocks of a text, as the
+ * trainer cuts them. out[0] = length, out[1] = text (ctx-owned until the next call). */
+KEEP int qsw_text_split(qsw_ctx *c, const char *text, size_t len, double val_fraction, int split) {
+    char *o = NULL;
+    size_t n = 0;
+    qs_status s = qs_text_split(text, len, val_fraction, split, &o, &n, &c->err);
+    if (s) return done(c, s);
+    free(c->blob);
+    c->blob = (uint8_t *)o;
+    c->out[0] = (double)n;
+    c->out[1] = (double)(uintptr_t)o;
+    return done(c, QS_OK);
+}
+
+/* out[0..13]: qs_train_config_default() in qsw_trainer_new's argument order. */
+KEEP int qsw_train_default(qsw_ctx *c) {
+    qs_train_config t = qs_train_config_default();
+    double v[] = {t.batch_size, t.seq_len, t.steps, t.warmup_steps, t.lr, t.min_lr_ratio,
+                  t.weight_decay, t.beta1, t.beta2, t.eps, t.grad_clip, t.mask_prob,
+                  t.val_fraction, t.gamma_ramp};
+    memcpy(c->out, v, sizeof v);
+    return done(c, QS_OK);
+}
+
+/* A trainer over text for model m (kept, not owned: free the trainer first).
+ * One thread: this build has no pthreads. out[0] = handle, out[1] = the
+ * clipped-softmax warning (static string) or 0. */
+KEEP int qsw_trainer_new(qsw_ctx *c, qs_model *m, const char *text, size_t len, int batch_size,
+                         int seq_len, int steps, int warmup_steps, float lr, float min_lr_ratio,
+                         float weight_decay, float beta1, float beta2, float eps, float grad_clip,
+                         float mask_prob, double val_fraction, int gamma_ramp, double seed) {
+    qs_train_config t = qs_train_config_default();
+    t.batch_size = batch_size;
+    t.seq_len = seq_len;
+    t.steps = steps;
+    t.warmup_steps = warmup_steps;
+    t.lr = lr;
+    t.min_lr_ratio = min_lr_ratio;
+    t.weight_decay = weight_decay;
+    t.beta1 = beta1;
+    t.beta2 = beta2;
+    t.eps = eps;
+    t.grad_clip = grad_clip;
+    t.mask_prob = mask_prob;
+    t.val_fraction = val_fraction;
+    t.gamma_ramp = gamma_ramp;
+    t.seed = (uint64_t)seed;
+    t.threads = 1;
+    qs_trainer *tr = NULL;
+    const char *warning = NULL;
+    qs_status s = qs_trainer_new(m, &t, text, len, &tr, &warning, &c->err);
+    c->out[0] = (double)(uintptr_t)tr;
+    c->out[1] = (double)(uintptr_t)warning;
+    return done(c, s);
+}
+
+KEEP void qsw_trainer_free(qs_trainer *t) { qs_trainer_free(t); }
+
+/* out: step, loss, grad_norm, lr, tokens (qs_step_log). */
+KEEP int qsw_trainer_step(qsw_ctx *c, qs_trainer *t) {
+    qs_step_log log;
+    memset(&log, 0, sizeof log);
+    qs_status s = qs_trainer_step(t, &log, &c->err);
+    double v[] = {log.step, log.loss, log.grad_norm, log.lr, log.tokens};
+    memcpy(c->out, v, sizeof v);
+    return done(c, s);
+}
+
+/* out: val_loss, val_ppl, max_inf_norm, max_ffn_out_inf_norm, avg_kurtosis,
+ * max_kurtosis, avg_rms_kurtosis (qs_eval_log), steps done. */
+KEEP int qsw_trainer_eval(qsw_ctx *c, qs_trainer *t, int n_batches) {
+    qs_eval_log e;
+    memset(&e, 0, sizeof e);
+    qs_status s = qs_trainer_eval(t, n_batches, &e, &c->err);
+    double v[] = {e.val_loss, e.val_ppl, e.max_inf_norm, e.max_ffn_out_inf_norm, e.avg_kurtosis,
+                  e.max_kurtosis, e.avg_rms_kurtosis, qs_trainer_steps_done(t)};
+    memcpy(c->out, v, sizeof v);
+    return done(c, s);
 }

@@ -244,8 +244,7 @@ qs_status qs_backward_train(const qs_model *m, const model_weights *W, model_wei
         for (int v = 0; v < V; v++) dz[v] = scale * (float)(exp((double)(z[v] - mx)) / sum);
         dz[y] -= scale;
     }
-    *loss_sum = loss;
-    if (!isfinite(loss)) return qs_fail(err, QS_ERR_NAN, "backward: non-finite loss %g", loss);
+    *loss_sum = loss; /* a non-finite loss is the caller's to report, with its step */
 
     /* logits = final wte^T (+ bias): tied head feeds the embedding gradient. */
     float *dfinal = g->d_a;

@@ -1,0 +1,224 @@
+/* tests/c/test_train.c: the trainer: loss goes down, runs are deterministic
+ * for a seed and thread count, resume continues bit-exactly, bad configs and
+ * non-finite losses stop with clear errors and keep the last good weights. */
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "check.h"
+#include "model/model_internal.h"
+#include "quantscope/train.h"
+
+static char *corpus(size_t *len) {
+    static const char *words[] = {"and", "the", "lord", "said", "unto", "moses", "in", "land",
+                                  "of", "egypt", "behold", "light", "was", "good", "day", "night"};
+    size_t cap = 400000, k = 0;
+    char *t = malloc(cap + 64);
+    uint64_t r = 7;
+    while (k < cap) {
+        r = r * 6364136223846793005ull + 1442695040888963407ull;
+        const char *w = words[(r >> 33) % 16];
+        size_t n = strlen(w);
+        memcpy(t + k, w, n);
+        k += n;
+        t[k++] = ((r >> 20) % 9 == 0) ? '\n' : ' ';
+    }
+    *len = k;
+    return t;
+}
+
+static qs_model *model(const char *arch, const char *extra) {
+    char json[1024];
+    int bert = !strcmp(arch, "bert");
+    snprintf(json, sizeof json,
+             "{\"model_type\": \"%s\", \"vocab_size\": 260, \"hidden_size\": 32, "
+             "\"num_hidden_layers\": 2, \"num_attention_heads\": 2, \"%s\": 64, "
+             "\"max_position_embeddings\": 32, \"tokenizer\": \"byte\"%s}",
+             arch, bert ? "intermediate_size" : "ffn_dim", extra);
+    qs_config c;
+    qs_error err = {0};
+    qs_model *m = NULL;
+    CHECK_OK(qs_config_from_json(json, strlen(json), &c, &err), &err);
+    CHECK_OK(qs_model_create(&c, 1, &m, &err), &err);
+    return m;
+}
+
+static qs_train_config small(void) {
+    qs_train_config tc = qs_train_config_default();
+    tc.batch_size = 8;
+    tc.seq_len = 32;
+    tc.steps = 30;
+    tc.warmup_steps = 3;
+    tc.lr = 3e-3f;
+    return tc;
+}
+
+static void test_loss_decreases_all_variants(void) {
+    const char *cases[][2] = {{"bert", ""},
+                              {"bert", ", \"attn_softmax\": \"clipped_softmax\", \"clip_alpha\": 0.4"},
+                              {"bert", ", \"attn_gate_type\": \"conditional_per_token\", \"attn_gate_init\": 0.25"},
+                              {"bert", ", \"block_type\": \"op\""},
+                              {"bert", ", \"attn_softmax\": \"softmax1\""},
+                              {"opt", ""},
+                              {"opt", ", \"attn_gate_type\": \"conditional_per_token\""}};
+    size_t len;
+    char *text = corpus(&len);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        qs_model *m = model(cases[i][0], cases[i][1]);
+        qs_error err = {0};
+        qs_trainer *t = NULL;
+        qs_train_config tc = small();
+        CHECK_OK(qs_trainer_new(m, &tc, text, len, &t, NULL, &err), &err);
+        if (!t) continue;
+        qs_step_log log;
+        double first = 0, last = 0;
+        for (int s = 0; s < tc.steps; s++) {
+            CHECK_OK(qs_trainer_step(t, &log, &err), &err);
+            if (s == 0) first = log.loss;
+            last = log.loss;
+        }
+        qs_eval_log ev;
+        CHECK_OK(qs_trainer_eval(t, 2, &ev, &err), &err);
+        printf("  %s%s: loss %.3f -> %.3f, val ppl %.2f, max|x| %.2f\n", cases[i][0], cases[i][1],
+               first, last, ev.val_ppl, ev.max_inf_norm);
+        CHECK(last < first - 1.0); /* 30 steps on a 16-word language */
+        CHECK(isfinite(ev.val_ppl) && ev.max_inf_norm > 0 && ev.avg_kurtosis > 0);
+        qs_trainer_free(t);
+        qs_model_free(m);
+    }
+    free(text);
+}
+
+/* Two runs with the same seed and thread count end with the same bits. */
+static void test_deterministic(void) {
+    size_t len;
+    char *text = corpus(&len);
+    float *params[2];
+    for (int run = 0; run < 2; run++) {
+        qs_model *m = model("bert", "");
+        qs_error err = {0};
+        qs_trainer *t = NULL;
+        qs_train_config tc = small();
+        tc.steps = 5;
+        tc.threads = 2;
+        CHECK_OK(qs_trainer_new(m, &tc, text, len, &t, NULL, &err), &err);
+        for (int s = 0; t && s < 5; s++) CHECK_OK(qs_trainer_step(t, NULL, &err), &err);
+        params[run] = malloc(m->n_params * sizeof(float));
+        memcpy(params[run], m->params, m->n_params * sizeof(float));
+        CHECK(run == 0 || memcmp(params[0], params[1], m->n_params * sizeof(float)) == 0);
+        qs_trainer_free(t);
+        qs_model_free(m);
+    }
+    free(params[0]);
+    free(params[1]);
+    free(text);
+}
+
+/* 4 steps + save + resume + 4 steps == 8 steps, bit for bit. */
+static void test_resume_bit_exact(void) {
+    size_t len;
+    char *text = corpus(&len);
+    qs_train_config tc = small();
+    tc.steps = 8;
+    qs_error err = {0};
+    qs_model *a = model("bert", ", \"attn_gate_type\": \"conditional_per_token\"");
+    qs_trainer *ta = NULL;
+    CHECK_OK(qs_trainer_new(a, &tc, text, len, &ta, NULL, &err), &err);
+    for (int s = 0; s < 8; s++) CHECK_OK(qs_trainer_step(ta, NULL, &err), &err);
+
+    qs_model *b = model("bert", ", \"attn_gate_type\": \"conditional_per_token\"");
+    qs_trainer *tb = NULL;
+    CHECK_OK(qs_trainer_new(b, &tc, text, len, &tb, NULL, &err), &err);
+    for (int s = 0; s < 4; s++) CHECK_OK(qs_trainer_step(tb, NULL, &err), &err);
+    CHECK_OK(qs_trainer_save(tb, ".", &err), &err);
+    qs_trainer_free(tb);
+    qs_model_free(b);
+
+    qs_model *c = NULL;
+    CHECK_OK(qs_model_load_dir(".", &c, &err), &err);
+    qs_trainer *tcn = NULL;
+    CHECK_OK(qs_trainer_new(c, &tc, text, len, &tcn, NULL, &err), &err);
+    CHECK_OK(qs_trainer_resume(tcn, ".", &err), &err);
+    CHECK(qs_trainer_steps_done(tcn) == 4);
+    for (int s = 4; s < 8; s++) CHECK_OK(qs_trainer_step(tcn, NULL, &err), &err);
+    CHECK(memcmp(a->params, c->params, a->n_params * sizeof(float)) == 0);
+
+    /* resuming under another training config is refused */
+    qs_train_config other = tc;
+    other.lr *= 2;
+    qs_trainer *td = NULL;
+    CHECK_OK(qs_trainer_new(c, &other, text, len, &td, NULL, &err), &err);
+    CHECK_FAILS(qs_trainer_resume(td, ".", &err), QS_ERR_CONFIG, &err, "another model or training config");
+    CHECK(qs_trainer_steps_done(td) == 0);
+    qs_trainer_free(td);
+    qs_trainer_free(tcn);
+    qs_trainer_free(ta);
+    qs_model_free(a);
+    qs_model_free(c);
+    remove("config.json");
+    remove("model.safetensors");
+    remove("train_state.safetensors");
+    free(text);
+}
+
+static void test_bad_configs_and_nan(void) {
+    size_t len;
+    char *text = corpus(&len);
+    qs_error err = {0};
+    qs_model *m = model("bert", "");
+    qs_trainer *t = NULL;
+    qs_train_config tc = small();
+    tc.seq_len = 64;
+    CHECK_FAILS(qs_trainer_new(m, &tc, text, len, &t, NULL, &err), QS_ERR_RANGE, &err,
+                "seq_len 64 outside [5, 32]");
+    tc = small();
+    CHECK_FAILS(qs_trainer_new(m, &tc, text, 20, &t, NULL, &err), QS_ERR_RANGE, &err, "");
+    tc.warmup_steps = 99;
+    CHECK_FAILS(qs_trainer_new(m, &tc, text, len, &t, NULL, &err), QS_ERR_RANGE, &err, "warmup_steps");
+    tc = small();
+    CHECK_OK(qs_trainer_new(m, &tc, text, len, &t, NULL, &err), &err);
+    CHECK_OK(qs_trainer_step(t, NULL, &err), &err);
+    /* an infinite weight: the step stops before the update and names it */
+    m->w.layers[0].w1[3] = INFINITY;
+    float keep = m->w.layers[1].wq[0];
+    CHECK_FAILS(qs_trainer_step(t, NULL, &err), QS_ERR_NAN, &err, "at step 2");
+    CHECK(m->w.layers[1].wq[0] == keep && qs_trainer_steps_done(t) == 1);
+    qs_trainer_free(t);
+    qs_model_free(m);
+
+    /* clipped softmax whose threshold kills uniform rows at init: warned */
+    m = model("bert", ", \"attn_softmax\": \"clipped_softmax\", \"clip_alpha\": 4, \"clip_seq_len\": 32");
+    const char *warning = NULL;
+    CHECK_OK(qs_trainer_new(m, &tc, text, len, &t, &warning, &err), &err);
+    CHECK(warning && strstr(warning, "above 1/T"));
+    /* gamma ramp: gamma grows linearly over warmup */
+    qs_trainer_free(t);
+    tc.gamma_ramp = 1;
+    tc.warmup_steps = 4;
+    CHECK_OK(qs_trainer_new(m, &tc, text, len, &t, &warning, &err), &err);
+    CHECK_OK(qs_trainer_step(t, NULL, &err), &err);
+    CHECK_NEAR(m->cfg.clip_alpha, 1.0, 1e-6); /* 4 * 1/4 */
+    for (int s = 0; s < 4; s++) CHECK_OK(qs_trainer_step(t, NULL, &err), &err);
+    CHECK_NEAR(m->cfg.clip_alpha, 4.0, 1e-6);
+    qs_trainer_free(t);
+    qs_model_free(m);
+
+    /* non-byte tokenizers cannot be trained on text */
+    char json[] = "{\"model_type\": \"bert\", \"vocab_size\": 300, \"hidden_size\": 16, "
+                  "\"num_hidden_layers\": 1, \"num_attention_heads\": 2, \"intermediate_size\": 32, "
+                  "\"max_position_embeddings\": 32}";
+    qs_config c;
+    CHECK_OK(qs_config_from_json(json, strlen(json), &c, &err), &err);
+    CHECK_OK(qs_model_create(&c, 1, &m, &err), &err);
+    tc = small();
+    CHECK_FAILS(qs_trainer_new(m, &tc, text, len, &t, NULL, &err), QS_ERR_CONFIG, &err, "byte-level");
+    qs_model_free(m);
+    free(text);
+}
+
+int main(void) {
+    RUN(test_loss_decreases_all_variants);
+    RUN(test_deterministic);
+    RUN(test_resume_bit_exact);
+    RUN(test_bad_configs_and_nan);
+    return TEST_DONE();
+}
