@@ -94,6 +94,9 @@ class Core {
       estimator: this.estimators[d[6]], percentile: shortFloat(d[7]),
       points: this.points.filter((_, i) => d[8] & (1 << i)).map((p) => p.name),
     };
+    this.check(this.ctx, m._qsw_train_default(this.ctx));
+    const t = this.out(this.ctx, TRAIN_KEYS.length);
+    this.trainDefaults = Object.fromEntries(TRAIN_KEYS.map((k, i) => [k, k === 'gammaRamp' ? !!t[i] : shortFloat(t[i])]));
   }
 
   // Views are taken fresh on every use: memory growth replaces the buffer.
@@ -288,6 +291,7 @@ export class Model {
   #disposed = null;          // the promise of dispose(), once called
   #quantKey = null;          // the quant config installed in C, as resolveQuant's key
   #hasTokenizer;
+  #trainers = new Set();     // live trainers: they hold this model, so they go first
 
   /** @internal Use loadModel(). */
   constructor(core, handle, ctx) {
@@ -480,12 +484,69 @@ export class Model {
     });
   }
 
+  /**
+   * The model's files as qs_model_save_dir writes them: config.json text and
+   * model.safetensors bytes (Hugging Face names), ready for loadModel or a download.
+   */
+  toFiles() {
+    return this.#enqueue(() => {
+      const c = this.#core;
+      this.#call(c.m._qsw_model_safetensors(this.#ctx, this.#handle));
+      const [len, ptr] = c.out(this.#ctx, 2);
+      const safetensors = c.u8copy(ptr, len);
+      this.#call(c.m._qsw_model_config(this.#ctx, this.#handle));
+      const [clen, cptr] = c.out(this.#ctx, 2);
+      return { config: c.bytesToString(cptr >>> 0, clen), safetensors };
+    });
+  }
+
+  /**
+   * A trainer for this model (its parameters change in place) over `text`
+   * (byte-level models only). Options default to qs_train_config_default();
+   * this build trains on one thread.
+   */
+  createTrainer(text, options = {}) {
+    return this.#enqueue(() => {
+      const c = this.#core;
+      const bytes = typeof text === 'string' ? c.encoder.encode(text)
+        : isBinary(text) ? toBytes(c, text, 'text') : null;
+      if (!bytes) throw argError('createTrainer: text must be a string or bytes');
+      if (options === null || typeof options !== 'object') throw argError('createTrainer: options must be an object');
+      const d = c.trainDefaults;
+      const o = (k, what = `createTrainer: ${k}`) => numberOption(options[k], what, d[k]);
+      const int = (k) => intOption(options[k], `createTrainer: ${k}`, d[k]);
+      const seed = intOption(options.seed, 'createTrainer: seed', 0);
+      if (seed < 0 || seed > Number.MAX_SAFE_INTEGER) throw argError(`createTrainer: seed ${seed} must be in [0, 2^53)`);
+      const steps = int('steps');
+      const warmupSteps = options.warmupSteps ?? Math.min(steps, Math.round(0.05 * steps));
+      const handle = c.withHeap([bytes], (p) => {
+        this.#call(c.m._qsw_trainer_new(
+          this.#ctx, this.#handle, p, bytes.length, int('batchSize'), int('seqLen'), steps,
+          intOption(warmupSteps, 'createTrainer: warmupSteps'), o('lr'), o('minLrRatio'), o('weightDecay'),
+          o('beta1'), o('beta2'), o('eps'), o('gradClip'), o('maskProb'), o('valFraction'),
+          (options.gammaRamp ?? d.gammaRamp) ? 1 : 0, seed));
+        return c.out(this.#ctx, 2);
+      });
+      const trainer = new Trainer(this, handle[0] >>> 0, c.str(handle[1]), {
+        enqueue: (fn) => this.#enqueue(fn),
+        call: (status) => this.#call(status),
+        out: (n) => c.out(this.#ctx, n),
+        free: (h) => { c.m._qsw_trainer_free(h); this.#trainers.delete(trainer); },
+        m: c.m, ctx: this.#ctx, steps,
+      });
+      this.#trainers.add(trainer);
+      return trainer;
+    });
+  }
+
   /** Frees the model once queued calls finish; later calls reject. Idempotent. */
   dispose() {
     if (this.#disposed) return this.#disposed;
     finalizer?.unregister(this);
     const { m } = this.#core, handle = this.#handle, ctx = this.#ctx;
+    const trainers = this.#trainers;
     this.#disposed = this.#tail.then(() => {
+      for (const t of [...trainers]) t._free();
       m._qsw_model_free(handle);
       m._qsw_ctx_free(ctx);
     });
@@ -493,6 +554,73 @@ export class Model {
   }
 
   get disposed() { return this.#disposed !== null; }
+}
+
+const TRAIN_KEYS = ['batchSize', 'seqLen', 'steps', 'warmupSteps', 'lr', 'minLrRatio', 'weightDecay',
+  'beta1', 'beta2', 'eps', 'gradClip', 'maskProb', 'valFraction', 'gammaRamp']; // qsw_train_default order
+
+/**
+ * Trains its model in place, one optimiser step per step() call; calls share
+ * the model's queue, so forwards in between see the parameters of that moment.
+ */
+export class Trainer {
+  #model;
+  #handle;
+  #h; // the model's queue and context
+  #stepsDone = 0;
+
+  /** @internal Use model.createTrainer(). */
+  constructor(model, handle, warning, helpers) {
+    this.#model = model;
+    this.#handle = handle;
+    this.#h = helpers;
+    this.warning = warning;
+    this.totalSteps = helpers.steps;
+  }
+
+  get model() { return this.#model; }
+  get stepsDone() { return this.#stepsDone; }
+  get disposed() { return this.#handle === 0; }
+
+  #live() {
+    if (!this.#handle) throw qsError('QS_ERR_ARG', 'quantscope: the trainer was disposed');
+    return this.#handle;
+  }
+
+  /** One optimiser step: {step, loss, gradNorm, lr, tokens}. */
+  step() {
+    return this.#h.enqueue(() => {
+      this.#h.call(this.#h.m._qsw_trainer_step(this.#h.ctx, this.#live()));
+      const [step, loss, gradNorm, lr, tokens] = this.#h.out(5);
+      this.#stepsDone = step;
+      return { step, loss, gradNorm, lr, tokens };
+    });
+  }
+
+  /** Validation loss on fixed batches and outlier statistics of the first validation sequence. */
+  evaluate({ batches = 2 } = {}) {
+    return this.#h.enqueue(() => {
+      const n = intOption(batches, 'trainer.evaluate: batches');
+      this.#h.call(this.#h.m._qsw_trainer_eval(this.#h.ctx, this.#live(), n));
+      const [valLoss, valPpl, maxInfNorm, maxFfnOutInfNorm, avgKurtosis, maxKurtosis, avgRmsKurtosis, step]
+        = this.#h.out(8);
+      return { step, valLoss, valPpl, maxInfNorm, maxFfnOutInfNorm, avgKurtosis, maxKurtosis, avgRmsKurtosis };
+    });
+  }
+
+  /** @internal Frees the C trainer now (inside the model's queue). */
+  _free() {
+    if (!this.#handle) return;
+    const h = this.#handle;
+    this.#handle = 0;
+    this.#h.free(h);
+  }
+
+  /** Frees the trainer after queued calls; the model stays. Idempotent. */
+  dispose() {
+    if (!this.#handle) return Promise.resolve();
+    return this.#h.enqueue(() => this._free()).catch(() => this._free());
+  }
 }
 
 /** The config from C's own config.json writer, so enum names are C's spellings. */
@@ -657,6 +785,54 @@ async function readFiles(list) {
   if (!st) throw argError(`loadModel: no .safetensors file among the files (${names})`);
   const [c, s, v] = await Promise.all([config.arrayBuffer(), st.arrayBuffer(), vocab?.arrayBuffer()]);
   return { config: c, safetensors: s, vocab: v ?? null };
+}
+
+/**
+ * A freshly initialised model (BERT/OPT initialisation, deterministic for a
+ * seed) from a config.json object or text, e.g. for training in the page.
+ */
+export async function createModel(config, { seed = 0 } = {}) {
+  const c = await core();
+  const json = toBytes(c, typeof config === 'object' && config !== null && !isBinary(config)
+    ? JSON.stringify(config) : config, 'config');
+  const s = intOption(seed, 'createModel: seed');
+  if (s < 0 || s > Number.MAX_SAFE_INTEGER) throw argError(`createModel: seed ${s} must be in [0, 2^53)`);
+  const handle = c.withHeap([json], (p) => {
+    c.check(c.ctx, c.m._qsw_model_create(c.ctx, p, json.length, s));
+    return c.out(c.ctx, 1)[0] >>> 0;
+  });
+  let ctx = 0;
+  try {
+    ctx = c.newCtx();
+    return new Model(c, handle, ctx);
+  } catch (e) {
+    c.m._qsw_model_free(handle);
+    if (ctx) c.m._qsw_ctx_free(ctx);
+    throw e;
+  }
+}
+
+/**
+ * The training or validation part of a text, cut into blocks exactly as the
+ * trainer does (qs_text_split): split 'train' or 'val'.
+ */
+export async function textSplit(text, { valFraction = 0.05, split = 'val' } = {}) {
+  const c = await core();
+  if (typeof text !== 'string' && !isBinary(text)) throw argError('textSplit: text must be a string or bytes');
+  if (split !== 'train' && split !== 'val') throw argError(`textSplit: split must be 'train' or 'val', got ${split}`);
+  const bytes = toBytes(c, text, 'text');
+  return c.withHeap([bytes], (p) => {
+    c.check(c.ctx, c.m._qsw_text_split(c.ctx, p, bytes.length, numberOption(valFraction, 'textSplit: valFraction'),
+                                       split === 'val' ? 1 : 0));
+    const [len, ptr] = c.out(c.ctx, 2);
+    return c.bytesToString(ptr >>> 0, len);
+  });
+}
+
+/** The trainer's defaults (qs_train_config_default; this build uses one thread). */
+export async function defaultTrain() {
+  const c = await core();
+  return { ...c.trainDefaults };
 }
 
 /** The point names in data-flow order, with whether each is global (one per model). */

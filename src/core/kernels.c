@@ -68,16 +68,16 @@ void qs_linear_ref(float *out, const float *x, const float *w, const float *b, i
         }
 }
 
-/* 4 tokens x 2 outputs of dot products at a time: 8 accumulators plus 6
+/* 4 rows of A x 2 rows of B of dot products at a time: 8 accumulators plus 6
  * operand registers fit the 16 vector registers without spilling. */
-static void linear_block_4x2(float *out, const float *x, const float *w, const float *b,
-                             int in, int out_features, int t0, int o0) {
-    const float *x0 = x + (size_t)t0 * in, *x1 = x0 + in, *x2 = x1 + in, *x3 = x2 + in;
-    const float *w0 = w + (size_t)o0 * in, *w1 = w0 + in;
+static void nt_block_4x2(float *c, int ldc, const float *a, int lda, const float *b, int ldb,
+                         int K, int m0, int n0, const float *bias, float scale) {
+    const float *x0 = a + (size_t)m0 * lda, *x1 = x0 + lda, *x2 = x1 + lda, *x3 = x2 + lda;
+    const float *w0 = b + (size_t)n0 * ldb, *w1 = w0 + ldb;
     vf a00 = vzero(), a01 = vzero(), a10 = vzero(), a11 = vzero(), a20 = vzero(), a21 = vzero(),
        a30 = vzero(), a31 = vzero();
     int i = 0;
-    for (; i + VW <= in; i += VW) {
+    for (; i + VW <= K; i += VW) {
         vf vw0 = vload(w0 + i), vw1 = vload(w1 + i), v;
         v = vload(x0 + i);
         a00 = vfma(v, vw0, a00);
@@ -95,33 +95,38 @@ static void linear_block_4x2(float *out, const float *x, const float *w, const f
     float s[8] = {vhsum(a00), vhsum(a01), vhsum(a10), vhsum(a11),
                   vhsum(a20), vhsum(a21), vhsum(a30), vhsum(a31)};
     const float *xs[4] = {x0, x1, x2, x3};
-    for (; i < in; i++)
+    for (; i < K; i++)
         for (int r = 0; r < 4; r++) {
             s[2 * r] += xs[r][i] * w0[i];
             s[2 * r + 1] += xs[r][i] * w1[i];
         }
     for (int r = 0; r < 4; r++) {
-        float *o = out + (size_t)(t0 + r) * out_features + o0;
-        o[0] = s[2 * r] + (b ? b[o0] : 0.0f);
-        o[1] = s[2 * r + 1] + (b ? b[o0 + 1] : 0.0f);
+        float *o = c + (size_t)(m0 + r) * ldc + n0;
+        o[0] = s[2 * r] * scale + (bias ? bias[n0] : 0.0f);
+        o[1] = s[2 * r + 1] * scale + (bias ? bias[n0 + 1] : 0.0f);
     }
+}
+
+void qs_gemm_nt(float *c, int ldc, const float *a, int lda, const float *b, int ldb, int M, int N,
+                int K, const float *bias, float scale) {
+    int m = 0;
+    for (; m + 4 <= M; m += 4) {
+        int n = 0;
+        for (; n + 2 <= N; n += 2) nt_block_4x2(c, ldc, a, lda, b, ldb, K, m, n, bias, scale);
+        for (; n < N; n++)
+            for (int r = 0; r < 4; r++)
+                c[(size_t)(m + r) * ldc + n] =
+                    qs_dot(a + (size_t)(m + r) * lda, b + (size_t)n * ldb, K) * scale + (bias ? bias[n] : 0.0f);
+    }
+    for (; m < M; m++)
+        for (int n = 0; n < N; n++)
+            c[(size_t)m * ldc + n] =
+                qs_dot(a + (size_t)m * lda, b + (size_t)n * ldb, K) * scale + (bias ? bias[n] : 0.0f);
 }
 
 void qs_linear(float *out, const float *x, const float *w, const float *b, int T, int in,
                int out_features) {
-    int t = 0;
-    for (; t + 4 <= T; t += 4) {
-        int o = 0;
-        for (; o + 2 <= out_features; o += 2) linear_block_4x2(out, x, w, b, in, out_features, t, o);
-        for (; o < out_features; o++)
-            for (int r = 0; r < 4; r++)
-                out[(size_t)(t + r) * out_features + o] =
-                    qs_dot(x + (size_t)(t + r) * in, w + (size_t)o * in, in) + (b ? b[o] : 0.0f);
-    }
-    for (; t < T; t++)
-        for (int o = 0; o < out_features; o++)
-            out[(size_t)t * out_features + o] =
-                qs_dot(x + (size_t)t * in, w + (size_t)o * in, in) + (b ? b[o] : 0.0f);
+    qs_gemm_nt(out, out_features, x, in, w, in, T, out_features, in, b, 1.0f);
 }
 
 /* ---- GEMM: C (+)= A B with A(m, k) = a[m * a_rs + k * a_cs] ---- */

@@ -12,7 +12,7 @@ qs_status qs_bwd_alloc(const qs_config *c, int T, bwd_scratch *g, qs_error *err)
     memset(g, 0, sizeof *g);
     size_t TT = (size_t)T, D = (size_t)c->hidden_size, I = (size_t)c->intermediate_size;
     size_t sizes[] = {TT * D, TT * D, TT * D, TT * D, TT * D, TT * D, TT * D, TT * D,
-                      TT * I, TT * I, TT, TT, TT * (size_t)c->vocab_size,
+                      TT * I, TT * I, TT * TT, TT * TT, TT * (size_t)c->vocab_size,
                       (size_t)c->gate_mlp_hidden};
     float **views[] = {&g->d_stream, &g->d_a, &g->d_b, &g->dq, &g->dk, &g->dv, &g->dctx,
                        &g->dctx_pre, &g->dffn_h, &g->dffn_act, &g->dp, &g->ds, &g->dlogits,
@@ -118,27 +118,25 @@ static void attention_backward(const qs_model *m, int l, const layer_weights *L,
     zero(g->dk, n);
     zero(g->dv, n);
     float scale = 1.0f / sqrtf((float)dh), gamma = qs_clip_gamma(c, T);
-    for (int h = 0; h < H; h++)
+    float *dp = g->dp, *ds = g->ds; /* [T][T] of one head */
+    for (int h = 0; h < H; h++) {
+        const float *P = A->probs + (size_t)h * T * T, *dch = dctx_pre + h * dh;
+        /* ctx_h = P V_h: dP = dctx_h V_h^T, dV_h += P^T dctx_h */
+        qs_gemm_nt(dp, T, dch, D, A->v + h * dh, D, T, T, dh, NULL, 1.0f);
+        qs_gemm(g->dv + h * dh, D, P, 1, T, dch, D, T, dh, T, 1);
         for (int i = 0; i < T; i++) {
-            size_t r = ((size_t)h * T + i) * T;
-            const float *p = A->probs + r, *dci = dctx_pre + (size_t)i * D + h * dh;
-            for (int j = 0; j < T; j++) {
-                g->dp[j] = qs_dot(dci, A->v + (size_t)j * D + h * dh, dh);
-                if (p[j] != 0.0f) qs_axpy(g->dv + (size_t)j * D + h * dh, p[j], dci, dh);
-            }
+            size_t r = (size_t)i * T;
             if (c->softmax == QS_SOFTMAX_CLIPPED)
-                clipped_softmax_row_backward(g->ds, A->sm + r, g->dp, T, gamma, c->clip_zeta);
+                clipped_softmax_row_backward(ds + r, A->sm + (size_t)h * T * T + r, dp + r, T, gamma,
+                                             c->clip_zeta);
             else
-                softmax_row_backward(g->ds, p, g->dp, T);
-            const float *qi = A->q + (size_t)i * D + h * dh;
-            float *dqi = g->dq + (size_t)i * D + h * dh;
-            for (int j = 0; j < T; j++) {
-                float s = g->ds[j] * scale;
-                if (s == 0.0f) continue;
-                qs_axpy(dqi, s, A->k + (size_t)j * D + h * dh, dh);
-                qs_axpy(g->dk + (size_t)j * D + h * dh, s, qi, dh);
-            }
+                softmax_row_backward(ds + r, P + r, dp + r, T);
+            for (int j = 0; j < T; j++) ds[r + j] *= scale;
         }
+        /* scores = scale Q_h K_h^T: dQ_h += dS K_h, dK_h += dS^T Q_h */
+        qs_gemm(g->dq + h * dh, D, ds, T, 1, A->k + h * dh, D, T, dh, T, 1);
+        qs_gemm(g->dk + h * dh, D, ds, 1, T, A->q + h * dh, D, T, dh, T, 1);
+    }
     (void)l;
     const float *dq = g->dq, *dk = g->dk;
     if (c->block == QS_BLOCK_OP) {

@@ -181,11 +181,8 @@ static qs_status attention_forward(fwd *f, int l, layer_acts *A, uint8_t *valid)
 
     float scale = 1.0f / sqrtf((float)dh);
     for (int h = 0; h < H; h++)
-        for (int i = 0; i < T; i++) {
-            float *row = A->scores + ((size_t)h * T + i) * T;
-            const float *qi = A->q + (size_t)i * D + h * dh;
-            for (int j = 0; j < T; j++) row[j] = qs_dot(qi, A->k + (size_t)j * D + h * dh, dh) * scale;
-        }
+        qs_gemm_nt(A->scores + (size_t)h * T * T, T, A->q + h * dh, D, A->k + h * dh, D, T, T, dh,
+                   NULL, scale);
     if ((s = point(f, l, QS_PT_SCORES, A->scores, 0))) return s;
 
     float gamma = qs_clip_gamma(c, T);
@@ -205,14 +202,9 @@ static qs_status attention_forward(fwd *f, int l, layer_acts *A, uint8_t *valid)
     }
     if ((s = point(f, l, QS_PT_PROBS, A->probs, 0))) return s;
 
-    for (int i = 0; i < T; i++)
-        for (int h = 0; h < H; h++) {
-            float *o = A->ctx_pre + (size_t)i * D + h * dh;
-            const float *p = A->probs + ((size_t)h * T + i) * T;
-            memset(o, 0, (size_t)dh * sizeof(float));
-            for (int j = 0; j < T; j++)
-                if (p[j] != 0.0f) qs_axpy(o, p[j], A->v + (size_t)j * D + h * dh, dh);
-        }
+    for (int h = 0; h < H; h++) /* ctx_h = P_h V_h */
+        qs_gemm(A->ctx_pre + h * dh, D, A->probs + (size_t)h * T * T, T, 1, A->v + h * dh, D, T, dh,
+                T, 0);
     qs_head_stats *hs = f->mm ? f->mm->hstats + (size_t)l * H : NULL;
     if (hs && !f->calibrate)
         qs_attention_head_stats(A->probs, A->v, f->o ? f->o->delimiters : NULL, H, T, dh, hs);

@@ -203,7 +203,7 @@ typedef struct bwd_scratch {
     float *d_stream, *d_a, *d_b;       /* [T][D] */
     float *dq, *dk, *dv, *dctx, *dctx_pre; /* [T][D] */
     float *dffn_h, *dffn_act;          /* [T][I] */
-    float *dp, *ds;                    /* [T] one attention row */
+    float *dp, *ds;                    /* [T][T] one attention head */
     float *dlogits;                    /* [T][V] */
     float *dgate_hidden;               /* [hid] */
 } bwd_scratch;
