@@ -341,6 +341,16 @@ export class Model {
     });
   }
 
+  /** The display text of each id ("[MASK]", "##ing", "\\n" for byte 10); null for ids out of range. */
+  pieces(ids) {
+    return this.#enqueue(() => {
+      const a = toInt32(ids, 'pieces: ids');
+      const c = this.#core;
+      if (!this.#hasTokenizer) throw qsError('QS_ERR_ARG', 'pieces: the model has no tokenizer');
+      return Array.from(a, (id) => c.str(c.m._qsw_tok_piece(this.#handle, id)));
+    });
+  }
+
   specialTokens() {
     return this.#enqueue(() => {
       this.#call(this.#core.m._qsw_tok_specials(this.#ctx, this.#handle));

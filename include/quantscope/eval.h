@@ -21,6 +21,7 @@ typedef struct qs_eval_opts {
     int32_t bos_id;     /* OPT: token put before each window, -1 = none */
     const qs_quant_config *quant; /* NULL: float only */
     int calib_windows;  /* windows from the start of the stream used to calibrate; 0 = 4 */
+    int quant_only;     /* with quant: skip the float pass (fp_* are NaN) */
 } qs_eval_opts;
 
 /* Defaults for a model: special ids from its tokenizer (-1 when it has none;

@@ -8,5 +8,6 @@
 #include "quantscope/stats.h"
 #include "quantscope/status.h"
 #include "quantscope/tokenizer.h"
+#include "quantscope/train.h"
 
 #endif

@@ -8,6 +8,7 @@
 
 #include "cli/cli.h"
 #include "quantscope/quantscope.h"
+#include "quantscope/train.h"
 
 #define MAX_IDS 65536
 
@@ -16,7 +17,7 @@ typedef struct args {
     const char *models[16];
     int n_models;
     const char *ids, *types, *text, *data, *points, *capture_point;
-    int json, seq_len, windows, calib;
+    int json, seq_len, windows, calib, split_all;
     qs_quant_config q;
     int have_quant;
 } args;
@@ -37,7 +38,8 @@ static void usage(FILE *f) {
             "  --wgran tensor|channel   --agran tensor|token\n"
             "  --estimator minmax|running_minmax|percentile|mse   --percentile P\n"
             "  --asym-weights --sym-acts  --points embed,q,k,...   quantized capture points\n"
-            "  --seq-len N --windows N --calib N   evaluation windows and calibration windows\n");
+            "  --seq-len N --windows N --calib N   evaluation windows and calibration windows\n"
+            "  --split all              eval --data: score the whole file, not its validation split\n");
 }
 
 static int parse_int(const char *s, const char *flag, int *out) {
@@ -82,6 +84,7 @@ static int parse_args(int argc, char **argv, args *a) {
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         int takes = 1, ok = 1;
         if (!strcmp(f, "--json")) { a->json = 1; takes = 0; }
+        else if (!strcmp(f, "--split") && v && !strcmp(v, "all")) { a->split_all = 1; }
         else if (!strcmp(f, "--asym-weights")) { a->q.weight_symmetric = 0; takes = 0; a->have_quant = 1; }
         else if (!strcmp(f, "--sym-acts")) { a->q.act_symmetric = 1; takes = 0; a->have_quant = 1; }
         else if (!v) { fprintf(stderr, "qs: %s needs a value\n", f); return 0; }
@@ -428,6 +431,8 @@ static int cmd_stats_or_quant(const args *a, qs_model *m, int quant) {
     return ok ? 0 : 1;
 }
 
+/* Token stream to score: --ids, --text, or --data FILE (its validation split,
+ * cut exactly as the trainer cuts it, unless --split all). */
 static int read_stream(const args *a, const qs_model *m, int32_t **ids, size_t *n) {
     const qs_tokenizer *tok = qs_model_tokenizer(m);
     if (a->ids) {
@@ -438,6 +443,7 @@ static int read_stream(const args *a, const qs_model *m, int32_t **ids, size_t *
     }
     char *text = NULL;
     size_t len = 0;
+    qs_error err = {0};
     if (a->data) {
         FILE *f = fopen(a->data, "rb");
         if (!f) {
@@ -447,9 +453,20 @@ static int read_stream(const args *a, const qs_model *m, int32_t **ids, size_t *
         fseek(f, 0, SEEK_END);
         long sz = ftell(f);
         rewind(f);
-        text = malloc(sz > 0 ? (size_t)sz : 1);
-        len = text ? fread(text, 1, (size_t)sz, f) : 0;
+        char *all = malloc(sz > 0 ? (size_t)sz : 1);
+        size_t got = all ? fread(all, 1, (size_t)sz, f) : 0;
         fclose(f);
+        if (a->split_all) {
+            text = all;
+            len = got;
+        } else {
+            int bad = !all || qs_text_split(all, got, 0.05, 1, &text, &len, &err);
+            free(all);
+            if (bad) {
+                if (err.status) print_error(&err);
+                return 0;
+            }
+        }
     } else if (a->text) {
         len = strlen(a->text);
         text = malloc(len + 1);
@@ -464,7 +481,6 @@ static int read_stream(const args *a, const qs_model *m, int32_t **ids, size_t *
         return 0;
     }
     *ids = malloc((len + 2) * sizeof(int32_t));
-    qs_error err = {0};
     int k = 0;
     if (!*ids || qs_tokenizer_encode(tok, text, len, 0, *ids, NULL, (int)len + 2, &k, &err)) {
         if (err.status) print_error(&err);
@@ -476,58 +492,121 @@ static int read_stream(const args *a, const qs_model *m, int32_t **ids, size_t *
     return 1;
 }
 
+/* Outlier statistics as the official validation scripts report them: per
+ * sequence, averaged over the first windows, then max / mean over layers. */
+static int window_summary(qs_model *m, const int32_t *ids, size_t n, const qs_eval_opts *o,
+                          int windows, summary *out, qs_error *err) {
+    const qs_config *c = qs_model_config(m);
+    int bert = c->arch == QS_ARCH_BERT, T = o->seq_len ? o->seq_len : 128;
+    if (T > c->max_positions) T = c->max_positions;
+    int body = T - (bert ? 2 : (o->bos_id >= 0 ? 1 : 0)), done = 0;
+    int32_t *win = malloc((size_t)T * sizeof(int32_t));
+    if (!win) return 0;
+    memset(out, 0, sizeof *out);
+    for (size_t start = 0; start < n && done < windows; start += (size_t)body, done++) {
+        int k = (int)(n - start < (size_t)body ? n - start : (size_t)body), len = 0;
+        if (bert || o->bos_id >= 0) win[len++] = bert ? o->cls_id : o->bos_id;
+        memcpy(win + len, ids + start, (size_t)k * sizeof(int32_t));
+        len += k;
+        if (bert) win[len++] = o->sep_id;
+        if (qs_model_forward(m, win, len, NULL, err)) {
+            free(win);
+            return 0;
+        }
+        summary s = summarize(m);
+        out->max_inf += s.max_inf, out->ffn_out_inf += s.ffn_out_inf;
+        out->ffn_res_inf += s.ffn_res_inf, out->layer_out_inf += s.layer_out_inf;
+        out->avg_kurt += s.avg_kurt, out->max_kurt += s.max_kurt, out->avg_rms_kurt += s.avg_rms_kurt;
+    }
+    free(win);
+    double *f[] = {&out->max_inf, &out->ffn_out_inf, &out->ffn_res_inf, &out->layer_out_inf,
+                   &out->avg_kurt, &out->max_kurt, &out->avg_rms_kurt};
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) *f[i] /= done ? done : 1;
+    return done > 0;
+}
+
+/* The paper's Table 2 columns: FP perplexity, outlier statistics, and the
+ * perplexity under W8A8 and the lower bit widths of the issue. */
+static const int eval_bits[][2] = {{8, 8}, {8, 6}, {8, 4}, {6, 8}, {4, 8}};
+#define N_EVAL_BITS 5
+
 static int cmd_eval(const args *a) {
-    int status = 0;
+    int status = 0, n_cfg = a->have_quant ? 1 : N_EVAL_BITS;
     if (a->json) printf("{\"models\":[");
-    else
-        printf("%-28s %9s %9s %9s %9s %10s %9s %9s\n", "model", "FP ppl", "max|x|inf", "avg kurt",
-               "rms kurt", "W?A? ppl", "ppl lost", "windows");
+    else {
+        printf("%-24s %8s %9s %9s %9s", "model", "FP ppl", "max|x|inf", "avg kurt", "rms kurt");
+        for (int q = 0; q < n_cfg; q++) {
+            char h[16];
+            snprintf(h, sizeof h, "W%dA%d", a->have_quant ? a->q.weight_bits : eval_bits[q][0],
+                     a->have_quant ? a->q.act_bits : eval_bits[q][1]);
+            printf(" %8s", h);
+        }
+        printf("\n");
+    }
     for (int i = 0; i < a->n_models; i++) {
         qs_model *m = NULL;
         qs_error err = {0};
         int32_t *ids = NULL;
         size_t n = 0;
-        qs_eval_result r;
+        qs_eval_result fp, qr[N_EVAL_BITS];
+        summary s = {0};
         int ok = !qs_model_load_dir(a->models[i], &m, &err);
         ok = ok && read_stream(a, m, &ids, &n);
         qs_eval_opts o = ok ? qs_eval_opts_default(m) : (qs_eval_opts){0};
         o.seq_len = a->seq_len;
         o.max_windows = a->windows;
         o.calib_windows = a->calib;
-        o.quant = &a->q;
-        ok = ok && !qs_evaluate(m, ids, n, &o, &r, &err);
-        /* statistics of the first window in float */
-        summary s = {0};
+        ok = ok && !qs_evaluate(m, ids, n, &o, &fp, &err);
+        for (int q = 0; ok && q < n_cfg; q++) {
+            qs_quant_config qc = a->q;
+            if (!a->have_quant) qc.weight_bits = eval_bits[q][0], qc.act_bits = eval_bits[q][1];
+            o.quant = &qc;
+            o.quant_only = 1;
+            ok = !qs_evaluate(m, ids, n, &o, &qr[q], &err);
+            o.quant = NULL;
+        }
         if (ok) {
             qs_model_clear_quant(m);
-            int T = (int)(n < (size_t)(o.seq_len ? o.seq_len : 128) ? n : (size_t)(o.seq_len ? o.seq_len : 128));
-            if (T > qs_model_config(m)->max_positions) T = qs_model_config(m)->max_positions;
-            ok = !qs_model_forward(m, ids, T, NULL, &err);
-            if (ok) s = summarize(m);
+            ok = window_summary(m, ids, n, &o, a->windows > 0 && a->windows < 64 ? a->windows : 64,
+                                &s, &err);
         }
         if (!ok) {
             if (err.status) print_error(&err);
             status = 1;
         } else if (a->json) {
             printf("%s{\"model\":\"%s\",\"fp_ppl\":", i ? "," : "", a->models[i]);
-            jnum(r.fp_ppl);
-            printf(",\"q_ppl\":"); jnum(r.q_ppl);
-            printf(",\"weight_bits\":%d,\"act_bits\":%d,\"n_predicted\":%ld,\"n_windows\":%d,"
-                   "\"max_inf_norm\":%.9g,\"avg_kurtosis\":%.9g,\"avg_rms_kurtosis\":%.9g}",
-                   a->q.weight_bits, a->q.act_bits, r.n_predicted, r.n_windows, s.max_inf,
-                   s.avg_kurt, s.avg_rms_kurt);
+            jnum(fp.fp_ppl);
+            printf(",\"n_predicted\":%ld,\"n_windows\":%d,\"max_inf_norm\":%.9g,"
+                   "\"max_ffn_out_inf_norm\":%.9g,\"max_ffn_res_inf_norm\":%.9g,"
+                   "\"max_layer_out_inf_norm\":%.9g,\"avg_kurtosis\":%.9g,\"max_kurtosis\":%.9g,"
+                   "\"avg_rms_kurtosis\":%.9g,\"quantized\":[", fp.n_predicted, fp.n_windows,
+                   s.max_inf, s.ffn_out_inf, s.ffn_res_inf, s.layer_out_inf, s.avg_kurt,
+                   s.max_kurt, s.avg_rms_kurt);
+            for (int q = 0; q < n_cfg; q++) {
+                printf("%s{\"weight_bits\":%d,\"act_bits\":%d,\"ppl\":", q ? "," : "",
+                       a->have_quant ? a->q.weight_bits : eval_bits[q][0],
+                       a->have_quant ? a->q.act_bits : eval_bits[q][1]);
+                jnum(qr[q].q_ppl);
+                printf("}");
+            }
+            printf("]}");
         } else {
-            printf("%-28s %9.3f %9.3g %9.3f %9.3f %10.3f %8.2f%% %9d\n", a->models[i], r.fp_ppl,
-                   s.max_inf, s.avg_kurt, s.avg_rms_kurt, r.q_ppl,
-                   100.0 * (r.q_ppl - r.fp_ppl) / r.fp_ppl, r.n_windows);
+            printf("%-24s %8.3f %9.2f %9.2f %9.2f", a->models[i], fp.fp_ppl, s.max_inf, s.avg_kurt,
+                   s.avg_rms_kurt);
+            for (int q = 0; q < n_cfg; q++) printf(" %8.3f", qr[q].q_ppl);
+            printf("\n");
         }
         free(ids);
         qs_model_free(m);
     }
     if (a->json) printf("]}\n");
-    else printf("quantized: W%dA%d, activations %s %s, weights %s\n", a->q.weight_bits,
-                a->q.act_bits, qs_granularity_name(a->q.act_granularity),
-                qs_estimator_name(a->q.act_estimator), qs_granularity_name(a->q.weight_granularity));
+    else
+        printf("perplexity over %s; max|x|inf and kurtosis: per sequence, averaged over up to 64 "
+               "windows, max / mean over layers; activations %s %s, weights %s %s\n",
+               a->data ? (a->split_all ? "the whole file" : "the file's validation split") : "the input",
+               qs_granularity_name(a->q.act_granularity), qs_estimator_name(a->q.act_estimator),
+               qs_granularity_name(a->q.weight_granularity),
+               a->q.weight_symmetric ? "symmetric" : "asymmetric");
     return status;
 }
 

@@ -159,8 +159,10 @@ qs_status qs_evaluate(qs_model *m, const int32_t *ids, size_t n_ids, const qs_ev
     memset(out, 0, sizeof *out);
     out->q_nll = out->q_ppl = NAN;
     out->n_windows = p.n_windows;
-    qs_status s = score(m, &p, &o, &w, 0, &out->fp_nll, &out->n_predicted, err);
-    if (!s) out->fp_ppl = exp(out->fp_nll);
+    qs_status s = QS_OK;
+    if (o.quant && o.quant_only) out->fp_nll = out->fp_ppl = NAN;
+    else s = score(m, &p, &o, &w, 0, &out->fp_nll, &out->n_predicted, err);
+    if (!s && !(o.quant && o.quant_only)) out->fp_ppl = exp(out->fp_nll);
     if (!s && o.quant) {
         s = qs_model_set_quant(m, o.quant, err);
         int calib = o.calib_windows > 0 ? o.calib_windows : 4;
@@ -172,6 +174,7 @@ qs_status qs_evaluate(qs_model *m, const int32_t *ids, size_t n_ids, const qs_ev
             }
         long n_q;
         if (!s) s = score(m, &p, &o, &w, 1, &out->q_nll, &n_q, err);
+        if (!s && o.quant_only) out->n_predicted = n_q;
         if (!s) out->q_ppl = exp(out->q_nll);
     }
     free(w.ids);

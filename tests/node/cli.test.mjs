@@ -63,12 +63,20 @@ test('qs quant --json: lower bits give lower SQNR and larger logit error', () =>
   assert.ok(s(q8) > s(q4) + 15, `${s(q8)} vs ${s(q4)}`);
 });
 
-test('qs eval prints FP and quantized perplexity', () => {
+test('qs eval prints the paper-style table: FP, outlier stats, five bit widths', () => {
   const ids = Array.from({ length: 300 }, (_, i) => 4 + (i * 13) % 250);
   const r = run(['eval', '--model', golden('opt'), '--ids', ids.join(','), '--seq-len', '32', '--json']);
   assert.equal(r.code, 0, r.err);
   const m = JSON.parse(r.out).models[0];
-  assert.ok(m.fp_ppl > 1 && Number.isFinite(m.q_ppl) && m.n_windows === 9);
+  assert.ok(m.fp_ppl > 1 && m.n_windows === 9 && m.max_inf_norm > 0 && m.avg_kurtosis > 0);
+  assert.deepEqual(m.quantized.map((q) => `W${q.weight_bits}A${q.act_bits}`), ['W8A8', 'W8A6', 'W8A4', 'W6A8', 'W4A8']);
+  for (const q of m.quantized) assert.ok(Number.isFinite(q.ppl), JSON.stringify(q));
+  assert.ok(Math.abs(m.quantized[0].ppl - m.fp_ppl) / m.fp_ppl < 0.01, 'W8A8 stays close to float');
+  assert.notEqual(m.quantized[2].ppl, m.fp_ppl, 'W8A4 changes the result');
+  const one = JSON.parse(run(['eval', '--model', golden('opt'), '--ids', ids.join(','), '--seq-len', '32',
+    '--abits', '6', '--json']).out).models[0];
+  assert.equal(one.quantized.length, 1);
+  assert.equal(one.quantized[0].act_bits, 6);
 });
 
 test('bad input gives a clear message and a non-zero exit', () => {
