@@ -99,3 +99,38 @@ test('bad input gives a clear message and a non-zero exit', () => {
   const r = run(['logits', '--model', golden('opt'), '--ids', long]);
   assert.ok(r.err.includes('65 tokens is longer than the model\'s max_position_embeddings 64'), r.err);
 });
+
+test('qs train: trains, logs the curve, checkpoints, resumes; clear corpus errors', async () => {
+  const { mkdtempSync, writeFileSync, readFileSync: read, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const dir = mkdtempSync(path.join(tmpdir(), 'qs-train-'));
+  const words = ['and', 'the', 'lord', 'said', 'unto', 'moses', 'light', 'was', 'good'];
+  let text = '';
+  for (let i = 0; text.length < 400000; i++) text += words[(i * 7 + (i >> 3)) % words.length] + (i % 11 ? ' ' : '\n');
+  writeFileSync(path.join(dir, 'corpus.txt'), text);
+  const common = ['--data', path.join(dir, 'corpus.txt'), '--layers', '1', '--hidden', '32', '--heads', '2',
+    '--ffn', '64', '--max-pos', '32', '--seq-len', '32', '--batch', '4', '--steps', '6', '--warmup', '1',
+    '--eval-every', '3', '--eval-batches', '1', '--log-every', '1'];
+  let r = run(['train', '--out', path.join(dir, 'm'), ...common, '--variant', 'gated', '--save-every', '3']);
+  assert.equal(r.code, 0, r.err);
+  const curve = read(path.join(dir, 'm', 'curve.csv'), 'utf8').trim().split('\n');
+  assert.match(curve[0], /^step,loss,lr,grad_norm,val_loss,val_ppl,max_inf_norm/);
+  assert.equal(curve.length, 7);
+  const cfg = JSON.parse(read(path.join(dir, 'm', 'config.json'), 'utf8'));
+  assert.equal(cfg.attn_gate_type, 'conditional_per_token');
+  // the saved model loads and answers
+  const l = run(['stats', '--model', path.join(dir, 'm'), '--text', 'and the lord said', '--json']);
+  assert.equal(l.code, 0, l.err);
+  // resuming a finished run with another learning rate is refused with the reason
+  r = run(['train', '--out', path.join(dir, 'm'), ...common, '--variant', 'gated', '--lr', '0.01', '--resume']);
+  assert.notEqual(r.code, 0);
+  assert.match(r.err, /another model or training config/);
+  r = run(['train', '--out', path.join(dir, 'x'), ...common, '--data', path.join(dir, 'missing', 'kjv.txt')]);
+  assert.notEqual(r.code, 0);
+  assert.match(r.err, /cannot open corpus .*kjv\.txt.*\n.*scripts\/kjv\.sh.*apt-get install -y bible-kjv/s);
+  writeFileSync(path.join(dir, 'tiny.txt'), 'too small');
+  r = run(['train', '--out', path.join(dir, 'y'), ...common, '--data', path.join(dir, 'tiny.txt')]);
+  assert.notEqual(r.code, 0);
+  assert.match(r.err, /QS_ERR_RANGE/);
+  rmSync(dir, { recursive: true, force: true });
+});
