@@ -33,11 +33,19 @@ for (const r of table.models) {
   const variant = id.split('-')[1];
   const cfg = JSON.parse(readFileSync(`${dir}/config.json`, 'utf8'));
   const command = existsSync(`${dir}/command.txt`) ? readFileSync(`${dir}/command.txt`, 'utf8').trim() : '(not recorded)';
+  const planned = Number((command.match(/--steps (\d+)/) ?? [])[1]);
   const wall = existsSync(`${dir}/wall_s.txt`) ? Number(readFileSync(`${dir}/wall_s.txt`, 'utf8')) : NaN;
   const curve = readFileSync(`${dir}/curve.csv`, 'utf8').trim().split('\n');
   const last = curve.at(-1).split(',');
   const cols = curve[0].split(',');
   const at = (name) => last[cols.indexOf(name)];
+  /* the last evaluated row: training may have been stopped between evaluations */
+  const lastEval = curve.slice(1).reverse().map((l) => l.split(',')).find((r) => r[cols.indexOf('val_ppl')] !== '');
+  const evalAt = (name) => lastEval?.[cols.indexOf(name)];
+  const stepsDone = Number(at('step'));
+  const stopped = Number.isFinite(planned) && stepsDone < planned
+    ? `\n- stopped at step ${stepsDone} of the ${planned}-step schedule (the session's time ran out; this is the checkpoint of step ${stepsDone}, the learning rate had not finished its cosine decay)`
+    : '';
   index.push({ id, title: titles[variant] ?? id, variant, arch: cfg.model_type });
   writeFileSync(`${dir}/card.md`, `# ${titles[variant] ?? id} (${id})
 
@@ -50,7 +58,8 @@ quantscope's own trainer on the King James Bible (Debian \`bible-kjv\`,
 - command: \`${command}\`
 - wall time: ${Number.isFinite(wall) ? `${wall} s (${(wall / 60).toFixed(1)} min)` : 'not recorded'} on ${hardware}
 - curve: [curve.csv](curve.csv) (loss, lr, gradient norm; every eval: validation perplexity, max ‖x‖∞, kurtosis)
-- at the last step: train loss ${Number(at('loss')).toFixed(3)}, validation perplexity ${Number(at('val_ppl')).toFixed(3)}, max ‖x‖∞ ${Number(at('max_inf_norm')).toFixed(2)}
+- steps done: ${stepsDone}${stopped}
+- last evaluation (step ${evalAt('step')}): validation perplexity ${Number(evalAt('val_ppl')).toFixed(3)}, max ‖x‖∞ ${Number(evalAt('max_inf_norm')).toFixed(2)}, max FFN output ‖x‖∞ ${Number(evalAt('max_ffn_out_inf_norm')).toFixed(2)}, kurtosis ${Number(evalAt('avg_kurtosis')).toFixed(2)}
 
 Row of the results table (\`${evalCmd}\`):
 

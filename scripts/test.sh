@@ -13,7 +13,9 @@ ctest --test-dir build/native --output-on-failure
 echo "== C unit tests (ASan + UBSan, leak checks on)"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build/sanitize --output-on-failure
-echo "== Node tests (WASM module and CLI)"
-node --test tests/node/
+echo "== fuzzing (libFuzzer + ASan + UBSan, 10 s per target, corpora replayed first)"
+scripts/fuzz.sh 10
+echo "== Node tests (WASM module, CLI, load and concurrency)"
+node --expose-gc --test tests/node/
 
 echo "== all tests passed in $(( $(date +%s) - start )) s"

@@ -211,13 +211,13 @@ KEEP int qsw_tok_is_delimiter(const qs_model *m, int32_t id) {
 
 /* ---- quantization ---- */
 
-/* out[0..8]: qs_quant_config_default() in qsw_quant's argument order, so JS
+/* out[0..9]: qs_quant_config_default() in qsw_quant's argument order, so JS
  * takes its defaults from C. */
 KEEP int qsw_quant_default(qsw_ctx *c) {
     qs_quant_config q = qs_quant_config_default();
     double v[] = {q.weight_bits, q.weight_symmetric, q.weight_granularity, q.act_bits,
                   q.act_symmetric, q.act_granularity, q.act_estimator, q.act_percentile,
-                  q.act_points};
+                  q.act_points, q.int8};
     memcpy(c->out, v, sizeof v);
     return done(c, QS_OK);
 }
@@ -225,7 +225,7 @@ KEEP int qsw_quant_default(qsw_ctx *c) {
 /* Stages a quant config in the context; set_quant and evaluate use it. */
 KEEP void qsw_quant(qsw_ctx *c, int weight_bits, int weight_symmetric, int weight_gran,
                     int act_bits, int act_symmetric, int act_gran, int estimator,
-                    float percentile, uint32_t points) {
+                    float percentile, uint32_t points, int int8) {
     qs_quant_config *q = &c->quant;
     q->weight_bits = weight_bits;
     q->weight_symmetric = weight_symmetric;
@@ -236,6 +236,7 @@ KEEP void qsw_quant(qsw_ctx *c, int weight_bits, int weight_symmetric, int weigh
     q->act_estimator = (qs_estimator)estimator;
     q->act_percentile = percentile;
     q->act_points = points;
+    q->int8 = int8;
 }
 
 KEEP int qsw_set_quant(qsw_ctx *c, qs_model *m) {

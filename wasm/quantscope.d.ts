@@ -80,6 +80,12 @@ export interface QuantConfig {
   percentile?: number;
   /** Points whose activations are quantized. Default: all. */
   points?: PointName[];
+  /**
+   * Run the linear layers with real int8 arithmetic (int32 sums of the same
+   * integers fake quantization uses; results equal up to float rounding).
+   * Needs symmetric weights and weights and activations of at most 8 bits. Default false.
+   */
+  int8?: boolean;
 }
 
 /** Output of Model.tokenize. */
@@ -254,6 +260,8 @@ export declare class Model {
   /** Decodes ids into text (invalid UTF-8 from byte-level ids becomes U+FFFD). */
   detokenize(ids: ArrayLike<number>): Promise<string>;
   specialTokens(): Promise<SpecialTokens>;
+  /** The display text of each id ("[MASK]", "##ing", "\\n" for byte 10); null for ids out of range. Needs a tokenizer. */
+  pieces(ids: ArrayLike<number>): Promise<(string | null)[]>;
   /** Runs the model on token ids (1 .. maxPositions of them). */
   forward(ids: ArrayLike<number>, options?: ForwardOptions): Promise<ForwardResult>;
   /**
@@ -270,9 +278,108 @@ export declare class Model {
    * Replaces the installed quant config when `quant` is given.
    */
   evaluate(idsOrText: ArrayLike<number> | string, options?: EvaluateOptions): Promise<EvaluateResult>;
-  /** Frees the model after queued calls finish. Idempotent; later calls reject. */
+  /**
+   * The model's files as qs_model_save_dir writes them (Hugging Face tensor
+   * names, tied head stored once): config.json text and model.safetensors bytes,
+   * ready for loadModel() or a download.
+   */
+  toFiles(): Promise<{ config: string; safetensors: Uint8Array }>;
+  /**
+   * A trainer that changes this model's parameters in place, over `text`
+   * (byte-level models only; qs_trainer_new). Its calls share the model's queue.
+   * Fails with the C message on configs the model cannot train and on text
+   * shorter than one sample.
+   */
+  createTrainer(text: string | ArrayBuffer | ArrayBufferView, options?: TrainOptions): Promise<Trainer>;
+  /** Frees the model (and its trainers) after queued calls finish. Idempotent; later calls reject. */
   dispose(): Promise<void>;
 }
+
+/** Training settings (qs_train_config); omitted fields take the C defaults (see defaultTrain()). */
+export interface TrainOptions {
+  /** Sequences per step. Default 64. */
+  batchSize?: number;
+  /** Tokens per sequence, at most maxPositions. Default 128. */
+  seqLen?: number;
+  /** Length of the schedule. Default 2000. */
+  steps?: number;
+  /** Linear warmup steps; default 5 % of steps. */
+  warmupSteps?: number;
+  lr?: number;
+  /** The cosine decays to minLrRatio * lr. */
+  minLrRatio?: number;
+  weightDecay?: number;
+  beta1?: number;
+  beta2?: number;
+  eps?: number;
+  /** Global gradient norm clip; 0 = off. */
+  gradClip?: number;
+  /** Masked-LM rate (BERT). Default 0.15. */
+  maskProb?: number;
+  /** Held-out share of the text, in blocks (qs_text_split). Default 0.05. */
+  valFraction?: number;
+  /** Clipped softmax: ramp gamma from 0 over the warmup. Default false. */
+  gammaRamp?: boolean;
+  /** Integer seed in [0, 2^53). Default 0. */
+  seed?: number;
+}
+
+/** One optimiser step's log (qs_step_log). */
+export interface StepLog {
+  /** Steps done after this one. */
+  step: number;
+  /** Mean cross-entropy of the step's scored tokens (nats). */
+  loss: number;
+  /** Global L2 norm before clipping. */
+  gradNorm: number;
+  lr: number;
+  /** Tokens processed in the step. */
+  tokens: number;
+}
+
+/** Validation loss and outlier statistics (qs_eval_log). */
+export interface TrainEval {
+  step: number;
+  valLoss: number;
+  valPpl: number;
+  /** Max |x| over layers at the residual sums / layer outputs. */
+  maxInfNorm: number;
+  maxFfnOutInfNorm: number;
+  /** Pearson kurtosis of the layer outputs, average and max over layers. */
+  avgKurtosis: number;
+  maxKurtosis: number;
+  /** He et al. kurtosis of neuron RMS, averaged over layers. */
+  avgRmsKurtosis: number;
+}
+
+/** Trains its model in place (model.createTrainer). This build uses one thread. */
+export declare class Trainer {
+  private constructor();
+  readonly model: Model;
+  /** The clipped softmax warning of qs_trainer_new (threshold above 1/T), or null. */
+  readonly warning: string | null;
+  readonly totalSteps: number;
+  readonly stepsDone: number;
+  readonly disposed: boolean;
+  /** One optimiser step. A non-finite loss rejects with QS_ERR_NAN; the parameters stay the last good ones. */
+  step(): Promise<StepLog>;
+  /** Loss on `batches` fixed validation batches (default 2) and statistics of the first validation sequence. */
+  evaluate(options?: { batches?: number }): Promise<TrainEval>;
+  /** Frees the trainer; the model stays. Idempotent. */
+  dispose(): Promise<void>;
+}
+
+/** A freshly initialised model (BERT/OPT init, deterministic for the seed) from config.json (object, text or bytes). */
+export declare function createModel(
+  config: object | string | ArrayBuffer | ArrayBufferView, options?: { seed?: number }): Promise<Model>;
+
+/** The training or validation blocks of a text, cut exactly as the trainer cuts them (qs_text_split). */
+export declare function textSplit(
+  text: string | ArrayBuffer | ArrayBufferView,
+  options?: { valFraction?: number; split?: 'train' | 'val' }): Promise<string>;
+
+/** The trainer's defaults (qs_train_config_default). */
+export declare function defaultTrain(): Promise<Required<Omit<TrainOptions, 'seed'>>>;
 
 /** A model given as its files' contents. */
 export interface ModelFiles {

@@ -87,12 +87,13 @@ class Core {
     // A context for the calls that have no model yet (loading, defaults).
     this.ctx = this.newCtx();
     this.check(this.ctx, m._qsw_quant_default(this.ctx));
-    const d = this.out(this.ctx, 9);
+    const d = this.out(this.ctx, 10);
     this.quantDefaults = {
       weightBits: d[0], weightSymmetric: !!d[1], weightGranularity: this.granularities[d[2]],
       actBits: d[3], actSymmetric: !!d[4], actGranularity: this.granularities[d[5]],
       estimator: this.estimators[d[6]], percentile: shortFloat(d[7]),
       points: this.points.filter((_, i) => d[8] & (1 << i)).map((p) => p.name),
+      int8: !!d[9],
     };
     this.check(this.ctx, m._qsw_train_default(this.ctx));
     const t = this.out(this.ctx, TRAIN_KEYS.length);
@@ -267,6 +268,7 @@ function resolveQuant(core, q, what) {
                core.estimators.indexOf(d.estimator)),
     Math.fround(numberOption(q.percentile, `${what}: quant.percentile`, d.percentile)),
     core.pointMask(points, `${what}: quant.points`),
+    (q.int8 ?? d.int8) ? 1 : 0,
   ];
   return { args, key: args.join(',') };
 }

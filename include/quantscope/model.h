@@ -141,7 +141,16 @@ typedef struct qs_quant_config {
     qs_estimator act_estimator;
     float act_percentile;              /* for QS_EST_PERCENTILE, e.g. 99.999 */
     uint32_t act_points;               /* QS_PT_BIT mask of points to quantize */
+    /* Run the linear layers with real int8 arithmetic (quantscope/int8.h)
+     * instead of float on fake-quantized operands: same integers, same
+     * results up to float summation rounding. Needs symmetric weights and
+     * weights and activations of at most 8 bits; a linear whose input was
+     * not quantized (point not in act_points) stays float. */
+    int int8;
 } qs_quant_config;
+
+/* Lets code written before the int8 switch existed test for it. */
+#define QS_QUANT_HAS_INT8 1
 
 /* W8A8 per-tensor, asymmetric activations with running min-max, symmetric
  * per-tensor weights, all points: the paper's evaluation setting. */

@@ -134,7 +134,9 @@ static qs_status parse_number(parser *p, double *out) {
     size_t start = p->pos;
     if (p->pos < p->n && p->s[p->pos] == '-') p->pos++;
     size_t digits = p->pos;
-    while (p->pos < p->n && strchr("0123456789+-.eE", p->s[p->pos])) p->pos++;
+    /* strchr finds the terminator too: a NUL byte must end the number, else
+     * "1e61\0 2" reads as 1e61 (found by tests/fuzz/fuzz_config.c). */
+    while (p->pos < p->n && p->s[p->pos] && strchr("0123456789+-.eE", p->s[p->pos])) p->pos++;
     size_t len = p->pos - start;
     if (p->pos == digits || len > 63) return perr(p, "bad number");
     /* RFC 8259: no leading zeros, a digit must start the number */

@@ -1,5 +1,6 @@
 /* model/config.c: config.json -> qs_config. Hugging Face BERT and OPT keys plus
  * quantscope's attention-variant keys; unknown keys and unsupported values fail. */
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -59,7 +60,17 @@ static void get_int(reader *r, const char *key, int *out, int lo, int hi) {
 
 static void get_float(reader *r, const char *key, float *out) {
     const qs_json *v = get(r, key, QS_JSON_NUMBER);
-    if (v) *out = (float)v->number;
+    if (!v) return;
+    /* Past FLT_MAX the value would become inf, pass the range checks below
+     * and be written back as "inf", which is not JSON (tests/fuzz/fuzz_config.c).
+     * Up to half a step (2^103) above FLT_MAX it still rounds to FLT_MAX, which
+     * the writer prints as 3.40282347e+38. */
+    if (!(fabs(v->number) < (double)FLT_MAX + ldexp(1.0, 103))) {
+        r->status = qs_fail(r->err, QS_ERR_CONFIG, "%s: key '%s' = %g is outside the range of a "
+                            "32-bit float", r->what, key, v->number);
+        return;
+    }
+    *out = (float)v->number;
 }
 
 static void get_bool(reader *r, const char *key, int *out) {

@@ -115,6 +115,45 @@ static qs_status point(fwd *f, int layer, qs_point p, float *x, int alias) {
     return QS_OK;
 }
 
+/* Slot of the point whose quantization made layer l's attention input: the
+ * layer input is an alias of the previous layer's output (BERT: layer_out;
+ * OP block: ffn_res, of which layer_out is an alias) or of the embeddings. */
+static int attn_in_slot(const fwd *f, int l) {
+    const qs_config *c = &f->m->cfg;
+    if (c->block == QS_BLOCK_OP)
+        return l == 0 ? qs_slot(f->mm, 0, QS_PT_ATTN_IN) : qs_slot(f->mm, l - 1, QS_PT_FFN_RES);
+    if (c->arch == QS_ARCH_BERT)
+        return l == 0 ? qs_slot(f->mm, 0, QS_PT_EMBED) : qs_slot(f->mm, l - 1, QS_PT_LAYER_OUT);
+    return qs_slot(f->mm, l, QS_PT_ATTN_IN);
+}
+
+/* out = x W^T + b. With int8 installed and x quantized at point slot `src`,
+ * in int8 on the grid that point used (qs_int8_linear re-quantizes x, which
+ * gives back the very integers: int8.h); otherwise float with the (fake-
+ * quantized) weights w. */
+static qs_status linear(fwd *f, float *out, const float *x, const float *w,
+                        const qs_int8_weights *w8, const float *b, int in, int out_features,
+                        int src) {
+    qs_model *m = f->mm;
+    if (m && w8 && f->quantize && !f->calibrate && m->pstats[src].quantized) {
+        const qs_quant_config *q = &m->quant;
+        qs_int8_act_spec spec = {0};
+        spec.bits = q->act_bits;
+        spec.symmetric = q->act_symmetric;
+        spec.per_token = q->act_granularity == QS_GRAN_TOKEN;
+        if (!spec.per_token) {
+            /* The range quantize_point used, through the same qparams function. */
+            const qs_point_stats *ps = &m->pstats[src];
+            qs_status s = qs_qparams_from_range(ps->quant_min, ps->quant_max, q->act_bits,
+                                                q->act_symmetric, &spec.grid, f->err);
+            if (s) return s;
+        }
+        return qs_int8_linear(out, x, f->T, w8, b, &spec, m->a8, f->err);
+    }
+    qs_linear(out, x, w, b, f->T, in, out_features);
+    return QS_OK;
+}
+
 /* sigmoid(G_h(x_i)) for every token and head (RESEARCH.md §2 gated attention). */
 static void gate_forward(const fwd *f, const layer_weights *L, const float *x, float *gate,
                          float *hidden) {
@@ -163,20 +202,22 @@ static qs_status attention_forward(fwd *f, int l, layer_acts *A, uint8_t *valid)
     const layer_weights *L = &f->W->layers[l];
     int T = f->T, D = c->hidden_size, H = c->n_heads, dh = f->m->d_head;
     const float *x = A->attn_in;
+    const layer_int8 *L8 = f->mm && f->mm->w8 ? &f->mm->w8[l] : &(layer_int8){0};
+    int src = f->mm ? attn_in_slot(f, l) : 0;
     qs_status s;
     if (c->block == QS_BLOCK_OP) {
         /* QK-Norm keeps attention entropy in check without LayerNorms (He et al. 2024). */
-        qs_linear(A->q_raw, x, L->wq, L->bq, T, D, D);
-        qs_linear(A->k_raw, x, L->wk, L->bk, T, D, D);
+        if ((s = linear(f, A->q_raw, x, L->wq, L8->wq, L->bq, D, D, src))) return s;
+        if ((s = linear(f, A->k_raw, x, L->wk, L8->wk, L->bk, D, D, src))) return s;
         rmsnorm_heads_forward(A->q, A->q_rstd, A->q_raw, L->qk_norm, T, H, dh, c->layer_norm_eps);
         rmsnorm_heads_forward(A->k, A->k_rstd, A->k_raw, L->qk_norm, T, H, dh, c->layer_norm_eps);
     } else {
-        qs_linear(A->q, x, L->wq, L->bq, T, D, D);
-        qs_linear(A->k, x, L->wk, L->bk, T, D, D);
+        if ((s = linear(f, A->q, x, L->wq, L8->wq, L->bq, D, D, src))) return s;
+        if ((s = linear(f, A->k, x, L->wk, L8->wk, L->bk, D, D, src))) return s;
     }
     if ((s = point(f, l, QS_PT_Q, A->q, 0))) return s;
     if ((s = point(f, l, QS_PT_K, A->k, 0))) return s;
-    qs_linear(A->v, x, L->wv, L->bv, T, D, D);
+    if ((s = linear(f, A->v, x, L->wv, L8->wv, L->bv, D, D, src))) return s;
     if ((s = point(f, l, QS_PT_V, A->v, 0))) return s;
 
     float scale = 1.0f / sqrtf((float)dh);
@@ -228,7 +269,8 @@ static qs_status attention_forward(fwd *f, int l, layer_acts *A, uint8_t *valid)
         for (int h = 0; hs && h < H; h++) hs[h].gate_mean = 1.0f;
     }
     if ((s = point(f, l, QS_PT_CTX, A->ctx, 0))) return s;
-    qs_linear(A->att_out, A->ctx, L->wo, L->bo, T, D, D);
+    int ctx_slot = f->mm ? qs_slot(f->mm, l, QS_PT_CTX) : 0;
+    if ((s = linear(f, A->att_out, A->ctx, L->wo, L8->wo, L->bo, D, D, ctx_slot))) return s;
     return point(f, l, QS_PT_ATTN_OUT, A->att_out, 0);
 }
 
@@ -243,12 +285,16 @@ static qs_status ffn_forward(fwd *f, int l, layer_acts *A) {
     const qs_config *c = &f->m->cfg;
     const layer_weights *L = &f->W->layers[l];
     int T = f->T, D = c->hidden_size, I = c->intermediate_size;
+    const layer_int8 *L8 = f->mm && f->mm->w8 ? &f->mm->w8[l] : &(layer_int8){0};
     qs_status s;
-    qs_linear(A->ffn_h, A->ffn_in, L->w1, L->b1, T, D, I);
+    /* OP block: ffn_in is an alias of attn_res, quantized there. */
+    qs_point in_pt = c->block == QS_BLOCK_OP ? QS_PT_ATTN_RES : QS_PT_FFN_IN;
+    int in_slot = f->mm ? qs_slot(f->mm, l, in_pt) : 0, act_slot = f->mm ? qs_slot(f->mm, l, QS_PT_FFN_ACT) : 0;
+    if ((s = linear(f, A->ffn_h, A->ffn_in, L->w1, L8->w1, L->b1, D, I, in_slot))) return s;
     if ((s = point(f, l, QS_PT_FFN_H, A->ffn_h, 0))) return s;
     activation(c, A->ffn_act, A->ffn_h, (size_t)T * I);
     if ((s = point(f, l, QS_PT_FFN_ACT, A->ffn_act, 0))) return s;
-    qs_linear(A->ffn_out, A->ffn_act, L->w2, L->b2, T, I, D);
+    if ((s = linear(f, A->ffn_out, A->ffn_act, L->w2, L8->w2, L->b2, I, D, act_slot))) return s;
     return point(f, l, QS_PT_FFN_OUT, A->ffn_out, 0);
 }
 
@@ -371,7 +417,12 @@ static qs_status run_layers(fwd *f, const int32_t *ids, const int32_t *types, ui
 
     /* Head: BERT MLM transform (dense, GELU, LayerNorm) or OPT final LayerNorm. */
     if (c->arch == QS_ARCH_BERT) {
-        qs_linear(a->head_h, top, W->head_w, W->head_b, T, D, D);
+        /* top is the last layer's output, quantized at layer_out (OP: ffn_res). */
+        int top_slot = f->mm ? qs_slot(f->mm, c->n_layers - 1, c->block == QS_BLOCK_OP
+                                           ? QS_PT_FFN_RES : QS_PT_LAYER_OUT) : 0;
+        s = linear(f, a->head_h, top, W->head_w, f->mm ? f->mm->head_w8 : NULL, W->head_b, D, D,
+                   top_slot);
+        if (s) return s;
         activation(c, a->head_g, a->head_h, n);
         layernorm_forward(a->final, a->head_mean, a->head_rstd, a->head_g, W->head_ln_w,
                           W->head_ln_b, T, D, c->layer_norm_eps);

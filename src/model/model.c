@@ -358,6 +358,27 @@ qs_status qs_model_from_config(const qs_config *c, qs_model **out, qs_error *err
     return QS_OK;
 }
 
+/* Every parameter is read from the file, at 2 bytes or more (F16/BF16), so a
+ * config that describes more than the file holds is refused before anything
+ * is allocated for it: a 200-byte config.json could otherwise ask for tens of
+ * gigabytes (found by tests/fuzz/fuzz_model.c). */
+static qs_status check_file_holds_config(const qs_config *c, const qs_safetensors *st,
+                                         qs_error *err) {
+    param_entry *table;
+    int n;
+    size_t total;
+    qs_status s = qs_param_table(c, &table, &n, &total, err);
+    if (s) return s;
+    size_t numel = 0;
+    for (int i = 0; i < n; i++) numel += table[i].numel;
+    free(table);
+    if (numel > st->data_len / 2)
+        return qs_fail(err, QS_ERR_SHAPE, "%s: config.json describes %zu parameters (at least %zu "
+                       "bytes) but the data section holds %zu bytes", st->what, numel,
+                       2 * numel, st->data_len);
+    return QS_OK;
+}
+
 qs_status qs_model_load_memory(const char *config_json, size_t config_len,
                                const uint8_t *safetensors, size_t st_len, qs_model **out,
                                qs_error *err) {
@@ -371,7 +392,8 @@ qs_status qs_model_load_memory(const char *config_json, size_t config_len,
     s = qs_st_parse(safetensors, st_len, "model.safetensors", &st, err);
     if (s) return s;
     qs_model *m;
-    s = qs_model_from_config(&c, &m, err);
+    s = check_file_holds_config(&c, &st, err);
+    if (!s) s = qs_model_from_config(&c, &m, err);
     if (!s) {
         s = load_params(m, &st, err);
         if (!s && c.tokenizer == QS_TOKENIZER_BYTE) {
@@ -453,7 +475,7 @@ void qs_model_free(qs_model *m) {
     free(m->pstats);
     free(m->hstats);
     free(m->params);
-    free(m->params_q);
+    qs_model_clear_quant(m); /* params_q and the int8 weights */
     free(m->w.layers);
     free(m->wq.layers);
     free(m->table);

@@ -3,6 +3,7 @@
 #ifndef QS_MODEL_INTERNAL_H
 #define QS_MODEL_INTERNAL_H
 
+#include "quantscope/int8.h"
 #include "quantscope/model.h"
 #include "quantscope/tokenizer.h"
 
@@ -28,6 +29,11 @@ typedef struct model_weights {
     float *head_w, *head_b, *head_ln_w, *head_ln_b, *head_bias; /* BERT MLM transform + bias */
     layer_weights *layers;
 } model_weights;
+
+/* Packed int8 weights of one layer's linears (NULL: that linear stays float). */
+typedef struct layer_int8 {
+    qs_int8_weights *wq, *wk, *wv, *wo, *w1, *w2;
+} layer_int8;
 
 /* One row of the parameter table: HF name, shape, the view it fills, and
  * whether it is a linear weight (the ones weight quantization touches). */
@@ -111,6 +117,11 @@ struct qs_model {
     float *params_q;
     model_weights wq;
     qs_observer *observers; /* per slot */
+    /* Real int8 (quant.int8): each linear weight quantized and packed once by
+     * qs_model_set_quant, and the quantized activations' workspace. */
+    layer_int8 *w8;         /* [n_layers] */
+    qs_int8_weights *head_w8;
+    qs_int8_acts *a8;
     int n_calib;
     workspace ws;
     int last_T;

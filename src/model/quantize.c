@@ -44,10 +44,59 @@ static qs_status check_quant_config(const qs_quant_config *q, qs_error *err) {
         !(q->act_percentile > 50.0f && q->act_percentile <= 100.0f))
         return qs_fail(err, QS_ERR_RANGE, "quant: percentile %g outside (50, 100]",
                        q->act_percentile);
+    if (q->int8 && !(q->weight_bits >= 2 && q->weight_bits <= 8 && q->weight_symmetric &&
+                     q->act_bits >= 2 && q->act_bits <= 8))
+        return qs_fail(err, QS_ERR_CONFIG, "quant: int8 kernels need symmetric weights of 2..8 "
+                       "bits and activations of 2..8 bits, got weights %d bits %s, activations "
+                       "%d bits", q->weight_bits, q->weight_symmetric ? "symmetric" : "asymmetric",
+                       q->act_bits);
     if (q->act_points & ~QS_PT_ALL)
         return qs_fail(err, QS_ERR_ARG, "quant: act_points has unknown bits 0x%x",
                        q->act_points & ~QS_PT_ALL);
     return QS_OK;
+}
+
+static void free_int8(qs_model *m) {
+    for (int l = 0; m->w8 && l < m->cfg.n_layers; l++) {
+        layer_int8 *L = &m->w8[l];
+        qs_int8_weights *all[6] = {L->wq, L->wk, L->wv, L->wo, L->w1, L->w2};
+        for (int i = 0; i < 6; i++) qs_int8_weights_free(all[i]);
+    }
+    free(m->w8);
+    m->w8 = NULL;
+    qs_int8_weights_free(m->head_w8);
+    m->head_w8 = NULL;
+    qs_int8_acts_free(m->a8);
+    m->a8 = NULL;
+}
+
+/* Packs every linear the forward runs through qs_linear from the float
+ * weights, on the grids qs_quantize_weights used for the shadow copy: s q is
+ * exactly the fake-quantized weight. The workspace is sized for the longest
+ * input so that forwards allocate nothing. */
+static qs_status make_int8(qs_model *m, const qs_quant_config *q, qs_error *err) {
+    const qs_config *c = &m->cfg;
+    int D = c->hidden_size, I = c->intermediate_size;
+    m->w8 = calloc((size_t)c->n_layers, sizeof *m->w8);
+    if (!m->w8) return qs_fail(err, QS_ERR_NOMEM, "set_quant: out of memory for int8 weights");
+    qs_status s = QS_OK;
+    for (int l = 0; l < c->n_layers && !s; l++) {
+        const layer_weights *W = &m->w.layers[l];
+        layer_int8 *L = &m->w8[l];
+        int b = q->weight_bits;
+        qs_granularity g = q->weight_granularity;
+        if (!s) s = qs_int8_weights_create(W->wq, D, D, b, g, &L->wq, err);
+        if (!s) s = qs_int8_weights_create(W->wk, D, D, b, g, &L->wk, err);
+        if (!s) s = qs_int8_weights_create(W->wv, D, D, b, g, &L->wv, err);
+        if (!s) s = qs_int8_weights_create(W->wo, D, D, b, g, &L->wo, err);
+        if (!s) s = qs_int8_weights_create(W->w1, I, D, b, g, &L->w1, err);
+        if (!s) s = qs_int8_weights_create(W->w2, D, I, b, g, &L->w2, err);
+    }
+    if (!s && c->arch == QS_ARCH_BERT)
+        s = qs_int8_weights_create(m->w.head_w, D, D, q->weight_bits, q->weight_granularity,
+                                   &m->head_w8, err);
+    if (!s) s = qs_int8_acts_create(c->max_positions, D > I ? D : I, &m->a8, err);
+    return s;
 }
 
 qs_status qs_model_set_quant(qs_model *m, const qs_quant_config *q, qs_error *err) {
@@ -71,7 +120,10 @@ qs_status qs_model_set_quant(qs_model *m, const qs_quant_config *q, qs_error *er
                              q->act_symmetric, q->act_percentile, err);
     if (!s) s = qs_bind_weights(&m->cfg, m->table, m->n_table, pq, &m->wq, err);
     m->params_q = pq;
+    free_int8(m);
+    if (!s && q->int8) s = make_int8(m, q, err);
     if (s) {
+        free_int8(m);
         m->has_quant = 0;
         return s;
     }
@@ -87,4 +139,5 @@ void qs_model_clear_quant(qs_model *m) {
     m->n_calib = 0;
     free(m->params_q); /* a full weight copy: give it back */
     m->params_q = NULL;
+    free_int8(m);
 }

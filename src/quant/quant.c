@@ -132,6 +132,14 @@ typedef struct step_grid {
 
 static step_grid step_grid_of(qs_qparams p) {
     step_grid g = {p.scale, (float)p.qmin - (float)p.zero, (float)p.qmax - (float)p.zero};
+    /* Ranges near +-FLT_MAX give grid ends s (q - z) past FLT_MAX (the scale
+     * rounds up, or 2^b levels cannot span 2 FLT_MAX with finite ends): stop
+     * the clip at the last finite grid point so finite inputs stay finite
+     * (found by tests/fuzz/fuzz_quant.c). s k is exact in double (k <= 2^22). */
+    double k = floor((double)FLT_MAX / (double)p.scale);
+    if ((double)p.scale * k > (double)FLT_MAX) k -= 1.0;
+    if (g.hi > k) g.hi = (float)k;
+    if (g.lo < -k) g.lo = (float)-k;
     return g;
 }
 

@@ -4,6 +4,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "quantscope/train.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -456,8 +457,22 @@ qs_status qs_trainer_save(const qs_trainer *t, const char *dir, qs_error *err) {
     return s;
 }
 
+/* The saved step as a number in [0, steps]: atoi took "8" of a 4-step run,
+ * "-3", or digits past INT_MAX (undefined), and training then ran past the
+ * schedule or with a negative step (found by tests/fuzz/fuzz_resume.c). */
+static int parse_step(const char *text, int steps, int *out) {
+    if (text[0] < '0' || text[0] > '9') return 0;
+    char *end;
+    errno = 0;
+    long k = strtol(text, &end, 10);
+    if (errno || *end || k > steps) return 0;
+    *out = (int)k;
+    return 1;
+}
+
 qs_status qs_trainer_resume(qs_trainer *t, const char *dir, qs_error *err) {
     if (!t || !dir) return qs_fail(err, QS_ERR_ARG, "train resume: NULL argument");
+    int saved_step = 0;
     size_t plen = strlen(dir) + 32;
     char *path = malloc(plen);
     if (!path) return qs_fail(err, QS_ERR_NOMEM, "train resume: out of memory");
@@ -478,6 +493,9 @@ qs_status qs_trainer_resume(qs_trainer *t, const char *dir, qs_error *err) {
             s = qs_fail(err, QS_ERR_CONFIG, "%s: saved by a run with another model or training "
                         "config (fingerprint %s, this run %s); resume needs the same settings",
                         path, fp, want);
+        else if (!parse_step(step, t->tc.steps, &saved_step))
+            s = qs_fail(err, QS_ERR_FORMAT, "%s: step \"%s\" is not a step of this run (0 to %d)",
+                        path, step, t->tc.steps);
         else {
             int64_t n = (int64_t)t->m->n_params;
             /* read into the trainer only when all three tensors are valid */
@@ -490,7 +508,7 @@ qs_status qs_trainer_resume(qs_trainer *t, const char *dir, qs_error *err) {
                 memcpy(t->m->params, tmp, (size_t)n * sizeof(float));
                 memcpy(t->adam_m, tmp + n, (size_t)n * sizeof(float));
                 memcpy(t->adam_v, tmp + 2 * n, (size_t)n * sizeof(float));
-                t->step = atoi(step);
+                t->step = saved_step;
             }
             free(tmp);
         }

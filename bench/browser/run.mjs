@@ -1,0 +1,90 @@
+// bench/browser/run.mjs: forwards of a model in headless Chromium (Debian's, driven
+// by playwright-core), through wasm/quantscope.mjs as the demo page loads it.
+//
+//   node bench/browser/run.mjs DIR [rounds] [min_ms]
+//
+// Serves only what the page needs, from 127.0.0.1, with the cross-origin
+// isolation headers the demo server sends (TOOLCHAIN.md).
+import { createServer } from 'node:http';
+import { createReadStream, existsSync } from 'node:fs';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { extname, join, resolve, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
+// TOOLCHAIN.md: without the background-networking flags Chromium floods the
+// closed network with refused connections.
+const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const MIME = { '.html': 'text/html; charset=utf-8', '.mjs': 'text/javascript; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8', '.wasm': 'application/wasm', '.json': 'application/json',
+  '.safetensors': 'application/octet-stream', '.txt': 'text/plain; charset=utf-8' };
+
+/** Repository folders the page may load, plus the model under /model/. */
+function serve(modelDir) {
+  const roots = [['bench/browser/', join(ROOT, 'bench/browser')], ['wasm/', join(ROOT, 'wasm')],
+    ['build/wasm/', join(ROOT, 'build/wasm')], ['model/', resolve(modelDir)]];
+  const server = createServer(async (req, res) => {
+    const path = decodeURIComponent(new URL(req.url, 'http://x').pathname).slice(1);
+    const hit = roots.find(([prefix]) => path.startsWith(prefix));
+    const file = hit && join(hit[1], path.slice(hit[0].length));
+    const inside = hit && (file === hit[1] || file.startsWith(hit[1] + sep)) && !path.includes('..');
+    try {
+      if (!inside || !(await stat(file)).isFile()) throw new Error('not found');
+      res.writeHead(200, { 'Content-Type': MIME[extname(file)] ?? 'application/octet-stream',
+        'Cross-Origin-Opener-Policy': 'same-origin', 'Cross-Origin-Embedder-Policy': 'require-corp',
+        'Cross-Origin-Resource-Policy': 'same-origin' });
+      createReadStream(file).pipe(res);
+    } catch {
+      res.writeHead(404).end();
+    }
+  });
+  return new Promise((ok) => server.listen(0, '127.0.0.1', () => ok(server)));
+}
+
+const [dir, roundsArg, minMsArg] = process.argv.slice(2);
+if (!dir) {
+  console.error('usage: node bench/browser/run.mjs DIR [rounds] [min_ms]');
+  process.exit(2);
+}
+const rounds = Math.max(parseInt(roundsArg ?? '5', 10) || 5, 1);
+const minMs = parseFloat(minMsArg ?? '100') || 100;
+for (const [need, why] of [[CHROMIUM, 'scripts/setup.sh --browser'], [join(ROOT, 'node_modules/playwright-core'), 'npm ci'],
+  [join(ROOT, 'build/wasm/quantscope_core.wasm'), 'scripts/build-wasm.sh']]) {
+  if (!existsSync(need)) {
+    console.log(`headless Chromium: not measured: ${need} is missing (${why})`);
+    process.exit(0);
+  }
+}
+
+const { chromium } = await import('playwright-core');
+const server = await serve(dir);
+const base = `http://127.0.0.1:${server.address().port}/`;
+const profile = await mkdtemp(join(tmpdir(), 'quantscope-bench-'));
+const context = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: ARGS });
+try {
+  const page = context.pages()[0] ?? await context.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  await page.goto(`${base}bench/browser/index.html`);
+  await page.waitForFunction(() => globalThis.benchReady === true, null, { timeout: 30000 })
+    .catch(() => { throw new Error(`the bench page did not start: ${errors.join('; ')}`); });
+  const version = await page.evaluate(() => navigator.userAgent.match(/Chrome\/[\d.]+/)?.[0]);
+  const out = await page.evaluate((args) => globalThis.runBench(args),
+    { modelUrl: `${base}model/`, rounds, minMs });
+  console.log(`headless Chromium (${version}) forward of ${dir} through quantscope.mjs: ms per forward, `
+              + `median of ${rounds} rounds`);
+  if (!out.variants.includes('w8a8 int8')) console.log('(w8a8 int8: not measured: quantscope.mjs has no quant.int8 yet)');
+  for (const { T, ms } of out.rows) {
+    out.variants.forEach((name, i) => {
+      console.log(`  T = ${String(T).padStart(3)}  ${name.padEnd(16)} ${ms[i].toFixed(3).padStart(8)} ms  `
+                  + `(${(ms[i] / ms[0]).toFixed(2)} x f32)`);
+    });
+  }
+} finally {
+  await context.close();
+  server.close();
+  await rm(profile, { recursive: true, force: true });
+}

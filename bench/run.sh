@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# bench/run.sh: every speed and memory table of the README in one command:
+# GEMM native (vs OpenBLAS) and WASM (vs tfjs XNNPACK), model forwards, memory.
+# Usage: bench/run.sh [rounds=7] [min_ms=200]   (e.g. bench/run.sh 1 10 to smoke-test)
+# Models: every models/*/ with a model.safetensors, or QS_BENCH_MODELS="dir ...";
+# forwards are timed on the first one (bert-vanilla when present).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds=${1:-7}
+min_ms=${2:-200}
+native_dir=${QS_BENCH_NATIVE_BUILD:-build/native}
+
+scripts/setup.sh --bench >/dev/null
+bench/build.sh >/dev/null
+
+if [ -n "${QS_BENCH_MODELS:-}" ]; then
+  read -r -a models <<<"$QS_BENCH_MODELS"
+else
+  models=()
+  for d in models/bert-vanilla models/*/; do
+    d=${d%/}
+    [ -f "$d/model.safetensors" ] && [[ " ${models[*]} " != *" $d "* ]] && models+=("$d")
+  done
+fi
+
+mkdir -p build/bench
+log=build/bench/results-$(date +%Y%m%d-%H%M%S).txt
+{
+  echo "quantscope bench: $(date -u +%Y-%m-%dT%H:%MZ), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)," \
+       "$(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); rounds $rounds, samples of $min_ms ms"
+  echo
+  echo "== checks: int8 kernels equal their scalar reference, int8 equals fake quant within rounding"
+  echo "native: $("$native_dir/test_int8" | tail -n 1)"
+  echo "wasm:   $(node build/bench/test_int8_wasm.cjs | tail -n 1)"
+  echo
+  echo "== native GEMM (single thread)"
+  OPENBLAS_NUM_THREADS=1 build/bench/bench_native gemm "$rounds" "$min_ms"
+  echo
+  echo "== WASM GEMM in Node (single thread)"
+  node bench/wasm/bench.mjs gemm "$rounds" "$min_ms"
+  echo
+  if ((${#models[@]} == 0)); then
+    echo "== forwards and memory: no model with a model.safetensors under models/ (set QS_BENCH_MODELS)"
+  else
+    echo "== forward, native"
+    build/bench/bench_native model "${models[0]}" "$rounds" "$min_ms"
+    echo
+    echo "== forward, WASM in Node"
+    node bench/wasm/bench.mjs model "${models[0]}" "$rounds" "$min_ms"
+    echo
+    echo "== forward, WASM in headless Chromium"
+    node bench/browser/run.mjs "${models[0]}" "$rounds" "$min_ms"
+    echo
+    echo "== memory: each model in a fresh process (peaks only grow)"
+    for d in "${models[@]}"; do
+      echo "native $(build/bench/bench_native mem "$d")"
+      echo "wasm   $(node bench/wasm/bench.mjs mem "$d")"
+    done
+  fi
+} 2>&1 | tee "$log"
+echo "(saved to $log)"

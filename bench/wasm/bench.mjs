@@ -1,0 +1,381 @@
+// bench/wasm/bench.mjs: WASM speed in Node: quantscope's GEMM (f32, int8, scalar
+// reference) against tfjs-backend-wasm (XNNPACK), model forwards, and heap use.
+//
+//   node bench/wasm/bench.mjs gemm  [rounds] [min_ms]
+//   node bench/wasm/bench.mjs model DIR [rounds] [min_ms]
+//   node bench/wasm/bench.mjs mem   DIR
+//
+// Contestants alternate within every round (the machine is noisy,
+// TOOLCHAIN.md); a sample repeats a call until min_ms have passed, after a
+// warm-up long enough for V8 to tier the code up; tables show medians.
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+
+const ROOT = new URL('../../', import.meta.url);
+const BENCH_CORE = new URL('build/bench/bench_core.mjs', ROOT);
+const BENCH_WASM = new URL('build/bench/bench_core.wasm', ROOT);
+const HEADS = 4;
+
+// ------------------------------------------------------------------ timing
+
+/** Seconds per call: repeats fn until minMs have passed. */
+function sample(fn, minMs) {
+  let n = 0;
+  const t0 = performance.now();
+  let t;
+  do {
+    fn();
+    n++;
+    t = performance.now() - t0;
+  } while (t < minMs);
+  return t / 1e3 / n;
+}
+
+const median = (v) => {
+  const s = [...v].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : 0.5 * (s[m - 1] + s[m]);
+};
+
+/** Alternating rounds; returns the median seconds per call of each contestant. */
+function runRounds(contestants, rounds, minMs) {
+  for (const c of contestants) sample(c.fn, Math.max(minMs, 50)); // V8 tier-up, caches
+  const secs = contestants.map(() => []);
+  for (let r = 0; r < rounds; r++) {
+    contestants.forEach((c, i) => secs[i].push(sample(c.fn, minMs)));
+  }
+  return secs.map(median);
+}
+
+const fmt = (x, w = 8, d = 2) => (Number.isFinite(x) ? x.toFixed(d) : '-').padStart(w);
+
+// ------------------------------------------------------------ bench module
+
+async function loadBenchCore() {
+  const [{ default: factory }, bytes] = await Promise.all([
+    import(BENCH_CORE.href).catch((e) => {
+      throw new Error(`${BENCH_CORE.pathname} missing (run bench/build.sh): ${e.message}`);
+    }),
+    readFile(BENCH_WASM),
+  ]);
+  const wasmModule = await WebAssembly.compile(bytes);
+  const m = await factory({
+    instantiateWasm(imports, receive) {
+      WebAssembly.instantiate(wasmModule, imports).then((inst) => receive(inst, wasmModule));
+      return {};
+    },
+  });
+  const str = (ptr) => {
+    const u8 = m.HEAPU8;
+    let end = ptr;
+    while (u8[end]) end++;
+    return new TextDecoder().decode(u8.subarray(ptr, end));
+  };
+  return {
+    m,
+    str,
+    /** n floats on the heap, filled with uniform values in [-scale, scale). */
+    floats(n, scale = 1, seed = 1) {
+      const ptr = m._malloc(4 * n);
+      if (!ptr) throw new Error(`out of WASM memory for ${n} floats`);
+      const v = new Float32Array(m.HEAPU8.buffer, ptr, n);
+      let s = (seed * 2654435761 + 1) >>> 0;
+      for (let i = 0; i < n; i++) {
+        s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+        v[i] = scale * ((s >>> 8) / 8388608 - 1);
+      }
+      return ptr;
+    },
+    /** A copy of n floats at ptr. */
+    read(ptr, n) { return new Float32Array(m.HEAPU8.buffer, ptr, n).slice(); },
+    check(status, what) {
+      if (status !== 0) throw new Error(`${what}: ${str(m._bw_error())}`);
+    },
+  };
+}
+
+/** tfjs-core with the WASM backend, single-threaded, or null (with why). */
+async function loadTfjs() {
+  try {
+    const tf = await import('@tensorflow/tfjs-core');
+    const wasm = await import('@tensorflow/tfjs-backend-wasm');
+    // Single thread: the non-threaded SIMD binary, as our module is.
+    tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', false);
+    wasm.setThreadsCount(1);
+    if (!(await tf.setBackend('wasm'))) throw new Error('setBackend("wasm") failed');
+    await tf.ready();
+    return {
+      tf,
+      simd: tf.env().getBool('WASM_HAS_SIMD_SUPPORT'),
+      threads: wasm.getThreadsCount(),
+      version: wasm.version_wasm,
+    };
+  } catch (e) {
+    return { error: e.message };
+  }
+}
+
+// --------------------------------------------------------------------- GEMM
+
+// The issue's shapes: square 64-512; M = 64/128 tokens x K = 128/256 x
+// N = 512/1024; the shipped models' own linears (d 128, ffn 512); the
+// attention products of 4 heads of 32 (qk: M = N = T, K = 32; pv: K = T, N = 32).
+const SHAPES = [
+  ['square', 64, 64, 64], ['square', 128, 128, 128], ['square', 256, 256, 256], ['square', 512, 512, 512],
+  ['transformer', 64, 128, 512], ['transformer', 64, 128, 1024], ['transformer', 64, 256, 512],
+  ['transformer', 64, 256, 1024], ['transformer', 128, 128, 512], ['transformer', 128, 128, 1024],
+  ['transformer', 128, 256, 512], ['transformer', 128, 256, 1024],
+  ['model', 64, 128, 128], ['model', 64, 512, 128], ['model', 128, 128, 128], ['model', 128, 512, 128],
+  ['qk', 64, 32, 64], ['qk', 128, 32, 128], ['pv', 64, 64, 32], ['pv', 128, 128, 32],
+].map(([kind, M, K, N]) => ({ kind, M, K, N }));
+
+/** The linear-layer contestants of one shape: C[M][N] = A[M][K] W^T. */
+function linearContestants(b, tfjs, { M, K, N }) {
+  const { m } = b;
+  const a = b.floats(M * K, 1, 1), w = b.floats(N * K, 0.05, 2), c = b.floats(M * N, 1, 3);
+  const p8 = m._bw_int8_new(w, N, K, M, 1.0, 0);
+  if (!p8) throw new Error(`int8 setup: ${b.str(m._bw_error())}`);
+  b.check(m._bw_int8_quantize(p8, a, M), 'int8 quantize');
+  const list = [
+    { name: 'ours', fn: () => m._bw_linear(c, a, w, M, K, N) },
+    { name: 'scalar', fn: () => m._bw_linear_ref(c, a, w, M, K, N) },
+    { name: 'int8', fn: () => m._bw_int8_matmul(p8, c) },
+    { name: 'int8+q', fn: () => m._bw_int8_linear(p8, c, a, M) },
+  ];
+  const free = [() => m._bw_int8_free(p8), ...[a, w, c].map((p) => () => m._free(p))];
+  if (tfjs.tf) {
+    // tfjs gets its fast layout: W as [K][N] (tf dense layers' kernel layout;
+    // matMul with transposeB is not routed to XNNPACK and runs ~10x slower).
+    const { tf } = tfjs;
+    const ta = tf.tensor2d(b.read(a, M * K), [M, K]);
+    const wNK = b.read(w, N * K), wKN = new Float32Array(K * N);
+    for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) wKN[k * N + n] = wNK[n * K + k];
+    const twKN = tf.tensor2d(wKN, [K, N]);
+    list.splice(1, 0, { name: 'xnnpack', fn: () => tf.matMul(ta, twKN).dispose() });
+    free.push(() => { ta.dispose(); twKN.dispose(); });
+  }
+  return { list, free: () => free.forEach((f) => f()) };
+}
+
+/** Attention products of HEADS heads, laid out as the forward has them. */
+function attentionContestants(b, tfjs, { kind, M: T, K, N }) {
+  const { m } = b;
+  const dh = kind === 'qk' ? K : N, D = HEADS * dh;
+  const list = [];
+  const free = [];
+  if (kind === 'qk') {
+    const q = b.floats(T * D, 1, 1), k = b.floats(T * D, 1, 2), s = b.floats(HEADS * T * T, 1, 3);
+    list.push({ name: 'ours', fn: () => m._bw_qk(s, q, k, T, HEADS, dh) });
+    free.push(...[q, k, s].map((p) => () => m._free(p)));
+    if (tfjs.tf) {
+      const { tf } = tfjs;
+      const tq = tf.randomNormal([HEADS, T, dh]), tk = tf.randomNormal([HEADS, T, dh]);
+      // Per head with K^T made once: tfjs's fastest path (its batched matMul is not XNNPACK).
+      const heads = Array.from({ length: HEADS }, (_, h) => [
+        tf.randomNormal([T, dh]), tf.randomNormal([dh, T])]);
+      list.splice(1, 0, { name: 'xnnpack', fn: () => heads.forEach(([x, y]) => tf.matMul(x, y).dispose()) });
+      list.push({ name: 'tf batched', fn: () => tf.matMul(tq, tk, false, true).dispose() });
+      free.push(() => { tq.dispose(); tk.dispose(); heads.flat().forEach((t) => t.dispose()); });
+    }
+  } else {
+    const p = b.floats(HEADS * T * T, 1, 1), v = b.floats(T * D, 1, 2), c = b.floats(T * D, 1, 3);
+    list.push({ name: 'ours', fn: () => m._bw_pv(c, p, v, T, HEADS, dh) });
+    free.push(...[p, v, c].map((x) => () => m._free(x)));
+    if (tfjs.tf) {
+      const { tf } = tfjs;
+      const tp = tf.randomNormal([HEADS, T, T]), tv = tf.randomNormal([HEADS, T, dh]);
+      const heads = Array.from({ length: HEADS }, () => [tf.randomNormal([T, T]), tf.randomNormal([T, dh])]);
+      list.splice(1, 0, { name: 'xnnpack', fn: () => heads.forEach(([x, y]) => tf.matMul(x, y).dispose()) });
+      list.push({ name: 'tf batched', fn: () => tf.matMul(tp, tv).dispose() });
+      free.push(() => { tp.dispose(); tv.dispose(); heads.flat().forEach((t) => t.dispose()); });
+    }
+  }
+  return { list, free: () => free.forEach((f) => f()) };
+}
+
+async function benchGemm(rounds, minMs) {
+  const b = await loadBenchCore();
+  const tfjs = await loadTfjs();
+  const isa = b.str(b.m._bw_int8_isa());
+  console.log(`WASM GEMM in Node ${process.versions.node} (V8 ${process.versions.v8}), single thread: `
+              + `GFLOP/s (int8: GOP/s), median of ${rounds} alternating rounds, ${minMs} ms samples; int8 kernel: ${isa}`);
+  console.log(tfjs.tf
+    ? `peer: @tensorflow/tfjs-backend-wasm ${tfjs.version} (XNNPACK), SIMD ${tfjs.simd}, threads ${tfjs.threads}; `
+      + 'linear: ours x W^T (W [N][K]) vs tf.matMul(x, W) with W [K][N] (its XNNPACK layout)'
+    : `peer: tfjs-backend-wasm not available (${tfjs.error}); run npm install`);
+  console.log(`qk/pv: ${HEADS} heads; "xnnpack" = tf.matMul per head with the operand pre-transposed, `
+              + '"tf batched" = one batched tf.matMul (not XNNPACK in tfjs 4)');
+  console.log(`${'shape'.padEnd(12)} ${'M'.padStart(5)} ${'K'.padStart(5)} ${'N'.padStart(5)} | `
+              + `${'ours'.padStart(8)} ${'xnnpack'.padStart(8)} ${'scalar'.padStart(8)} | ${'int8'.padStart(8)} `
+              + `${'int8+q'.padStart(8)} | ${'ours/xnn'.padStart(8)} ${'simd/sc'.padStart(7)} ${'i8/f32'.padStart(7)} `
+              + `${'i8q/f32'.padStart(7)}`);
+  const logs = { xnn: [], i8: [] };
+  for (const sh of SHAPES) {
+    const attention = sh.kind === 'qk' || sh.kind === 'pv';
+    const { list, free } = attention ? attentionContestants(b, tfjs, sh) : linearContestants(b, tfjs, sh);
+    const flops = 2 * sh.M * sh.K * sh.N * (attention ? HEADS : 1);
+    const secs = runRounds(list, rounds, minMs);
+    const rate = Object.fromEntries(list.map((c, i) => [c.name, flops / secs[i] / 1e9]));
+    free();
+    const r = (a, bb) => (rate[a] && rate[bb] ? rate[a] / rate[bb] : NaN);
+    let line = `${sh.kind.padEnd(12)} ${String(sh.M).padStart(5)} ${String(sh.K).padStart(5)} ${String(sh.N).padStart(5)} | `
+      + `${fmt(rate.ours)} ${fmt(rate.xnnpack)} ${fmt(rate.scalar)} | ${fmt(rate.int8)} ${fmt(rate['int8+q'])} | `
+      + `${fmt(r('ours', 'xnnpack'))} ${fmt(r('ours', 'scalar'), 7)} ${fmt(r('int8', 'ours'), 7)} ${fmt(r('int8+q', 'ours'), 7)}`;
+    if (rate['tf batched']) line += `   (tf batched ${rate['tf batched'].toFixed(2)})`;
+    console.log(line);
+    if (sh.kind === 'transformer') {
+      if (rate.xnnpack) logs.xnn.push(Math.log(r('ours', 'xnnpack')));
+      logs.i8.push(Math.log(r('int8+q', 'ours')));
+    }
+  }
+  const gm = (v) => (v.length ? Math.exp(v.reduce((s, x) => s + x, 0) / v.length) : NaN);
+  console.log(`geometric mean over the ${logs.i8.length} transformer shapes: ours/xnnpack ${fmt(gm(logs.xnn), 0)} `
+              + `(target >= 1.0), int8 (incl. quantizing x)/ours f32 ${fmt(gm(logs.i8), 0)} (target >= 1.5)`);
+}
+
+// ------------------------------------------------------------------- models
+
+/** Ids of a fixed English sentence for the byte tokenizer (id = 4 + byte). */
+function sentenceIds(T, vocab) {
+  const text = new TextEncoder().encode('In the beginning God created the heaven and the earth. ');
+  return Int32Array.from({ length: T }, (_, t) => Math.min(4 + text[t % text.length], vocab - 1));
+}
+
+async function readModel(dir) {
+  const [config, st] = await Promise.all([readFile(join(dir, 'config.json')), readFile(join(dir, 'model.safetensors'))]);
+  return { config, st, vocab: JSON.parse(config).vocab_size };
+}
+
+/** Loads a model into the bench module's heap (inputs freed afterwards). */
+function loadInto(b, files) {
+  const { m } = b;
+  const pc = m._malloc(files.config.length), ps = m._malloc(files.st.length);
+  m.HEAPU8.set(files.config, pc);
+  m.HEAPU8.set(files.st, ps);
+  const model = m._bw_model_load(pc, files.config.length, ps, files.st.length);
+  m._free(pc);
+  m._free(ps);
+  if (!model) throw new Error(`load: ${b.str(m._bw_error())}`);
+  return model;
+}
+
+const VARIANTS = [['f32', 0], ['w8a8 fake-quant', 1], ['w8a8 int8', 2]];
+
+async function benchModel(dir, rounds, minMs) {
+  const b = await loadBenchCore();
+  const { m } = b;
+  const files = await readModel(dir);
+  const model = loadInto(b, files);
+  const cfg = JSON.parse(files.config);
+  console.log(`WASM forward of ${dir} (${cfg.num_hidden_layers ?? cfg.n_layers} layers, d ${cfg.hidden_size}, `
+              + `ffn ${cfg.intermediate_size ?? cfg.ffn_dim}) in Node: ms per forward, median of ${rounds} rounds`);
+  const variants = VARIANTS.filter(([name, v]) => {
+    const ok = m._bw_model_variant(model, v) === 0;
+    if (!ok) console.log(`(${name}: not measured: ${b.str(m._bw_error())})`);
+    return ok;
+  });
+  // The public JS API on the same model: what a user of quantscope.mjs waits for
+  // (the forward plus copying logits, hidden states and statistics out).
+  let api = null;
+  try {
+    const qs = await import(new URL('wasm/quantscope.mjs', ROOT).href);
+    const apiModel = await qs.loadModel(dir);
+    const quant = await qs.defaultQuant();
+    api = { qs, model: apiModel, quant, int8: 'int8' in quant };
+  } catch (e) {
+    console.log(`(quantscope.mjs: not measured: ${e.message})`);
+  }
+  const maxT = m._bw_model_max_positions(model);
+  for (const T0 of [64, 128]) {
+    const T = Math.min(T0, maxT);
+    const ids = sentenceIds(T, files.vocab);
+    const pids = m._malloc(4 * T);
+    new Int32Array(m.HEAPU8.buffer, pids, T).set(ids);
+    // Installing a quant config re-quantizes the weights, so each variant is
+    // installed before its samples and only forwards are timed.
+    const secs = variants.map(() => []);
+    for (let r = -1; r < rounds; r++) {
+      variants.forEach(([name, v], i) => {
+        b.check(m._bw_model_variant(model, v), name);
+        const s = sample(() => b.check(m._bw_model_forward(model, pids, T, v ? 1 : 0), 'forward'), minMs);
+        if (r >= 0) secs[i].push(s);
+      });
+    }
+    const base = median(secs[0]);
+    variants.forEach(([name], i) => {
+      const ms = 1e3 * median(secs[i]);
+      console.log(`  T = ${String(T).padStart(3)}  ${`${name} (C API)`.padEnd(34)} ${fmt(ms, 8, 3)} ms  `
+                  + `(${(median(secs[i]) / base).toFixed(2)} x f32)`);
+    });
+    if (api) {
+      const apiVariants = [['f32', undefined], ['w8a8 fake-quant', api.quant]];
+      if (api.int8) apiVariants.push(['w8a8 int8', { ...api.quant, int8: true }]);
+      const apiSecs = apiVariants.map(() => []);
+      for (let r = -1; r < rounds; r++) {
+        for (const [i, [, quant]] of apiVariants.entries()) {
+          // forward() is async (a queue); time sequential awaited calls.
+          let n = 0;
+          const t0 = performance.now();
+          do {
+            await api.model.forward(ids, quant ? { quant } : {});
+            n++;
+          } while (performance.now() - t0 < minMs);
+          if (r >= 0) apiSecs[i].push((performance.now() - t0) / 1e3 / n);
+        }
+      }
+      apiVariants.forEach(([name], i) => {
+        console.log(`  T = ${String(T).padStart(3)}  ${`${name} (quantscope.mjs)`.padEnd(34)} `
+                    + `${fmt(1e3 * median(apiSecs[i]), 8, 3)} ms`);
+      });
+    }
+    m._free(pids);
+  }
+  if (api) api.model.dispose();
+  m._bw_model_free(model);
+}
+
+async function benchMem(dir) {
+  const b = await loadBenchCore();
+  const { m } = b;
+  const MiB = (x) => (x / 1048576).toFixed(1);
+  const before = m._bw_heap_top();
+  const files = await readModel(dir);
+  const model = loadInto(b, files);
+  const afterLoad = m._bw_heap_top(), inUseLoad = m._bw_heap_in_use();
+  const maxT = m._bw_model_max_positions(model);
+  for (const [, v] of VARIANTS) {
+    if (m._bw_model_variant(model, v) !== 0) continue;
+    for (const T0 of [64, 128]) {
+      const T = Math.min(T0, maxT);
+      const pids = m._malloc(4 * T);
+      new Int32Array(m.HEAPU8.buffer, pids, T).set(sentenceIds(T, files.vocab));
+      b.check(m._bw_model_forward(model, pids, T, v ? 1 : 0), 'forward');
+      m._free(pids);
+    }
+  }
+  const top = m._bw_heap_top();
+  console.log(`${dir}: WASM heap high-water mark ${MiB(before)} MiB at start (static data and stack), `
+              + `+${MiB(afterLoad - before)} MiB after loading (in use ${MiB(inUseLoad)}), `
+              + `+${MiB(top - before)} MiB after forwards of every variant on 64 and 128 tokens `
+              + `(in use ${MiB(m._bw_heap_in_use())}); WASM memory ${MiB(m.HEAPU8.buffer.byteLength)} MiB`);
+  m._bw_model_free(model);
+}
+
+// --------------------------------------------------------------------- main
+
+const [mode = 'gemm', ...rest] = process.argv.slice(2);
+const modelMode = mode === 'model' || mode === 'mem';
+const dir = modelMode ? rest.shift() : null;
+const rounds = Math.min(Math.max(parseInt(rest[0] ?? '5', 10) || 5, 1), 101);
+const minMs = parseFloat(rest[1] ?? '100') || 100;
+if (modelMode && !dir) {
+  console.error('usage: node bench/wasm/bench.mjs gemm|model DIR|mem DIR [rounds] [min_ms]');
+  process.exit(2);
+}
+if (mode === 'gemm') await benchGemm(rounds, minMs);
+else if (mode === 'model') await benchModel(dir, rounds, minMs);
+else if (mode === 'mem') await benchMem(dir);
+else {
+  console.error(`unknown mode ${mode}: expected gemm, model or mem`);
+  process.exit(2);
+}

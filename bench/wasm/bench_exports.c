@@ -1,0 +1,135 @@
+/* bench/wasm/bench_exports.c: the C side of the WASM benchmark module: the
+ * kernels, the int8 path and model forwards behind flat exports (bw_ prefix). */
+#define _DEFAULT_SOURCE /* sbrk */
+#include <emscripten/emscripten.h>
+#include <malloc.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/kernels.h"
+#include "quantscope/int8.h"
+#include "quantscope/model.h"
+
+#define KEEP EMSCRIPTEN_KEEPALIVE
+
+/* The benchmark is single-threaded and sequential: one error record is enough. */
+static qs_error last_err;
+
+KEEP const char *bw_error(void) { return last_err.msg; }
+KEEP const char *bw_int8_isa(void) { return qs_int8_kernel_isa(); }
+
+/* ---- f32 kernels, exactly as the forward calls them ---- */
+
+KEEP void bw_linear(float *out, const float *x, const float *w, int T, int K, int N) {
+    qs_linear(out, x, w, NULL, T, K, N);
+}
+
+KEEP void bw_linear_ref(float *out, const float *x, const float *w, int T, int K, int N) {
+    qs_linear_ref(out, x, w, NULL, T, K, N);
+}
+
+/* Q K^T of H heads of dh: q, k [T][H dh], scores [H][T][T] (forward.c). */
+KEEP void bw_qk(float *scores, const float *q, const float *k, int T, int H, int dh) {
+    int D = H * dh;
+    for (int h = 0; h < H; h++)
+        qs_gemm_nt(scores + (size_t)h * T * T, T, q + h * dh, D, k + h * dh, D, T, T, dh, NULL, 1.0f);
+}
+
+/* P V of H heads: probs [H][T][T], v and ctx [T][H dh] (forward.c). */
+KEEP void bw_pv(float *ctx, const float *probs, const float *v, int T, int H, int dh) {
+    int D = H * dh;
+    for (int h = 0; h < H; h++)
+        qs_gemm(ctx + h * dh, D, probs + (size_t)h * T * T, T, 1, v + h * dh, D, T, dh, T, 0);
+}
+
+/* ---- int8: packed weights, a workspace and a per-tensor grid together ---- */
+
+typedef struct bw_int8 {
+    qs_int8_weights *w;
+    qs_int8_acts *a;
+    qs_int8_act_spec spec;
+} bw_int8;
+
+KEEP void bw_int8_free(bw_int8 *p) {
+    if (!p) return;
+    qs_int8_weights_free(p->w);
+    qs_int8_acts_free(p->a);
+    free(p);
+}
+
+/* Weights w [N][K] per channel at 8 bits; activations per tensor on the
+ * asymmetric 8-bit grid of [-range, range] (per_token = 0) or per token. */
+KEEP bw_int8 *bw_int8_new(const float *w, int N, int K, int T, float range, int per_token) {
+    bw_int8 *p = calloc(1, sizeof *p);
+    if (!p) return NULL;
+    qs_status s = qs_int8_weights_create(w, N, K, 8, QS_GRAN_CHANNEL, &p->w, &last_err);
+    if (!s) s = qs_int8_acts_create(T, K, &p->a, &last_err);
+    if (!s && !per_token) s = qs_qparams_from_range(-range, range, 8, 0, &p->spec.grid, &last_err);
+    p->spec.per_token = per_token;
+    p->spec.bits = 8;
+    if (s) {
+        bw_int8_free(p);
+        return NULL;
+    }
+    return p;
+}
+
+KEEP int bw_int8_quantize(bw_int8 *p, const float *x, int T) {
+    return (int)qs_int8_quantize_acts(p->a, x, T, qs_int8_weights_in_features(p->w), &p->spec, NULL,
+                                      &last_err);
+}
+
+KEEP int bw_int8_matmul(bw_int8 *p, float *out) {
+    return (int)qs_int8_matmul(out, p->a, p->w, NULL, &last_err);
+}
+
+KEEP int bw_int8_linear(bw_int8 *p, float *out, const float *x, int T) {
+    return (int)qs_int8_linear(out, x, T, p->w, NULL, &p->spec, p->a, &last_err);
+}
+
+/* ---- models ---- */
+
+KEEP qs_model *bw_model_load(const char *config, int config_len, const uint8_t *st, int st_len) {
+    qs_model *m = NULL;
+    qs_model_load_memory(config, (size_t)config_len, st, (size_t)st_len, &m, &last_err);
+    return m;
+}
+
+KEEP void bw_model_free(qs_model *m) { qs_model_free(m); }
+
+/* Installs a forward variant: 0 float, 1 W8A8 fake quant (the default quant
+ * config: the paper's setting), 2 W8A8 with int8 kernels when the library
+ * has them (else fails naming that). */
+KEEP int bw_model_variant(qs_model *m, int variant) {
+    if (variant == 0) return 0;
+    qs_quant_config q = qs_quant_config_default();
+#ifdef QS_QUANT_HAS_INT8
+    q.int8 = variant == 2;
+#else
+    if (variant == 2) {
+        strcpy(last_err.msg, "this library's forward has no int8 switch yet");
+        return (int)QS_ERR_ARG;
+    }
+#endif
+    return (int)qs_model_set_quant(m, &q, &last_err);
+}
+
+KEEP int bw_model_forward(qs_model *m, const int32_t *ids, int T, int quantize) {
+    qs_forward_opts o = {0};
+    o.quantize = quantize;
+    return (int)qs_model_forward(m, ids, T, &o, &last_err);
+}
+
+KEEP int bw_model_max_positions(const qs_model *m) { return qs_model_config(m)->max_positions; }
+
+/* ---- memory: the heap's high-water mark (Emscripten's sbrk only grows,
+ * so its top is the peak of everything ever allocated) and bytes in use. */
+
+KEEP double bw_heap_top(void) { return (double)(uintptr_t)sbrk(0); }
+
+KEEP double bw_heap_in_use(void) {
+    struct mallinfo mi = mallinfo();
+    return (double)mi.uordblks;
+}
