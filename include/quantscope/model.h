@@ -173,6 +173,10 @@ typedef struct qs_forward_opts {
     const uint8_t *delimiters;  /* per token 1 if delimiter (for no-op head stats); NULL = none */
     int quantize;               /* apply the installed quant config (static ranges if calibrated) */
     uint32_t capture;           /* QS_PT_BIT mask of points whose full tensors are kept */
+    int skip_stats;             /* 1: no per-point / per-head statistics and no per-point
+                                   finite checks (only the logits are checked): for
+                                   evaluation loops and timing; most of a small model's
+                                   forward time is statistics */
 } qs_forward_opts;
 
 /* Runs the model on T token ids. Errors: empty input, T > max_positions,

@@ -107,6 +107,7 @@ static qs_status score(qs_model *m, const plan *p, const qs_eval_opts *o, window
     long c = 0;
     qs_forward_opts fo = {0};
     fo.quantize = quantize;
+    fo.skip_stats = 1; /* perplexity needs the logits only */
     for (int k = 0; k < p->n_windows; k++) {
         make_window(m, p, o, k, w);
         qs_status s = qs_model_forward(m, w->ids, w->T, &fo, err);

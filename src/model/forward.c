@@ -90,7 +90,8 @@ static qs_status point(fwd *f, int layer, qs_point p, float *x, int alias) {
     ps->rows = rows;
     ps->cols = cols;
     size_t bad;
-    if (!qs_all_finite(x, n, &bad))
+    int stats = !(f->o && f->o->skip_stats);
+    if (stats && !qs_all_finite(x, n, &bad))
         return qs_fail(f->err, QS_ERR_NAN, "non-finite activation %g in layer %d at point '%s' "
                        "(row %zu, column %zu)", x[bad], qs_point_is_global(p) ? -1 : layer,
                        qs_point_name(p), bad / (size_t)cols, bad % (size_t)cols);
@@ -100,6 +101,9 @@ static qs_status point(fwd *f, int layer, qs_point p, float *x, int alias) {
         if (s) return s;
     }
     if (f->calibrate) return QS_OK;
+    if (f->o && (f->o->capture & QS_PT_BIT(p)) && m->captures[slot])
+        memcpy(m->captures[slot], x, n * sizeof(float));
+    if (!stats) return QS_OK;
     qs_tensor_stats_compute(x, rows, cols, &ps->s);
     qs_dim_max(x, rows, cols, m->ws.dim_max, m->ws.dim_arg);
     int k = qs_top_k(m->ws.dim_max, cols, 8, ps->top_dims);
@@ -110,8 +114,6 @@ static qs_status point(fwd *f, int layer, qs_point p, float *x, int alias) {
     for (int i = k; i < 8; i++) ps->top_dims[i] = ps->top_tokens[i] = -1;
     int scratch_dims[8];
     ps->n_outliers = qs_outlier_dims(m->ws.dim_max, cols, 6.0f, 8, scratch_dims);
-    if (f->o && (f->o->capture & QS_PT_BIT(p)) && m->captures[slot])
-        memcpy(m->captures[slot], x, n * sizeof(float));
     return QS_OK;
 }
 
@@ -247,7 +249,7 @@ static qs_status attention_forward(fwd *f, int l, layer_acts *A, uint8_t *valid)
         qs_gemm(A->ctx_pre + h * dh, D, A->probs + (size_t)h * T * T, T, 1, A->v + h * dh, D, T, dh,
                 T, 0);
     qs_head_stats *hs = f->mm ? f->mm->hstats + (size_t)l * H : NULL;
-    if (hs && !f->calibrate)
+    if (hs && !f->calibrate && !(f->o && f->o->skip_stats))
         qs_attention_head_stats(A->probs, A->v, f->o ? f->o->delimiters : NULL, H, T, dh, hs);
 
     if (c->gate != QS_GATE_NONE) {

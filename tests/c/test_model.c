@@ -225,6 +225,16 @@ static void test_quant_forward(void) {
     }
     printf("max |logit diff| W16A16 %.3g, W8A8 %.3g, W4A4 %.3g\n", errs[0], errs[1], errs[2]);
     CHECK(errs[0] < 1e-3 && errs[0] < errs[1] && errs[1] < errs[2] && errs[1] > 0);
+    /* skipping statistics changes nothing but the statistics */
+    qs_forward_opts fast = {0};
+    fast.quantize = 1;
+    fast.skip_stats = 1;
+    float *with_stats = malloc(12 * 300 * 4);
+    memcpy(with_stats, qs_model_logits(m), 12 * 300 * 4);
+    CHECK_OK(qs_model_forward(m, ids, 12, &fast, &err), &err);
+    CHECK(memcmp(qs_model_logits(m), with_stats, 12 * 300 * 4) == 0);
+    CHECK(qs_model_point_stats(m, 0, QS_PT_FFN_OUT)->s.max_abs == 0.0f);
+    free(with_stats);
     /* float weights untouched by quantization */
     qs_model_clear_quant(m);
     CHECK_OK(qs_model_forward(m, ids, 12, NULL, &err), &err);
