@@ -5,7 +5,25 @@
 
 #include <math.h>
 
-#if defined(__AVX2__) && defined(__FMA__)
+#if defined(__AVX512F__) && !defined(QS_NO_AVX512)
+#include <simde/x86/avx512.h>
+typedef simde__m512 vf;
+#define VW 16
+#define vload(p) simde_mm512_loadu_ps(p)
+#define vstore(p, v) simde_mm512_storeu_ps((p), (v))
+#define vset1(x) simde_mm512_set1_ps(x)
+#define vzero() simde_mm512_setzero_ps()
+#define vadd(a, b) simde_mm512_add_ps((a), (b))
+#define vfma(a, b, c) simde_mm512_fmadd_ps((a), (b), (c))
+static inline float vhsum(vf v) {
+    simde__m256 h = simde_mm256_add_ps(simde_mm512_castps512_ps256(v),
+                                       simde_mm256_castpd_ps(simde_mm512_extractf64x4_pd(simde_mm512_castps_pd(v), 1)));
+    simde__m128 s = simde_mm_add_ps(simde_mm256_castps256_ps128(h), simde_mm256_extractf128_ps(h, 1));
+    s = simde_mm_add_ps(s, simde_mm_movehl_ps(s, s));
+    s = simde_mm_add_ss(s, simde_mm_shuffle_ps(s, s, 1));
+    return simde_mm_cvtss_f32(s);
+}
+#elif defined(__AVX2__) && defined(__FMA__)
 #include <simde/x86/avx2.h>
 #include <simde/x86/fma.h>
 typedef simde__m256 vf;
