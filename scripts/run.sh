@@ -1,22 +1,23 @@
 #!/usr/bin/env bash
 # scripts/run.sh: the main job. Installs what is missing, builds everything,
-# then runs the outlier and quantization analysis on the shipped models.
+# prints the shipped models' results table, then serves the demo page on
+# http://127.0.0.1:8080/web/ (PORT=... to change) until interrupted.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/setup.sh
+scripts/setup.sh --browser --train
 scripts/build.sh
 
-qs=build/native/qs
 echo
-echo "== quantscope built: native CLI $qs, WASM module build/wasm/"
-for name in bert opt; do
-  model=tests/golden/$name
-  ids=$(node -e "console.log(require('./$model/expected.json').input_ids.join(','))")
-  echo
-  echo "== qs stats on the golden Hugging Face $name checkpoint ($model)"
-  "$qs" stats --model "$model" --ids "$ids"
-  echo
-  echo "== qs quant W8A8 on $model"
-  "$qs" quant --model "$model" --ids "$ids" --wbits 8 --abits 8 | head -n 3
-done
+echo "== quantscope built: native CLI build/native/qs, WASM module build/wasm/"
+echo "== the shipped models (models/*/card.md) on the KJV validation split:"
+if [ -s data/kjv.txt ] || scripts/kjv.sh >/dev/null; then
+  build/native/qs eval --data data/kjv.txt --windows 64 \
+    $(for d in models/*/model.safetensors; do printf -- '--model %s ' "$(dirname "$d")"; done)
+fi
+
+echo
+echo "== the demo page"
+[ -s data/kjv.txt ] || echo "run: no KJV corpus: the page works, without perplexities and training"
+[ -s data/kjv.txt ] && node scripts/web-corpus.mjs
+exec node scripts/serve.mjs --port "${PORT:-8080}"

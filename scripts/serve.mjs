@@ -1,11 +1,11 @@
 #!/usr/bin/env node
-// scripts/serve.mjs [--port 8080]: serves the demo page and only the files it needs
+// scripts/serve.mjs [--port 8080] [--models DIR]: serves the demo page and only the files it needs
 // (an allow-list of folders), on 127.0.0.1, with COOP/COEP/CORP and a strict CSP.
 // No dependencies: node:http and node:fs only, so it works offline from a fresh clone.
 import { createServer } from 'node:http';
 import { createReadStream } from 'node:fs';
 import { realpath, stat } from 'node:fs/promises';
-import { extname, join, sep } from 'node:path';
+import { extname, join, resolve as resolve_, sep } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -60,7 +60,7 @@ export const SECURITY_HEADERS = {
  * files, and paths outside the allow-list; symlinks are resolved and must
  * stay inside their allowed folder.
  */
-export async function resolvePath(urlPath, root = ROOT) {
+export async function resolvePath(urlPath, root = ROOT, dirs = {}) {
   if (urlPath === '/' || urlPath === '') return { redirect: '/web/' };
   let decoded;
   try {
@@ -89,10 +89,12 @@ export async function resolvePath(urlPath, root = ROOT) {
   }
   const type = MIME[extname(relPath).toLowerCase()];
   if (!type) return { status: 404, why: 'file type not served' };
-  const file = join(root, ...segments);
+  // Each allowed folder is the repository's own unless dirs moves it (--models DIR).
+  const baseDir = dirs[base] ?? join(root, ...base.split('/'));
+  const file = join(baseDir, ...segments.slice(base.split('/').length));
   let real, realBase, info;
   try {
-    [real, realBase] = await Promise.all([realpath(file), realpath(join(root, ...base.split('/')))]);
+    [real, realBase] = await Promise.all([realpath(file), realpath(baseDir)]);
     info = await stat(real);
   } catch {
     return { status: 404, why: 'no such file' };
@@ -105,7 +107,7 @@ export async function resolvePath(urlPath, root = ROOT) {
 }
 
 /** The request handler (exported for tests). */
-export function handler(root = ROOT, { log = false } = {}) {
+export function handler(root = ROOT, { log = false, dirs = {} } = {}) {
   return async (req, res) => {
     const send = (status, body, headers = {}) => {
       res.writeHead(status, { ...SECURITY_HEADERS, 'Content-Type': 'text/plain; charset=utf-8',
@@ -118,7 +120,7 @@ export function handler(root = ROOT, { log = false } = {}) {
     }
     const raw = req.url ?? '/';
     const path = raw.split('?')[0].split('#')[0];
-    const r = await resolvePath(path, root);
+    const r = await resolvePath(path, root, dirs);
     if (log) console.log(`${req.method} ${raw} -> ${r.file ? 200 : r.redirect ? 302 : r.status}`);
     if (r.redirect) {
       send(302, `see ${r.redirect}\n`, { Location: r.redirect });
@@ -146,10 +148,13 @@ export function handler(root = ROOT, { log = false } = {}) {
   };
 }
 
-/** Starts the server on 127.0.0.1 (port 0 = any free port); resolves to {server, url}. */
-export function startServer({ port = 8080, root = ROOT, log = false } = {}) {
+/**
+ * Starts the server on 127.0.0.1 (port 0 = any free port); resolves to {server, url}.
+ * models: serve this folder as /models/ instead of the repository's.
+ */
+export function startServer({ port = 8080, root = ROOT, log = false, models = null } = {}) {
   return new Promise((resolve, reject) => {
-    const server = createServer(handler(root, { log }));
+    const server = createServer(handler(root, { log, dirs: models ? { models: resolve_(models) } : {} }));
     server.on('error', reject);
     server.listen(port, '127.0.0.1', () => {
       const { port: p } = server.address();
@@ -159,12 +164,13 @@ export function startServer({ port = 8080, root = ROOT, log = false } = {}) {
 }
 
 function parseArgs(argv) {
-  const out = { port: 8080, log: false };
+  const out = { port: 8080, log: false, models: null };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--port' || a === '-p') out.port = Number(argv[++i]);
     else if (a.startsWith('--port=')) out.port = Number(a.slice(7));
     else if (a === '--log') out.log = true;
+    else if (a === '--models') out.models = argv[++i];
     else if (a === '--help' || a === '-h') out.help = true;
     else throw new Error(`unknown argument ${a}`);
   }
@@ -177,11 +183,12 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
   try {
     args = parseArgs(process.argv.slice(2));
   } catch (e) {
-    console.error(`serve: ${e.message}\nusage: node scripts/serve.mjs [--port 8080] [--log]`);
+    console.error(`serve: ${e.message}\nusage: node scripts/serve.mjs [--port 8080] [--models DIR] [--log]`);
     process.exit(2);
   }
   if (args.help) {
-    console.log('usage: node scripts/serve.mjs [--port 8080] [--log]\nServes the demo page on 127.0.0.1.');
+    console.log('usage: node scripts/serve.mjs [--port 8080] [--models DIR] [--log]\n'
+      + 'Serves the demo page on 127.0.0.1; --models serves another folder of models (index.json + one folder each).');
     process.exit(0);
   }
   const { stat: statSync } = await import('node:fs/promises');

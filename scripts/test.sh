@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
 
-scripts/setup.sh
+scripts/setup.sh --browser
 scripts/build.sh --sanitize
 
 echo "== C unit tests (native -O2)"
@@ -17,5 +17,8 @@ echo "== fuzzing (libFuzzer + ASan + UBSan, 10 s per target, corpora replayed fi
 scripts/fuzz.sh 10
 echo "== Node tests (WASM module, CLI, load and concurrency)"
 node --expose-gc --test tests/node/
+
+echo "== Browser tests (server headers and traversal; the demo page in headless Chromium)"
+scripts/test-browser.sh
 
 echo "== all tests passed in $(( $(date +%s) - start )) s"

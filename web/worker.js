@@ -16,7 +16,7 @@ const CHANNELS = ['control', 'analyze', 'quant', 'ppl']; // priority order
 const pending = { control: [], analyze: null, quant: null, ppl: null };
 const corpus = { heldOut: null, train: null };
 // A model must fit the 2 GiB WASM memory twice over (file bytes + float32 weights).
-const IMPORT_LIMIT = 900 * 2 ** 20;
+const IMPORT_LIMIT = 640 * 2 ** 20;
 
 const post = (msg, transfer = []) => self.postMessage(msg, transfer);
 const emitTrain = (ev) => post({ event: 'train', ...ev });

@@ -11,10 +11,14 @@ export const RULE = '#d0d0d0';
 /** Sizes the canvas to cssW x cssH CSS pixels; returns a context in CSS pixels. */
 export function setup(canvas, cssW, cssH) {
   const dpr = globalThis.devicePixelRatio || 1;
-  canvas.width = Math.max(1, Math.round(cssW * dpr));
-  canvas.height = Math.max(1, Math.round(cssH * dpr));
-  canvas.style.width = `${cssW}px`;
-  canvas.style.height = `${cssH}px`;
+  const w = Math.max(1, Math.round(cssW * dpr)), h = Math.max(1, Math.round(cssH * dpr));
+  // Resizing reallocates the backing store: only when the size really changes.
+  if (canvas.width !== w || canvas.height !== h) {
+    canvas.width = w;
+    canvas.height = h;
+    canvas.style.width = `${cssW}px`;
+    canvas.style.height = `${cssH}px`;
+  }
   const ctx = canvas.getContext('2d');
   ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
   ctx.clearRect(0, 0, cssW, cssH);

@@ -3,6 +3,21 @@
 import { setup, hover, ticks, vtext, INK, MUTED, SMALL, FONT } from './canvas.js';
 import { css } from './colors.js';
 
+const tables = new Map();
+
+/** 256 packed RGBA colours of a colour map (little-endian: alpha in the top byte). */
+function colorTable(cmap) {
+  if (!tables.has(cmap)) {
+    const t = new Uint32Array(256);
+    for (let i = 0; i < 256; i++) {
+      const [r, g, b] = cmap(i / 255);
+      t[i] = (255 << 24 | b << 16 | g << 8 | r) >>> 0;
+    }
+    tables.set(cmap, t);
+  }
+  return tables.get(cmap);
+}
+
 export class Heatmap {
   constructor(parent, { label = 'heatmap', className = 'heatmap' } = {}) {
     this.canvas = document.createElement('canvas');
@@ -26,29 +41,40 @@ export class Heatmap {
    * marks: [{col, text}] labelled above their column. onClick(r, c) optional.
    */
   draw({ data, rows, cols, vmax, cmap, abs = false, rowLabels = null, colTitle = '', rowTitle = '',
-    marks = [], width = 600, cellH: wantH, tooltip = null, colTicks = null, ariaLabel, colLabels = null }) {
+    marks = [], width = 600, cellH: wantH, imageW = null, imageH = null, tooltip = null, colTicks = null, ariaLabel,
+    colLabels = null }) {
     if (ariaLabel) this.canvas.setAttribute('aria-label', ariaLabel);
     const labelW = rowLabels ? 64 : 0;
     const left = labelW + (rowTitle ? 18 : 4), right = 6;
     const top = marks.length ? 34 : 6;
-    const cellW = Math.max(1, Math.min(10, Math.floor((width - left - right) / cols)));
-    const cellH = wantH ?? Math.max(2, Math.min(14, Math.floor(420 / rows)));
-    const bottom = colTitle ? (colLabels ? 62 : 34) : (colLabels ? 44 : 20);
-    const w = left + cols * cellW + right, h = top + rows * cellH + bottom;
+    // Cells may be fractional: a fixed image size keeps the canvas from being
+    // reallocated on every keystroke (the row count changes, the size does not).
+    const cellW = imageW ? imageW / cols : Math.max(1, Math.min(10, Math.floor((width - left - right) / cols)));
+    const cellH = wantH ?? (imageH ? imageH / rows : rows >= 30 ? 400 / rows : 14);
+    const noTicks = Array.isArray(colTicks) && !colTicks.length;
+    const bottom = colTitle ? (colLabels ? 62 : 34) : colLabels ? 44 : noTicks ? 4 : 20;
+    const w = Math.ceil(left + cols * cellW + right), h = Math.ceil(top + rows * cellH + bottom);
     const ctx = setup(this.canvas, w, h);
-    // Cells: one pixel each on an offscreen canvas, scaled up without smoothing.
-    const off = new OffscreenCanvas(cols, rows);
-    const octx = off.getContext('2d');
-    const img = octx.createImageData(cols, rows);
-    const scale = vmax > 0 ? 1 / vmax : 0;
+    // Cells straight into device pixels through a 256-entry colour table: no
+    // offscreen canvas to allocate, no scaling pass (this runs on every keystroke).
+    const dpr = globalThis.devicePixelRatio || 1;
+    const pw = Math.round(cols * cellW * dpr), ph = Math.round(rows * cellH * dpr);
+    if (!this.img || this.img.width !== pw || this.img.height !== ph) this.img = ctx.createImageData(pw, ph);
+    const px = new Uint32Array(this.img.data.buffer);
+    const lut = colorTable(cmap);
+    const scale = vmax > 0 ? 255 / vmax : 0;
+    const cell = new Uint32Array(rows * cols);
     for (let i = 0; i < rows * cols; i++) {
       const v = abs ? Math.abs(data[i]) : data[i];
-      const [r, g, b] = cmap(v * scale);
-      img.data[4 * i] = r; img.data[4 * i + 1] = g; img.data[4 * i + 2] = b; img.data[4 * i + 3] = 255;
+      cell[i] = lut[Math.min(255, Math.max(0, Math.round(v * scale))) || 0];
     }
-    octx.putImageData(img, 0, 0);
-    ctx.imageSmoothingEnabled = false;
-    ctx.drawImage(off, left, top, cols * cellW, rows * cellH);
+    const colOf = new Int32Array(pw);
+    for (let x = 0; x < pw; x++) colOf[x] = Math.min(cols - 1, Math.floor((x * cols) / pw));
+    for (let y = 0; y < ph; y++) {
+      const base = Math.min(rows - 1, Math.floor((y * rows) / ph)) * cols, o = y * pw;
+      for (let x = 0; x < pw; x++) px[o + x] = cell[base + colOf[x]];
+    }
+    ctx.putImageData(this.img, Math.round(left * dpr), Math.round(top * dpr));
     ctx.strokeStyle = '#9a9a9a';
     ctx.lineWidth = 1;
     ctx.strokeRect(left - 0.5, top - 0.5, cols * cellW + 1, rows * cellH + 1);

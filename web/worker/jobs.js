@@ -124,17 +124,35 @@ export async function quant({ models, input, quant: q, ranges, histPoint, histLa
     const t0 = performance.now();
     const held = await heldOutIds(e, heldOutText);
     let calibrated = 0;
+    const calibKey = JSON.stringify(q);
     if (ranges === 'static' && q.actGranularity !== 'token' && held) {
-      const batches = await calibBatches(e, held, 2);
-      if (batches.length) calibrated = (await model.calibrate(batches, { quant: q })).batches;
+      // Static ranges depend on the model and settings, not on the text: typing reuses them.
+      if (e.calibrated?.key === calibKey) {
+        calibrated = e.calibrated.batches;
+      } else {
+        const batches = await calibBatches(e, held, 2);
+        if (batches.length) calibrated = (await model.calibrate(batches, { quant: q })).batches;
+        e.calibrated = calibrated ? { key: calibKey, batches: calibrated } : null;
+      }
     }
-    if (!calibrated) await model.clearQuant(); // the next forward installs q afresh: ranges from this input
+    if (!calibrated) {
+      e.calibrated = null;
+      await model.clearQuant(); // the next forward installs q afresh: ranges from this input
+    }
     const layer = Math.min(Math.max(histLayer ?? cfg.nLayers - 1, 0), cfg.nLayers - 1);
-    const fp = await model.forward(enc.ids, { delimiters: enc.delimiters, capture: [histPoint] });
-    const qr = await model.forward(enc.ids, { delimiters: enc.delimiters, capture: [histPoint], quant: q });
     const pred = await predictionInput(e, enc, maskPos);
-    const [fpP, qP] = pred.ids === enc.ids ? [fp, qr]
-      : [await model.forward(pred.ids), await model.forward(pred.ids, { quant: q })];
+    // The float passes do not depend on the quant settings: a slider move reuses them.
+    const fpKey = JSON.stringify([Array.from(enc.ids), histPoint, pred.pos, pred.masked]);
+    let fpc = e.cache.get('fp');
+    if (fpc?.key !== fpKey) {
+      const fp = await model.forward(enc.ids, { delimiters: enc.delimiters, capture: [histPoint] });
+      const fpP = pred.ids === enc.ids ? fp : await model.forward(pred.ids);
+      fpc = { key: fpKey, fp, fpP };
+      e.cache.set('fp', fpc);
+    }
+    const { fp, fpP } = fpc;
+    const qr = await model.forward(enc.ids, { delimiters: enc.delimiters, capture: [histPoint], quant: q });
+    const qP = pred.ids === enc.ids ? qr : await model.forward(pred.ids, { quant: q });
     const V = cfg.vocabSize;
     const top5 = {
       pos: pred.pos, masked: pred.masked, next: pred.next,
@@ -143,7 +161,7 @@ export async function quant({ models, input, quant: q, ranges, histPoint, histLa
       q: await pieces(e, topK(qP.logits, pred.pos, V)),
     };
     const ms = performance.now() - t0;
-    out[id] = { T: enc.ids.length, points: qr.points, fpPoints: fp.points, calibrated, top5, ms,
+    out[id] = { T: enc.ids.length, points: qr.points, calibrated, top5, ms,
       hist: histogramOf(fp, qr, histPoint, layer, q) };
   }
   return out;
@@ -190,6 +208,7 @@ export async function ppl({ models, quant: q, heldOutText, windows = 6, calibWin
     }
     const seqLen = Math.min(128, e.model.config.maxPositions);
     const t0 = performance.now();
+    e.calibrated = null; // evaluate installs and calibrates its own ranges
     const r = await e.model.evaluate(held, { seqLen, maxWindows: windows, calibWindows, quant: q });
     out[id] = { ...r, seqLen, ms: performance.now() - t0 };
   }

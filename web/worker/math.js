@@ -62,8 +62,3 @@ export function distinctCount(values) {
   return new Set(values).size;
 }
 
-/** The smallest range holding fraction q of |values| (for "99 % of values lie in ..."). */
-export function absQuantile(values, q) {
-  const a = Float32Array.from(values, Math.abs).sort();
-  return a.length ? a[Math.min(a.length - 1, Math.floor(q * a.length))] : 0;
-}

@@ -60,11 +60,18 @@ export async function loadShipped(base) {
   const failed = [];
   await Promise.all((index.models ?? []).map(async (m) => {
     try {
+      // Fetched here rather than by loadModel(url), which also asks for an
+      // optional vocab.txt: our byte-level models have none, and a 404 is noise.
       const url = new URL(`models/${m.id}/`, base);
-      const [model, rawConfig] = await Promise.all([
-        loadModel(url.href),
-        fetch(new URL('config.json', url)).then((r) => r.json()),
-      ]);
+      const get = async (name) => {
+        const r = await fetch(new URL(name, url));
+        if (!r.ok) throw new Error(`${name}: HTTP ${r.status}`);
+        return r;
+      };
+      const [config, safetensors] = await Promise.all([
+        get('config.json').then((r) => r.text()), get('model.safetensors').then((r) => r.arrayBuffer())]);
+      const rawConfig = JSON.parse(config);
+      const model = await loadModel({ config, safetensors });
       add(model, { id: m.id, title: m.title ?? m.id, variant: m.variant, source: 'shipped', rawConfig });
     } catch (e) {
       failed.push(`${m.id}: ${e.message}`);

@@ -1,0 +1,130 @@
+// web/panels/train.js: train a tiny model from scratch in the worker on the bundled
+// corpus slice, one run per variant, with loss, max ||x||_inf and kurtosis on shared axes.
+import { h, fill, select, caption } from '../dom.js';
+import * as act from '../actions.js';
+import { LineChart, align } from '../charts/line.js';
+import { VARIANT_COLORS } from '../charts/colors.js';
+import { pool } from '../charts/pool.js';
+import { getState } from '../state.js';
+import { num, fixed } from '../format.js';
+
+const VARIANTS = [
+  { value: 'vanilla', label: 'vanilla softmax' }, { value: 'clipped', label: 'clipped softmax' },
+  { value: 'gated', label: 'gated attention' }, { value: 'op', label: 'OP block' }, { value: 'softmax1', label: 'softmax1' }];
+const DASHES = [undefined, [6, 4], [2, 3], [8, 3, 2, 3]];
+
+function numberField(id, label, value, { min, max, step = 1 }, onChange) {
+  const input = h('input', { id, type: 'number', min: String(min), max: String(max), step: String(step), value: String(value),
+    on: { change: (e) => {
+      const v = Number(e.target.value);
+      if (!(v >= min && v <= max)) {
+        act.message('error', `${label} must be between ${min} and ${max}.`, 'train');
+        e.target.value = String(value);
+        return;
+      }
+      onChange(v);
+    } } });
+  return h('div.field', {}, h('label', { for: id }, label), input);
+}
+
+export function mount(root) {
+  // novalidate: the fields check themselves on change and say what is wrong.
+  const form = h('form.train-form', { novalidate: true, on: { submit: (e) => { e.preventDefault(); act.trainStart(); } } });
+  const runsBox = h('div.runs');
+  const figs = [h('figure.chart'), h('figure.chart'), h('figure.chart')];
+  const charts = [
+    new LineChart(figs[0], { xTitle: 'step', yTitle: 'loss (nats)', height: 230, format: (v) => num(v, 4), label: 'training and validation loss' }),
+    new LineChart(figs[1], { xTitle: 'step', yTitle: 'max ‖x‖∞', height: 230, format: (v) => num(v, 4), label: 'max infinity norm during training' }),
+    new LineChart(figs[2], { xTitle: 'step', yTitle: 'max kurtosis', height: 230, log: true, format: (v) => num(v, 4), label: 'kurtosis during training' }),
+  ];
+  figs[0].append(h('figcaption', {}, 'Loss: training steps (thin) and validation (dotted) on held-out blocks of the slice.'));
+  figs[1].append(h('figcaption', {}, 'Max ‖x‖∞ over layers on a validation sequence: watch vanilla grow outliers as it learns.'));
+  figs[2].append(h('figcaption', {}, 'Max kurtosis over layers (log): heavy tails appear with the outliers.'));
+  const note = h('p.help');
+  fill(root,
+    caption('Trains a tiny byte-level BERT (masked LM) from scratch here in the tab, with the project’s C trainer '
+      + 'compiled to WebAssembly (AdamW, warmup + cosine). Start several variants: they take turns, on the same axes.'),
+    form, note, runsBox, h('div.charts3', {}, figs));
+
+  let built = false;
+  let lastRuns = null;
+  const rows = pool();
+  return (s, prev) => {
+    if (s.view !== 'train') return;
+    const f = s.train.form;
+    if (!built) {
+      built = true;
+      const set = (k) => (v) => act.setTrainForm({ [k]: v });
+      fill(form,
+        h('div.field', {}, h('label', { for: 'train-variant' }, 'Variant'), select('train-variant', VARIANTS, f.variant, set('variant'))),
+        numberField('train-layers', 'Layers', f.layers, { min: 1, max: 4 }, set('layers')),
+        h('div.field', {}, h('label', { for: 'train-hidden' }, 'Hidden size'),
+          select('train-hidden', ['32', '64', '128'], String(f.hidden), (v) => act.setTrainForm({ hidden: Number(v) }))),
+        h('div.field', {}, h('label', { for: 'train-heads' }, 'Heads'),
+          select('train-heads', ['1', '2', '4'], String(f.heads), (v) => act.setTrainForm({ heads: Number(v) }))),
+        h('div.field', {}, h('label', { for: 'train-seq' }, 'Sequence length'),
+          select('train-seq', ['32', '64', '128'], String(f.seqLen), (v) => act.setTrainForm({ seqLen: Number(v) }))),
+        numberField('train-batch', 'Batch', f.batch, { min: 1, max: 32 }, set('batch')),
+        numberField('train-steps', 'Steps', f.steps, { min: 5, max: 5000 }, set('steps')),
+        numberField('train-lr', 'Learning rate', f.lr, { min: 0.00001, max: 0.05, step: 'any' }, set('lr')),
+        h('button#train-start.primary', { type: 'submit' }, 'Train'));
+    }
+    form.querySelector('#train-start').disabled = !s.corpus.train;
+    note.textContent = s.corpus.train
+      ? `Corpus slice: ${(s.corpus.train / 1024).toFixed(0)} KiB of the King James Bible (training blocks), `
+        + 'split again into training and validation blocks by the trainer.'
+      : 'The corpus slice is missing: run scripts/kjv.sh && node scripts/web-corpus.mjs, then reload.';
+    if (s.train.runs === lastRuns) return;
+    lastRuns = s.train.runs;
+    const runs = s.train.runs;
+    // Rows persist (buttons stay clickable while progress streams in); only their text changes.
+    fill(runsBox, runs.map((r) => {
+      const row = rows.get(r.runId, () => {
+        const dot = h('span.dot', {});
+        dot.style.background = VARIANT_COLORS[r.variant];
+        const el = h('div.run', { dataset: { run: r.runId } });
+        const progress = h('progress', { 'aria-label': `${r.label} progress` });
+        const status = h('span.run-status');
+        const buttons = h('span.run-buttons');
+        const notes = h('div.run-notes');
+        el.append(dot, h('strong', {}, r.label), progress, buttons, status, notes); // buttons before the changing text: they never move
+        return { el, progress, status, buttons, notes, shownStatus: null };
+      });
+      row.el.dataset.status = r.status;
+      row.progress.max = r.steps;
+      row.progress.value = r.step;
+      const last = r.evals.step.length - 1;
+      row.status.dataset.step = String(r.step);
+      row.status.textContent = `${r.status} · step ${r.step}/${r.steps}`
+        + (r.curve.loss.length ? ` · loss ${fixed(r.curve.loss.at(-1), 3)}` : '')
+        + (last >= 0 ? ` · max ‖x‖∞ ${num(r.evals.maxInf[last], 3)}` : '')
+        + (r.tokensPerS ? ` · ${Math.round(r.tokensPerS)} tokens/s` : '');
+      if (row.shownStatus !== r.status) {
+        row.shownStatus = r.status;
+        const live = r.status !== 'starting' && r.status !== 'failed';
+        fill(row.buttons,
+          r.status === 'running' || r.status === 'paused'
+            ? h('button', { type: 'button', on: { click: () => act.trainPause(r.runId, getState().train.runs.find((x) => x.runId === r.runId)?.status === 'running') } },
+              r.status === 'running' ? 'Pause' : 'Resume') : null,
+          live ? h('button', { type: 'button', on: { click: () => act.trainOpen(r.runId) } }, 'Open in viewer') : null,
+          live ? h('button', { type: 'button', on: { click: () => act.trainDownload(r.runId) } }, 'Download') : null);
+      }
+      fill(row.notes, r.warning ? h('p.help.warn', {}, r.warning) : null, r.error ? h('p.help.warn', {}, r.error) : null);
+      return row.el;
+    }));
+    rows.sweep();
+    if (!runs.length) return;
+    const color = (r) => VARIANT_COLORS[r.variant];
+    const dash = (r, i) => DASHES[runs.filter((x, k) => k < i && x.variant === r.variant).length % DASHES.length];
+    // Smooth the per-step loss a little so runs can be compared (EMA 0.9), exact values in evals.
+    const ema = (ys) => { let m = null; return ys.map((y) => (m = m === null ? y : 0.9 * m + 0.1 * y)); };
+    const lossSeries = runs.flatMap((r, i) => [
+      { label: `${r.label} train`, color: color(r), dash: dash(r, i) },
+      { label: `${r.label} val`, color: color(r), dash: [2, 4] }]);
+    charts[0].set(lossSeries, align(runs.flatMap((r) => [{ x: r.curve.step, y: ema(r.curve.loss) }, { x: r.evals.step, y: r.evals.valLoss }])));
+    const ev = (key) => align(runs.map((r) => ({ x: r.evals.step, y: r.evals[key] })));
+    const evSeries = runs.map((r, i) => ({ label: r.label, color: color(r), dash: dash(r, i) }));
+    charts[1].set(evSeries, ev('maxInf'), { points: true });
+    charts[2].set(evSeries, ev('kurt'), { points: true });
+  };
+}

@@ -1,0 +1,83 @@
+// web/state.js: the page's one state object. Panels read it and render; intents
+// (actions.js) replace parts of it with update(); renders are batched per frame.
+
+export const DEFAULT_TEXT = 'In the beginning God created the heaven and the earth. And the earth was '
+  + 'without form, and void.';
+
+const ALL_POINTS = ['embed', 'attn_in', 'q', 'k', 'v', 'scores', 'probs', 'gate', 'ctx', 'attn_out', 'attn_res',
+  'ffn_in', 'ffn_h', 'ffn_act', 'ffn_out', 'ffn_res', 'layer_out', 'final'];
+
+let state = {
+  phase: 'loading',        // loading | ready | failed
+  models: [],              // what the worker describes: {id, title, variant, arch, source, hasTokenizer, config}
+  corpus: { heldOut: 0, train: 0 },
+  selected: null,          // the model in view
+  compare: false,          // side by side with the vanilla model
+  view: 'outliers',
+  text: DEFAULT_TEXT,
+  idsText: '',             // token ids, for models without a tokenizer
+  point: 'ffn_res',        // capture point of the outlier view
+  scale: 'shared',         // heatmap colours: shared between models or per model
+  attn: { layer: 0, head: 0 },
+  quant: {
+    weightBits: 8, actBits: 8, weightGranularity: 'tensor', actGranularity: 'tensor',
+    estimator: 'running_minmax', percentile: 99.99, weightSymmetric: true, actSymmetric: false,
+    points: ALL_POINTS,
+  },
+  ranges: 'static',        // activation ranges: calibrated on held-out text, or from this input
+  hist: { point: 'ffn_res', layer: null }, // null = last layer
+  maskPos: null,           // BERT: the masked position for top-5 (null = automatic)
+  analysis: null,          // {byModel, error, pending}
+  quantResult: null,
+  ppl: null,
+  train: { runs: [], form: { variant: 'vanilla', layers: 2, hidden: 64, heads: 4, seqLen: 64, batch: 8,
+    steps: 300, lr: 0.002, evalEvery: 10 } },
+  messages: [],            // [{id, kind: 'error' | 'info', text}]
+  timing: {},              // forwardMs, analyzeRoundTripMs, quantMs, quantUpdateMs, pplMs, ...
+  memory: 0,
+};
+
+const subscribers = new Set();
+let frame = 0;
+let before = null;
+
+export const getState = () => state;
+export const POINTS = ALL_POINTS;
+
+/** Merges a patch (or patch(state)) into the state and schedules one render. */
+export function update(patch) {
+  const p = typeof patch === 'function' ? patch(state) : patch;
+  if (!p) return;
+  before ??= state;
+  state = { ...state, ...p };
+  if (!frame) frame = requestAnimationFrame(flush);
+}
+
+function flush() {
+  frame = 0;
+  const prev = before;
+  before = null;
+  for (const fn of subscribers) {
+    try {
+      fn(state, prev);
+    } catch (e) {
+      console.error(e);
+    }
+  }
+}
+
+export function subscribe(fn) {
+  subscribers.add(fn);
+  return () => subscribers.delete(fn);
+}
+
+/** The models shown: the selected one, after the vanilla model in compare mode. */
+export function shownModels(s = state) {
+  const sel = s.models.find((m) => m.id === s.selected);
+  if (!sel) return [];
+  if (!s.compare) return [sel];
+  const base = s.models.find((m) => m.variant === 'vanilla' && m.source === 'shipped');
+  return base && base.id !== sel.id && sel.hasTokenizer ? [base, sel] : [sel];
+}
+
+export const modelById = (id, s = state) => s.models.find((m) => m.id === id);
