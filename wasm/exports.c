@@ -7,9 +7,6 @@
 #include "quantscope/quantscope.h"
 #include "quantscope/train.h"
 
-/* For serialising a model to memory (see qsw_model_safetensors), as model/init.c does. */
-#include "io/safetensors.h"
-#include "model/model_internal.h"
 
 #define KEEP EMSCRIPTEN_KEEPALIVE
 
@@ -346,27 +343,16 @@ KEEP int qsw_model_create(qsw_ctx *c, const char *config, size_t config_len, dou
     return done(c, s);
 }
 
-/* The model as model.safetensors bytes, laid out exactly as qs_model_save_dir
- * writes them (Hugging Face names, tied head stored once, the same metadata).
- * A local equivalent of a library qs_model_save_memory: the library only
- * writes to a folder, and the browser has none. out[0] = length, out[1] =
- * bytes (ctx-owned until the next save). */
+/* The model as model.safetensors bytes (qs_model_save_memory: what
+ * qs_model_save_dir writes, for a browser that has no folder). out[0] =
+ * length, out[1] = bytes (ctx-owned until the next save). */
 KEEP int qsw_model_safetensors(qsw_ctx *c, const qs_model *m) {
     if (!m) return fail(c, QS_ERR_ARG, "save: model is NULL");
-    qs_st_entry *e = calloc((size_t)m->n_table, sizeof *e);
-    if (!e) return fail(c, QS_ERR_NOMEM, "save: out of memory");
-    for (int i = 0; i < m->n_table; i++) {
-        const param_entry *p = &m->table[i];
-        e[i].name = p->name;
-        e[i].data = m->params + p->offset;
-        e[i].ndim = p->ndim;
-        for (int d = 0; d < p->ndim; d++) e[i].shape[d] = p->shape[d];
-    }
-    static const char *const meta[] = {"format", "pt", "producer", "quantscope"};
     uint8_t *buf = NULL;
-    size_t len = 0;
-    qs_status s = qs_st_serialize(e, m->n_table, meta, 2, &buf, &len, &c->err);
-    free(e);
+    char *json = NULL;
+    size_t len = 0, jlen = 0;
+    qs_status s = qs_model_save_memory(m, &buf, &len, &json, &jlen, &c->err);
+    free(json); /* JS reads the config through qsw_config_json */
     if (s) return done(c, s);
     free(c->blob);
     c->blob = buf;

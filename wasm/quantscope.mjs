@@ -780,8 +780,15 @@ async function fetchFolder(url) {
     if (optional && res.status === 404) return null;
     throw qsError('QS_ERR_IO', `${u}: HTTP ${res.status}`);
   };
-  const [config, safetensors, vocab] = await Promise.all([
-    get('config.json'), get('model.safetensors'), get('vocab.txt', true)]);
+  const [config, safetensors] = await Promise.all([get('config.json'), get('model.safetensors')]);
+  /* Only WordPiece models have a vocab.txt: asking for it otherwise logs a
+   * 404 in the browser console for every byte-level model. */
+  let wordpiece = true;
+  try {
+    const cfg = JSON.parse(new TextDecoder().decode(config));
+    wordpiece = cfg.tokenizer === 'wordpiece' || (cfg.model_type === 'bert' && cfg.tokenizer === undefined);
+  } catch { /* the C parser reports a bad config.json */ }
+  const vocab = wordpiece ? await get('vocab.txt', true) : null;
   return { config, safetensors, vocab };
 }
 

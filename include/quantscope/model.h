@@ -117,6 +117,10 @@ int qs_config_write_json(const qs_config *c, char *buf, size_t cap);
  * attn_gate_init). Deterministic for a seed. */
 qs_status qs_model_create(const qs_config *c, uint64_t seed, qs_model **out, qs_error *err);
 
+/* The same two files in memory: malloc'd buffers the caller frees. */
+qs_status qs_model_save_memory(const qs_model *m, uint8_t **safetensors, size_t *st_len,
+                               char **config_json, size_t *config_len, qs_error *err);
+
 /* Writes config.json and model.safetensors (Hugging Face names; the tied head
  * is stored once) into dir, each atomically (temporary file + rename). */
 qs_status qs_model_save_dir(const qs_model *m, const char *dir, qs_error *err);

@@ -78,10 +78,18 @@ qs_status qs_model_create(const qs_config *c, uint64_t seed, qs_model **out, qs_
     return QS_OK;
 }
 
-qs_status qs_model_save_dir(const qs_model *m, const char *dir, qs_error *err) {
-    if (!m || !dir) return qs_fail(err, QS_ERR_ARG, "save: NULL argument");
+qs_status qs_model_save_memory(const qs_model *m, uint8_t **safetensors, size_t *st_len,
+                               char **config_json, size_t *config_len, qs_error *err) {
+    if (!m || !safetensors || !st_len || !config_json || !config_len)
+        return qs_fail(err, QS_ERR_ARG, "save: NULL argument");
     qs_st_entry *e = calloc((size_t)m->n_table, sizeof *e);
-    if (!e) return qs_fail(err, QS_ERR_NOMEM, "save: out of memory");
+    char *json = malloc(4096);
+    int jlen = json ? qs_config_to_json(&m->cfg, json, 4096) : -1;
+    if (!e || jlen < 0) {
+        free(e);
+        free(json);
+        return qs_fail(err, QS_ERR_NOMEM, "save: out of memory");
+    }
     for (int i = 0; i < m->n_table; i++) {
         const param_entry *p = &m->table[i];
         e[i].name = p->name;
@@ -90,27 +98,37 @@ qs_status qs_model_save_dir(const qs_model *m, const char *dir, qs_error *err) {
         for (int d = 0; d < p->ndim; d++) e[i].shape[d] = p->shape[d];
     }
     static const char *const meta[] = {"format", "pt", "producer", "quantscope"};
-    uint8_t *buf;
-    size_t len;
-    qs_status s = qs_st_serialize(e, m->n_table, meta, 2, &buf, &len, err);
+    qs_status s = qs_st_serialize(e, m->n_table, meta, 2, safetensors, st_len, err);
     free(e);
+    if (s) {
+        free(json);
+        return s;
+    }
+    *config_json = json;
+    *config_len = (size_t)jlen;
+    return QS_OK;
+}
+
+qs_status qs_model_save_dir(const qs_model *m, const char *dir, qs_error *err) {
+    if (!m || !dir) return qs_fail(err, QS_ERR_ARG, "save: NULL argument");
+    uint8_t *buf;
+    char *json;
+    size_t len, jlen;
+    qs_status s = qs_model_save_memory(m, &buf, &len, &json, &jlen, err);
     if (s) return s;
     size_t plen = strlen(dir) + 32;
     char *path = malloc(plen);
-    char json[4096];
-    int jlen = qs_config_to_json(&m->cfg, json, sizeof json);
-    if (!path || jlen < 0) {
-        free(buf);
-        free(path);
-        return qs_fail(err, QS_ERR_NOMEM, "save: out of memory");
+    if (!path) s = qs_fail(err, QS_ERR_NOMEM, "save: out of memory");
+    if (!s) {
+        snprintf(path, plen, "%s/model.safetensors", dir);
+        s = qs_write_file_atomic(path, buf, len, err);
     }
-    snprintf(path, plen, "%s/model.safetensors", dir);
-    s = qs_write_file_atomic(path, buf, len, err);
-    free(buf);
     if (!s) {
         snprintf(path, plen, "%s/config.json", dir);
-        s = qs_write_file_atomic(path, json, (size_t)jlen, err);
+        s = qs_write_file_atomic(path, json, jlen, err);
     }
     free(path);
+    free(buf);
+    free(json);
     return s;
 }
