@@ -56,7 +56,7 @@ quantscope's own trainer on the King James Bible (Debian \`bible-kjv\`,
 - model: ${cfg.num_hidden_layers} layers, d ${cfg.hidden_size}, ${cfg.num_attention_heads} heads, FFN ${cfg.intermediate_size}, T ≤ ${cfg.max_position_embeddings}, vocab ${cfg.vocab_size} (bytes + 4 specials)
 - variant keys: \`attn_softmax\` ${cfg.attn_softmax}, \`clip_alpha\` ${cfg.clip_alpha}, \`attn_gate_type\` ${cfg.attn_gate_type}, \`attn_gate_init\` ${cfg.attn_gate_init}, \`block_type\` ${cfg.block_type}
 - command: \`${command}\`
-- wall time: ${Number.isFinite(wall) ? `${wall} s (${(wall / 60).toFixed(1)} min)` : 'not recorded'} on ${hardware}
+- wall time: ${Number.isFinite(wall) ? `${wall} s (${(wall / 60).toFixed(1)} min)` : 'not recorded'} on ${hardware}; the four variants trained at the same time, one thread each, on a machine shared with other jobs, so a run alone is faster
 - curve: [curve.csv](curve.csv) (loss, lr, gradient norm; every eval: validation perplexity, max ‖x‖∞, kurtosis)
 - steps done: ${stepsDone}${stopped}
 - last evaluation (step ${evalAt('step')}): validation perplexity ${Number(evalAt('val_ppl')).toFixed(3)}, max ‖x‖∞ ${Number(evalAt('max_inf_norm')).toFixed(2)}, max FFN output ‖x‖∞ ${Number(evalAt('max_ffn_out_inf_norm')).toFixed(2)}, kurtosis ${Number(evalAt('avg_kurtosis')).toFixed(2)}
