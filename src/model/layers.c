@@ -48,8 +48,10 @@ void gelu_tanh_forward(float *out, const float *x, size_t n) {
         out[i] = 0.5f * x[i] * (1.0f + tanhf(k * (x[i] + 0.044715f * x[i] * x[i] * x[i])));
 }
 
+/* NaN passes through (as in PyTorch) so an overflow upstream is reported
+ * instead of being silently zeroed. */
 void relu_forward(float *out, const float *x, size_t n) {
-    for (size_t i = 0; i < n; i++) out[i] = x[i] > 0.0f ? x[i] : 0.0f;
+    for (size_t i = 0; i < n; i++) out[i] = (x[i] > 0.0f || x[i] != x[i]) ? x[i] : 0.0f;
 }
 
 float sigmoidf_stable(float x) {
