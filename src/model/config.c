@@ -220,7 +220,7 @@ qs_status qs_config_parse(const char *text, size_t len, const char *what, qs_con
     get_bool(&r, "attn_gate_mlp", &c->gate_mlp);
     int all_features = 0;
     get_bool(&r, "attn_gate_linear_all_features", &all_features);
-    get_int(&r, "attn_gate_mlp_hidden", &c->gate_mlp_hidden, 1, 4096);
+    get_int(&r, "attn_gate_mlp_hidden", &c->gate_mlp_hidden, 1, 1 << 16);
     get_float(&r, "attn_gate_init", &c->gate_init);
     get_enum(&r, "tokenizer", tokenizer_names, &tok);
     get_bool(&r, "do_lower_case", &c->do_lower_case);

@@ -229,11 +229,30 @@ static void test_config_larger_than_file(void) {
     qs_model_free(tiny);
 }
 
+/* fuzz_config: a wide model's default MLP-gate width (d_head / 4 = 5121) was
+ * written to config.json but the reader capped the key at 4096, so a saved
+ * config did not load back. */
+static void test_config_wide_gate_default_round_trips(void) {
+    const char *in = "{\"model_type\": \"opt\", \"vocab_size\": 15, \"hidden_size\": 40968, "
+                     "\"num_hidden_layers\": 2, \"num_attention_heads\": 2, \"ffn_dim\": 32, "
+                     "\"max_position_embeddings\": 2}";
+    qs_config c, back;
+    qs_error err = {0};
+    CHECK_OK(qs_config_from_json(in, strlen(in), &c, &err), &err);
+    CHECK(c.gate_mlp_hidden == 5121);
+    char json[4096];
+    int n = qs_config_write_json(&c, json, sizeof json);
+    CHECK(n > 0);
+    CHECK_OK(qs_config_from_json(json, (size_t)n, &back, &err), &err);
+    CHECK(memcmp(&c, &back, sizeof c) == 0);
+}
+
 int main(void) {
     RUN(test_json_nul_ends_a_number);
     RUN(test_config_float_out_of_range);
     RUN(test_quant_range_at_flt_max);
     RUN(test_resume_step_outside_the_run);
     RUN(test_config_larger_than_file);
+    RUN(test_config_wide_gate_default_round_trips);
     return TEST_DONE();
 }
