@@ -702,6 +702,20 @@ function utf16Offsets(text, bytes, byteOffsets) {
  * Loads a model: a folder path (Node), a folder URL (browser), an object
  * {config, safetensors, vocab?}, or a FileList / array of File.
  */
+/* A Model around a C handle with its own context; the handle is freed if the
+ * context cannot be made. */
+function wrapModel(c, handle) {
+  let ctx = 0;
+  try {
+    ctx = c.newCtx();
+    return new Model(c, handle, ctx);
+  } catch (e) {
+    c.m._qsw_model_free(handle);
+    if (ctx) c.m._qsw_ctx_free(ctx);
+    throw e;
+  }
+}
+
 export async function loadModel(source) {
   const files = await readSource(source);
   const c = await core();
@@ -713,15 +727,7 @@ export async function loadModel(source) {
     c.check(c.ctx, c.m._qsw_model_load(c.ctx, pc, config.length, ps, st.length, pv, vocab ? vocab.length : 0));
     return c.out(c.ctx, 1)[0] >>> 0;
   });
-  let ctx = 0;
-  try {
-    ctx = c.newCtx();
-    return new Model(c, handle, ctx);
-  } catch (e) {
-    c.m._qsw_model_free(handle);
-    if (ctx) c.m._qsw_ctx_free(ctx);
-    throw e;
-  }
+  return wrapModel(c, handle);
 }
 
 const isBinary = (v) => v instanceof ArrayBuffer || ArrayBuffer.isView(v);
@@ -820,15 +826,7 @@ export async function createModel(config, { seed = 0 } = {}) {
     c.check(c.ctx, c.m._qsw_model_create(c.ctx, p, json.length, s));
     return c.out(c.ctx, 1)[0] >>> 0;
   });
-  let ctx = 0;
-  try {
-    ctx = c.newCtx();
-    return new Model(c, handle, ctx);
-  } catch (e) {
-    c.m._qsw_model_free(handle);
-    if (ctx) c.m._qsw_ctx_free(ctx);
-    throw e;
-  }
+  return wrapModel(c, handle);
 }
 
 /**
