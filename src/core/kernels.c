@@ -5,6 +5,8 @@
 
 #include <math.h>
 
+#include "core/error.h"
+
 #if defined(__AVX512F__) && !defined(QS_NO_AVX512)
 #include <simde/x86/avx512.h>
 typedef simde__m512 vf;
@@ -258,6 +260,14 @@ float qs_max_abs_ref(const float *x, size_t n) {
 
 /* Not a hot path: the compiler vectorises this well enough. */
 float qs_max_abs(const float *x, size_t n) { return qs_max_abs_ref(x, n); }
+
+qs_status qs_check_finite_matrix(const float *x, int rows, int cols, const char *what,
+                                 qs_error *err) {
+    size_t bad;
+    if (qs_all_finite(x, (size_t)rows * (size_t)cols, &bad)) return QS_OK;
+    return qs_fail(err, QS_ERR_NAN, "%s[row %zu, col %zu] = %g: expected a finite value", what,
+                   bad / (size_t)cols, bad % (size_t)cols, (double)x[bad]);
+}
 
 int qs_all_finite(const float *x, size_t n, size_t *bad_index) {
     for (size_t i = 0; i < n; i++)

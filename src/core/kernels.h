@@ -6,6 +6,8 @@
 
 #include <stddef.h>
 
+#include "quantscope/status.h"
+
 /* out[t][o] = sum_i x[t][i] * w[o][i] + (b ? b[o] : 0): a linear layer with
  * PyTorch's weight layout [out_features][in_features], rows of x are tokens. */
 void qs_linear(float *out, const float *x, const float *w, const float *b, int T, int in,
@@ -43,6 +45,11 @@ float qs_max_abs_ref(const float *x, size_t n);
 
 /* 1 if every element is finite; else 0 and *bad_index gets the first bad one. */
 int qs_all_finite(const float *x, size_t n, size_t *bad_index);
+
+/* QS_ERR_NAN naming what[row, col] and the value when a matrix holds a
+ * non-finite element; the one input check the quantizers share. */
+qs_status qs_check_finite_matrix(const float *x, int rows, int cols, const char *what,
+                                 qs_error *err);
 
 
 /* Backward of qs_linear, accumulating: dx[t] += sum_o dy[t][o] w[o] (dx may be

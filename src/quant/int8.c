@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/kernels.h"
 
 /* Activation quantization is O(T K) against the GEMM's O(T K N): 4 lanes are
  * enough there, so it uses the SIMD128 API on every target. */
@@ -126,16 +127,6 @@ static void clip_bounds(qs_qparams g, float *lo, float *hi) {
 
 /* ------------------------------------------------------------- validation */
 
-static qs_status check_finite_matrix(const float *x, int rows, int cols, const char *what,
-                                     qs_error *err) {
-    size_t n = (size_t)rows * (size_t)cols;
-    for (size_t i = 0; i < n; i++)
-        if (!isfinite(x[i]))
-            return qs_fail(err, QS_ERR_NAN, "%s[row %zu, col %zu] = %g: expected a finite value",
-                           what, i / (size_t)cols, i % (size_t)cols, (double)x[i]);
-    return QS_OK;
-}
-
 static qs_status check_shape(int rows, int cols, const char *what, qs_error *err) {
     if (rows <= 0 || cols <= 0)
         return qs_fail(err, QS_ERR_SHAPE, "%s: shape [%d, %d]: expected both > 0", what, rows,
@@ -189,7 +180,7 @@ qs_status qs_int8_weights_create(const float *w, int out_features, int in_featur
         return qs_fail(err, QS_ERR_ARG,
                        "int8_weights_create: granularity %d (%s): expected tensor or channel",
                        (int)gran, qs_granularity_name(gran));
-    if ((s = check_finite_matrix(w, out_features, in_features, "int8_weights_create: w", err)))
+    if ((s = qs_check_finite_matrix(w, out_features, in_features, "int8_weights_create: w", err)))
         return s;
 
     qs_int8_weights *p = calloc(1, sizeof *p);

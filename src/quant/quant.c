@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/kernels.h"
 
 /* Smallest scale a grid gets: the smallest normal float. It keeps x / s and
  * s * (q - z) out of denormals when a range is tiny, and gives a zero-width
@@ -197,12 +198,7 @@ static qs_status check_matrix(const float *x, int rows, int cols, const char *wh
     if (rows <= 0 || cols <= 0)
         return qs_fail(err, QS_ERR_ARG, "%s: shape [%d, %d]: expected rows > 0 and cols > 0",
                        what, rows, cols);
-    size_t n = (size_t)rows * (size_t)cols;
-    for (size_t i = 0; i < n; i++)
-        if (!isfinite(x[i]))
-            return qs_fail(err, QS_ERR_NAN, "%s[row %zu, col %zu] = %g: expected a finite value",
-                           what, i / (size_t)cols, i % (size_t)cols, (double)x[i]);
-    return QS_OK;
+    return qs_check_finite_matrix(x, rows, cols, what, err);
 }
 
 qs_status qs_fake_quant_rows(float *x, int rows, int cols, int bits, int symmetric,
