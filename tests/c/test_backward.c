@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "check.h"
+#include "test_util.h"
 #include "model/model_internal.h"
 
 static uint64_t rng = 99;
@@ -91,18 +92,7 @@ static void test_row_ops(void) {
 /* ---- whole models ---- */
 
 static qs_model *make(const char *arch, const char *extra) {
-    char json[1024];
-    int bert = strcmp(arch, "bert") == 0;
-    snprintf(json, sizeof json,
-             "{\"model_type\": \"%s\", \"vocab_size\": 260, \"hidden_size\": 16, "
-             "\"num_hidden_layers\": 2, \"num_attention_heads\": 2, \"%s\": 24, "
-             "\"max_position_embeddings\": 16, \"tokenizer\": \"byte\"%s}",
-             arch, bert ? "intermediate_size" : "ffn_dim", extra);
-    qs_config c;
-    qs_error err = {0};
-    qs_model *m = NULL;
-    CHECK_OK(qs_config_from_json(json, strlen(json), &c, &err), &err);
-    CHECK_OK(qs_model_create(&c, 42, &m, &err), &err);
+    qs_model *m = byte_model(arch, 16, 2, 24, 16, extra, 42);
     if (!m) return NULL;
     /* Larger weights than the 0.02 init make attention peaked and every path
      * carry signal, so differences are well above float noise. */

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "test_util.h"
 #include "io/safetensors.h"
 #include "model/model_internal.h"
 #include "quantscope/train.h"
@@ -168,22 +169,7 @@ static void same_file(const char *a_dir, const char *b_dir, const char *name) {
 
 /* A 200 KB corpus: the CLI keeps 5 % for validation in every 20th 16 KiB
  * block, so the text needs 11 blocks or more. */
-static char *make_corpus(size_t *len) {
-    static const char *words[] = {"and", "the", "lord", "said", "unto", "moses", "in", "land",
-                                  "of", "egypt", "behold", "light", "was", "good", "day", "night"};
-    size_t cap = 200000, k = 0;
-    char *t = malloc(cap + 64);
-    uint64_t r = 11;
-    while (k < cap) {
-        r = r * 6364136223846793005ull + 1442695040888963407ull;
-        const char *w = words[(r >> 33) % 16];
-        memcpy(t + k, w, strlen(w));
-        k += strlen(w);
-        t[k++] = ((r >> 20) % 9 == 0) ? '\n' : ' ';
-    }
-    *len = k;
-    return t;
-}
+static char *make_corpus(size_t *len) { return word_corpus(200000, 11, len); }
 
 static void remove_dir(const char *dir) {
     DIR *d = opendir(dir);

@@ -11,24 +11,13 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "test_util.h"
 #include "io/safetensors.h"
 #include "model/model_internal.h"
 #include "quantscope/train.h"
 
 static qs_model *model(const char *arch, const char *extra) {
-    char json[1024];
-    int bert = !strcmp(arch, "bert");
-    snprintf(json, sizeof json,
-             "{\"model_type\": \"%s\", \"vocab_size\": 260, \"hidden_size\": 16, "
-             "\"num_hidden_layers\": 2, \"num_attention_heads\": 2, \"%s\": 32, "
-             "\"max_position_embeddings\": 32, \"tokenizer\": \"byte\"%s}",
-             arch, bert ? "intermediate_size" : "ffn_dim", extra);
-    qs_config c;
-    qs_error err = {0};
-    qs_model *m = NULL;
-    CHECK_OK(qs_config_from_json(json, strlen(json), &c, &err), &err);
-    CHECK_OK(qs_model_create(&c, 5, &m, &err), &err);
-    return m;
+    return byte_model(arch, 16, 2, 32, 32, extra, 5);
 }
 
 static const int32_t IDS[8] = {1, 44, 105, 108, 108, 115, 36, 2}; /* [CLS] "Hello" ... [SEP] */

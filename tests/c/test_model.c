@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "check.h"
+#include "test_util.h"
 #include "io/safetensors.h"
 #include "model/model_internal.h"
 #include "quantscope/eval.h"
@@ -56,19 +57,7 @@ static void test_softmax_variants(void) {
 }
 
 static qs_model *tiny(const char *extra, qs_arch arch, uint64_t seed) {
-    char json[1024];
-    snprintf(json, sizeof json,
-             "{\"model_type\": \"%s\", \"vocab_size\": 260, \"hidden_size\": 16, "
-             "\"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"%s\": 32, "
-             "\"max_position_embeddings\": 32, \"tokenizer\": \"byte\"%s}",
-             arch == QS_ARCH_BERT ? "bert" : "opt",
-             arch == QS_ARCH_BERT ? "intermediate_size" : "ffn_dim", extra);
-    qs_config c;
-    qs_error err = {0};
-    qs_model *m = NULL;
-    CHECK_OK(qs_config_from_json(json, strlen(json), &c, &err), &err);
-    CHECK_OK(qs_model_create(&c, seed, &m, &err), &err);
-    return m;
+    return byte_model(arch == QS_ARCH_BERT ? "bert" : "opt", 16, 4, 32, 32, extra, seed);
 }
 
 static const int32_t ids8[8] = {1, 76, 105, 103, 104, 36, 50, 2};

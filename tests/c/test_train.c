@@ -5,41 +5,14 @@
 #include <stdlib.h>
 
 #include "check.h"
+#include "test_util.h"
 #include "model/model_internal.h"
 #include "quantscope/train.h"
 
-static char *corpus(size_t *len) {
-    static const char *words[] = {"and", "the", "lord", "said", "unto", "moses", "in", "land",
-                                  "of", "egypt", "behold", "light", "was", "good", "day", "night"};
-    size_t cap = 400000, k = 0;
-    char *t = malloc(cap + 64);
-    uint64_t r = 7;
-    while (k < cap) {
-        r = r * 6364136223846793005ull + 1442695040888963407ull;
-        const char *w = words[(r >> 33) % 16];
-        size_t n = strlen(w);
-        memcpy(t + k, w, n);
-        k += n;
-        t[k++] = ((r >> 20) % 9 == 0) ? '\n' : ' ';
-    }
-    *len = k;
-    return t;
-}
+static char *corpus(size_t *len) { return word_corpus(400000, 7, len); }
 
 static qs_model *model(const char *arch, const char *extra) {
-    char json[1024];
-    int bert = !strcmp(arch, "bert");
-    snprintf(json, sizeof json,
-             "{\"model_type\": \"%s\", \"vocab_size\": 260, \"hidden_size\": 32, "
-             "\"num_hidden_layers\": 2, \"num_attention_heads\": 2, \"%s\": 64, "
-             "\"max_position_embeddings\": 32, \"tokenizer\": \"byte\"%s}",
-             arch, bert ? "intermediate_size" : "ffn_dim", extra);
-    qs_config c;
-    qs_error err = {0};
-    qs_model *m = NULL;
-    CHECK_OK(qs_config_from_json(json, strlen(json), &c, &err), &err);
-    CHECK_OK(qs_model_create(&c, 1, &m, &err), &err);
-    return m;
+    return byte_model(arch, 32, 2, 64, 32, extra, 1);
 }
 
 static qs_train_config small(void) {
