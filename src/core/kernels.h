@@ -1,6 +1,6 @@
-/* core/kernels.h: the numeric kernels every layer uses, each written once with
- * SIMDe's wasm SIMD128 intrinsics (wasm SIMD in the browser, SSE natively) and
- * a scalar reference of the same name + _ref that the tests compare against. */
+/* core/kernels.h: the numeric kernels every layer uses, each written once over
+ * a vector type (AVX-512 / AVX2+FMA natively, SIMDe's wasm SIMD128 otherwise)
+ * with a scalar reference of the same name + _ref that the tests compare against. */
 #ifndef QS_CORE_KERNELS_H
 #define QS_CORE_KERNELS_H
 
