@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # scripts/test.sh: the whole test suite from a clean checkout: installs what is
-# missing, builds, then C tests (plain and ASan+UBSan), Node tests, browser tests.
+# missing, builds, then C tests (plain, ASan+UBSan, TSan for the threaded parts),
+# fuzzing, Node tests, browser tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
@@ -13,6 +14,10 @@ ctest --test-dir build/native --output-on-failure
 echo "== C unit tests (ASan + UBSan, leak checks on)"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build/sanitize --output-on-failure
+echo "== threaded code under ThreadSanitizer (trainer and batch evaluation)"
+cmake --preset native-tsan >/dev/null
+cmake --build build/tsan -j"$(nproc)" --target test_eval test_train >/dev/null
+TSAN_OPTIONS=halt_on_error=1 ctest --test-dir build/tsan --output-on-failure -R 'test_(eval|train)$'
 # A fixed seed and run count make this a repeatable regression check; the
 # open-ended search is the long local run (README "Reliability").
 echo "== fuzzing (libFuzzer + ASan + UBSan, 30,000 seeded runs per target, corpora replayed first)"

@@ -4,6 +4,7 @@
  *   bench_native gemm  [rounds] [min_ms]       kernels, shape by shape
  *   bench_native model DIR [rounds] [min_ms]   forward of a model on 64 and 128 tokens
  *   bench_native mem   DIR                     RSS after loading and after forwards
+ *   bench_native eval  DIR [rounds] [min_ms]   batch evaluation (qs_evaluate), 1 vs 2 threads
  *
  * Contestants run alternately within every round (the machine is noisy,
  * TOOLCHAIN.md); each sample repeats a call until min_ms have passed; the
@@ -17,6 +18,7 @@
 #include <time.h>
 
 #include "core/kernels.h"
+#include "quantscope/eval.h"
 #include "quantscope/int8.h"
 #include "quantscope/model.h"
 
@@ -86,7 +88,7 @@ static float *random_floats(size_t n, float scale, unsigned seed) {
 }
 
 static void die(const char *what, const qs_error *err) {
-    fprintf(stderr, "bench: %s: %s\n", what, err->msg);
+    fprintf(stderr, "bench: %s%s%s\n", what, err ? ": " : "", err ? err->msg : "");
     exit(1);
 }
 
@@ -353,6 +355,62 @@ static int bench_model(const char *dir, int rounds, double min_s) {
     return 0;
 }
 
+/* ------------------------------------------------------ batch evaluation */
+
+typedef struct eval_ctx {
+    qs_model *m;
+    int32_t *ids;
+    size_t n;
+    qs_eval_opts o;
+} eval_ctx;
+
+static void evaluate_once(void *p) {
+    eval_ctx *ec = p;
+    qs_error err = {0};
+    qs_eval_result r;
+    if (qs_evaluate(ec->m, ec->ids, ec->n, &ec->o, &r, &err)) die("evaluate", &err);
+}
+
+/* Perplexity over 32 windows of 128 tokens, float and W8A8 (int8 kernels),
+ * on 1 and 2 threads alternately; the figures agree bit for bit (eval.h). */
+static int bench_eval(const char *dir, int rounds, double min_s) {
+    qs_error err = {0};
+    eval_ctx ec = {0};
+    if (qs_model_load_dir(dir, &ec.m, &err)) die(dir, &err);
+    ec.o = qs_eval_opts_default(ec.m);
+    ec.o.seq_len = 128 < qs_model_config(ec.m)->max_positions ? 128
+                                                             : qs_model_config(ec.m)->max_positions;
+    ec.o.max_windows = 32;
+    ec.n = (size_t)ec.o.max_windows * ec.o.seq_len;
+    ec.ids = malloc(ec.n * sizeof(int32_t));
+    if (!ec.ids) die("eval: out of memory", NULL);
+    fill_ids(ec.m, ec.ids, (int)ec.n);
+    qs_quant_config q = qs_quant_config_default();
+#ifdef QS_QUANT_HAS_INT8
+    q.int8 = 1;
+#endif
+    printf("native batch evaluation of %s: %d windows of %d tokens, ms per evaluation, "
+           "median of %d rounds\n", dir, ec.o.max_windows, ec.o.seq_len, rounds);
+    const int threads[2] = {1, 2};
+    for (int quant = 0; quant < 2; quant++) {
+        ec.o.quant = quant ? &q : NULL;
+        ec.o.quant_only = quant;
+        double secs[2][MAX_ROUNDS];
+        for (int r = -1; r < rounds; r++)
+            for (int t = 0; t < 2; t++) {
+                ec.o.threads = threads[t];
+                double sec = sample(evaluate_once, &ec, min_s);
+                if (r >= 0) secs[t][r] = sec;
+            }
+        double one = 1e3 * median(secs[0], rounds), two = 1e3 * median(secs[1], rounds);
+        printf("  %-14s 1 thread %8.1f ms   2 threads %8.1f ms   speedup %.2f x\n",
+               quant ? "w8a8 int8" : "f32", one, two, one / two);
+    }
+    free(ec.ids);
+    qs_model_free(ec.m);
+    return 0;
+}
+
 /* ------------------------------------------------------------------ memory */
 
 /* VmRSS and VmHWM (peak) in KiB from /proc/self/status. */
@@ -395,9 +453,9 @@ static int bench_mem(const char *dir) {
 
 int main(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "gemm";
-    int model_mode = !strcmp(mode, "model") || !strcmp(mode, "mem");
+    int model_mode = !strcmp(mode, "model") || !strcmp(mode, "mem") || !strcmp(mode, "eval");
     if (model_mode && argc < 3) {
-        fprintf(stderr, "usage: %s model|mem DIR [rounds] [min_ms]\n", argv[0]);
+        fprintf(stderr, "usage: %s model|mem|eval DIR [rounds] [min_ms]\n", argv[0]);
         return 2;
     }
     int first = model_mode ? 3 : 2;
@@ -408,6 +466,7 @@ int main(int argc, char **argv) {
     if (!strcmp(mode, "gemm")) return bench_gemm(rounds, min_ms / 1e3);
     if (!strcmp(mode, "model")) return bench_model(argv[2], rounds, min_ms / 1e3);
     if (!strcmp(mode, "mem")) return bench_mem(argv[2]);
-    fprintf(stderr, "usage: %s gemm|model|mem ...\n", argv[0]);
+    if (!strcmp(mode, "eval")) return bench_eval(argv[2], rounds, min_ms / 1e3);
+    fprintf(stderr, "usage: %s gemm|model|mem|eval ...\n", argv[0]);
     return 2;
 }

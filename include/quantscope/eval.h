@@ -22,6 +22,9 @@ typedef struct qs_eval_opts {
     const qs_quant_config *quant; /* NULL: float only */
     int calib_windows;  /* windows from the start of the stream used to calibrate; 0 = 4 */
     int quant_only;     /* with quant: skip the float pass (fp_* are NaN) */
+    int threads;        /* windows scored side by side, 0 or 1 = on the calling thread only,
+                         * at most 16 (builds without threads use one). The results are the
+                         * same bit for bit whatever the number. */
 } qs_eval_opts;
 
 /* Defaults for a model: special ids from its tokenizer (-1 when it has none;

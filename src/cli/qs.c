@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "core/threads.h"
 #include "quantscope/quantscope.h"
 #include "quantscope/train.h"
 
@@ -17,7 +18,7 @@ typedef struct args {
     const char *models[16];
     int n_models;
     const char *ids, *types, *text, *data, *points, *capture_point;
-    int json, seq_len, windows, calib, split_all;
+    int json, seq_len, windows, calib, split_all, threads;
     qs_quant_config q;
     int have_quant;
 } args;
@@ -39,7 +40,9 @@ static void usage(FILE *f) {
             "  --estimator minmax|running_minmax|percentile|mse   --percentile P\n"
             "  --asym-weights --sym-acts  --points embed,q,k,...   quantized capture points\n"
             "  --seq-len N --windows N --calib N   evaluation windows and calibration windows\n"
-            "  --split all              eval --data: score the whole file, not its validation split\n");
+            "  --split all              eval --data: score the whole file, not its validation split\n"
+            "  --threads N              eval: windows scored side by side (default: the processors,\n"
+            "                           at most 16; the figures do not depend on it)\n");
 }
 
 static int parse_int(const char *s, const char *flag, int *out) {
@@ -77,6 +80,7 @@ static int parse_args(int argc, char **argv, args *a) {
     memset(a, 0, sizeof *a);
     a->q = qs_quant_config_default();
     a->calib = 4;
+    a->threads = qs_cpu_count();
     if (argc < 2) return 0;
     a->cmd = argv[1];
     for (int i = 2; i < argc; i++) {
@@ -99,6 +103,7 @@ static int parse_args(int argc, char **argv, args *a) {
         else if (!strcmp(f, "--seq-len")) ok = parse_int(v, f, &a->seq_len);
         else if (!strcmp(f, "--windows")) ok = parse_int(v, f, &a->windows);
         else if (!strcmp(f, "--calib")) ok = parse_int(v, f, &a->calib);
+        else if (!strcmp(f, "--threads")) ok = parse_int(v, f, &a->threads);
         else if (!strcmp(f, "--wbits")) { ok = parse_int(v, f, &a->q.weight_bits); a->have_quant = 1; }
         else if (!strcmp(f, "--abits")) { ok = parse_int(v, f, &a->q.act_bits); a->have_quant = 1; }
         else if (!strcmp(f, "--percentile")) { a->q.act_percentile = strtof(v, NULL); a->have_quant = 1; }
@@ -119,6 +124,10 @@ static int parse_args(int argc, char **argv, args *a) {
         i += takes;
     }
     if (a->n_models == 0) { fprintf(stderr, "qs: --model DIR is required\n"); return 0; }
+    if (a->threads < 1 || a->threads > QS_MAX_THREADS) {
+        fprintf(stderr, "qs: --threads %d outside [1, %d]\n", a->threads, QS_MAX_THREADS);
+        return 0;
+    }
     return 1;
 }
 
@@ -556,6 +565,7 @@ static int cmd_eval(const args *a) {
         o.seq_len = a->seq_len;
         o.max_windows = a->windows;
         o.calib_windows = a->calib;
+        o.threads = a->threads;
         ok = ok && !qs_evaluate(m, ids, n, &o, &fp, &err);
         for (int q = 0; ok && q < n_cfg; q++) {
             qs_quant_config qc = a->q;

@@ -7,6 +7,8 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/threads.h"
+#include "model/model_internal.h"
 
 qs_eval_opts qs_eval_opts_default(const qs_model *m) {
     qs_eval_opts o;
@@ -100,28 +102,122 @@ static void make_window(const qs_model *m, const plan *p, const qs_eval_opts *o,
         make_clm_window(w, p->ids + start, n, o);
 }
 
-static qs_status score(qs_model *m, const plan *p, const qs_eval_opts *o, window *w, int quantize,
-                       double *nll, long *count, qs_error *err) {
-    int V = qs_model_config(m)->vocab_size;
-    double total = 0.0;
-    long c = 0;
+/* One thread's share of a pass: windows first, first + stride, ... Each
+ * window's sum goes to its own slot, so the total (summed in window order)
+ * is the same whatever the number of threads. */
+typedef struct eval_job {
+    qs_model *m; /* the model itself for job 0, a replica of it for the others */
+    const plan *p;
+    const qs_eval_opts *o;
+    int first, stride, quantize;
+    window w;
+    double *nll; /* [n_windows] */
+    long *count; /* [n_windows] */
+    int failed;  /* window that failed, -1 = none */
+    qs_status status;
+    qs_error err;
+} eval_job;
+
+static void score_windows(void *arg) {
+    eval_job *j = arg;
+    int V = qs_model_config(j->m)->vocab_size;
     qs_forward_opts fo = {0};
-    fo.quantize = quantize;
+    fo.quantize = j->quantize;
     fo.skip_stats = 1; /* perplexity needs the logits only */
-    for (int k = 0; k < p->n_windows; k++) {
-        make_window(m, p, o, k, w);
-        qs_status s = qs_model_forward(m, w->ids, w->T, &fo, err);
-        if (s) return s;
-        const float *logits = qs_model_logits(m);
+    j->failed = -1;
+    j->status = QS_OK;
+    for (int k = j->first; k < j->p->n_windows; k += j->stride) {
+        window *w = &j->w;
+        make_window(j->m, j->p, j->o, k, w);
+        j->status = qs_model_forward(j->m, w->ids, w->T, &fo, &j->err);
+        if (j->status) {
+            j->failed = k;
+            return;
+        }
+        const float *logits = qs_model_logits(j->m);
+        double total = 0.0;
+        long c = 0;
         for (int t = 0; t < w->T; t++)
             if (w->target[t] >= 0) {
                 total += token_nll(logits + (size_t)t * V, V, w->target[t]);
                 c++;
             }
+        j->nll[k] = total;
+        j->count[k] = c;
     }
-    *nll = c ? total / (double)c : NAN;
-    *count = c;
+}
+
+/* The jobs of a pass: window buffers and per-window sums for every job, a
+ * replica of the model for every job but the first. */
+typedef struct pass {
+    int n_jobs;
+    eval_job jobs[QS_MAX_THREADS];
+    double *nll;
+    long *count;
+} pass;
+
+static void pass_free(pass *ps) {
+    for (int i = 0; i < ps->n_jobs; i++) {
+        if (i > 0) qs_model_free(ps->jobs[i].m);
+        free(ps->jobs[i].w.ids);
+        free(ps->jobs[i].w.target);
+    }
+    free(ps->nll);
+    free(ps->count);
+}
+
+static qs_status pass_init(pass *ps, qs_model *m, const plan *p, const qs_eval_opts *o,
+                           int n_jobs, qs_error *err) {
+    memset(ps, 0, sizeof *ps);
+    ps->nll = calloc((size_t)p->n_windows, sizeof(double));
+    ps->count = calloc((size_t)p->n_windows, sizeof(long));
+    if (!ps->nll || !ps->count) return qs_fail(err, QS_ERR_NOMEM, "evaluate: out of memory");
+    for (int i = 0; i < n_jobs; i++) {
+        eval_job *j = &ps->jobs[i];
+        ps->n_jobs = i + 1;
+        *j = (eval_job){.m = m, .p = p, .o = o, .first = i, .stride = n_jobs,
+                        .nll = ps->nll, .count = ps->count, .failed = -1};
+        j->w.ids = malloc((size_t)p->seq_len * sizeof(int32_t));
+        j->w.target = malloc((size_t)p->seq_len * sizeof(int32_t));
+        if (!j->w.ids || !j->w.target) return qs_fail(err, QS_ERR_NOMEM, "evaluate: out of memory");
+        if (i > 0) {
+            j->m = NULL;
+            qs_status s = qs_model_replica(m, &j->m, err);
+            if (s) return s;
+        }
+    }
     return QS_OK;
+}
+
+/* Mean NLL over every scored token of the stream, windows spread over the
+ * jobs. A failure reports the first window that failed. */
+static qs_status score(qs_model *m, const plan *p, const qs_eval_opts *o, int n_jobs, int quantize,
+                       double *nll, long *count, qs_error *err) {
+    pass ps;
+    qs_status s = pass_init(&ps, m, p, o, n_jobs, err);
+    if (!s) {
+        for (int i = 0; i < ps.n_jobs; i++) ps.jobs[i].quantize = quantize;
+        qs_parallel_run(ps.n_jobs, score_windows, ps.jobs, sizeof ps.jobs[0]);
+        const eval_job *bad = NULL;
+        for (int i = 0; i < ps.n_jobs; i++)
+            if (ps.jobs[i].status && (!bad || ps.jobs[i].failed < bad->failed)) bad = &ps.jobs[i];
+        if (bad) {
+            if (err) *err = bad->err;
+            s = bad->status;
+        }
+    }
+    if (!s) {
+        double total = 0.0;
+        long c = 0;
+        for (int k = 0; k < p->n_windows; k++) {
+            total += ps.nll[k];
+            c += ps.count[k];
+        }
+        *nll = c ? total / (double)c : NAN;
+        *count = c;
+    }
+    pass_free(&ps);
+    return s;
 }
 
 qs_status qs_evaluate(qs_model *m, const int32_t *ids, size_t n_ids, const qs_eval_opts *opts,
@@ -149,36 +245,39 @@ qs_status qs_evaluate(qs_model *m, const int32_t *ids, size_t n_ids, const qs_ev
     if (n_ids < (size_t)min_tokens)
         return qs_fail(err, QS_ERR_RANGE, "evaluate: the token stream has %zu tokens, at least %d "
                        "needed", n_ids, min_tokens);
-    window w;
-    w.ids = malloc((size_t)seq_len * sizeof(int32_t));
-    w.target = malloc((size_t)seq_len * sizeof(int32_t));
-    if (!w.ids || !w.target) {
-        free(w.ids);
-        free(w.target);
-        return qs_fail(err, QS_ERR_NOMEM, "evaluate: out of memory");
-    }
+    if (o.threads < 0 || o.threads > QS_MAX_THREADS)
+        return qs_fail(err, QS_ERR_RANGE, "evaluate: threads %d outside [0, %d]", o.threads,
+                       QS_MAX_THREADS);
+    int n_jobs = QS_HAVE_THREADS && o.threads > 1 ? o.threads : 1;
+    if (n_jobs > p.n_windows) n_jobs = p.n_windows;
     memset(out, 0, sizeof *out);
     out->q_nll = out->q_ppl = NAN;
     out->n_windows = p.n_windows;
     qs_status s = QS_OK;
     if (o.quant && o.quant_only) out->fp_nll = out->fp_ppl = NAN;
-    else s = score(m, &p, &o, &w, 0, &out->fp_nll, &out->n_predicted, err);
+    else s = score(m, &p, &o, n_jobs, 0, &out->fp_nll, &out->n_predicted, err);
     if (!s && !(o.quant && o.quant_only)) out->fp_ppl = exp(out->fp_nll);
     if (!s && o.quant) {
         s = qs_model_set_quant(m, o.quant, err);
         int calib = o.calib_windows > 0 ? o.calib_windows : 4;
         if (calib > p.n_windows) calib = p.n_windows;
-        if (o.quant->act_granularity == QS_GRAN_TENSOR)
+        /* Calibration runs in order on the model itself: running min-max
+         * depends on the order of the batches. The replicas copy its ranges. */
+        if (o.quant->act_granularity == QS_GRAN_TENSOR && !s) {
+            window w = {malloc((size_t)seq_len * sizeof(int32_t)),
+                        malloc((size_t)seq_len * sizeof(int32_t)), 0};
+            if (!w.ids || !w.target) s = qs_fail(err, QS_ERR_NOMEM, "evaluate: out of memory");
             for (int k = 0; k < calib && !s; k++) {
                 make_window(m, &p, &o, k, &w);
                 s = qs_model_calibrate(m, w.ids, NULL, w.T, err);
             }
+            free(w.ids);
+            free(w.target);
+        }
         long n_q;
-        if (!s) s = score(m, &p, &o, &w, 1, &out->q_nll, &n_q, err);
+        if (!s) s = score(m, &p, &o, n_jobs, 1, &out->q_nll, &n_q, err);
         if (!s && o.quant_only) out->n_predicted = n_q;
         if (!s) out->q_ppl = exp(out->q_nll);
     }
-    free(w.ids);
-    free(w.target);
     return s;
 }

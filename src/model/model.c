@@ -463,9 +463,8 @@ static void workspace_free(workspace *ws) {
     memset(ws, 0, sizeof *ws);
 }
 
-void qs_model_free(qs_model *m) {
-    if (!m) return;
-    qs_tokenizer_free(m->tok);
+/* What a replica owns as well as a model. */
+static void free_results(qs_model *m) {
     workspace_free(&m->ws);
     if (m->captures)
         for (int i = 0; i < m->n_slots; i++) free(m->captures[i]);
@@ -474,6 +473,17 @@ void qs_model_free(qs_model *m) {
     free(m->observers);
     free(m->pstats);
     free(m->hstats);
+}
+
+void qs_model_free(qs_model *m) {
+    if (!m) return;
+    free_results(m);
+    if (m->base) {
+        qs_int8_acts_free(m->a8);
+        free(m);
+        return;
+    }
+    qs_tokenizer_free(m->tok);
     free(m->params);
     qs_model_clear_quant(m); /* params_q and the int8 weights */
     free(m->w.layers);
@@ -482,14 +492,61 @@ void qs_model_free(qs_model *m) {
     free(m);
 }
 
+qs_status qs_model_replica(const qs_model *src, qs_model **out, qs_error *err) {
+    if (!src || !out) return qs_fail(err, QS_ERR_ARG, "replica: NULL argument");
+    if (src->base) src = src->base;
+    qs_model *m = calloc(1, sizeof *m);
+    if (!m) return qs_fail(err, QS_ERR_NOMEM, "replica: out of memory");
+    /* Borrowed: tokenizer, parameters and their views, quantized copies, int8 weights. */
+    m->base = src;
+    m->tok = src->tok;
+    m->cfg = src->cfg;
+    m->d_head = src->d_head;
+    m->table = src->table;
+    m->n_table = src->n_table;
+    m->n_params = src->n_params;
+    m->params = src->params;
+    m->w = src->w;
+    m->has_quant = src->has_quant;
+    m->quant = src->quant;
+    m->params_q = src->params_q;
+    m->wq = src->wq;
+    m->w8 = src->w8;
+    m->head_w8 = src->head_w8;
+    m->n_calib = src->n_calib;
+    m->n_slots = src->n_slots;
+    /* Owned: results, observers (a copy of the calibrated ranges), int8 activations. */
+    const qs_config *c = &src->cfg;
+    m->pstats = calloc((size_t)m->n_slots, sizeof *m->pstats);
+    m->hstats = calloc((size_t)c->n_layers * c->n_heads, sizeof *m->hstats);
+    m->captures = calloc((size_t)m->n_slots, sizeof *m->captures);
+    m->capture_cap = calloc((size_t)m->n_slots, sizeof *m->capture_cap);
+    m->observers = malloc((size_t)m->n_slots * sizeof *m->observers);
+    qs_status s = QS_OK;
+    if (!m->pstats || !m->hstats || !m->captures || !m->capture_cap || !m->observers)
+        s = qs_fail(err, QS_ERR_NOMEM, "replica: out of memory");
+    if (!s) memcpy(m->observers, src->observers, (size_t)m->n_slots * sizeof *m->observers);
+    if (!s && src->a8) {
+        int D = c->hidden_size, I = c->intermediate_size;
+        s = qs_int8_acts_create(c->max_positions, D > I ? D : I, &m->a8, err);
+    }
+    if (s) {
+        qs_model_free(m);
+        return s;
+    }
+    *out = m;
+    return QS_OK;
+}
+
 const qs_config *qs_model_config(const qs_model *m) { return m ? &m->cfg : NULL; }
 
 const qs_tokenizer *qs_model_tokenizer(const qs_model *m) { return m ? m->tok : NULL; }
 
 qs_status qs_model_set_tokenizer(qs_model *m, qs_tokenizer *t, qs_error *err) {
-    if (!m || !t) {
+    if (!m || !t || m->base) {
         qs_tokenizer_free(t);
-        return qs_fail(err, QS_ERR_ARG, "set_tokenizer: NULL argument");
+        return qs_fail(err, QS_ERR_ARG, m && t ? "set_tokenizer: a replica has its base's "
+                       "tokenizer" : "set_tokenizer: NULL argument");
     }
     int n = qs_tokenizer_vocab_size(t);
     if (n > m->cfg.vocab_size) {

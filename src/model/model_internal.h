@@ -103,6 +103,9 @@ typedef struct workspace {
 } workspace;
 
 struct qs_model {
+    /* Non-NULL for a replica (qs_model_replica): the parameters, the table, the
+     * quantized weights and the tokenizer belong to base. */
+    const qs_model *base;
     qs_config cfg;
     qs_tokenizer *tok;
     int d_head;
@@ -151,6 +154,11 @@ qs_status qs_bind_weights(const qs_config *c, const param_entry *table, int n, f
 
 /* A model with zeroed parameters for a config (the trainer initialises it). */
 qs_status qs_model_from_config(const qs_config *c, qs_model **out, qs_error *err);
+/* A model that reads src's weights, installed quantization and calibrated
+ * ranges and owns only its workspace and results, so that threads can run
+ * forwards side by side (eval.c). src must outlive it and must not change
+ * meanwhile; a replica cannot be given another quant config. */
+qs_status qs_model_replica(const qs_model *src, qs_model **out, qs_error *err);
 /* Makes the workspace big enough for T tokens (allocates only when T grows). */
 qs_status qs_workspace_reserve(qs_model *m, int T, qs_error *err);
 

@@ -101,6 +101,8 @@ static qs_status make_int8(qs_model *m, const qs_quant_config *q, qs_error *err)
 
 qs_status qs_model_set_quant(qs_model *m, const qs_quant_config *q, qs_error *err) {
     if (!m || !q) return qs_fail(err, QS_ERR_ARG, "set_quant: NULL argument");
+    if (m->base)
+        return qs_fail(err, QS_ERR_ARG, "set_quant: a replica reads its base's quantization");
     qs_status s = check_quant_config(q, err);
     if (s) return s;
     float *pq = m->params_q ? m->params_q : malloc(m->n_params * sizeof(float));
@@ -134,7 +136,7 @@ qs_status qs_model_set_quant(qs_model *m, const qs_quant_config *q, qs_error *er
 }
 
 void qs_model_clear_quant(qs_model *m) {
-    if (!m) return;
+    if (!m || m->base) return; /* a replica borrows what this would free */
     m->has_quant = 0;
     m->n_calib = 0;
     free(m->params_q); /* a full weight copy: give it back */

@@ -12,18 +12,11 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/threads.h"
 #include "io/safetensors.h"
 #include "model/model_internal.h"
 #include "train/data.h"
 
-#if !defined(__EMSCRIPTEN__) || defined(__EMSCRIPTEN_PTHREADS__)
-#include <pthread.h>
-#define QS_HAVE_THREADS 1
-#else
-#define QS_HAVE_THREADS 0
-#endif
-
-#define QS_MAX_THREADS 16
 
 qs_train_config qs_train_config_default(void) {
     qs_train_config c;
@@ -257,7 +250,7 @@ static int gather_rows(const qs_trainer *t, int b, int32_t *rows, int32_t *targe
     return k;
 }
 
-static void *worker_run(void *arg) {
+static void worker_run(void *arg) {
     worker *w = arg;
     qs_trainer *t = w->t;
     const qs_model *m = t->m;
@@ -279,24 +272,11 @@ static void *worker_run(void *arg) {
                                           w->targets, k, scale, &loss, &w->err);
         w->loss += loss;
     }
-    return NULL;
 }
 
 /* Runs every worker on its rows; worker 0 on the calling thread. */
 static qs_status run_workers(qs_trainer *t, qs_error *err) {
-#if QS_HAVE_THREADS
-    pthread_t tid[QS_MAX_THREADS];
-    int started[QS_MAX_THREADS] = {0};
-    for (int i = 1; i < t->n_workers; i++)
-        started[i] = pthread_create(&tid[i], NULL, worker_run, &t->w[i]) == 0;
-    worker_run(&t->w[0]);
-    for (int i = 1; i < t->n_workers; i++) {
-        if (started[i]) pthread_join(tid[i], NULL);
-        else worker_run(&t->w[i]); /* no thread to be had: do its share here */
-    }
-#else
-    for (int i = 0; i < t->n_workers; i++) worker_run(&t->w[i]);
-#endif
+    qs_parallel_run(t->n_workers, worker_run, t->w, sizeof t->w[0]);
     for (int i = 0; i < t->n_workers; i++)
         if (t->w[i].status) {
             if (err) *err = t->w[i].err;

@@ -79,6 +79,21 @@ test('qs eval prints the paper-style table: FP, outlier stats, five bit widths',
   assert.equal(one.quantized[0].act_bits, 6);
 });
 
+test('qs eval --threads: the same table from 1, 2 and 5 threads', () => {
+  const ids = Array.from({ length: 300 }, (_, i) => 4 + (i * 13) % 250);
+  const out = (t) => {
+    const r = run(['eval', '--model', golden('opt'), '--ids', ids.join(','), '--seq-len', '32', '--threads', t, '--json']);
+    assert.equal(r.code, 0, r.err);
+    return r.out;
+  };
+  const one = out('1');
+  assert.equal(out('2'), one);
+  assert.equal(out('5'), one);
+  const bad = run(['eval', '--model', golden('opt'), '--ids', '1,2,3', '--threads', '17']);
+  assert.notEqual(bad.code, 0);
+  assert.match(bad.err, /--threads 17 outside \[1, 16\]/);
+});
+
 test('bad input gives a clear message and a non-zero exit', () => {
   const cases = [
     [['logits', '--model', golden('opt'), '--ids', '1,2,300'], 'token id 300 at position 2 is out of range [0, 300)'],

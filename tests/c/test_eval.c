@@ -1,0 +1,154 @@
+/* tests/c/test_eval.c: batch evaluation on several threads gives the very
+ * figures of one thread (float, fake quant, int8, dynamic ranges, both
+ * architectures); replicas compute what their model computes; errors. */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "check.h"
+#include "test_util.h"
+#include "core/threads.h"
+#include "model/model_internal.h"
+#include "quantscope/eval.h"
+
+/* A stream of byte ids from the word corpus: text-like, so that masking and
+ * next-token scoring see varied windows. */
+static int32_t *stream_of(size_t *n) {
+    size_t len;
+    char *text = word_corpus(3000, 11, &len);
+    int32_t *ids = malloc(len * sizeof(int32_t));
+    for (size_t i = 0; i < len; i++) ids[i] = 4 + (uint8_t)text[i]; /* the byte tokenizer's ids */
+    free(text);
+    *n = len;
+    return ids;
+}
+
+static int same_result(const qs_eval_result *a, const qs_eval_result *b) {
+    /* Bit for bit, NaN included (fp_* are NaN with quant_only). */
+    return !memcmp(&a->fp_nll, &b->fp_nll, sizeof(double)) &&
+           !memcmp(&a->q_nll, &b->q_nll, sizeof(double)) && a->n_predicted == b->n_predicted &&
+           a->n_windows == b->n_windows;
+}
+
+static void test_threads_equal_one_thread(void) {
+    size_t n;
+    int32_t *ids = stream_of(&n);
+    const char *extras[] = {"", ", \"attn_gate_type\": \"conditional_per_token\"",
+                            ", \"attn_softmax\": \"clipped_softmax\", \"clip_alpha\": 4.0"};
+    qs_quant_config quants[4];
+    quants[0] = qs_quant_config_default(); /* W8A8, static ranges, fake quant */
+    quants[1] = quants[0];
+    quants[1].int8 = 1; /* the int8 kernels */
+    quants[2] = quants[0];
+    quants[2].act_bits = 4;
+    quants[2].act_granularity = QS_GRAN_TOKEN; /* dynamic per-token ranges */
+    quants[3] = quants[0];
+    quants[3].act_estimator = QS_EST_PERCENTILE;
+    quants[3].weight_granularity = QS_GRAN_CHANNEL;
+    const int threads[] = {0, 2, 3, 16};
+    qs_error err = {0};
+    for (int arch = 0; arch < 2; arch++)
+        for (int e = 0; e < 3; e++) {
+            qs_model *m = byte_model(arch ? "opt" : "bert", 32, 4, 64, 64, extras[e], 3 + e);
+            if (!m) continue;
+            for (int q = -1; q < 4; q++) {
+                qs_eval_opts o = qs_eval_opts_default(m);
+                o.seq_len = 40;
+                o.max_windows = 13; /* not a multiple of the thread counts */
+                o.quant = q >= 0 ? &quants[q] : NULL;
+                qs_eval_result ref, r;
+                CHECK_OK(qs_evaluate(m, ids, n, &o, &ref, &err), &err);
+                CHECK(isfinite(ref.fp_ppl) && ref.n_windows == 13);
+                CHECK(q < 0 || isfinite(ref.q_ppl));
+                for (int t = 1; t < 4; t++) {
+                    o.threads = threads[t];
+                    CHECK_OK(qs_evaluate(m, ids, n, &o, &r, &err), &err);
+                    if (!same_result(&ref, &r))
+                        printf("  arch %d variant %d quant %d threads %d: fp %.17g vs %.17g, "
+                               "q %.17g vs %.17g\n", arch, e, q, threads[t], ref.fp_nll,
+                               r.fp_nll, ref.q_nll, r.q_nll);
+                    CHECK(same_result(&ref, &r));
+                }
+            }
+            qs_model_free(m);
+        }
+    free(ids);
+}
+
+/* A replica's forward equals its model's: logits, statistics, captures,
+ * with and without quantization; it shares the weights, not the results. */
+static void test_replica(void) {
+    qs_error err = {0};
+    qs_model *m = byte_model("bert", 32, 4, 64, 64, "", 9), *r = NULL;
+    if (!m) return;
+    qs_quant_config q = qs_quant_config_default();
+    q.int8 = 1;
+    CHECK_OK(qs_model_set_quant(m, &q, &err), &err);
+    static const int32_t calib[12] = {1, 80, 101, 108, 108, 115, 36, 119, 115, 118, 108, 2};
+    CHECK_OK(qs_model_calibrate(m, calib, NULL, 12, &err), &err);
+    CHECK_OK(qs_model_replica(m, &r, &err), &err);
+    CHECK(qs_model_tokenizer(r) == qs_model_tokenizer(m));
+    CHECK(qs_model_calibration_batches(r) == 1);
+    static const int32_t ids[10] = {1, 76, 105, 103, 104, 116, 36, 50, 60, 2};
+    for (int quantize = 0; quantize < 2; quantize++) {
+        qs_forward_opts o = {0};
+        o.quantize = quantize;
+        o.capture = QS_PT_BIT(QS_PT_PROBS) | QS_PT_BIT(QS_PT_FFN_OUT);
+        CHECK_OK(qs_model_forward(m, ids, 10, &o, &err), &err);
+        CHECK_OK(qs_model_forward(r, ids, 10, &o, &err), &err);
+        CHECK(qs_model_logits(m) != qs_model_logits(r));
+        CHECK(!memcmp(qs_model_logits(m), qs_model_logits(r), 10 * 260 * sizeof(float)));
+        CHECK(!memcmp(qs_model_capture(m, 1, QS_PT_PROBS), qs_model_capture(r, 1, QS_PT_PROBS),
+                      4 * 10 * 10 * sizeof(float)));
+        const qs_point_stats *a = qs_model_point_stats(m, 1, QS_PT_FFN_OUT),
+                             *b = qs_model_point_stats(r, 1, QS_PT_FFN_OUT);
+        CHECK(a->s.max_abs == b->s.max_abs && a->s.kurtosis == b->s.kurtosis);
+        CHECK(!memcmp(&a->quant_sqnr_db, &b->quant_sqnr_db, sizeof(double)));
+    }
+    /* The replica borrows its quantization: it cannot install another one. */
+    CHECK_FAILS(qs_model_set_quant(r, &q, &err), QS_ERR_ARG, &err, "replica");
+    qs_model_clear_quant(r); /* a no-op: the int8 weights are the model's */
+    CHECK_OK(qs_model_forward(r, ids, 10, &(qs_forward_opts){.quantize = 1}, &err), &err);
+    /* A replica of a replica reads the original model. */
+    qs_model *rr = NULL;
+    CHECK_OK(qs_model_replica(r, &rr, &err), &err);
+    CHECK(rr->base == m);
+    qs_model_free(rr);
+    qs_model_free(r);
+    qs_model_free(m);
+}
+
+static void test_errors(void) {
+    size_t n;
+    int32_t *ids = stream_of(&n);
+    qs_error err = {0};
+    qs_model *m = byte_model("opt", 32, 4, 64, 64, "", 4);
+    if (!m) return;
+    qs_eval_opts o = qs_eval_opts_default(m);
+    o.seq_len = 40;
+    o.max_windows = 9;
+    qs_eval_result r;
+    o.threads = -1;
+    CHECK_FAILS(qs_evaluate(m, ids, n, &o, &r, &err), QS_ERR_RANGE, &err, "threads -1 outside");
+    o.threads = QS_MAX_THREADS + 1;
+    CHECK_FAILS(qs_evaluate(m, ids, n, &o, &r, &err), QS_ERR_RANGE, &err, "outside [0, 16]");
+    /* A non-finite weight: every window fails; one thread and four report
+     * the same (first) window's error and leave nothing allocated. */
+    m->w.final_ln_b[3] = NAN;
+    o.threads = 1;
+    CHECK_FAILS(qs_evaluate(m, ids, n, &o, &r, &err), QS_ERR_NAN, &err, "non-finite logit");
+    char first[sizeof err.msg];
+    memcpy(first, err.msg, sizeof first);
+    o.threads = 4;
+    CHECK_FAILS(qs_evaluate(m, ids, n, &o, &r, &err), QS_ERR_NAN, &err, "non-finite logit");
+    CHECK(!strcmp(first, err.msg));
+    qs_model_free(m);
+    free(ids);
+}
+
+int main(void) {
+    RUN(test_threads_equal_one_thread);
+    RUN(test_replica);
+    RUN(test_errors);
+    return TEST_DONE();
+}
