@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # scripts/build.sh: builds the native library, CLI and tests (build/native) and
-# the WebAssembly module (build/wasm); --sanitize adds the ASan+UBSan build.
+# the WebAssembly module (build/wasm) and its optional pthreads variant
+# (build/wasm-threads); --sanitize adds the ASan+UBSan build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc 2>/dev/null || echo 2)
@@ -12,3 +13,4 @@ if [ "${1:-}" = "--sanitize" ]; then
   cmake --build build/sanitize -j"$jobs"
 fi
 scripts/build-wasm.sh
+scripts/build-wasm.sh --threads

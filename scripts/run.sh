@@ -9,7 +9,7 @@ scripts/setup.sh --browser --train
 scripts/build.sh
 
 echo
-echo "== quantscope built: native CLI build/native/qs, WASM module build/wasm/"
+echo "== quantscope built: native CLI build/native/qs, WASM modules build/wasm/ (default) and build/wasm-threads/ (pthreads: the page with ?threads=2)"
 echo "== the shipped models (models/*/card.md) on the KJV validation split:"
 if [ -s data/kjv.txt ] || scripts/kjv.sh >/dev/null; then
   build/native/qs eval --data data/kjv.txt --windows 64 \

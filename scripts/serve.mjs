@@ -17,6 +17,7 @@ export const ALLOWED = [
   'web',                  // the page
   'wasm',                 // the ES module API
   'build/wasm',           // its Emscripten artefacts
+  'build/wasm-threads',   // the optional pthreads build of them
   'build/web',            // the corpus slice (scripts/web-corpus.mjs)
   'models',               // shipped checkpoints and index.json
   'node_modules/uplot/dist', // the charting library
@@ -198,7 +199,7 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
     });
   }
   startServer(args).then(({ url }) => {
-    console.log(`quantscope demo: ${url}web/  (Ctrl-C stops)`);
+    console.log(`quantscope demo: ${url}web/  (pthreads build: ${url}web/?threads=2; Ctrl-C stops)`);
   }, (e) => {
     console.error(`serve: ${e.code === 'EADDRINUSE' ? `port ${args.port} is in use (try --port 0)` : e.message}`);
     process.exit(1);

@@ -6,7 +6,7 @@
 
 #include "quantscope/quantscope.h"
 #include "quantscope/train.h"
-
+#include "core/error.h"
 
 #define KEEP EMSCRIPTEN_KEEPALIVE
 
@@ -68,6 +68,24 @@ KEEP const char *qsw_status_name(int s) { return qs_status_name((qs_status)s); }
 /* ---- names, so that JS takes them from C instead of copying the lists ---- */
 
 KEEP int qsw_num_points(void) { return QS_NUM_POINTS; }
+
+/* Threads a call may use: the pthread pool of the threaded build (its
+ * workers start with the module), 1 in the default single-threaded build. */
+KEEP int qsw_thread_pool(void) {
+#ifdef QS_WASM_THREAD_POOL
+    return QS_WASM_THREAD_POOL;
+#else
+    return 1;
+#endif
+}
+
+/* A thread beyond the pool would wait for a Web Worker that can only start
+ * once the calling thread, blocked in pthread_join, lets the event loop run. */
+static qs_status check_threads(qsw_ctx *c, int threads, const char *what) {
+    if (threads >= 1 && threads <= qsw_thread_pool()) return QS_OK;
+    return qs_fail(&c->err, QS_ERR_RANGE, "%s: threads %d outside [1, %d] (this build's pthread "
+                   "pool)", what, threads, qsw_thread_pool());
+}
 KEEP const char *qsw_point_name(int p) { return qs_point_name((qs_point)p); }
 KEEP int qsw_point_is_global(int p) { return qs_point_is_global((qs_point)p); }
 KEEP const char *qsw_estimator_name(int e) { return qs_estimator_name((qs_estimator)e); }
@@ -257,7 +275,8 @@ KEEP int qsw_calibrate(qsw_ctx *c, qs_model *m, const int32_t *ids, const int32_
 /* types, mask, delims may be NULL; capture is a QS_PT_BIT mask. out[0] = T. */
 KEEP int qsw_forward(qsw_ctx *c, qs_model *m, const int32_t *ids, int T, const int32_t *types,
                      const uint8_t *mask, const uint8_t *delims, int quantize, uint32_t capture) {
-    qs_forward_opts o = {types, mask, delims, quantize, capture};
+    qs_forward_opts o = {.token_types = types, .attention_mask = mask, .delimiters = delims,
+                         .quantize = quantize, .capture = capture};
     qs_status s = qs_model_forward(m, ids, T, &o, &c->err);
     c->out[0] = s ? 0 : qs_model_last_T(m);
     return done(c, s);
@@ -310,8 +329,10 @@ KEEP int qsw_head_stats(qsw_ctx *c, const qs_model *m, int layer, int head) {
  * out: fp_nll, fp_ppl, q_nll, q_ppl, n_predicted, n_windows. */
 KEEP int qsw_evaluate(qsw_ctx *c, qs_model *m, const int32_t *ids, size_t n, int seq_len,
                       int max_windows, double mask_seed, float mask_prob, int use_quant,
-                      int calib_windows, int32_t cls, int32_t sep, int32_t mask, int32_t bos) {
+                      int calib_windows, int32_t cls, int32_t sep, int32_t mask, int32_t bos,
+                      int threads) {
     if (!m) return fail(c, QS_ERR_ARG, "evaluate: model is NULL");
+    if (check_threads(c, threads, "evaluate")) return c->err.status;
     qs_eval_opts o = qs_eval_opts_default(m);
     if (cls != QSW_DEFAULT_ID) o.cls_id = cls;
     if (sep != QSW_DEFAULT_ID) o.sep_id = sep;
@@ -323,6 +344,7 @@ KEEP int qsw_evaluate(qsw_ctx *c, qs_model *m, const int32_t *ids, size_t n, int
     o.mask_prob = mask_prob;
     o.quant = use_quant ? &c->quant : NULL;
     o.calib_windows = calib_windows;
+    o.threads = threads;
     qs_eval_result r;
     qs_status s = qs_evaluate(m, ids, n, &o, &r, &c->err);
     if (s) return done(c, s);
@@ -386,12 +408,13 @@ KEEP int qsw_train_default(qsw_ctx *c) {
 }
 
 /* A trainer over text for model m (kept, not owned: free the trainer first).
- * One thread: this build has no pthreads. out[0] = handle, out[1] = the
- * clipped-softmax warning (static string) or 0. */
+ * out[0] = handle, out[1] = the clipped-softmax warning (static string) or 0. */
 KEEP int qsw_trainer_new(qsw_ctx *c, qs_model *m, const char *text, size_t len, int batch_size,
                          int seq_len, int steps, int warmup_steps, float lr, float min_lr_ratio,
                          float weight_decay, float beta1, float beta2, float eps, float grad_clip,
-                         float mask_prob, double val_fraction, int gamma_ramp, double seed) {
+                         float mask_prob, double val_fraction, int gamma_ramp, double seed,
+                         int threads) {
+    if (check_threads(c, threads, "train")) return c->err.status;
     qs_train_config t = qs_train_config_default();
     t.batch_size = batch_size;
     t.seq_len = seq_len;
@@ -408,7 +431,7 @@ KEEP int qsw_trainer_new(qsw_ctx *c, qs_model *m, const char *text, size_t len, 
     t.val_fraction = val_fraction;
     t.gamma_ramp = gamma_ramp;
     t.seed = (uint64_t)seed;
-    t.threads = 1;
+    t.threads = threads;
     qs_trainer *tr = NULL;
     const char *warning = NULL;
     qs_status s = qs_trainer_new(m, &t, text, len, &tr, &warning, &c->err);

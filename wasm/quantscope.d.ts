@@ -213,6 +213,11 @@ export interface EvaluateOptions {
   /** Windows used for calibration; 0 = 4. */
   calibWindows?: number;
   /**
+   * Windows scored side by side, 1..configure()'s threads (the default). The
+   * results are the same bit for bit whatever the number.
+   */
+  threads?: number;
+  /**
    * Special ids for the windows; by default the tokenizer's ([CLS], [SEP],
    * [MASK]; OPT: [CLS] as BOS). Needed for BERT models without a tokenizer.
    * bos: -1 = no BOS.
@@ -322,6 +327,8 @@ export interface TrainOptions {
   gammaRamp?: boolean;
   /** Integer seed in [0, 2^53). Default 0. */
   seed?: number;
+  /** Threads sharing each step's sequences, 1..configure()'s threads (the default). */
+  threads?: number;
 }
 
 /** One optimiser step's log (qs_step_log). */
@@ -352,7 +359,7 @@ export interface TrainEval {
   avgRmsKurtosis: number;
 }
 
-/** Trains its model in place (model.createTrainer). This build uses one thread. */
+/** Trains its model in place (model.createTrainer), on options.threads threads. */
 export declare class Trainer {
   private constructor();
   readonly model: Model;
@@ -378,7 +385,7 @@ export declare function textSplit(
   text: string | ArrayBuffer | ArrayBufferView,
   options?: { valFraction?: number; split?: 'train' | 'val' }): Promise<string>;
 
-/** The trainer's defaults (qs_train_config_default). */
+/** The trainer's defaults (qs_train_config_default; threads: configure()'s). */
 export declare function defaultTrain(): Promise<Required<Omit<TrainOptions, 'seed'>>>;
 
 /** A model given as its files' contents. */
@@ -417,3 +424,17 @@ export declare function defaultQuant(): Promise<Required<QuantConfig>>;
 
 /** Bytes of WebAssembly memory held by the shared instance (it grows, never shrinks). */
 export declare function memoryBytes(): Promise<number>;
+
+/**
+ * Chooses the WebAssembly build; call it before anything that starts the core.
+ * threads > 1 loads the pthreads build (scripts/build-wasm.sh --threads), on
+ * which evaluate() and createTrainer() use that many threads by default. It
+ * needs a cross-origin isolated page (COOP/COEP) and a browser; the first call
+ * that starts the core rejects with QS_ERR_ARG otherwise, after which
+ * configure({ threads: 1 }) may be called. Throws QS_ERR_ARG for a count
+ * outside [1, 16] or a change after the core started.
+ */
+export declare function configure(options?: { threads?: number }): void;
+
+/** The build that runs: threads configured, and the pthread pool (1 = the single-threaded build). */
+export declare function runtimeInfo(): Promise<{ threads: number; pool: number }>;

@@ -1,9 +1,13 @@
 // wasm/quantscope.mjs: the one JavaScript API of quantscope for Node and browsers:
 // loading models, tokenizing, forward passes with statistics, quantization, evaluation.
 
-// The Emscripten artefacts, built by scripts/build-wasm.sh next to each other.
-const CORE_URL = new URL('../build/wasm/quantscope_core.mjs', import.meta.url);
-const WASM_URL = new URL('../build/wasm/quantscope_core.wasm', import.meta.url);
+// The Emscripten artefacts: the default single-threaded build, and the optional
+// pthreads build (scripts/build-wasm.sh --threads), each in its own folder.
+const BUILD_DIRS = {
+  single: new URL('../build/wasm/', import.meta.url),
+  threads: new URL('../build/wasm-threads/', import.meta.url),
+};
+const MAX_THREADS = 16; // QS_MAX_THREADS in src/core/threads.h
 
 const IS_NODE = typeof process === 'object' && typeof process.versions?.node === 'string';
 
@@ -22,24 +26,44 @@ const argError = (message) => qsError('QS_ERR_ARG', message);
 // ---------------------------------------------------------------- the core
 
 let corePromise = null;
+let wantThreads = 1; // set by configure() before the core starts
+
+/**
+ * Chooses the WebAssembly build; call it before anything that starts the core.
+ * `threads` > 1 loads the pthreads build: evaluation windows and training
+ * sequences then run on that many threads (Web Workers started with the
+ * module). That needs SharedArrayBuffer, so a cross-origin isolated page
+ * (COOP/COEP headers, as scripts/serve.mjs sends) and a browser: this build's
+ * threads do not run in Node, where the native `qs` has threads instead.
+ * Blocking joins are fine in a Worker; on a page's main thread they stall it.
+ */
+export function configure({ threads = 1 } = {}) {
+  if (!Number.isInteger(threads) || threads < 1 || threads > MAX_THREADS) {
+    throw argError(`configure: threads must be an integer in [1, ${MAX_THREADS}], got ${threads}`);
+  }
+  if (corePromise && threads !== wantThreads) {
+    throw argError(`configure: the WebAssembly core already started with ${wantThreads} thread(s)`);
+  }
+  wantThreads = threads;
+}
 
 /** The WASM instance shared by all models, started on first use. */
 function core() {
-  corePromise ??= startCore().catch((e) => {
+  corePromise ??= startCore(wantThreads).catch((e) => {
     corePromise = null; // let a later call retry (e.g. after a network error)
     throw e;
   });
   return corePromise;
 }
 
-async function compileWasm() {
+async function compileWasm(url) {
   if (IS_NODE) {
     // 3.1.6's glue would fetch() the file path, which Node 20 refuses (TOOLCHAIN.md).
     const { readFile } = await import('node:fs/promises');
-    return WebAssembly.compile(await readFile(WASM_URL));
+    return WebAssembly.compile(await readFile(url));
   }
-  const res = await fetch(WASM_URL);
-  if (!res.ok) throw qsError('QS_ERR_IO', `${WASM_URL}: HTTP ${res.status}`);
+  const res = await fetch(url);
+  if (!res.ok) throw qsError('QS_ERR_IO', `${url}: HTTP ${res.status}`);
   // Streaming compilation needs the application/wasm MIME type.
   if (res.headers.get('content-type')?.startsWith('application/wasm')) {
     return WebAssembly.compileStreaming(res);
@@ -47,12 +71,27 @@ async function compileWasm() {
   return WebAssembly.compile(await res.arrayBuffer());
 }
 
-async function startCore() {
+function checkThreadsPossible() {
+  if (IS_NODE) {
+    throw argError('configure: the pthreads build runs in browsers only; in Node use threads: 1 '
+      + '(or the native qs eval --threads)');
+  }
+  if (typeof SharedArrayBuffer !== 'function' || globalThis.crossOriginIsolated === false) {
+    throw argError('configure: threads need a cross-origin isolated page (headers '
+      + 'Cross-Origin-Opener-Policy: same-origin and Cross-Origin-Embedder-Policy: require-corp)');
+  }
+}
+
+async function startCore(threads) {
+  if (threads > 1) checkThreadsPossible();
+  const dir = BUILD_DIRS[threads > 1 ? 'threads' : 'single'];
+  const coreUrl = new URL('quantscope_core.mjs', dir);
+  const build = threads > 1 ? 'npm run build:wasm -- --threads' : 'npm run build:wasm';
   const [{ default: factory }, wasmModule] = await Promise.all([
-    import(CORE_URL.href).catch((e) => {
-      throw qsError('QS_ERR_IO', `quantscope: cannot load ${CORE_URL} (run npm run build:wasm): ${e.message}`);
+    import(coreUrl.href).catch((e) => {
+      throw qsError('QS_ERR_IO', `quantscope: cannot load ${coreUrl} (run ${build}): ${e.message}`);
     }),
-    compileWasm(),
+    compileWasm(new URL('quantscope_core.wasm', dir)),
   ]);
   // The glue's ready promise never settles when instantiateWasm fails, so a
   // failure rejects this one instead.
@@ -61,19 +100,30 @@ async function startCore() {
   const mod = await Promise.race([
     factory({
       instantiateWasm(imports, receive) {
+        // The compiled module also goes to the pthread workers (threaded build).
         WebAssembly.instantiate(wasmModule, imports).then((inst) => receive(inst, wasmModule), failed);
         return {};
       },
+      // Inside a module Worker the glue cannot tell its own folder: the pthread
+      // workers' script and the glue they import live next to coreUrl.
+      locateFile: (path) => new URL(path, dir).href,
+      mainScriptUrlOrBlob: coreUrl.href,
     }),
     failure,
   ]);
-  return new Core(mod);
+  const pool = mod._qsw_thread_pool();
+  if (threads > pool) {
+    throw argError(`configure: threads ${threads} exceeds the ${pool} workers of this build's pthread pool `
+      + '(QS_WASM_THREAD_POOL in CMakeLists.txt)');
+  }
+  return new Core(mod, threads);
 }
 
 /** Heap access and the name tables, over one Emscripten module instance. */
 class Core {
-  constructor(mod) {
+  constructor(mod, threads) {
     this.m = mod;
+    this.threads = threads; // the default of evaluate() and createTrainer()
     this.decoder = new TextDecoder();
     this.encoder = new TextEncoder();
     const m = mod;
@@ -101,7 +151,15 @@ class Core {
   }
 
   // Views are taken fresh on every use: memory growth replaces the buffer.
-  get u8() { return this.m.HEAPU8; }
+  // In the threaded build a pthread may grow the shared memory, and the glue's
+  // HEAPU8 follows only when the glue runs here: read the memory itself.
+  get u8() {
+    const mem = this.m.wasmMemory;
+    return mem ? new Uint8Array(mem.buffer) : this.m.HEAPU8;
+  }
+
+  // TextDecoder refuses views of shared memory (threaded build): decode a copy.
+  decode(view) { return this.decoder.decode(view.buffer instanceof ArrayBuffer ? view : view.slice()); }
 
   newCtx() {
     const ctx = this.m._qsw_ctx_new();
@@ -154,10 +212,10 @@ class Core {
     const u8 = this.u8;
     let end = ptr;
     while (u8[end] !== 0) end++;
-    return this.decoder.decode(u8.subarray(ptr, end));
+    return this.decode(u8.subarray(ptr, end));
   }
 
-  bytesToString(ptr, n) { return this.decoder.decode(this.u8.subarray(ptr, ptr + n)); }
+  bytesToString(ptr, n) { return this.decode(this.u8.subarray(ptr, ptr + n)); }
 
   /** Copies n floats out of the heap: results never alias WASM memory. */
   f32(ptr, n) { return new Float32Array(this.u8.buffer, ptr >>> 0, n).slice(); }
@@ -234,6 +292,16 @@ function intOption(v, what, dflt = 0) {
   if (v === undefined || v === null) return dflt;
   if (!Number.isInteger(v)) throw argError(`${what} must be an integer, got ${v}`);
   return v;
+}
+
+/** Threads for one call: configure()'s by default, never more (a thread beyond
+ * the pthread pool would wait for a worker that cannot start while we block). */
+function threadsOption(c, v, what) {
+  const n = intOption(v, `${what}: threads`, c.threads);
+  if (n < 1 || n > c.threads) {
+    throw argError(`${what}: threads must be in [1, ${c.threads}] (configure({ threads }) sets the most), got ${n}`);
+  }
+  return n;
 }
 
 function numberOption(v, what, dflt = 0) {
@@ -477,6 +545,7 @@ export class Model {
         ids = toInt32(idsOrText, 'evaluate: ids');
       }
       const { seqLen, maxWindows, maskSeed, maskProb, quant, calibWindows, specials = {} } = opts;
+      const threads = threadsOption(c, opts.threads, 'evaluate');
       const seed = intOption(maskSeed, 'evaluate: maskSeed');
       if (seed < 0 || seed > Number.MAX_SAFE_INTEGER) throw argError(`evaluate: maskSeed ${seed} must be in [0, 2^53)`);
       const sp = (name) => intOption(specials[name], `evaluate: specials.${name}`, DEFAULT_ID);
@@ -490,7 +559,7 @@ export class Model {
         this.#ctx, this.#handle, p, ids.length, intOption(seqLen, 'evaluate: seqLen'),
         intOption(maxWindows, 'evaluate: maxWindows'), seed, numberOption(maskProb, 'evaluate: maskProb'),
         quant != null ? 1 : 0, intOption(calibWindows, 'evaluate: calibWindows'),
-        sp('cls'), sp('sep'), sp('mask'), sp('bos'))));
+        sp('cls'), sp('sep'), sp('mask'), sp('bos'), threads)));
       const [fpNll, fpPpl, qNll, qPpl, nPredicted, nWindows] = c.out(this.#ctx, 6);
       return { fpNll, fpPpl, qNll, qPpl, nPredicted, nWindows };
     });
@@ -514,8 +583,8 @@ export class Model {
 
   /**
    * A trainer for this model (its parameters change in place) over `text`
-   * (byte-level models only). Options default to qs_train_config_default();
-   * this build trains on one thread.
+   * (byte-level models only). Options default to qs_train_config_default(),
+   * threads to configure()'s.
    */
   createTrainer(text, options = {}) {
     return this.#enqueue(() => {
@@ -529,6 +598,7 @@ export class Model {
       const int = (k) => intOption(options[k], `createTrainer: ${k}`, d[k]);
       const seed = intOption(options.seed, 'createTrainer: seed', 0);
       if (seed < 0 || seed > Number.MAX_SAFE_INTEGER) throw argError(`createTrainer: seed ${seed} must be in [0, 2^53)`);
+      const threads = threadsOption(c, options.threads, 'createTrainer');
       const steps = int('steps');
       const warmupSteps = options.warmupSteps ?? Math.min(steps, Math.round(0.05 * steps));
       const handle = c.withHeap([bytes], (p) => {
@@ -536,7 +606,7 @@ export class Model {
           this.#ctx, this.#handle, p, bytes.length, int('batchSize'), int('seqLen'), steps,
           intOption(warmupSteps, 'createTrainer: warmupSteps'), o('lr'), o('minLrRatio'), o('weightDecay'),
           o('beta1'), o('beta2'), o('eps'), o('gradClip'), o('maskProb'), o('valFraction'),
-          (options.gammaRamp ?? d.gammaRamp) ? 1 : 0, seed));
+          (options.gammaRamp ?? d.gammaRamp) ? 1 : 0, seed, threads));
         return c.out(this.#ctx, 2);
       });
       const trainer = new Trainer(this, handle[0] >>> 0, c.str(handle[1]), {
@@ -846,10 +916,16 @@ export async function textSplit(text, { valFraction = 0.05, split = 'val' } = {}
   });
 }
 
-/** The trainer's defaults (qs_train_config_default; this build uses one thread). */
+/** The trainer's defaults (qs_train_config_default; threads: configure()'s). */
 export async function defaultTrain() {
   const c = await core();
-  return { ...c.trainDefaults };
+  return { ...c.trainDefaults, threads: c.threads };
+}
+
+/** Which WebAssembly build runs: { threads, pool } (pool: its pthread workers, 1 = the single-threaded build). */
+export async function runtimeInfo() {
+  const c = await core();
+  return { threads: c.threads, pool: c.m._qsw_thread_pool() };
 }
 
 /** The point names in data-flow order, with whether each is global (one per model). */

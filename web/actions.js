@@ -28,14 +28,24 @@ function clear(source) {
 
 // ------------------------------------------------------------------- boot
 
+/** Threads the page asks for: ?threads=N (the pthreads build), else 1. */
+function requestedThreads() {
+  const n = Number(new URLSearchParams(location.search).get('threads') ?? 1);
+  return Number.isInteger(n) && n >= 1 && n <= 16 ? n : 1;
+}
+
 export async function boot(c) {
   client = c;
   try {
-    const { value } = await client.request('control', 'init');
+    const { value } = await client.request('control', 'init', { threads: requestedThreads() });
     const models = value.models;
     if (!models.length) throw new Error(`no model could be loaded${value.failed.length ? `: ${value.failed.join('; ')}` : ''}`);
     const first = models.find((m) => m.variant === 'vanilla') ?? models[0];
-    update({ phase: 'ready', models, selected: first.id, corpus: value.corpus, memory: value.memory });
+    update({ phase: 'ready', models, selected: first.id, corpus: value.corpus, memory: value.memory,
+      runtime: value.runtime });
+    if (value.runtime.fallback) {
+      message('info', `Running on one thread: ${value.runtime.fallback}`, 'threads');
+    }
     if (value.failed.length) message('error', `Some models failed to load: ${value.failed.join('; ')}`, 'boot');
     if (!value.corpus.heldOut) {
       message('info', 'The corpus slice is missing (build/web/): perplexities and training are off. '

@@ -6,7 +6,7 @@
 // is still waiting when a newer one arrives is answered {superseded: true}, so
 // typing fast computes only the latest text. Between jobs the worker yields to
 // its message queue; training steps run only when nothing else is waiting.
-import { memoryBytes } from '../wasm/quantscope.mjs';
+import { configure, memoryBytes, runtimeInfo } from '../wasm/quantscope.mjs';
 import * as registry from './worker/registry.js';
 import * as jobs from './worker/jobs.js';
 import * as train from './worker/train.js';
@@ -105,8 +105,26 @@ async function fetchText(path) {
   }
 }
 
+/**
+ * Starts the WASM core: the pthreads build when the page asks for threads and
+ * can have them, else the single-threaded build, which always works.
+ */
+async function startRuntime(threads) {
+  if (threads > 1) {
+    try {
+      configure({ threads });
+      return { ...await runtimeInfo(), fallback: null };
+    } catch (e) {
+      configure({ threads: 1 }); // the failed start left the core unstarted
+      return { ...await runtimeInfo(), fallback: e.message };
+    }
+  }
+  return { ...await runtimeInfo(), fallback: null };
+}
+
 const HANDLERS = {
-  async init() {
+  async init({ threads = 1 } = {}) {
+    const runtime = await startRuntime(threads);
     const [{ failed }, heldOut, trainText] = await Promise.all([
       registry.loadShipped(BASE), fetchText('build/web/kjv-heldout.txt'), fetchText('build/web/kjv-train.txt')]);
     corpus.heldOut = heldOut;
@@ -114,7 +132,7 @@ const HANDLERS = {
     return {
       models: registry.all().map(registry.describe), failed,
       corpus: { heldOut: heldOut?.length ?? 0, train: trainText?.length ?? 0 },
-      memory: await memoryBytes(),
+      memory: await memoryBytes(), runtime,
     };
   },
   analyze: (a) => jobs.analyze(a),

@@ -19,9 +19,11 @@ export function mountStatus(root) {
   const q = h('span#t-quant');
   const p = h('span#t-ppl');
   const mem = h('span#t-mem');
-  fill(root, phase, fwd, q, p, mem);
+  const threads = h('span#t-threads');
+  fill(root, phase, fwd, q, p, mem, threads);
   return (s, prev) => {
-    if (s.timing === prev?.timing && s.phase === prev?.phase && s.memory === prev?.memory) return;
+    if (s.timing === prev?.timing && s.phase === prev?.phase && s.memory === prev?.memory
+      && s.runtime === prev?.runtime) return;
     phase.textContent = s.phase === 'loading' ? 'Loading models…' : s.phase === 'failed' ? 'Failed to start' : 'Ready';
     phase.dataset.phase = s.phase;
     const t = s.timing;
@@ -38,5 +40,20 @@ export function mountStatus(root) {
     }
     if (t.pplMs !== undefined) p.textContent = `perplexity: ${ms(t.pplMs)}`;
     if (s.memory) mem.textContent = `WASM ${(s.memory / 2 ** 20).toFixed(0)} MiB`;
+    if (s.runtime) renderThreads(threads, s.runtime);
   };
+}
+
+/** "1 thread" or "N threads (pthreads)", and a link to the other build. */
+function renderThreads(el, rt) {
+  if (el.dataset.threads === String(rt.threads)) return;
+  el.dataset.threads = String(rt.threads);
+  // At most the pthreads build's pool of 4 workers (QS_WASM_THREAD_POOL).
+  const other = rt.threads > 1 ? 1 : Math.min(4, Math.max(2, navigator.hardwareConcurrency || 2));
+  const href = other > 1 ? `?threads=${other}` : '?';
+  const canSwitch = other === 1 || globalThis.crossOriginIsolated;
+  const label = rt.threads > 1 ? `${rt.threads} threads (pthreads)` : '1 thread';
+  fill(el, canSwitch ? `${label} · ` : label,
+    canSwitch ? h('a#threads-switch', { href, title: 'reloads the page with the other WebAssembly build' },
+      other > 1 ? `use ${other} threads` : 'use 1 thread') : null);
 }
