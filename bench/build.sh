@@ -47,4 +47,7 @@ if [ "$wasm_dir" = build/wasm ]; then
   cmake --build build/wasm -j "$jobs" --target quantscope_wasm >/dev/null ||
     echo "bench/build.sh: warning: quantscope_wasm did not build; quantscope.mjs rows will be missing" >&2
 fi
+# ---- the pthreads module, for the threads rows in headless Chromium (optional here)
+scripts/build-wasm.sh --threads >/dev/null ||
+  echo "bench/build.sh: warning: the pthreads build failed; the WASM threads rows will be missing" >&2
 echo "bench/build.sh: built $out/bench_native, $out/bench_core.{mjs,wasm}, $out/test_int8_wasm.cjs"

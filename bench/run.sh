@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bench/run.sh: every speed and memory table of the README in one command:
-# GEMM native (vs OpenBLAS) and WASM (vs tfjs XNNPACK), model forwards, memory.
+# GEMM native (vs OpenBLAS) and WASM (vs tfjs XNNPACK), model forwards, threads, memory.
 # Usage: bench/run.sh [rounds=7] [min_ms=200]   (e.g. bench/run.sh 1 10 to smoke-test)
 # Models: every models/*/ with a model.safetensors, or QS_BENCH_MODELS="dir ...";
 # forwards are timed on the first one (bert-vanilla when present).
@@ -50,6 +50,10 @@ log=build/bench/results-$(date +%Y%m%d-%H%M%S).txt
     echo
     echo "== forward, WASM in headless Chromium"
     node bench/browser/run.mjs "${models[0]}" "$rounds" "$min_ms"
+    echo
+    echo "== threads: batch evaluation natively; evaluation and training steps in the WASM pthreads build"
+    build/bench/bench_native eval "${models[0]}" "$rounds" "$min_ms"
+    node bench/browser/run.mjs "${models[0]}" "$rounds" "$min_ms" --threads
     echo
     echo "== memory: each model in a fresh process (peaks only grow)"
     for d in "${models[@]}"; do

@@ -1,6 +1,6 @@
 // bench/browser/page.mjs: forwards of a model in the page, through the same ES
 // module API the demo uses; bench/browser/run.mjs calls globalThis.runBench.
-import { loadModel, defaultQuant } from '../../wasm/quantscope.mjs';
+import { loadModel, defaultQuant, configure, createModel } from '../../wasm/quantscope.mjs';
 
 const median = (v) => {
   const s = [...v].sort((a, b) => a - b);
@@ -40,5 +40,52 @@ globalThis.runBench = async ({ modelUrl, rounds, minMs }) => {
   }
   model.dispose();
   return out;
+};
+/** Median ms of fn over rounds, contestants alternating within each round. */
+async function alternate(fns, rounds, minMs) {
+  const secs = fns.map(() => []);
+  for (let r = -1; r < rounds; r++) { // round -1: warm-up
+    for (const [i, fn] of fns.entries()) {
+      let n = 0;
+      const t0 = performance.now();
+      do {
+        await fn();
+        n++;
+      } while (performance.now() - t0 < minMs);
+      if (r >= 0) secs[i].push((performance.now() - t0) / n);
+    }
+  }
+  return secs.map(median);
+}
+
+/**
+ * The pthreads build (configure must come before anything else on this page):
+ * ms per batch evaluation (32 windows of 128 tokens) and per training step,
+ * on 1 and 2 threads.
+ */
+globalThis.runThreadsBench = async ({ modelUrl, rounds, minMs }) => {
+  configure({ threads: 2 });
+  const model = await loadModel(modelUrl);
+  const quant = { ...(await defaultQuant()), int8: true };
+  const T = Math.min(128, model.config.maxPositions);
+  const windows = 32;
+  const ids = sentenceIds(windows * (T - 2), model.config.vocabSize);
+  const evals = [];
+  // With quant, evaluate scores float and W8A8 (int8 kernels): two passes.
+  for (const [name, q] of [['f32', null], ['f32 + w8a8', quant]]) {
+    const run = (threads) => () => model.evaluate(ids, { seqLen: T, maxWindows: windows, quant: q, threads });
+    evals.push({ name, ms: await alternate([run(1), run(2)], rounds, minMs) });
+  }
+  const config = await (await fetch(`${modelUrl}config.json`)).json();
+  const text = 'In the beginning God created the heaven and the earth. And the earth was without form. '.repeat(400);
+  const trainers = [];
+  for (const threads of [1, 2]) {
+    const m = await createModel(config, { seed: 1 });
+    trainers.push(await m.createTrainer(text, { batchSize: 16, seqLen: T, steps: 100000, valFraction: 0, threads }));
+  }
+  const train = await alternate(trainers.map((t) => () => t.step()), rounds, minMs);
+  for (const t of trainers) { const m = t.model; await t.dispose(); await m.dispose(); }
+  await model.dispose();
+  return { T, windows, evals, train: { ms: train, tokens: 16 * T } };
 };
 globalThis.benchReady = true;

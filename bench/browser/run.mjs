@@ -1,7 +1,10 @@
 // bench/browser/run.mjs: forwards of a model in headless Chromium (Debian's, driven
 // by playwright-core), through wasm/quantscope.mjs as the demo page loads it.
 //
-//   node bench/browser/run.mjs DIR [rounds] [min_ms]
+//   node bench/browser/run.mjs DIR [rounds] [min_ms] [--threads]
+//
+// --threads: the pthreads build instead (batch evaluation and training steps
+// on 1 and 2 threads), in a page of its own.
 //
 // Serves only what the page needs, from 127.0.0.1, with the cross-origin
 // isolation headers the demo server sends (TOOLCHAIN.md).
@@ -25,7 +28,8 @@ const MIME = { '.html': 'text/html; charset=utf-8', '.mjs': 'text/javascript; ch
 /** Repository folders the page may load, plus the model under /model/. */
 function serve(modelDir) {
   const roots = [['bench/browser/', join(ROOT, 'bench/browser')], ['wasm/', join(ROOT, 'wasm')],
-    ['build/wasm/', join(ROOT, 'build/wasm')], ['model/', resolve(modelDir)]];
+    ['build/wasm/', join(ROOT, 'build/wasm')], ['build/wasm-threads/', join(ROOT, 'build/wasm-threads')],
+    ['model/', resolve(modelDir)]];
   const server = createServer(async (req, res) => {
     const path = decodeURIComponent(new URL(req.url, 'http://x').pathname).slice(1);
     const hit = roots.find(([prefix]) => path.startsWith(prefix));
@@ -44,15 +48,17 @@ function serve(modelDir) {
   return new Promise((ok) => server.listen(0, '127.0.0.1', () => ok(server)));
 }
 
-const [dir, roundsArg, minMsArg] = process.argv.slice(2);
+const threadsMode = process.argv.includes('--threads');
+const [dir, roundsArg, minMsArg] = process.argv.slice(2).filter((a) => a !== '--threads');
 if (!dir) {
-  console.error('usage: node bench/browser/run.mjs DIR [rounds] [min_ms]');
+  console.error('usage: node bench/browser/run.mjs DIR [rounds] [min_ms] [--threads]');
   process.exit(2);
 }
 const rounds = Math.max(parseInt(roundsArg ?? '5', 10) || 5, 1);
 const minMs = parseFloat(minMsArg ?? '100') || 100;
 for (const [need, why] of [[CHROMIUM, 'scripts/setup.sh --browser'], [join(ROOT, 'node_modules/playwright-core'), 'npm ci'],
-  [join(ROOT, 'build/wasm/quantscope_core.wasm'), 'scripts/build-wasm.sh']]) {
+  threadsMode ? [join(ROOT, 'build/wasm-threads/quantscope_core.worker.js'), 'scripts/build-wasm.sh --threads']
+    : [join(ROOT, 'build/wasm/quantscope_core.wasm'), 'scripts/build-wasm.sh']]) {
   if (!existsSync(need)) {
     console.log(`headless Chromium: not measured: ${need} is missing (${why})`);
     process.exit(0);
@@ -72,16 +78,29 @@ try {
   await page.waitForFunction(() => globalThis.benchReady === true, null, { timeout: 30000 })
     .catch(() => { throw new Error(`the bench page did not start: ${errors.join('; ')}`); });
   const version = await page.evaluate(() => navigator.userAgent.match(/Chrome\/[\d.]+/)?.[0]);
-  const out = await page.evaluate((args) => globalThis.runBench(args),
-    { modelUrl: `${base}model/`, rounds, minMs });
-  console.log(`headless Chromium (${version}) forward of ${dir} through quantscope.mjs: ms per forward, `
-              + `median of ${rounds} rounds`);
-  if (!out.variants.includes('w8a8 int8')) console.log('(w8a8 int8: not measured: quantscope.mjs has no quant.int8 yet)');
-  for (const { T, ms } of out.rows) {
-    out.variants.forEach((name, i) => {
-      console.log(`  T = ${String(T).padStart(3)}  ${name.padEnd(16)} ${ms[i].toFixed(3).padStart(8)} ms  `
-                  + `(${(ms[i] / ms[0]).toFixed(2)} x f32)`);
-    });
+  if (threadsMode) {
+    const out = await page.evaluate((args) => globalThis.runThreadsBench(args), { modelUrl: `${base}model/`, rounds, minMs });
+    console.log(`headless Chromium (${version}), pthreads build, ${dir}: median of ${rounds} rounds, 1 vs 2 threads alternating`);
+    for (const { name, ms } of out.evals) {
+      console.log(`  evaluate ${out.windows} x ${out.T} tokens, ${name.padEnd(10)} 1 thread ${ms[0].toFixed(1).padStart(7)} ms`
+                  + `   2 threads ${ms[1].toFixed(1).padStart(7)} ms   speedup ${(ms[0] / ms[1]).toFixed(2)} x`);
+    }
+    const [one, two] = out.train.ms;
+    console.log(`  training step, 16 x ${out.T} tokens    1 thread ${one.toFixed(1).padStart(7)} ms   2 threads `
+                + `${two.toFixed(1).padStart(7)} ms   speedup ${(one / two).toFixed(2)} x `
+                + `(${Math.round(out.train.tokens / one * 1e3)} vs ${Math.round(out.train.tokens / two * 1e3)} tokens/s)`);
+  } else {
+    const out = await page.evaluate((args) => globalThis.runBench(args),
+      { modelUrl: `${base}model/`, rounds, minMs });
+    console.log(`headless Chromium (${version}) forward of ${dir} through quantscope.mjs: ms per forward, `
+                + `median of ${rounds} rounds`);
+    if (!out.variants.includes('w8a8 int8')) console.log('(w8a8 int8: not measured: quantscope.mjs has no quant.int8 yet)');
+    for (const { T, ms } of out.rows) {
+      out.variants.forEach((name, i) => {
+        console.log(`  T = ${String(T).padStart(3)}  ${name.padEnd(16)} ${ms[i].toFixed(3).padStart(8)} ms  `
+                    + `(${(ms[i] / ms[0]).toFixed(2)} x f32)`);
+      });
+    }
   }
 } finally {
   await context.close();

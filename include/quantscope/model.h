@@ -177,7 +177,8 @@ typedef struct qs_forward_opts {
     const uint8_t *delimiters;  /* per token 1 if delimiter (for no-op head stats); NULL = none */
     int quantize;               /* apply the installed quant config (static ranges if calibrated) */
     uint32_t capture;           /* QS_PT_BIT mask of points whose full tensors are kept */
-    int skip_stats;             /* 1: no per-point / per-head statistics and no per-point
+    int skip_stats;             /* 1: no per-point / per-head statistics, no quantization
+                                   error (quant_mse / quant_sqnr_db are NaN) and no per-point
                                    finite checks (only the logits are checked): for
                                    evaluation loops and timing; most of a small model's
                                    forward time is statistics */

@@ -37,15 +37,17 @@ static void point_shape(const qs_model *m, qs_point p, int T, int *rows, int *co
 }
 
 /* Fake quantization of one activation tensor in place (RESEARCH.md §4); the
- * float original goes to scratch for the error measure. */
+ * float original goes to scratch for the error measure, a statistic like the
+ * others (skip_stats leaves it out: NaN). */
 static qs_status quantize_point(fwd *f, int slot, float *x, int rows, int cols,
                                 qs_point_stats *ps) {
     qs_model *m = f->mm;
     const qs_quant_config *q = &m->quant;
     size_t n = (size_t)rows * cols;
     qs_observer *ob = &m->observers[slot];
+    int error = !(f->o && f->o->skip_stats);
     if (f->calibrate) return qs_observer_update(ob, x, n, m->ws.scratch2, f->err);
-    memcpy(m->ws.scratch, x, n * sizeof(float));
+    if (error) memcpy(m->ws.scratch, x, n * sizeof(float));
     qs_status s;
     if (q->act_granularity == QS_GRAN_TOKEN) {
         s = qs_fake_quant_rows(x, rows, cols, q->act_bits, q->act_symmetric, f->err);
@@ -70,7 +72,8 @@ static qs_status quantize_point(fwd *f, int slot, float *x, int rows, int cols,
         ps->quant_max = use->max;
     }
     ps->quantized = 1;
-    qs_quant_error(m->ws.scratch, x, n, &ps->quant_mse, &ps->quant_sqnr_db);
+    if (error) qs_quant_error(m->ws.scratch, x, n, &ps->quant_mse, &ps->quant_sqnr_db);
+    else ps->quant_mse = ps->quant_sqnr_db = NAN;
     return QS_OK;
 }
 

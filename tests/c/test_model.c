@@ -223,6 +223,8 @@ static void test_quant_forward(void) {
     CHECK_OK(qs_model_forward(m, ids, 12, &fast, &err), &err);
     CHECK(memcmp(qs_model_logits(m), with_stats, 12 * 300 * 4) == 0);
     CHECK(qs_model_point_stats(m, 0, QS_PT_FFN_OUT)->s.max_abs == 0.0f);
+    CHECK(qs_model_point_stats(m, 0, QS_PT_FFN_OUT)->quantized);
+    CHECK(isnan(qs_model_point_stats(m, 0, QS_PT_FFN_OUT)->quant_sqnr_db));
     free(with_stats);
     /* float weights untouched by quantization */
     qs_model_clear_quant(m);
