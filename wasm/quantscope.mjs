@@ -823,6 +823,15 @@ async function readSource(source) {
                  + 'or a list of files');
 }
 
+/** Promise.all whose failure is the first in list order, not the first in time,
+ * so a folder missing every file always names config.json. */
+async function allInOrder(promises) {
+  const settled = await Promise.allSettled(promises);
+  const bad = settled.find((r) => r.status === 'rejected');
+  if (bad) throw bad.reason;
+  return settled.map((r) => r.value);
+}
+
 async function readFolder(dir) {
   const { readFile } = await import('node:fs/promises');
   const { join } = await import('node:path');
@@ -837,7 +846,7 @@ async function readFolder(dir) {
       throw qsError('QS_ERR_IO', `${path}: ${e.message}`);
     }
   };
-  const [config, safetensors, vocab] = await Promise.all([
+  const [config, safetensors, vocab] = await allInOrder([
     read('config.json'), read('model.safetensors'), read('vocab.txt', true)]);
   return { config, safetensors, vocab };
 }
@@ -856,7 +865,7 @@ async function fetchFolder(url) {
     if (optional && res.status === 404) return null;
     throw qsError('QS_ERR_IO', `${u}: HTTP ${res.status}`);
   };
-  const [config, safetensors] = await Promise.all([get('config.json'), get('model.safetensors')]);
+  const [config, safetensors] = await allInOrder([get('config.json'), get('model.safetensors')]);
   /* Only WordPiece models have a vocab.txt: asking for it otherwise logs a
    * 404 in the browser console for every byte-level model. */
   let wordpiece = true;
