@@ -94,3 +94,18 @@ export function median(xs) {
   const a = [...xs].sort((x, y) => x - y);
   return a.length ? a[Math.floor(a.length / 2)] : NaN;
 }
+
+/** Sets a number field the way a person does: its value, then its change event. */
+export async function setNumber(page, sel, v) {
+  await page.fill(sel, String(v));
+  await page.dispatchEvent(sel, 'change');
+}
+
+/** Waits until the perplexities match the current quant settings and models shown. */
+export async function pplDone(page) {
+  await until(page, () => {
+    const s = globalThis.quantscope.state();
+    return s.ppl && !s.ppl.pending && s.ppl.byModel && JSON.stringify(s.ppl.quant) === JSON.stringify(s.quant)
+      && JSON.stringify(s.ppl.models) === JSON.stringify(globalThis.quantscope.shown());
+  }, null, 60000);
+}

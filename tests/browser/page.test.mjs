@@ -7,7 +7,8 @@ import { readFile, writeFile, truncate, rm, copyFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { loadModel } from '../../wasm/quantscope.mjs';
-import { ROOT, RESULTS, MODELS, missing, open, state, until, painted, screenshot, median } from './helpers.mjs';
+import { ROOT, RESULTS, MODELS, missing, open, state, until, painted, screenshot, median, pplDone, setNumber as setNum }
+  from './helpers.mjs';
 
 const skip = missing() ?? false;
 let b; // {page, errors, close}
@@ -40,14 +41,6 @@ async function quantised(page) {
     return q && !q.pending && q.byModel && JSON.stringify(q.quant) === JSON.stringify(s.quant)
       && q.input.text === s.text && q.ranges === s.ranges
       && JSON.stringify(q.models) === JSON.stringify(globalThis.quantscope.shown());
-  });
-}
-
-async function pplDone(page) {
-  await until(page, () => {
-    const s = globalThis.quantscope.state();
-    return s.ppl && !s.ppl.pending && s.ppl.byModel && JSON.stringify(s.ppl.quant) === JSON.stringify(s.quant)
-      && JSON.stringify(s.ppl.models) === JSON.stringify(globalThis.quantscope.shown());
   });
 }
 
@@ -488,7 +481,7 @@ test('train in the tab: steps, curves, pause and resume, download, open', { skip
   }
   await b.page.click('#tab-train');
   // Run 1: long enough (the default size, 200 steps) to be paused while it runs.
-  const setNumber = async (sel, v) => { await b.page.fill(sel, String(v)); await b.page.dispatchEvent(sel, 'change'); };
+  const setNumber = (sel, v) => setNum(b.page, sel, v);
   await b.page.selectOption('#train-variant', 'vanilla');
   await setNumber('#train-steps', 200);
   const t0 = Date.now();

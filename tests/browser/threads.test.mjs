@@ -9,7 +9,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { loadModel } from '../../wasm/quantscope.mjs';
-import { ROOT, MODELS, missing, open, state, until, painted } from './helpers.mjs';
+import { ROOT, MODELS, missing, open, state, until, painted, pplDone, setNumber as setNum } from './helpers.mjs';
 
 const skip = missing()
   ?? (existsSync(join(ROOT, 'build/wasm-threads/quantscope_core.worker.js')) ? false
@@ -32,11 +32,7 @@ test('?threads=2 runs the pthreads build; perplexities equal the single-threaded
   assert.ok(await b.page.evaluate(() => crossOriginIsolated));
   if (!s.corpus.heldOut) return;
   await b.page.click('#tab-quant');
-  await until(b.page, () => {
-    const st = globalThis.quantscope.state();
-    return st.ppl && !st.ppl.pending && st.ppl.byModel
-      && JSON.stringify(st.ppl.models) === JSON.stringify(globalThis.quantscope.shown());
-  }, null, 60000);
+  await pplDone(b.page);
   const id = (await state(b.page)).selected;
   const quant = (await state(b.page)).quant;
   const model = await loadModel(join(MODELS, id)); // Node: the single-threaded build
@@ -52,7 +48,7 @@ test('?threads=2 runs the pthreads build; perplexities equal the single-threaded
 test('training in the tab runs on two threads', { skip }, async () => {
   if (!(await state(b.page)).corpus.train) return;
   await b.page.click('#tab-train');
-  const setNumber = async (sel, v) => { await b.page.fill(sel, String(v)); await b.page.dispatchEvent(sel, 'change'); };
+  const setNumber = (sel, v) => setNum(b.page, sel, v);
   await b.page.selectOption('#train-variant', 'clipped');
   await setNumber('#train-layers', 1);
   await b.page.selectOption('#train-hidden', '32');
