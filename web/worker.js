@@ -110,16 +110,17 @@ async function fetchText(path) {
  * can have them, else the single-threaded build, which always works.
  */
 async function startRuntime(threads) {
+  let fallback = null;
   if (threads > 1) {
     try {
       configure({ threads });
-      return { ...await runtimeInfo(), fallback: null };
+      await runtimeInfo();
     } catch (e) {
       configure({ threads: 1 }); // the failed start left the core unstarted
-      return { ...await runtimeInfo(), fallback: e.message };
+      fallback = e.message;
     }
   }
-  return { ...await runtimeInfo(), fallback: null };
+  return { ...await runtimeInfo(), fallback };
 }
 
 const HANDLERS = {

@@ -15,36 +15,10 @@ function sentenceIds(T, vocab) {
 }
 
 /** ms per forward for each variant and length: {T: {variant: ms}}. */
-globalThis.runBench = async ({ modelUrl, rounds, minMs }) => {
-  const model = await loadModel(modelUrl);
-  const quant = await defaultQuant();
-  const variants = [['f32', undefined], ['w8a8 fake-quant', quant]];
-  if ('int8' in quant) variants.push(['w8a8 int8', { ...quant, int8: true }]);
-  const out = { variants: variants.map(([n]) => n), rows: [] };
-  for (const T0 of [64, 128]) {
-    const T = Math.min(T0, model.config.maxPositions ?? T0);
-    const ids = sentenceIds(T, model.config.vocabSize);
-    const secs = variants.map(() => []);
-    for (let r = -1; r < rounds; r++) { // round -1: warm-up (V8 tier-up)
-      for (const [i, [, q]] of variants.entries()) {
-        let n = 0;
-        const t0 = performance.now();
-        do {
-          await model.forward(ids, q ? { quant: q } : {});
-          n++;
-        } while (performance.now() - t0 < minMs);
-        if (r >= 0) secs[i].push((performance.now() - t0) / n);
-      }
-    }
-    out.rows.push({ T, ms: secs.map(median) });
-  }
-  model.dispose();
-  return out;
-};
 /** Median ms of fn over rounds, contestants alternating within each round. */
 async function alternate(fns, rounds, minMs) {
   const secs = fns.map(() => []);
-  for (let r = -1; r < rounds; r++) { // round -1: warm-up
+  for (let r = -1; r < rounds; r++) { // round -1: warm-up (V8 tier-up)
     for (const [i, fn] of fns.entries()) {
       let n = 0;
       const t0 = performance.now();
@@ -57,6 +31,23 @@ async function alternate(fns, rounds, minMs) {
   }
   return secs.map(median);
 }
+
+globalThis.runBench = async ({ modelUrl, rounds, minMs }) => {
+  const model = await loadModel(modelUrl);
+  const quant = await defaultQuant();
+  const variants = [['f32', undefined], ['w8a8 fake-quant', quant]];
+  if ('int8' in quant) variants.push(['w8a8 int8', { ...quant, int8: true }]);
+  const out = { variants: variants.map(([n]) => n), rows: [] };
+  for (const T0 of [64, 128]) {
+    const T = Math.min(T0, model.config.maxPositions ?? T0);
+    const ids = sentenceIds(T, model.config.vocabSize);
+    const ms = await alternate(variants.map(([, q]) => () => model.forward(ids, q ? { quant: q } : {})),
+      rounds, minMs);
+    out.rows.push({ T, ms });
+  }
+  model.dispose();
+  return out;
+};
 
 /**
  * The pthreads build (configure must come before anything else on this page):

@@ -87,6 +87,17 @@ static void make_clm_window(window *w, const int32_t *body, int n, const qs_eval
     for (int t = 0; t < w->T; t++) w->target[t] = t + 1 < w->T ? w->ids[t + 1] : -1;
 }
 
+static int window_alloc(window *w, int seq_len) {
+    w->ids = malloc((size_t)seq_len * sizeof(int32_t));
+    w->target = malloc((size_t)seq_len * sizeof(int32_t));
+    return w->ids && w->target;
+}
+
+static void window_free(window *w) {
+    free(w->ids);
+    free(w->target);
+}
+
 typedef struct plan {
     int body, n_windows, seq_len;
     size_t n_ids;
@@ -159,15 +170,14 @@ typedef struct pass {
 static void pass_free(pass *ps) {
     for (int i = 0; i < ps->n_jobs; i++) {
         if (i > 0) qs_model_free(ps->jobs[i].m);
-        free(ps->jobs[i].w.ids);
-        free(ps->jobs[i].w.target);
+        window_free(&ps->jobs[i].w);
     }
     free(ps->nll);
     free(ps->count);
 }
 
 static qs_status pass_init(pass *ps, qs_model *m, const plan *p, const qs_eval_opts *o,
-                           int n_jobs, qs_error *err) {
+                           int n_jobs, int quantize, qs_error *err) {
     memset(ps, 0, sizeof *ps);
     ps->nll = calloc((size_t)p->n_windows, sizeof(double));
     ps->count = calloc((size_t)p->n_windows, sizeof(long));
@@ -176,10 +186,9 @@ static qs_status pass_init(pass *ps, qs_model *m, const plan *p, const qs_eval_o
         eval_job *j = &ps->jobs[i];
         ps->n_jobs = i + 1;
         *j = (eval_job){.m = m, .p = p, .o = o, .first = i, .stride = n_jobs,
-                        .nll = ps->nll, .count = ps->count, .failed = -1};
-        j->w.ids = malloc((size_t)p->seq_len * sizeof(int32_t));
-        j->w.target = malloc((size_t)p->seq_len * sizeof(int32_t));
-        if (!j->w.ids || !j->w.target) return qs_fail(err, QS_ERR_NOMEM, "evaluate: out of memory");
+                        .quantize = quantize, .nll = ps->nll, .count = ps->count};
+        if (!window_alloc(&j->w, p->seq_len))
+            return qs_fail(err, QS_ERR_NOMEM, "evaluate: out of memory");
         if (i > 0) {
             j->m = NULL;
             qs_status s = qs_model_replica(m, &j->m, err);
@@ -194,9 +203,8 @@ static qs_status pass_init(pass *ps, qs_model *m, const plan *p, const qs_eval_o
 static qs_status score(qs_model *m, const plan *p, const qs_eval_opts *o, int n_jobs, int quantize,
                        double *nll, long *count, qs_error *err) {
     pass ps;
-    qs_status s = pass_init(&ps, m, p, o, n_jobs, err);
+    qs_status s = pass_init(&ps, m, p, o, n_jobs, quantize, err);
     if (!s) {
-        for (int i = 0; i < ps.n_jobs; i++) ps.jobs[i].quantize = quantize;
         qs_parallel_run(ps.n_jobs, score_windows, ps.jobs, sizeof ps.jobs[0]);
         const eval_job *bad = NULL;
         for (int i = 0; i < ps.n_jobs; i++)
@@ -264,15 +272,13 @@ qs_status qs_evaluate(qs_model *m, const int32_t *ids, size_t n_ids, const qs_ev
         /* Calibration runs in order on the model itself: running min-max
          * depends on the order of the batches. The replicas copy its ranges. */
         if (o.quant->act_granularity == QS_GRAN_TENSOR && !s) {
-            window w = {malloc((size_t)seq_len * sizeof(int32_t)),
-                        malloc((size_t)seq_len * sizeof(int32_t)), 0};
-            if (!w.ids || !w.target) s = qs_fail(err, QS_ERR_NOMEM, "evaluate: out of memory");
+            window w;
+            if (!window_alloc(&w, seq_len)) s = qs_fail(err, QS_ERR_NOMEM, "evaluate: out of memory");
             for (int k = 0; k < calib && !s; k++) {
                 make_window(m, &p, &o, k, &w);
                 s = qs_model_calibrate(m, w.ids, NULL, w.T, err);
             }
-            free(w.ids);
-            free(w.target);
+            window_free(&w);
         }
         long n_q;
         if (!s) s = score(m, &p, &o, n_jobs, 1, &out->q_nll, &n_q, err);
