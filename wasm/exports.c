@@ -308,6 +308,22 @@ KEEP int qsw_point_stats(qsw_ctx *c, const qs_model *m, int layer, int p) {
     return done(c, QS_OK);
 }
 
+/* The outlier summary (eval.h) of the last forward as one sequence.
+ * out: max_inf_norm, max_inf_norm_layer, max_ffn_out_inf_norm,
+ * max_ln_out_inf_norm, avg_kurtosis, max_kurtosis, avg_rms_kurtosis. */
+KEEP int qsw_outlier_summary(qsw_ctx *c, const qs_model *m) {
+    qs_outlier_acc acc;
+    qs_outlier_summary s;
+    if (qs_outlier_acc_init(&acc, m, &c->err)) return done(c, c->err.status);
+    qs_status st = qs_outlier_acc_add(&acc, m, &c->err);
+    qs_outlier_acc_result(&acc, &s);
+    qs_outlier_acc_free(&acc);
+    double v[] = {s.max_inf_norm, s.max_inf_norm_layer, s.max_ffn_out_inf_norm,
+                  s.max_ln_out_inf_norm, s.avg_kurtosis, s.max_kurtosis, s.avg_rms_kurtosis};
+    memcpy(c->out, v, sizeof v);
+    return done(c, st);
+}
+
 /* out[0..7]: the qs_head_stats fields in declaration order. */
 KEEP int qsw_head_stats(qsw_ctx *c, const qs_model *m, int layer, int head) {
     const qs_head_stats *h = qs_model_head_stats(m, layer, head);

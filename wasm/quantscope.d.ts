@@ -189,11 +189,34 @@ export interface ForwardResult {
   points: PointStats[];
   /** heads[layer][head]. */
   heads: HeadStats[][];
+  /** The paper's outlier figures for this sequence, as `qs eval` defines them. */
+  summary: OutlierSummary;
   /**
    * captures[name][layer]: the full tensor ([rows][cols] as in the point's
    * stats); global points have one entry. null where the model lacks the point.
    */
   captures: Partial<Record<PointName, (Float32Array | null)[]>>;
+}
+
+/**
+ * The outlier figures of the paper's Table 2, measured where the official
+ * validation scripts measure them (C: qs_outlier_summary): per sequence, then
+ * the maximum or mean over layers.
+ */
+export interface OutlierSummary {
+  /** max over layers of ‖x‖∞ at the LayerNorm input x + FFN(x) (point 'ffn_res'). */
+  maxInfNorm: number;
+  /** the layer holding maxInfNorm. */
+  maxInfNormLayer: number;
+  /** max over layers of ‖x‖∞ at the FFN output ('ffn_out'). */
+  maxFfnOutInfNorm: number;
+  /** max over layers of ‖x‖∞ at the layer output ('layer_out'; BERT: after the LayerNorm). */
+  maxLnOutInfNorm: number;
+  /** Pearson kurtosis at 'ffn_out' and 'layer_out', mean and max over the 2 × layers values. */
+  avgKurtosis: number;
+  maxKurtosis: number;
+  /** He et al.'s kurtosis of neuron RMS at 'layer_out', mean over layers. */
+  avgRmsKurtosis: number;
 }
 
 /** A calibration batch: one sequence of ids, or one with BERT token types. */
@@ -349,13 +372,15 @@ export interface TrainEval {
   step: number;
   valLoss: number;
   valPpl: number;
-  /** Max |x| over layers at the residual sums / layer outputs. */
+  /**
+   * OutlierSummary's figures over the first 16 validation sequences: ‖x‖∞ at
+   * the LayerNorm input x + FFN(x) and at the FFN output, Pearson kurtosis at
+   * the FFN and layer outputs, RMS kurtosis at the layer output.
+   */
   maxInfNorm: number;
   maxFfnOutInfNorm: number;
-  /** Pearson kurtosis of the layer outputs, average and max over layers. */
   avgKurtosis: number;
   maxKurtosis: number;
-  /** He et al. kurtosis of neuron RMS, averaged over layers. */
   avgRmsKurtosis: number;
 }
 

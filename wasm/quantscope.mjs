@@ -518,6 +518,12 @@ export class Model {
       }
       heads.push(row);
     }
+    // The paper's summary figures, defined once in C (qs_outlier_summary).
+    this.#call(m._qsw_outlier_summary(this.#ctx, h));
+    const [maxInfNorm, maxInfNormLayer, maxFfnOutInfNorm, maxLnOutInfNorm, avgKurtosis, maxKurtosis,
+      avgRmsKurtosis] = c.out(this.#ctx, 7);
+    const summary = { maxInfNorm, maxInfNormLayer, maxFfnOutInfNorm, maxLnOutInfNorm, avgKurtosis,
+      maxKurtosis, avgRmsKurtosis };
     const captures = {};
     for (const name of new Set(capture)) {
       const p = c.pointIndex.get(name);
@@ -529,7 +535,7 @@ export class Model {
         captures[name].push(st && ptr ? c.f32(ptr, st.rows * st.cols) : null);
       }
     }
-    return { logits, shape: [T, V], hiddenStates, points, heads, captures };
+    return { logits, shape: [T, V], hiddenStates, points, heads, summary, captures };
   }
 
   evaluate(idsOrText, opts = {}) {

@@ -43,6 +43,51 @@ typedef struct qs_eval_result {
 qs_status qs_evaluate(qs_model *m, const int32_t *ids, size_t n_ids, const qs_eval_opts *opts,
                       qs_eval_result *out, qs_error *err);
 
+/* The outlier figures of the paper's Table 2, measured where and how the
+ * official validation scripts measure them (RESEARCH.md §3, §8): each value is
+ * taken per sequence (its T x d tensor flattened), averaged over sequences,
+ * then the maximum (or mean) over layers is reported. The points:
+ *   max_inf_norm          ||x||_inf of the LayerNorm input x + FFN(x)
+ *                         (QS_PT_FFN_RES; BERT "max FFN input + output inf
+ *                         norm", OPT "max layer inf norm": the residual stream)
+ *   max_ffn_out_inf_norm  ||x||_inf of the FFN output (QS_PT_FFN_OUT)
+ *   max_ln_out_inf_norm   ||x||_inf of the layer output (QS_PT_LAYER_OUT; BERT:
+ *                         LN(FFN i + o), capped near |gamma| sqrt(d))
+ *   avg/max_kurtosis      Pearson kurtosis at the FFN output and the layer
+ *                         output (2 values a layer, as the official BERT script)
+ *   avg_rms_kurtosis      He et al.'s kurtosis of neuron RMS at the layer output
+ * This one definition feeds `qs eval`, `qs stats`, the trainer's curve, the JS
+ * API and the page. */
+typedef struct qs_outlier_summary {
+    long n_seqs;
+    float max_inf_norm;
+    int max_inf_norm_layer;
+    float max_ffn_out_inf_norm, max_ln_out_inf_norm;
+    float avg_kurtosis, max_kurtosis, avg_rms_kurtosis;
+} qs_outlier_summary;
+
+/* Running sums per layer; add one sequence after each forward with statistics. */
+typedef struct qs_outlier_acc {
+    int n_layers;
+    long n_seqs;
+    double *sum; /* [n_layers][6] (eval.c names them), owned */
+} qs_outlier_acc;
+
+qs_status qs_outlier_acc_init(qs_outlier_acc *a, const qs_model *m, qs_error *err);
+/* Adds the sequence of m's last forward (which must have run with statistics:
+ * QS_ERR_ARG otherwise, or when m has another number of layers). */
+qs_status qs_outlier_acc_add(qs_outlier_acc *a, const qs_model *m, qs_error *err);
+/* The summary of what was added so far (all zero when nothing was). */
+void qs_outlier_acc_result(const qs_outlier_acc *a, qs_outlier_summary *out);
+void qs_outlier_acc_free(qs_outlier_acc *a);
+
+/* The summary over the first max_windows windows (0 = 64) that qs_evaluate
+ * scores with the same opts (BERT windows masked as for perplexity, as the
+ * official script measures masked batches); float, on the calling thread. */
+qs_status qs_outlier_windows(qs_model *m, const int32_t *ids, size_t n_ids,
+                             const qs_eval_opts *opts, int max_windows, qs_outlier_summary *out,
+                             qs_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -57,23 +57,39 @@ typedef struct qs_step_log {
  * (the parameters stay the last good ones) with QS_ERR_NAN naming the step. */
 qs_status qs_trainer_step(qs_trainer *t, qs_step_log *log, qs_error *err);
 
+/* Outlier statistics in the curve: qs_outlier_summary (eval.h) over this many
+ * validation sequences. */
+#define QS_TRAIN_STAT_SEQS 16
+
 typedef struct qs_eval_log {
     double val_loss, val_ppl;   /* over n fixed validation batches */
-    float max_inf_norm;         /* max |x| over layers at the residual sums / layer outputs */
+    /* qs_outlier_summary's figures (eval.h): ||x||inf at the LayerNorm input
+     * x + FFN(x) and at the FFN output, Pearson kurtosis at the FFN and layer
+     * outputs, RMS kurtosis at the layer output */
+    float max_inf_norm;
     float max_ffn_out_inf_norm;
-    float avg_kurtosis;         /* Pearson, layer outputs, averaged over layers */
+    float avg_kurtosis;
     float max_kurtosis;
-    float avg_rms_kurtosis;     /* He et al., layer outputs, averaged over layers */
+    float avg_rms_kurtosis;
 } qs_eval_log;
 
-/* Validation loss on n_batches fixed batches plus outlier statistics of the
- * first validation sequence. */
+/* Validation loss on n_batches fixed batches plus the outlier summary of the
+ * first QS_TRAIN_STAT_SEQS sequences of the last one. */
 qs_status qs_trainer_eval(qs_trainer *t, int n_batches, qs_eval_log *out, qs_error *err);
 
 int qs_trainer_steps_done(const qs_trainer *t);
 
+/* The batch the trainer built last, [B][T] each: after qs_trainer_step, that
+ * step's (qs_trainer_eval builds its own batches in the same buffers, so read
+ * it before evaluating). Targets are -1 where a position is not scored; types
+ * is NULL for OPT models. The pointers stay valid until qs_trainer_free. */
+qs_status qs_trainer_last_batch(const qs_trainer *t, const int32_t **ids, const int32_t **types,
+                                const int32_t **targets, int *B, int *T);
+
 /* Checkpoint: config.json + model.safetensors + train_state.safetensors (AdamW
- * moments, step, config fingerprint) in dir, each written atomically. */
+ * moments, step, config fingerprint) in dir, each written atomically (the
+ * folder is synced after each rename). Save and resume first remove the
+ * temporary files a save killed mid-way left in dir. */
 qs_status qs_trainer_save(const qs_trainer *t, const char *dir, qs_error *err);
 /* Restores model parameters and optimiser state saved by qs_trainer_save from a
  * run with the same model and training config (else QS_ERR_CONFIG). */

@@ -342,31 +342,24 @@ static void json_heads(const qs_model *m) {
     printf("]");
 }
 
-/* The official scripts' summary numbers (RESEARCH.md §3): max ||x||_inf at the
- * FFN output, the residual sum into LayerNorm and the layer output, and the
- * average / maximum kurtosis of the layer outputs. */
-typedef struct summary {
-    double max_inf, ffn_out_inf, ffn_res_inf, layer_out_inf, avg_kurt, max_kurt, avg_rms_kurt;
-} summary;
+/* The outlier summary of the last forward: one sequence of the library's
+ * definition (qs_outlier_summary, eval.h), so qs stats and qs eval agree. */
+static int summarize(const qs_model *m, qs_outlier_summary *out, qs_error *err) {
+    qs_outlier_acc acc;
+    if (qs_outlier_acc_init(&acc, m, err)) return 0;
+    int ok = !qs_outlier_acc_add(&acc, m, err);
+    qs_outlier_acc_result(&acc, out);
+    qs_outlier_acc_free(&acc);
+    return ok;
+}
 
-static summary summarize(const qs_model *m) {
-    summary s = {0};
-    int L = qs_model_config(m)->n_layers;
-    for (int l = 0; l < L; l++) {
-        for (int p = 0; p < QS_NUM_POINTS; p++) {
-            const qs_point_stats *ps = qs_model_point_stats(m, l, (qs_point)p);
-            if (ps && ps->present && p != QS_PT_SCORES && p != QS_PT_PROBS && p != QS_PT_GATE)
-                s.max_inf = fmax(s.max_inf, ps->s.max_abs);
-        }
-        s.ffn_out_inf = fmax(s.ffn_out_inf, qs_model_point_stats(m, l, QS_PT_FFN_OUT)->s.max_abs);
-        s.ffn_res_inf = fmax(s.ffn_res_inf, qs_model_point_stats(m, l, QS_PT_FFN_RES)->s.max_abs);
-        const qs_point_stats *lo = qs_model_point_stats(m, l, QS_PT_LAYER_OUT);
-        s.layer_out_inf = fmax(s.layer_out_inf, lo->s.max_abs);
-        s.avg_kurt += lo->s.kurtosis / L;
-        s.avg_rms_kurt += lo->s.rms_kurtosis / L;
-        s.max_kurt = fmax(s.max_kurt, lo->s.kurtosis);
-    }
-    return s;
+/* The summary's figures as JSON members, the same keys for qs stats and qs eval. */
+static void json_summary(const qs_outlier_summary *s) {
+    printf("\"max_inf_norm\":%.9g,\"max_inf_norm_layer\":%d,\"max_ffn_out_inf_norm\":%.9g,"
+           "\"max_ln_out_inf_norm\":%.9g,\"avg_kurtosis\":%.9g,\"max_kurtosis\":%.9g,"
+           "\"avg_rms_kurtosis\":%.9g", s->max_inf_norm, s->max_inf_norm_layer,
+           s->max_ffn_out_inf_norm, s->max_ln_out_inf_norm, s->avg_kurtosis, s->max_kurtosis,
+           s->avg_rms_kurtosis);
 }
 
 static int cmd_stats_or_quant(const args *a, qs_model *m, int quant) {
@@ -406,29 +399,31 @@ static int cmd_stats_or_quant(const args *a, qs_model *m, int quant) {
             agree += b0 == b1;
         }
     }
+    qs_outlier_summary s;
     if (ok) {
-        summary s = summarize(m);
+        ok = summarize(m, &s, &err);
+        if (!ok) print_error(&err);
+    }
+    if (ok) {
         if (a->json) {
             printf("{\"model\":\"%s\",\"tokens\":%d,", a->models[0], in.n);
             if (quant)
                 printf("\"weight_bits\":%d,\"act_bits\":%d,\"max_logit_error\":%.9g,"
                        "\"top1_agreement\":%.6f,", a->q.weight_bits, a->q.act_bits, logit_err,
                        (double)agree / in.n);
-            printf("\"summary\":{\"max_inf_norm\":%.9g,\"max_ffn_out_inf_norm\":%.9g,"
-                   "\"max_ffn_res_inf_norm\":%.9g,\"max_layer_out_inf_norm\":%.9g,"
-                   "\"avg_kurtosis\":%.9g,\"max_kurtosis\":%.9g,\"avg_rms_kurtosis\":%.9g},",
-                   s.max_inf, s.ffn_out_inf, s.ffn_res_inf, s.layer_out_inf, s.avg_kurt, s.max_kurt,
-                   s.avg_rms_kurt);
+            printf("\"summary\":{");
+            json_summary(&s);
+            printf("},");
             json_points(m);
             printf(",");
             json_heads(m);
             printf("}\n");
         } else {
             printf("%s: %d tokens\n", a->models[0], in.n);
-            printf("max ||x||_inf %.4g | FFN output %.4g | FFN input + output %.4g | LN(FFN i + o) "
-                   "%.4g | avg kurtosis %.3f | max kurtosis %.3f | avg RMS kurtosis %.3f\n",
-                   s.max_inf, s.ffn_out_inf, s.ffn_res_inf, s.layer_out_inf, s.avg_kurt, s.max_kurt,
-                   s.avg_rms_kurt);
+            printf("max ||x||_inf (FFN input + output, layer %d) %.4g | FFN output %.4g | "
+                   "layer output %.4g | avg kurtosis %.3f | max kurtosis %.3f | avg RMS kurtosis "
+                   "%.3f\n", s.max_inf_norm_layer, s.max_inf_norm, s.max_ffn_out_inf_norm,
+                   s.max_ln_out_inf_norm, s.avg_kurtosis, s.max_kurtosis, s.avg_rms_kurtosis);
             if (quant)
                 printf("W%dA%d: max |logit error| %.4g, top-1 agreement %.1f%%\n", a->q.weight_bits,
                        a->q.act_bits, logit_err, 100.0 * agree / in.n);
@@ -501,39 +496,6 @@ static int read_stream(const args *a, const qs_model *m, int32_t **ids, size_t *
     return 1;
 }
 
-/* Outlier statistics as the official validation scripts report them: per
- * sequence, averaged over the first windows, then max / mean over layers. */
-static int window_summary(qs_model *m, const int32_t *ids, size_t n, const qs_eval_opts *o,
-                          int windows, summary *out, qs_error *err) {
-    const qs_config *c = qs_model_config(m);
-    int bert = c->arch == QS_ARCH_BERT, T = o->seq_len ? o->seq_len : 128;
-    if (T > c->max_positions) T = c->max_positions;
-    int body = T - (bert ? 2 : (o->bos_id >= 0 ? 1 : 0)), done = 0;
-    int32_t *win = malloc((size_t)T * sizeof(int32_t));
-    if (!win) return 0;
-    memset(out, 0, sizeof *out);
-    for (size_t start = 0; start < n && done < windows; start += (size_t)body, done++) {
-        int k = (int)(n - start < (size_t)body ? n - start : (size_t)body), len = 0;
-        if (bert || o->bos_id >= 0) win[len++] = bert ? o->cls_id : o->bos_id;
-        memcpy(win + len, ids + start, (size_t)k * sizeof(int32_t));
-        len += k;
-        if (bert) win[len++] = o->sep_id;
-        if (qs_model_forward(m, win, len, NULL, err)) {
-            free(win);
-            return 0;
-        }
-        summary s = summarize(m);
-        out->max_inf += s.max_inf, out->ffn_out_inf += s.ffn_out_inf;
-        out->ffn_res_inf += s.ffn_res_inf, out->layer_out_inf += s.layer_out_inf;
-        out->avg_kurt += s.avg_kurt, out->max_kurt += s.max_kurt, out->avg_rms_kurt += s.avg_rms_kurt;
-    }
-    free(win);
-    double *f[] = {&out->max_inf, &out->ffn_out_inf, &out->ffn_res_inf, &out->layer_out_inf,
-                   &out->avg_kurt, &out->max_kurt, &out->avg_rms_kurt};
-    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) *f[i] /= done ? done : 1;
-    return done > 0;
-}
-
 /* The paper's Table 2 columns: FP perplexity, outlier statistics, and the
  * perplexity under W8A8 and the lower bit widths of the issue. */
 static const int eval_bits[][2] = {{8, 8}, {8, 6}, {8, 4}, {6, 8}, {4, 8}};
@@ -558,7 +520,7 @@ static int cmd_eval(const args *a) {
         int32_t *ids = NULL;
         size_t n = 0;
         qs_eval_result fp, qr[N_EVAL_BITS];
-        summary s = {0};
+        qs_outlier_summary s = {0};
         int ok = !qs_model_load_dir(a->models[i], &m, &err);
         ok = ok && read_stream(a, m, &ids, &n);
         qs_eval_opts o = ok ? qs_eval_opts_default(m) : (qs_eval_opts){0};
@@ -577,8 +539,8 @@ static int cmd_eval(const args *a) {
         }
         if (ok) {
             qs_model_clear_quant(m);
-            ok = window_summary(m, ids, n, &o, a->windows > 0 && a->windows < 64 ? a->windows : 64,
-                                &s, &err);
+            ok = !qs_outlier_windows(m, ids, n, &o, a->windows > 0 && a->windows < 64 ? a->windows : 64,
+                                     &s, &err);
         }
         if (!ok) {
             if (err.status) print_error(&err);
@@ -586,12 +548,10 @@ static int cmd_eval(const args *a) {
         } else if (a->json) {
             printf("%s{\"model\":\"%s\",\"fp_ppl\":", i ? "," : "", a->models[i]);
             jnum(fp.fp_ppl);
-            printf(",\"n_predicted\":%ld,\"n_windows\":%d,\"max_inf_norm\":%.9g,"
-                   "\"max_ffn_out_inf_norm\":%.9g,\"max_ffn_res_inf_norm\":%.9g,"
-                   "\"max_layer_out_inf_norm\":%.9g,\"avg_kurtosis\":%.9g,\"max_kurtosis\":%.9g,"
-                   "\"avg_rms_kurtosis\":%.9g,\"quantized\":[", fp.n_predicted, fp.n_windows,
-                   s.max_inf, s.ffn_out_inf, s.ffn_res_inf, s.layer_out_inf, s.avg_kurt,
-                   s.max_kurt, s.avg_rms_kurt);
+            printf(",\"n_predicted\":%ld,\"n_windows\":%d,\"n_stat_windows\":%ld,", fp.n_predicted,
+                   fp.n_windows, s.n_seqs);
+            json_summary(&s);
+            printf(",\"quantized\":[");
             for (int q = 0; q < n_cfg; q++) {
                 printf("%s{\"weight_bits\":%d,\"act_bits\":%d,\"ppl\":", q ? "," : "",
                        a->have_quant ? a->q.weight_bits : eval_bits[q][0],
@@ -601,8 +561,8 @@ static int cmd_eval(const args *a) {
             }
             printf("]}");
         } else {
-            printf("%-24s %8.3f %9.2f %9.2f %9.2f", a->models[i], fp.fp_ppl, s.max_inf, s.avg_kurt,
-                   s.avg_rms_kurt);
+            printf("%-24s %8.3f %9.2f %9.2f %9.2f", a->models[i], fp.fp_ppl, s.max_inf_norm,
+                   s.avg_kurtosis, s.avg_rms_kurtosis);
             for (int q = 0; q < n_cfg; q++) printf(" %8.3f", qr[q].q_ppl);
             printf("\n");
         }
@@ -611,8 +571,9 @@ static int cmd_eval(const args *a) {
     }
     if (a->json) printf("]}\n");
     else
-        printf("perplexity over %s; max|x|inf and kurtosis: per sequence, averaged over up to 64 "
-               "windows, max / mean over layers; activations %s %s, weights %s %s\n",
+        printf("perplexity over %s; max|x|inf (at the LayerNorm input x + FFN(x)) and kurtosis (at "
+               "the FFN and layer outputs): per sequence, averaged over up to 64 windows, max / mean "
+               "over layers; activations %s %s, weights %s %s\n",
                a->data ? (a->split_all ? "the whole file" : "the file's validation split") : "the input",
                qs_granularity_name(a->q.act_granularity), qs_estimator_name(a->q.act_estimator),
                qs_granularity_name(a->q.weight_granularity),

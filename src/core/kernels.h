@@ -44,6 +44,14 @@ float qs_max_abs(const float *x, size_t n);
 float qs_max_abs_ref(const float *x, size_t n);
 
 /* 1 if every element is finite; else 0 and *bad_index gets the first bad one. */
+/* GELU, erf form (BERT's "gelu"): out = x Phi(x); backward accumulates
+ * dx += dout (Phi(x) + x phi(x)). Vectorised with an erf accurate to 1.5e-7;
+ * the _ref versions use libm's erff / expf. NaN propagates. */
+void qs_gelu_forward(float *out, const float *x, size_t n);
+void qs_gelu_forward_ref(float *out, const float *x, size_t n);
+void qs_gelu_backward(float *dx, const float *x, const float *dout, size_t n);
+void qs_gelu_backward_ref(float *dx, const float *x, const float *dout, size_t n);
+
 int qs_all_finite(const float *x, size_t n, size_t *bad_index);
 
 /* QS_ERR_NAN naming what[row, col] and the value when a matrix holds a

@@ -228,31 +228,42 @@ static qs_status score(qs_model *m, const plan *p, const qs_eval_opts *o, int n_
     return s;
 }
 
-qs_status qs_evaluate(qs_model *m, const int32_t *ids, size_t n_ids, const qs_eval_opts *opts,
-                      qs_eval_result *out, qs_error *err) {
-    if (!m || !out || (!ids && n_ids)) return qs_fail(err, QS_ERR_ARG, "evaluate: NULL argument");
+/* The windows of a stream as qs_evaluate scores them; *o gets the defaults. */
+static qs_status plan_make(const qs_model *m, const int32_t *ids, size_t n_ids,
+                           const qs_eval_opts *opts, qs_eval_opts *o, plan *p, qs_error *err) {
     const qs_config *c = qs_model_config(m);
-    qs_eval_opts o = opts ? *opts : qs_eval_opts_default(m);
+    *o = opts ? *opts : qs_eval_opts_default(m);
     int max_len = c->max_positions < 128 ? c->max_positions : 128;
-    int seq_len = o.seq_len > 0 ? o.seq_len : max_len;
+    int seq_len = o->seq_len > 0 ? o->seq_len : max_len;
     if (seq_len > c->max_positions)
         return qs_fail(err, QS_ERR_RANGE, "evaluate: seq_len %d exceeds max_position_embeddings %d",
                        seq_len, c->max_positions);
     int bert = c->arch == QS_ARCH_BERT;
-    if (bert && (o.cls_id < 0 || o.sep_id < 0 || o.mask_id < 0))
+    if (bert && (o->cls_id < 0 || o->sep_id < 0 || o->mask_id < 0))
         return qs_fail(err, QS_ERR_ARG, "evaluate: masked-LM scoring needs [CLS], [SEP] and [MASK] "
                        "ids (the model has no tokenizer; set cls_id, sep_id, mask_id)");
-    plan p = {seq_len - (bert ? 2 : (o.bos_id >= 0 ? 1 : 0)), 0, seq_len, n_ids, ids};
-    if (p.body < 1 || (!bert && o.bos_id < 0 && p.body < 2))
+    *p = (plan){seq_len - (bert ? 2 : (o->bos_id >= 0 ? 1 : 0)), 0, seq_len, n_ids, ids};
+    if (p->body < 1 || (!bert && o->bos_id < 0 && p->body < 2))
         return qs_fail(err, QS_ERR_RANGE, "evaluate: seq_len %d leaves no token to score", seq_len);
-    size_t full = n_ids / (size_t)p.body;
+    size_t full = n_ids / (size_t)p->body;
     /* A stream shorter than one window is scored as one short window. */
-    p.n_windows = full ? (int)(full > 1000000 ? 1000000 : full) : (n_ids ? 1 : 0);
-    if (o.max_windows > 0 && p.n_windows > o.max_windows) p.n_windows = o.max_windows;
-    int min_tokens = bert || o.bos_id >= 0 ? 1 : 2;
+    p->n_windows = full ? (int)(full > 1000000 ? 1000000 : full) : (n_ids ? 1 : 0);
+    if (o->max_windows > 0 && p->n_windows > o->max_windows) p->n_windows = o->max_windows;
+    int min_tokens = bert || o->bos_id >= 0 ? 1 : 2;
     if (n_ids < (size_t)min_tokens)
         return qs_fail(err, QS_ERR_RANGE, "evaluate: the token stream has %zu tokens, at least %d "
                        "needed", n_ids, min_tokens);
+    return QS_OK;
+}
+
+qs_status qs_evaluate(qs_model *m, const int32_t *ids, size_t n_ids, const qs_eval_opts *opts,
+                      qs_eval_result *out, qs_error *err) {
+    if (!m || !out || (!ids && n_ids)) return qs_fail(err, QS_ERR_ARG, "evaluate: NULL argument");
+    qs_eval_opts o;
+    plan p;
+    qs_status s = plan_make(m, ids, n_ids, opts, &o, &p, err);
+    if (s) return s;
+    int seq_len = p.seq_len;
     if (o.threads < 0 || o.threads > QS_MAX_THREADS)
         return qs_fail(err, QS_ERR_RANGE, "evaluate: threads %d outside [0, %d]", o.threads,
                        QS_MAX_THREADS);
@@ -261,7 +272,6 @@ qs_status qs_evaluate(qs_model *m, const int32_t *ids, size_t n_ids, const qs_ev
     memset(out, 0, sizeof *out);
     out->q_nll = out->q_ppl = NAN;
     out->n_windows = p.n_windows;
-    qs_status s = QS_OK;
     if (o.quant && o.quant_only) out->fp_nll = out->fp_ppl = NAN;
     else s = score(m, &p, &o, n_jobs, 0, &out->fp_nll, &out->n_predicted, err);
     if (!s && !(o.quant && o.quant_only)) out->fp_ppl = exp(out->fp_nll);
@@ -285,5 +295,96 @@ qs_status qs_evaluate(qs_model *m, const int32_t *ids, size_t n_ids, const qs_ev
         if (!s && o.quant_only) out->n_predicted = n_q;
         if (!s) out->q_ppl = exp(out->q_nll);
     }
+    return s;
+}
+
+/* ---- Outlier summary (eval.h) ---------------------------------------------- */
+
+/* Per layer: ||x||inf at FFN_RES, FFN_OUT, LAYER_OUT; Pearson kurtosis at
+ * FFN_OUT and LAYER_OUT; RMS kurtosis at LAYER_OUT. */
+enum { SUM_RES_INF, SUM_FFN_INF, SUM_OUT_INF, SUM_FFN_KURT, SUM_OUT_KURT, SUM_OUT_RMS,
+       QS_OUTLIER_SUMS };
+
+qs_status qs_outlier_acc_init(qs_outlier_acc *a, const qs_model *m, qs_error *err) {
+    if (!a || !m) return qs_fail(err, QS_ERR_ARG, "outlier summary: NULL argument");
+    a->n_layers = qs_model_config(m)->n_layers;
+    a->n_seqs = 0;
+    a->sum = calloc((size_t)a->n_layers * QS_OUTLIER_SUMS, sizeof(double));
+    return a->sum ? QS_OK : qs_fail(err, QS_ERR_NOMEM, "outlier summary: out of memory");
+}
+
+void qs_outlier_acc_free(qs_outlier_acc *a) {
+    if (!a) return;
+    free(a->sum);
+    a->sum = NULL;
+}
+
+qs_status qs_outlier_acc_add(qs_outlier_acc *a, const qs_model *m, qs_error *err) {
+    if (!a || !a->sum || !m) return qs_fail(err, QS_ERR_ARG, "outlier summary: NULL argument");
+    if (qs_model_config(m)->n_layers != a->n_layers)
+        return qs_fail(err, QS_ERR_ARG, "outlier summary: the model has %d layers, the sums %d",
+                       qs_model_config(m)->n_layers, a->n_layers);
+    if (!m->last_T || !m->last_stats)
+        return qs_fail(err, QS_ERR_ARG, "outlier summary: the last forward computed no "
+                       "statistics (it failed, or ran with skip_stats)");
+    for (int l = 0; l < a->n_layers; l++) {
+        const qs_tensor_stats *res = &qs_model_point_stats(m, l, QS_PT_FFN_RES)->s,
+                              *ffn = &qs_model_point_stats(m, l, QS_PT_FFN_OUT)->s,
+                              *out = &qs_model_point_stats(m, l, QS_PT_LAYER_OUT)->s;
+        double *s = a->sum + (size_t)l * QS_OUTLIER_SUMS;
+        s[SUM_RES_INF] += res->max_abs;
+        s[SUM_FFN_INF] += ffn->max_abs;
+        s[SUM_OUT_INF] += out->max_abs;
+        s[SUM_FFN_KURT] += ffn->kurtosis;
+        s[SUM_OUT_KURT] += out->kurtosis;
+        s[SUM_OUT_RMS] += out->rms_kurtosis;
+    }
+    a->n_seqs++;
+    return QS_OK;
+}
+
+void qs_outlier_acc_result(const qs_outlier_acc *a, qs_outlier_summary *out) {
+    memset(out, 0, sizeof *out);
+    if (!a || !a->sum || !a->n_seqs) return;
+    double n = (double)a->n_seqs, kurt = 0.0, rms = 0.0;
+    out->n_seqs = a->n_seqs;
+    for (int l = 0; l < a->n_layers; l++) {
+        const double *s = a->sum + (size_t)l * QS_OUTLIER_SUMS;
+        float res = (float)(s[SUM_RES_INF] / n), fk = (float)(s[SUM_FFN_KURT] / n),
+              ok = (float)(s[SUM_OUT_KURT] / n);
+        if (res > out->max_inf_norm) out->max_inf_norm = res, out->max_inf_norm_layer = l;
+        out->max_ffn_out_inf_norm = fmaxf(out->max_ffn_out_inf_norm, (float)(s[SUM_FFN_INF] / n));
+        out->max_ln_out_inf_norm = fmaxf(out->max_ln_out_inf_norm, (float)(s[SUM_OUT_INF] / n));
+        out->max_kurtosis = fmaxf(out->max_kurtosis, fmaxf(fk, ok));
+        kurt += fk + ok;
+        rms += s[SUM_OUT_RMS] / n;
+    }
+    out->avg_kurtosis = (float)(kurt / (2.0 * a->n_layers));
+    out->avg_rms_kurtosis = (float)(rms / a->n_layers);
+}
+
+qs_status qs_outlier_windows(qs_model *m, const int32_t *ids, size_t n_ids,
+                             const qs_eval_opts *opts, int max_windows, qs_outlier_summary *out,
+                             qs_error *err) {
+    if (!m || !out || (!ids && n_ids)) return qs_fail(err, QS_ERR_ARG, "outliers: NULL argument");
+    memset(out, 0, sizeof *out);
+    qs_eval_opts o;
+    plan p;
+    qs_status s = plan_make(m, ids, n_ids, opts, &o, &p, err);
+    if (s) return s;
+    int n = max_windows > 0 ? max_windows : 64;
+    if (n > p.n_windows) n = p.n_windows;
+    qs_outlier_acc acc;
+    window w;
+    if ((s = qs_outlier_acc_init(&acc, m, err))) return s;
+    if (!window_alloc(&w, p.seq_len)) s = qs_fail(err, QS_ERR_NOMEM, "outliers: out of memory");
+    for (int k = 0; k < n && !s; k++) {
+        make_window(m, &p, &o, k, &w);
+        s = qs_model_forward(m, w.ids, w.T, NULL, err);
+        if (!s) s = qs_outlier_acc_add(&acc, m, err);
+    }
+    if (!s) qs_outlier_acc_result(&acc, out);
+    window_free(&w);
+    qs_outlier_acc_free(&acc);
     return s;
 }

@@ -10,6 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/types.h>
 
 #include "core/error.h"
 #include "io/json.h"
@@ -304,6 +308,32 @@ qs_status qs_st_serialize(const qs_st_entry *entries, int n, const char *const *
     return QS_OK;
 }
 
+/* After a rename the new name lives in the folder's entry, which reaches the
+ * disk only when the folder itself is synced (rename(2), fsync(2)): without
+ * it a power cut can bring back the old file. Filesystems that cannot sync a
+ * folder (EINVAL) have nothing to sync. */
+static qs_status sync_parent_dir(const char *path, qs_error *err) {
+#if defined(__unix__) && !defined(__EMSCRIPTEN__)
+    const char *slash = strrchr(path, '/');
+    size_t n = slash ? (size_t)(slash - path) : 0;
+    char *dir = malloc(n + 2);
+    if (!dir) return qs_fail(err, QS_ERR_NOMEM, "%s: out of memory", path);
+    if (slash) memcpy(dir, path, n ? n : 1), dir[n ? n : 1] = 0;
+    else strcpy(dir, ".");
+    int fd = open(dir, O_RDONLY);
+    int ok = fd >= 0 && (fsync(fd) == 0 || errno == EINVAL || errno == EROFS);
+    int saved = errno;
+    if (fd >= 0) close(fd);
+    qs_status s = ok ? QS_OK : qs_fail(err, QS_ERR_IO, "%s: cannot sync folder %s: %s", path, dir,
+                                       strerror(saved));
+    free(dir);
+    return s;
+#else
+    (void)path, (void)err;
+    return QS_OK;
+#endif
+}
+
 qs_status qs_write_file_atomic(const char *path, const void *bytes, size_t len, qs_error *err) {
     size_t n = strlen(path) + 16;
     char *tmp = malloc(n);
@@ -324,7 +354,48 @@ qs_status qs_write_file_atomic(const char *path, const void *bytes, size_t len, 
         return s;
     }
     free(tmp);
-    return QS_OK;
+    return sync_parent_dir(path, err);
+}
+
+/* "NAME.tmpPID" where PID is all digits: what qs_write_file_atomic leaves
+ * behind when the process is killed between create and rename. */
+static long stale_tmp_pid(const char *entry, const char *name) {
+    size_t n = strlen(name);
+    if (strncmp(entry, name, n) || strncmp(entry + n, ".tmp", 4)) return -1;
+    const char *d = entry + n + 4;
+    if (!*d) return -1;
+    long pid = 0;
+    for (; *d; d++) {
+        if (*d < '0' || *d > '9' || pid > 100000000) return -1;
+        pid = pid * 10 + (*d - '0');
+    }
+    return pid;
+}
+
+int qs_remove_stale_tmp(const char *dir, const char *const *names, int n_names) {
+    int removed = 0;
+#if defined(__unix__) && !defined(__EMSCRIPTEN__)
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        for (int i = 0; i < n_names; i++) {
+            long pid = stale_tmp_pid(e->d_name, names[i]);
+            /* A live writer's file (another process, or this one) is left alone. */
+            if (pid < 0 || pid == (long)getpid() || (pid > 0 && kill((pid_t)pid, 0) == 0)) continue;
+            size_t n = strlen(dir) + strlen(e->d_name) + 2;
+            char *path = malloc(n);
+            if (!path) continue;
+            snprintf(path, n, "%s/%s", dir, e->d_name);
+            removed += remove(path) == 0;
+            free(path);
+        }
+    }
+    closedir(d);
+#else
+    (void)dir, (void)names, (void)n_names;
+#endif
+    return removed;
 }
 
 qs_status qs_read_file(const char *path, size_t max_bytes, uint8_t **out, size_t *out_len,

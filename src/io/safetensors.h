@@ -62,9 +62,16 @@ typedef struct qs_st_entry {
 qs_status qs_st_serialize(const qs_st_entry *entries, int n, const char *const *meta_kv,
                           int n_meta, uint8_t **out, size_t *out_len, qs_error *err);
 
-/* Writes bytes to path atomically: a temporary file in the same folder,
- * fsync, then rename, so a crash leaves either the old or the new file. */
+/* Writes bytes to path atomically: a temporary file "path.tmpPID" in the same
+ * folder, fsync, rename, then fsync of the folder, so a crash or power cut
+ * leaves either the old or the new file. */
 qs_status qs_write_file_atomic(const char *path, const void *bytes, size_t len, qs_error *err);
+
+/* Removes the "NAME.tmpPID" files in dir, for each of the n_names NAMEs, that a
+ * process killed during qs_write_file_atomic left behind (files of a process
+ * still running are kept). Returns how many were removed; a folder that cannot
+ * be read removes nothing. */
+int qs_remove_stale_tmp(const char *dir, const char *const *names, int n_names);
 
 /* Reads a whole file into a malloc'd buffer (limit: max_bytes). */
 qs_status qs_read_file(const char *path, size_t max_bytes, uint8_t **out, size_t *out_len,

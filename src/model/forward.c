@@ -516,6 +516,7 @@ static qs_status forward_impl(qs_model *m, const int32_t *ids, int T, const qs_f
     /* Results of an earlier call are gone from here on, also if this one fails. */
     m->last_T = 0;
     m->last_capture = 0;
+    m->last_stats = 0;
     qs_status s = check_inputs(m, ids, T, types, err);
     if (!s) s = qs_workspace_reserve(m, T, err);
     if (!s && o) s = reserve_captures(m, o->capture, T, err);
@@ -537,6 +538,7 @@ static qs_status forward_impl(qs_model *m, const int32_t *ids, int T, const qs_f
         return qs_fail(err, QS_ERR_NAN, "non-finite logit at token %zu", bad / (size_t)c->vocab_size);
     m->last_T = T;
     m->last_capture = o ? o->capture : 0;
+    m->last_stats = !(o && o->skip_stats);
     return QS_OK;
 }
 

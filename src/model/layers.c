@@ -2,6 +2,7 @@
  * (LayerNorm, activations, the three softmax variants of RESEARCH.md §2, §6). */
 #include <math.h>
 
+#include "core/kernels.h"
 #include "model/model_internal.h"
 
 void layernorm_forward(float *out, float *mean_out, float *rstd_out, const float *x, const float *w,
@@ -36,10 +37,8 @@ void rmsnorm_heads_forward(float *out, float *rstd, const float *x, const float 
     }
 }
 
-/* GELU with erf, as BERT's "gelu". */
-void gelu_forward(float *out, const float *x, size_t n) {
-    for (size_t i = 0; i < n; i++) out[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
-}
+/* GELU with erf, as BERT's "gelu" (the vectorised kernel, core/kernels.c). */
+void gelu_forward(float *out, const float *x, size_t n) { qs_gelu_forward(out, x, n); }
 
 /* tanh approximation ("gelu_new"). */
 void gelu_tanh_forward(float *out, const float *x, size_t n) {
@@ -153,11 +152,7 @@ void rmsnorm_heads_backward(float *dx, float *dg, const float *dout, const float
 
 /* d/dx [x Phi(x)] = Phi(x) + x phi(x). */
 void gelu_backward(float *dx, const float *x, const float *dout, size_t n) {
-    for (size_t i = 0; i < n; i++) {
-        float cdf = 0.5f * (1.0f + erff(x[i] * 0.70710678118654752f));
-        float pdf = 0.39894228040143268f * expf(-0.5f * x[i] * x[i]);
-        dx[i] += dout[i] * (cdf + x[i] * pdf);
-    }
+    qs_gelu_backward(dx, x, dout, n);
 }
 
 void gelu_tanh_backward(float *dx, const float *x, const float *dout, size_t n) {

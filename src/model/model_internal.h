@@ -129,6 +129,7 @@ struct qs_model {
     workspace ws;
     int last_T;
     uint32_t last_capture;
+    int last_stats;          /* the last forward computed per-point statistics */
     int n_slots;
     qs_point_stats *pstats;  /* [n_slots] */
     qs_head_stats *hstats;   /* [L][H] */

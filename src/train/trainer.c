@@ -12,7 +12,9 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/kernels.h"
 #include "core/threads.h"
+#include "quantscope/eval.h"
 #include "io/safetensors.h"
 #include "model/model_internal.h"
 #include "train/data.h"
@@ -214,6 +216,19 @@ qs_status qs_trainer_new(qs_model *m, const qs_train_config *tc, const char *tex
 
 int qs_trainer_steps_done(const qs_trainer *t) { return t ? t->step : 0; }
 
+qs_status qs_trainer_last_batch(const qs_trainer *t, const int32_t **ids, const int32_t **types,
+                                const int32_t **targets, int *B, int *T) {
+    /* a NULL argument is the only failure, so there is no message to fill */
+    if (!t || !ids || !types || !targets || !B || !T) return QS_ERR_ARG;
+    *ids = t->ids;
+    /* qs_clm_batch never writes types: OPT batches have none to show */
+    *types = t->m->cfg.arch == QS_ARCH_BERT ? t->types : NULL;
+    *targets = t->targets;
+    *B = t->tc.batch_size;
+    *T = t->tc.seq_len;
+    return QS_OK;
+}
+
 /* Linear warmup to lr, then cosine to min_lr_ratio * lr at the last step. */
 static double lr_at(const qs_train_config *tc, int step) {
     if (step < tc->warmup_steps) return tc->lr * (step + 1.0) / tc->warmup_steps;
@@ -294,6 +309,35 @@ static void set_gamma(qs_trainer *t, int step) {
     c->clip_alpha = t->clip_alpha * f;
 }
 
+/* Where a non-finite value of this step first appears, for the error message:
+ * a forward with statistics checks every point of every layer, so it names
+ * the first sequence, layer and point whose activation is not finite; when
+ * every activation is finite the fault is in the backward pass, and the first
+ * parameter tensor with a non-finite gradient is named. */
+static void locate_nonfinite(qs_trainer *t, const float *grad, char *buf, size_t cap) {
+    qs_model *m = t->m;
+    int T = t->tc.seq_len, bert = m->cfg.arch == QS_ARCH_BERT;
+    for (int b = 0; b < t->tc.batch_size; b++) {
+        qs_forward_opts fo = {0};
+        fo.token_types = bert ? t->types + (size_t)b * T : NULL;
+        qs_error e = {0};
+        if (qs_model_forward(m, t->ids + (size_t)b * T, T, &fo, &e) == QS_ERR_NAN) {
+            snprintf(buf, cap, "sequence %d of the batch: %.400s", b, e.msg);
+            return;
+        }
+    }
+    for (int i = 0; i < m->n_table; i++) {
+        const param_entry *p = &m->table[i];
+        size_t bad;
+        if (!qs_all_finite(grad + p->offset, p->numel, &bad)) {
+            snprintf(buf, cap, "the forward pass is finite; the gradient of '%s' is %g at element "
+                     "%zu", p->name, grad[p->offset + bad], bad);
+            return;
+        }
+    }
+    snprintf(buf, cap, "every activation and gradient is finite, the loss sum overflowed");
+}
+
 qs_status qs_trainer_step(qs_trainer *t, qs_step_log *log, qs_error *err) {
     if (!t) return qs_fail(err, QS_ERR_ARG, "train: trainer is NULL");
     qs_model *m = t->m;
@@ -315,10 +359,14 @@ qs_status qs_trainer_step(qs_trainer *t, qs_step_log *log, qs_error *err) {
     double norm2 = 0.0;
     for (size_t j = 0; j < n; j++) norm2 += (double)g[j] * g[j];
     double norm = sqrt(norm2), mean_loss = loss / (double)t->scored;
-    if (!isfinite(mean_loss) || !isfinite(norm))
+    if (!isfinite(mean_loss) || !isfinite(norm)) {
+        char where[QS_ERROR_MSG_MAX];
+        locate_nonfinite(t, g, where, sizeof where);
         return qs_fail(err, QS_ERR_NAN, "train: non-finite %s at step %d (loss %g, gradient norm "
-                       "%g); parameters kept from step %d", isfinite(mean_loss) ? "gradient" : "loss",
-                       t->step + 1, mean_loss, norm, t->step);
+                       "%g): %s; parameters kept from step %d",
+                       isfinite(mean_loss) ? "gradient" : "loss", t->step + 1, mean_loss, norm,
+                       where, t->step);
+    }
     float clip = t->tc.grad_clip > 0 && norm > t->tc.grad_clip ? (float)(t->tc.grad_clip / norm) : 1.0f;
 
     /* AdamW (Loshchilov & Hutter): decay applied to the weight, not the gradient. */
@@ -380,31 +428,38 @@ qs_status qs_trainer_eval(qs_trainer *t, int n_batches, qs_eval_log *out, qs_err
     out->val_loss = loss / (double)count;
     out->val_ppl = exp(out->val_loss);
 
-    /* Outlier statistics of one validation sequence, as the page shows them. */
-    qs_forward_opts fo = {0};
-    fo.token_types = bert ? t->types : NULL;
-    if ((s = qs_model_forward(m, t->ids, T, &fo, err))) return s;
-    int L = m->cfg.n_layers;
-    for (int l = 0; l < L; l++) {
-        static const qs_point residual[] = {QS_PT_ATTN_RES, QS_PT_FFN_RES, QS_PT_LAYER_OUT};
-        for (int i = 0; i < 3; i++) {
-            float v = qs_model_point_stats(m, l, residual[i])->s.max_abs;
-            if (v > out->max_inf_norm) out->max_inf_norm = v;
-        }
-        float f = qs_model_point_stats(m, l, QS_PT_FFN_OUT)->s.max_abs;
-        if (f > out->max_ffn_out_inf_norm) out->max_ffn_out_inf_norm = f;
-        const qs_tensor_stats *ts = &qs_model_point_stats(m, l, QS_PT_LAYER_OUT)->s;
-        out->avg_kurtosis += ts->kurtosis / L;
-        out->avg_rms_kurtosis += ts->rms_kurtosis / L;
-        if (ts->kurtosis > out->max_kurtosis) out->max_kurtosis = ts->kurtosis;
+    /* Outlier statistics as qs eval and the page define them (qs_outlier_summary),
+     * over the first sequences of the last validation batch. */
+    qs_outlier_acc acc;
+    if ((s = qs_outlier_acc_init(&acc, m, err))) return s;
+    int n_stat = t->tc.batch_size < QS_TRAIN_STAT_SEQS ? t->tc.batch_size : QS_TRAIN_STAT_SEQS;
+    for (int b = 0; b < n_stat && !s; b++) {
+        qs_forward_opts fo = {0};
+        fo.token_types = bert ? t->types + (size_t)b * T : NULL;
+        s = qs_model_forward(m, t->ids + (size_t)b * T, T, &fo, err);
+        if (!s) s = qs_outlier_acc_add(&acc, m, err);
     }
+    qs_outlier_summary sum;
+    qs_outlier_acc_result(&acc, &sum);
+    qs_outlier_acc_free(&acc);
+    if (s) return s;
+    out->max_inf_norm = sum.max_inf_norm;
+    out->max_ffn_out_inf_norm = sum.max_ffn_out_inf_norm;
+    out->avg_kurtosis = sum.avg_kurtosis;
+    out->max_kurtosis = sum.max_kurtosis;
+    out->avg_rms_kurtosis = sum.avg_rms_kurtosis;
     return QS_OK;
 }
 
 #define STATE_FORMAT "quantscope-train-state-1"
 
+/* The files of a checkpoint, whose temporary copies a killed save leaves. */
+static const char *const checkpoint_files[] = {"config.json", "model.safetensors",
+                                               "train_state.safetensors"};
+
 qs_status qs_trainer_save(const qs_trainer *t, const char *dir, qs_error *err) {
     if (!t || !dir) return qs_fail(err, QS_ERR_ARG, "train save: NULL argument");
+    qs_remove_stale_tmp(dir, checkpoint_files, 3);
     /* The saved config carries the target gamma even mid-ramp. */
     qs_config live = t->m->cfg;
     t->m->cfg.clip_gamma = t->clip_gamma;
@@ -452,6 +507,7 @@ static int parse_step(const char *text, int steps, int *out) {
 
 qs_status qs_trainer_resume(qs_trainer *t, const char *dir, qs_error *err) {
     if (!t || !dir) return qs_fail(err, QS_ERR_ARG, "train resume: NULL argument");
+    qs_remove_stale_tmp(dir, checkpoint_files, 3);
     int saved_step = 0;
     size_t plen = strlen(dir) + 32;
     char *path = malloc(plen);

@@ -66,6 +66,35 @@ static void test_vector_kernels(void) {
     CHECK(memcmp(o1, o2, sizeof o1) == 0);
 }
 
+/* The vectorised GELU against the exact value (double erf) over the range
+ * activations take, every length (vector body and tail), and its backward
+ * against libm's; NaN and infinities behave as in PyTorch. */
+static void test_gelu_kernel(void) {
+    enum { N = 4001 };
+    static float x[N], y[N], r[N], d1[N], d2[N], g[N];
+    double worst = 0.0, worst_d = 0.0;
+    for (int i = 0; i < N; i++) x[i] = -12.0f + 24.0f * (float)i / (N - 1), g[i] = frand();
+    for (int n = N - 17; n <= N; n++) { /* every tail length */
+        qs_gelu_forward(y, x, (size_t)n);
+        qs_gelu_forward_ref(r, x, (size_t)n);
+        for (int i = 0; i < n; i++) {
+            double exact = 0.5 * x[i] * (1.0 + erf(x[i] / sqrt(2.0)));
+            worst = fmax(worst, fabs(y[i] - exact));
+            CHECK(fabs(y[i] - r[i]) <= 6e-7 + 1e-6 * fabs(r[i]));
+        }
+    }
+    CHECK(worst < 6e-7);
+    memset(d1, 0, sizeof d1), memset(d2, 0, sizeof d2);
+    qs_gelu_backward(d1, x, g, N);
+    qs_gelu_backward_ref(d2, x, g, N);
+    for (int i = 0; i < N; i++) worst_d = fmax(worst_d, fabs(d1[i] - d2[i]));
+    CHECK(worst_d < 2e-6);
+    printf("gelu: max |error| %.3g (exact), backward %.3g (libm)\n", worst, worst_d);
+    float sp[3] = {NAN, INFINITY, -INFINITY}, so[3];
+    qs_gelu_forward(so, sp, 3);
+    CHECK(isnan(so[0]) && so[1] == INFINITY && isnan(so[2])); /* -inf * 0, as torch */
+}
+
 static void test_json(void) {
     qs_error err = {0};
     qs_json *j = NULL;
@@ -155,6 +184,7 @@ static void test_half_dtypes(void) {
 int main(void) {
     RUN(test_linear);
     RUN(test_vector_kernels);
+    RUN(test_gelu_kernel);
     RUN(test_json);
     RUN(test_safetensors_round_trip);
     RUN(test_half_dtypes);

@@ -1,6 +1,7 @@
 /* tests/c/test_eval.c: batch evaluation on several threads gives the very
  * figures of one thread (float, fake quant, int8, dynamic ranges, both
- * architectures); replicas compute what their model computes; errors. */
+ * architectures); replicas compute what their model computes; errors; the
+ * outlier summary against the official definition computed by hand. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -146,9 +147,95 @@ static void test_errors(void) {
     free(ids);
 }
 
+/* max |x| and Pearson kurtosis of a captured tensor, in double, written here
+ * so that the summary is checked against a second computation. */
+static void tensor_inf_kurt(const float *x, size_t n, double *inf, double *kurt) {
+    double mu = 0.0, m2 = 0.0, m4 = 0.0;
+    *inf = 0.0;
+    for (size_t i = 0; i < n; i++) mu += x[i], *inf = fmax(*inf, fabs(x[i]));
+    mu /= (double)n;
+    for (size_t i = 0; i < n; i++) {
+        double d = x[i] - mu;
+        m2 += d * d, m4 += d * d * d * d;
+    }
+    m2 /= (double)n, m4 /= (double)n;
+    *kurt = m4 / (m2 * m2);
+}
+
+/* The official definition by hand (per sequence, mean over sequences, then
+ * max / mean over layers) against qs_outlier_windows on OPT windows, which are
+ * unmasked and so easy to rebuild: [BOS] + 39 tokens each. */
+static void test_outlier_summary(void) {
+    size_t n;
+    int32_t *ids = stream_of(&n);
+    qs_error err = {0};
+    qs_model *m = byte_model("opt", 32, 4, 64, 64, ", \"attn_gate_type\": \"conditional_per_token\"", 9);
+    if (!m) return;
+    qs_eval_opts o = qs_eval_opts_default(m);
+    o.seq_len = 40;
+    enum { W = 5, L = 2 };
+    double res[L] = {0}, ffn[L] = {0}, out[L] = {0}, kurt_sum[L] = {0};
+    int32_t win[40];
+    qs_forward_opts fo = {0};
+    fo.capture = QS_PT_BIT(QS_PT_FFN_RES) | QS_PT_BIT(QS_PT_FFN_OUT) | QS_PT_BIT(QS_PT_LAYER_OUT);
+    for (int k = 0; k < W; k++) {
+        win[0] = o.bos_id;
+        memcpy(win + 1, ids + (size_t)k * 39, 39 * sizeof(int32_t));
+        CHECK_OK(qs_model_forward(m, win, 40, &fo, &err), &err);
+        for (int l = 0; l < L; l++) {
+            double inf, kurt, inf2, kurt2, inf3, kurt3;
+            size_t sz = (size_t)40 * 32;
+            tensor_inf_kurt(qs_model_capture(m, l, QS_PT_FFN_RES), sz, &inf, &kurt);
+            tensor_inf_kurt(qs_model_capture(m, l, QS_PT_FFN_OUT), sz, &inf2, &kurt2);
+            tensor_inf_kurt(qs_model_capture(m, l, QS_PT_LAYER_OUT), sz, &inf3, &kurt3);
+            res[l] += inf / W, ffn[l] += inf2 / W, out[l] += inf3 / W;
+            kurt_sum[l] += (kurt2 + kurt3) / W;
+        }
+    }
+    qs_outlier_summary s;
+    CHECK_OK(qs_outlier_windows(m, ids, n, &o, W, &s, &err), &err);
+    int top = res[1] > res[0];
+    CHECK(s.n_seqs == W && s.max_inf_norm_layer == top);
+    CHECK_NEAR(s.max_inf_norm, res[top], 1e-5);
+    CHECK_NEAR(s.max_ffn_out_inf_norm, fmax(ffn[0], ffn[1]), 1e-5);
+    CHECK_NEAR(s.max_ln_out_inf_norm, fmax(out[0], out[1]), 1e-5);
+    CHECK_NEAR(s.avg_kurtosis, (kurt_sum[0] + kurt_sum[1]) / (2 * L), 1e-4);
+    CHECK(s.max_kurtosis >= s.avg_kurtosis && s.avg_rms_kurtosis >= 1.0f);
+
+    /* BERT windows are masked as for perplexity; the figures are finite and
+     * positive, and the max over windows is at least the first window's */
+    qs_model *b = byte_model("bert", 32, 4, 64, 64, "", 2);
+    qs_eval_opts ob = qs_eval_opts_default(b);
+    ob.seq_len = 40;
+    CHECK_OK(qs_outlier_windows(b, ids, n, &ob, 0, &s, &err), &err);
+    CHECK(s.n_seqs == 64 && s.max_inf_norm > 0 && s.avg_kurtosis > 1 && isfinite(s.max_kurtosis));
+
+    /* the accumulator refuses a forward without statistics and another model */
+    qs_outlier_acc acc;
+    CHECK_OK(qs_outlier_acc_init(&acc, m, &err), &err);
+    fo.capture = 0;
+    fo.skip_stats = 1;
+    CHECK_OK(qs_model_forward(m, win, 40, &fo, &err), &err);
+    CHECK_FAILS(qs_outlier_acc_add(&acc, m, &err), QS_ERR_ARG, &err, "computed no statistics");
+    qs_model *three = NULL;
+    qs_config c3 = *qs_model_config(m);
+    c3.n_layers = 3;
+    CHECK_OK(qs_model_create(&c3, 1, &three, &err), &err);
+    CHECK_OK(qs_model_forward(three, win, 40, NULL, &err), &err);
+    CHECK_FAILS(qs_outlier_acc_add(&acc, three, &err), QS_ERR_ARG, &err, "3 layers, the sums 2");
+    qs_outlier_acc_result(&acc, &s);
+    CHECK(s.n_seqs == 0 && s.max_inf_norm == 0);
+    qs_outlier_acc_free(&acc);
+    qs_model_free(three);
+    qs_model_free(b);
+    qs_model_free(m);
+    free(ids);
+}
+
 int main(void) {
     RUN(test_threads_equal_one_thread);
     RUN(test_replica);
     RUN(test_errors);
+    RUN(test_outlier_summary);
     return TEST_DONE();
 }

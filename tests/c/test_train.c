@@ -1,7 +1,10 @@
 /* tests/c/test_train.c: the trainer: loss goes down, runs are deterministic
  * for a seed and thread count, resume continues bit-exactly, bad configs and
  * non-finite losses stop with clear errors and keep the last good weights. */
+#define _POSIX_C_SOURCE 200809L
 #include <stdint.h>
+#include <stdio.h>
+#include <unistd.h>
 #include <stdlib.h>
 
 #include "check.h"
@@ -106,11 +109,22 @@ static void test_resume_bit_exact(void) {
     qs_trainer_free(tb);
     qs_model_free(b);
 
+    /* what SIGKILLed saves leave: removed at resume, unless the writer lives
+     * or the file is not a checkpoint's */
+    char live[64];
+    snprintf(live, sizeof live, "model.safetensors.tmp%ld", (long)getppid());
+    const char *stale[] = {"config.json.tmp99999999", "train_state.safetensors.tmp99999998"};
+    const char *kept[] = {live, "notes.txt.tmp99999999", "model.safetensors.tmpx1"};
+    for (int i = 0; i < 2; i++) fclose(fopen(stale[i], "w"));
+    for (int i = 0; i < 3; i++) fclose(fopen(kept[i], "w"));
+
     qs_model *c = NULL;
     CHECK_OK(qs_model_load_dir(".", &c, &err), &err);
     qs_trainer *tcn = NULL;
     CHECK_OK(qs_trainer_new(c, &tc, text, len, &tcn, NULL, &err), &err);
     CHECK_OK(qs_trainer_resume(tcn, ".", &err), &err);
+    for (int i = 0; i < 2; i++) CHECK(access(stale[i], F_OK) != 0);
+    for (int i = 0; i < 3; i++) CHECK(access(kept[i], F_OK) == 0 && remove(kept[i]) == 0);
     CHECK(qs_trainer_steps_done(tcn) == 4);
     for (int s = 4; s < 8; s++) CHECK_OK(qs_trainer_step(tcn, NULL, &err), &err);
     CHECK(memcmp(a->params, c->params, a->n_params * sizeof(float)) == 0);
@@ -154,6 +168,8 @@ static void test_bad_configs_and_nan(void) {
     m->w.layers[0].w1[3] = INFINITY;
     float keep = m->w.layers[1].wq[0];
     CHECK_FAILS(qs_trainer_step(t, NULL, &err), QS_ERR_NAN, &err, "at step 2");
+    /* the message names where the first non-finite activation appeared */
+    CHECK(strstr(err.msg, "in layer 0 at point 'ffn_h'") != NULL);
     CHECK(m->w.layers[1].wq[0] == keep && qs_trainer_steps_done(t) == 1);
     qs_trainer_free(t);
     qs_model_free(m);

@@ -51,7 +51,28 @@ test('qs stats --json reports every point and head', () => {
   assert.ok(!names.has('gate'), 'no gate points without gating');
   const ffn = j.points.find((p) => p.point === 'ffn_res' && p.layer === 1);
   assert.ok(ffn.max_abs > 0 && ffn.kurtosis > 1 && ffn.rms_kurtosis >= 1);
-  assert.ok(j.summary.max_ffn_res_inf_norm >= ffn.max_abs);
+  // one sequence: the summary's headline is the largest LayerNorm input (ffn_res) over layers
+  const res = j.points.filter((p) => p.point === 'ffn_res');
+  assert.ok(Math.abs(j.summary.max_inf_norm - Math.max(...res.map((p) => p.max_abs))) < 1e-5);
+  assert.equal(j.summary.max_inf_norm, res[j.summary.max_inf_norm_layer].max_abs);
+  const kurt = j.points.filter((p) => p.point === 'ffn_out' || p.point === 'layer_out').map((p) => p.kurtosis);
+  assert.ok(Math.abs(j.summary.avg_kurtosis - kurt.reduce((a, b) => a + b) / kurt.length) < 1e-4);
+});
+
+test('the outlier summary is one definition: qs stats (native) and forward().summary (WASM) agree', async () => {
+  const { loadModel } = await import('../../wasm/quantscope.mjs');
+  const ids = [2, 15, 77, 120, 5, 33, 64, 9];
+  for (const name of ['bert', 'opt']) {
+    const cli = JSON.parse(run(['stats', '--model', golden(name), '--ids', ids.join(','), '--json']).out).summary;
+    const model = await loadModel(golden(name));
+    const js = (await model.forward(ids)).summary;
+    await model.dispose();
+    const pairs = [['max_inf_norm', 'maxInfNorm'], ['max_ffn_out_inf_norm', 'maxFfnOutInfNorm'],
+      ['max_ln_out_inf_norm', 'maxLnOutInfNorm'], ['avg_kurtosis', 'avgKurtosis'],
+      ['max_kurtosis', 'maxKurtosis'], ['avg_rms_kurtosis', 'avgRmsKurtosis']];
+    for (const [c, j] of pairs) assert.ok(Math.abs(cli[c] - js[j]) <= 1e-4 * Math.abs(cli[c]), `${name} ${c}: ${cli[c]} vs ${js[j]}`);
+    assert.equal(cli.max_inf_norm_layer, js.maxInfNormLayer);
+  }
 });
 
 test('qs quant --json: lower bits give lower SQNR and larger logit error', () => {

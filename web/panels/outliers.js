@@ -97,6 +97,15 @@ export function mount(root) {
           ` in layer ${worst.layer}, dim ${worst.topDims[0]}, token ${tok} “${piece(r.tokens.pieces[tok])}”; `
           + `${worst.nOutliers} outlier dim${worst.nOutliers === 1 ? '' : 's'} (> 6× the median dim).`));
       }
+      if (r.summary) {
+        // The paper's Table 2 figures for this sentence, defined once in C (qs_outlier_summary).
+        const sm = r.summary;
+        col.append(h('p.summary.paper', {},
+          'Paper’s figures: max ‖x‖∞ at the LayerNorm input ',
+          h('strong.paper-maxinf', { dataset: { value: String(sm.maxInfNorm) } }, num(sm.maxInfNorm)),
+          ` (layer ${sm.maxInfNormLayer}), avg kurtosis `,
+          h('strong.paper-kurt', { dataset: { value: String(sm.avgKurtosis) } }, num(sm.avgKurtosis, 3)), '.'));
+      }
       // Tokens: the largest |x| each carries on the outlier dims of any layer.
       const T = r.T;
       const carry = new Float64Array(T);

@@ -60,7 +60,7 @@ export async function analyze({ models, input, point }) {
     const r = await e.model.forward(enc.ids, { delimiters: enc.delimiters, capture });
     const ms = performance.now() - t0;
     out[id] = {
-      tokens: enc, T: enc.ids.length, points: r.points, heads: r.heads, captures: r.captures, ms,
+      tokens: enc, T: enc.ids.length, points: r.points, heads: r.heads, summary: r.summary, captures: r.captures, ms,
     };
   }
   return out;
