@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # scripts/test.sh: the whole test suite from a clean checkout: installs what is
 # missing, builds, then C tests (plain, ASan+UBSan, TSan for the threaded parts),
-# fuzzing, Node tests, browser tests.
+# the trainer against PyTorch, fuzzing, Node tests, browser tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
 
-scripts/setup.sh --browser
+scripts/setup.sh --browser --torch
 scripts/build.sh --sanitize
 
 echo "== C unit tests (native -O2)"
 ctest --test-dir build/native --output-on-failure
+echo "== PyTorch step parity (trainer vs torch, 20 steps per variant)"
+tests/python/test_train_parity.sh
 echo "== C unit tests (ASan + UBSan, leak checks on)"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build/sanitize --output-on-failure

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "cli/cli.h"
+#include "io/safetensors.h"
 #include "quantscope/quantscope.h"
 #include "quantscope/train.h"
 
@@ -31,11 +32,14 @@ static void train_usage(FILE *f) {
             "          --wd X --beta2 X --eps X --clip X --mask-prob X --seed N --threads N\n"
             "logging:  --eval-every N --eval-batches N --save-every N --log-every N --json\n"
             "          --resume (continue from DIR/train_state.safetensors)\n"
+            "          --trace FILE (the model before step 1 to DIR/init/, every step's batch,\n"
+            "          loss, gradient norm and lr to FILE: tests/python/test_train_parity.sh;\n"
+            "          not with --resume)\n"
             "data defaults to data/kjv.txt (make it with scripts/kjv.sh)\n");
 }
 
 typedef struct targs {
-    const char *out, *data, *arch, *variant, *gate_type;
+    const char *out, *data, *arch, *variant, *gate_type, *trace;
     int layers, hidden, heads, ffn, max_pos, resume, json, gate_mlp, gate_all;
     int eval_every, eval_batches, save_every, log_every;
     float clip_alpha, clip_gamma, clip_zeta, gate_init, op_beta;
@@ -80,6 +84,7 @@ static int parse(int argc, char **argv, targs *a) {
         else if (!strcmp(f, "--arch")) a->arch = v;
         else if (!strcmp(f, "--variant")) a->variant = v;
         else if (!strcmp(f, "--gate-type")) a->gate_type = v;
+        else if (!strcmp(f, "--trace")) a->trace = v;
         else {
             if (!num(f, v, &x)) return 0;
             int xi = (int)x;
@@ -114,6 +119,13 @@ static int parse(int argc, char **argv, targs *a) {
         }
     }
     if (!a->out) { fprintf(stderr, "qs train: --out DIR is required\n"); return 0; }
+    /* A trace starts from the model before step 1, which a resumed run no
+     * longer has, and the reference replays every step from there. */
+    if (a->trace && a->resume) {
+        fprintf(stderr, "qs train: --trace records a run from its first step; it cannot be "
+                        "combined with --resume\n");
+        return 0;
+    }
     if (!warmup_set) a->tc.warmup_steps = a->tc.steps / 20;
     if (a->eval_batches < 1) a->eval_batches = 1;
     return 1;
@@ -155,6 +167,116 @@ static int config_json(const targs *a, char *buf, size_t cap) {
                      a->arch, QS_BYTE_VOCAB_SIZE, a->hidden, a->layers, a->heads,
                      bert ? "intermediate_size" : "ffn_dim", a->ffn, a->max_pos, variant);
     return n > 0 && (size_t)n < cap;
+}
+
+/* What --trace records: the batch of every step as the trainer built it and
+ * the figures it logged, so that an independent implementation
+ * (tests/python/torch_reference.py) can replay the run step by step from the
+ * saved initial model and compare. */
+typedef struct trace {
+    int cap, B, T, n;             /* steps allocated, batch shape, steps recorded */
+    float *ids, *types, *targets; /* [cap][B][T]; F32 because qs_st_serialize writes F32
+                                   * only, exact for ids and -1 (all below 2^24) */
+    float *loss, *grad_norm, *lr; /* [cap] */
+} trace;
+
+static void trace_free(trace *tr) {
+    free(tr->ids);
+    free(tr->types);
+    free(tr->targets);
+    free(tr->loss);
+    free(tr->grad_norm);
+    free(tr->lr);
+    memset(tr, 0, sizeof *tr);
+}
+
+static int trace_init(trace *tr, int steps, int B, int T) {
+    memset(tr, 0, sizeof *tr);
+    size_t n = (size_t)steps * (size_t)B * (size_t)T;
+    if (steps > 0 && n / (size_t)steps / (size_t)B == (size_t)T && n < ((size_t)1 << 40)) {
+        tr->ids = malloc(n * sizeof(float));
+        tr->types = malloc(n * sizeof(float));
+        tr->targets = malloc(n * sizeof(float));
+        tr->loss = malloc((size_t)steps * sizeof(float));
+        tr->grad_norm = malloc((size_t)steps * sizeof(float));
+        tr->lr = malloc((size_t)steps * sizeof(float));
+    }
+    if (!tr->ids || !tr->types || !tr->targets || !tr->loss || !tr->grad_norm || !tr->lr) {
+        fprintf(stderr, "qs train: out of memory for --trace of %d steps x %d x %d tokens\n",
+                steps, B, T);
+        trace_free(tr);
+        return 0;
+    }
+    tr->cap = steps;
+    tr->B = B;
+    tr->T = T;
+    return 1;
+}
+
+/* Called right after qs_trainer_step, before any qs_trainer_eval reuses the
+ * trainer's batch buffers. */
+static int trace_add(trace *tr, const qs_trainer *t, const qs_step_log *log) {
+    const int32_t *ids, *types, *targets;
+    int B, T;
+    if (tr->n >= tr->cap || qs_trainer_last_batch(t, &ids, &types, &targets, &B, &T) ||
+        B != tr->B || T != tr->T) {
+        fprintf(stderr, "qs train: --trace: cannot read the batch of step %d\n", log->step);
+        return 0;
+    }
+    size_t bt = (size_t)B * T, off = (size_t)tr->n * bt;
+    for (size_t i = 0; i < bt; i++) {
+        tr->ids[off + i] = (float)ids[i];
+        tr->types[off + i] = types ? (float)types[i] : 0.0f; /* OPT: no token types */
+        tr->targets[off + i] = (float)targets[i];
+    }
+    tr->loss[tr->n] = (float)log->loss;
+    tr->grad_norm[tr->n] = (float)log->grad_norm;
+    tr->lr[tr->n] = (float)log->lr;
+    tr->n++;
+    return 1;
+}
+
+/* Writes the steps recorded so far (all of them, or those before a failure);
+ * the metadata says how the run was configured, for the reference to check. */
+static int trace_write(const trace *tr, const char *path, const targs *a) {
+    if (tr->n == 0) {
+        fprintf(stderr, "qs train: --trace: no step to write to %s\n", path);
+        return 0;
+    }
+    int64_t S = tr->n, B = tr->B, T = tr->T;
+    qs_st_entry e[6] = {{"ids", tr->ids, 3, {S, B, T}},       {"types", tr->types, 3, {S, B, T}},
+                        {"targets", tr->targets, 3, {S, B, T}}, {"loss", tr->loss, 1, {S}},
+                        {"grad_norm", tr->grad_norm, 1, {S}},   {"lr", tr->lr, 1, {S}}};
+    const qs_train_config *tc = &a->tc;
+    char steps[16], lr[32], min_lr[32], warmup[16], wd[32], b1[32], b2[32], eps[32], clip[32],
+        ramp[8], threads[16];
+    snprintf(steps, sizeof steps, "%d", tc->steps);
+    snprintf(lr, sizeof lr, "%.9g", tc->lr);
+    snprintf(min_lr, sizeof min_lr, "%.9g", tc->min_lr_ratio);
+    snprintf(warmup, sizeof warmup, "%d", tc->warmup_steps);
+    snprintf(wd, sizeof wd, "%.9g", tc->weight_decay);
+    snprintf(b1, sizeof b1, "%.9g", tc->beta1);
+    snprintf(b2, sizeof b2, "%.9g", tc->beta2);
+    snprintf(eps, sizeof eps, "%.9g", tc->eps);
+    snprintf(clip, sizeof clip, "%.9g", tc->grad_clip);
+    snprintf(ramp, sizeof ramp, "%d", tc->gamma_ramp);
+    snprintf(threads, sizeof threads, "%d", tc->threads);
+    const char *meta[] = {"format", "quantscope-train-trace-1", "steps", steps, "lr", lr,
+                          "min_lr_ratio", min_lr, "warmup_steps", warmup, "weight_decay", wd,
+                          "beta1", b1, "beta2", b2, "eps", eps, "grad_clip", clip,
+                          "gamma_ramp", ramp, "threads", threads};
+    qs_error err = {0};
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    qs_status s = qs_st_serialize(e, 6, meta, (int)(sizeof meta / sizeof meta[0] / 2), &buf,
+                                  &len, &err);
+    if (!s) s = qs_write_file_atomic(path, buf, len, &err);
+    free(buf);
+    if (s) {
+        qs_cli_error("qs train: --trace", &err);
+        return 0;
+    }
+    return 1;
 }
 
 static int read_text(const char *path, char **text, size_t *len) {
@@ -206,6 +328,7 @@ int qs_cli_train(int argc, char **argv) {
     size_t len = 0;
     qs_trainer *t = NULL;
     const char *warning = NULL;
+    trace tr = {0};
     int rc = 1;
     if (!read_text(a.data, &text, &len)) goto out;
     if (qs_trainer_new(m, &a.tc, text, len, &t, &warning, &err)) {
@@ -218,6 +341,19 @@ int qs_cli_train(int argc, char **argv) {
         goto out;
     }
     char path[1024];
+    if (a.trace) {
+        /* the starting point of the replay: the parameters before step 1 */
+        snprintf(path, sizeof path, "%s/init", a.out);
+        if (mkdir(path, 0755) && errno != EEXIST) {
+            fprintf(stderr, "qs train: --trace: cannot make %s: %s\n", path, strerror(errno));
+            goto out;
+        }
+        if (qs_model_save_dir(m, path, &err)) {
+            qs_cli_error("qs train", &err);
+            goto out;
+        }
+        if (!trace_init(&tr, a.tc.steps, a.tc.batch_size, a.tc.seq_len)) goto out;
+    }
     snprintf(path, sizeof path, "%s/curve.csv", a.out);
     FILE *curve = fopen(path, a.resume ? "a" : "w");
     if (!curve) {
@@ -243,6 +379,10 @@ int qs_cli_train(int argc, char **argv) {
             if (qs_trainer_save(t, a.out, &err)) qs_cli_error("qs train", &err);
             else fprintf(stderr, "qs train: saved the last good state (step %d) to %s\n",
                          qs_trainer_steps_done(t), a.out);
+            rc = 1;
+            break;
+        }
+        if (a.trace && !trace_add(&tr, t, &log)) {
             rc = 1;
             break;
         }
@@ -292,10 +432,12 @@ int qs_cli_train(int argc, char **argv) {
         }
     }
     fclose(curve);
+    if (a.trace && tr.n > 0 && !trace_write(&tr, a.trace, &a)) rc = 1;
     double wall = now_s() - t0;
     fprintf(stderr, "qs train: %d steps, %.0f tokens in %.1f s (%.0f tokens/s); saved to %s\n",
             qs_trainer_steps_done(t), tokens, wall, tokens / (wall > 0 ? wall : 1), a.out);
 out:
+    trace_free(&tr);
     qs_trainer_free(t);
     qs_model_free(m);
     free(text);
