@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # scripts/setup.sh: installs what quantscope needs on Debian 12, idempotently:
 # compiler, CMake, Emscripten + SIMDe (WASM), Node.js, and with --browser Chromium;
+# --m32 gcc-multilib (the 32-bit test build);
 # --torch tries PyTorch for the trainer's parity test, which skips without it.
 set -euo pipefail
 
@@ -14,6 +15,7 @@ for arg in "$@"; do
     --train) packages+=(bible-kjv bible-kjv-text) ;;
     --bench) packages+=(libopenblas-dev python3-torch) ;;
     --torch) optional+=(python3-torch) ;;
+    --m32) packages+=(gcc-multilib) ;; # gcc -m32: the test suite's 32-bit build (size_t of WASM)
     *) echo "setup.sh: unknown option $arg" >&2; exit 2 ;;
   esac
 done

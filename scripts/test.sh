@@ -1,16 +1,23 @@
 #!/usr/bin/env bash
 # scripts/test.sh: the whole test suite from a clean checkout: installs what is
-# missing, builds, then C tests (plain, ASan+UBSan, TSan for the threaded parts),
+# missing, builds, then C tests (plain, 32-bit, ASan+UBSan, TSan for the threaded parts),
 # the trainer against PyTorch, fuzzing, Node tests, browser tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
 
-scripts/setup.sh --browser --torch
+scripts/setup.sh --browser --torch --m32
 scripts/build.sh --sanitize
 
 echo "== C unit tests (native -O2)"
 ctest --test-dir build/native --output-on-failure
+# WebAssembly's size_t has 32 bits: sizes that wrap there (heads x T x T x 4
+# bytes, a wide model's parameter count) fit in 64 bits, so the same suite
+# runs built with gcc -m32 (preset native-m32; test_sizes checks those cases).
+echo "== C unit tests, 32-bit (-m32: the size_t of WASM)"
+cmake --preset native-m32 >/dev/null
+cmake --build build/m32 -j"$(nproc)" >/dev/null
+ctest --test-dir build/m32 --output-on-failure
 echo "== PyTorch step parity (trainer vs torch, 20 steps per variant)"
 tests/python/test_train_parity.sh
 echo "== C unit tests (ASan + UBSan, leak checks on)"

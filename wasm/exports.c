@@ -7,6 +7,7 @@
 #include "quantscope/quantscope.h"
 #include "quantscope/train.h"
 #include "core/error.h"
+#include "core/size.h"
 
 #define KEEP EMSCRIPTEN_KEEPALIVE
 
@@ -157,8 +158,15 @@ static int reserve_ids(qsw_ctx *c, int n) {
     free(c->ids);
     free(c->offsets);
     free(c->delims);
-    c->ids = malloc((size_t)n * sizeof(int32_t));
-    c->offsets = malloc((size_t)n * sizeof(int32_t));
+    c->ids = c->offsets = NULL;
+    c->delims = NULL;
+    c->cap_ids = 0;
+    /* n ids of a text over 1 GiB are more than 2^32 bytes: checked, since
+     * size_t is 32 bits here and a wrapped size would be a short buffer. */
+    size_t bytes;
+    if (n < 0 || qs_size_mul(&bytes, (size_t)n, sizeof(int32_t))) return 0;
+    c->ids = malloc(bytes);
+    c->offsets = malloc(bytes);
     c->delims = malloc((size_t)n);
     c->cap_ids = c->ids && c->offsets && c->delims ? n : 0;
     return c->cap_ids > 0;
@@ -367,6 +375,22 @@ KEEP int qsw_evaluate(qsw_ctx *c, qs_model *m, const int32_t *ids, size_t n, int
     double v[] = {r.fp_nll, r.fp_ppl, r.q_nll, r.q_ppl, (double)r.n_predicted, r.n_windows};
     memcpy(c->out, v, sizeof v);
     return done(c, QS_OK);
+}
+
+/* ---- test-only ---- */
+
+/* Traps on purpose, so that tests/node/trap.test.mjs can check how
+ * quantscope.mjs recovers from a trap (QS_ERR_TRAP, a fresh instance)
+ * without needing a bug to trigger one: kind 1 stores past the end of linear
+ * memory (as the wrapped attention buffer did), anything else executes
+ * `unreachable`. Nothing else calls it. */
+KEEP int qsw_test_trap(int kind) {
+    if (kind == 1) {
+        volatile int32_t *past_end = (volatile int32_t *)(uintptr_t)0xfffffff0u;
+        *past_end = 1;
+        return 1;
+    }
+    __builtin_trap();
 }
 
 /* ---- creating, training and saving models (the page's train-in-the-tab) ---- */

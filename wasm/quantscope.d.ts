@@ -1,18 +1,41 @@
 // wasm/quantscope.d.ts: the types of quantscope.mjs, the JavaScript API shared
 // by Node and the page; names mirror include/quantscope/*.h.
 
-/** Stable status names of the C library (status.h), found in `QuantscopeError.code`. */
+/**
+ * Stable status names of the C library (status.h), found in `QuantscopeError.code`,
+ * plus 'QS_ERR_TRAP', which only this module produces (see QuantscopeError).
+ */
 export type StatusName =
   | 'QS_ERR_ARG' | 'QS_ERR_IO' | 'QS_ERR_FORMAT' | 'QS_ERR_CONFIG' | 'QS_ERR_SHAPE'
-  | 'QS_ERR_RANGE' | 'QS_ERR_NAN' | 'QS_ERR_NOMEM';
+  | 'QS_ERR_RANGE' | 'QS_ERR_NAN' | 'QS_ERR_NOMEM' | 'QS_ERR_TRAP';
 
 /**
  * Every failure is an Error whose message is the C library's message word for
  * word (checks done in JavaScript, such as argument types and array lengths,
  * use code 'QS_ERR_ARG' and their own message). Promises reject with it.
+ *
+ * Sizes that do not fit WebAssembly's 32-bit address space (attention scores
+ * of heads x tokens x tokens, a wide model's parameters) reject with
+ * 'QS_ERR_NOMEM' naming the size, e.g. "forward: attention scores need 16 x
+ * 8192 x 8192 floats (heads x tokens x tokens), more than this build's
+ * 32-bit address space"; the model stays usable.
+ *
+ * 'QS_ERR_TRAP': the WebAssembly instance that all models share trapped (an
+ * access outside its memory, `unreachable`, a stack overflow), which means a
+ * bug in quantscope (please report it with the input). The call rejects with
+ * this code, the original RuntimeError in `cause`; the instance is then
+ * treated as broken and dropped, because a call aborted midway can leave
+ * its heap corrupt and every model in it with wrong results. The next
+ * loadModel() / createModel() starts a fresh instance. Every Model and
+ * Trainer of the dropped instance rejects from then on with code
+ * 'QS_ERR_TRAP' and the message "quantscope: the WASM instance was restarted
+ * after a trap; load the model again"; dispose() on them resolves and frees
+ * nothing (the memory went with the instance).
  */
 export interface QuantscopeError extends Error {
   code: StatusName;
+  /** For 'QS_ERR_TRAP': the WebAssembly.RuntimeError (or RangeError) of the trap. */
+  cause?: unknown;
 }
 
 /** Named capture points (model.h, qs_point). */

@@ -23,9 +23,34 @@ function qsError(code, message) {
 
 const argError = (message) => qsError('QS_ERR_ARG', message);
 
+// ---------------------------------------------------------------- traps
+//
+// A WebAssembly trap (an access outside linear memory, `unreachable`, a
+// stack overflow) aborts the C call midway: a heap that was being written
+// may be corrupt and its locks or lists half-updated, so nothing in that
+// instance can be trusted any more, including the other models living in
+// it. The C code refuses every size it cannot hold (core/size.h), so a trap
+// is a bug; if one escapes anyway it becomes an Error with code
+// 'QS_ERR_TRAP', the instance is dropped, and the next call starts a fresh
+// one. Models of the dropped instance reject with restartedError().
+
+const isTrap = (e) => e instanceof WebAssembly.RuntimeError
+  || (e instanceof RangeError && /call stack size/i.test(e.message));
+
+const trapError = (e) => {
+  const err = qsError('QS_ERR_TRAP', `quantscope: the WebAssembly instance trapped (${e.message}); `
+    + 'it was dropped and the next call starts a fresh one: models loaded before must be loaded again');
+  err.cause = e;
+  return err;
+};
+
+const restartedError = () => qsError('QS_ERR_TRAP',
+  'quantscope: the WASM instance was restarted after a trap; load the model again');
+
 // ---------------------------------------------------------------- the core
 
 let corePromise = null;
+let currentCore = null; // what corePromise resolved to, until a trap drops it
 let wantThreads = 1; // set by configure() before the core starts
 
 /**
@@ -49,11 +74,21 @@ export function configure({ threads = 1 } = {}) {
 
 /** The WASM instance shared by all models, started on first use. */
 function core() {
-  corePromise ??= startCore(wantThreads).catch((e) => {
+  corePromise ??= startCore(wantThreads).then((c) => {
+    currentCore = c;
+    return c;
+  }, (e) => {
     corePromise = null; // let a later call retry (e.g. after a network error)
     throw e;
   });
   return corePromise;
+}
+
+/** After a trap: the next core() call starts a fresh instance. */
+function dropCore(c) {
+  if (currentCore !== c) return;
+  currentCore = null;
+  corePromise = null;
 }
 
 async function compileWasm(url) {
@@ -82,17 +117,31 @@ function checkThreadsPossible() {
   }
 }
 
+// The glue and the compiled module of each build, kept so that a restart
+// after a trap only instantiates (fresh memory) instead of compiling again.
+const compiled = new Map();
+
+function loadBuild(threads) {
+  const key = threads > 1 ? 'threads' : 'single';
+  if (!compiled.has(key)) {
+    const dir = BUILD_DIRS[key];
+    const coreUrl = new URL('quantscope_core.mjs', dir);
+    const build = threads > 1 ? 'npm run build:wasm -- --threads' : 'npm run build:wasm';
+    const p = Promise.all([
+      import(coreUrl.href).catch((e) => {
+        throw qsError('QS_ERR_IO', `quantscope: cannot load ${coreUrl} (run ${build}): ${e.message}`);
+      }),
+      compileWasm(new URL('quantscope_core.wasm', dir)),
+    ]).then(([glue, wasmModule]) => ({ factory: glue.default, wasmModule, dir, coreUrl }));
+    p.catch(() => compiled.delete(key)); // a failed fetch or compile may be retried
+    compiled.set(key, p);
+  }
+  return compiled.get(key);
+}
+
 async function startCore(threads) {
   if (threads > 1) checkThreadsPossible();
-  const dir = BUILD_DIRS[threads > 1 ? 'threads' : 'single'];
-  const coreUrl = new URL('quantscope_core.mjs', dir);
-  const build = threads > 1 ? 'npm run build:wasm -- --threads' : 'npm run build:wasm';
-  const [{ default: factory }, wasmModule] = await Promise.all([
-    import(coreUrl.href).catch((e) => {
-      throw qsError('QS_ERR_IO', `quantscope: cannot load ${coreUrl} (run ${build}): ${e.message}`);
-    }),
-    compileWasm(new URL('quantscope_core.wasm', dir)),
-  ]);
+  const { factory, wasmModule, dir, coreUrl } = await loadBuild(threads);
   // The glue's ready promise never settles when instantiateWasm fails, so a
   // failure rejects this one instead.
   let failed;
@@ -121,6 +170,8 @@ async function startCore(threads) {
 
 /** Heap access and the name tables, over one Emscripten module instance. */
 class Core {
+  broken = null; // the QS_ERR_TRAP error once this instance trapped
+
   constructor(mod, threads) {
     this.m = mod;
     this.threads = threads; // the default of evaluate() and createTrainer()
@@ -167,6 +218,30 @@ class Core {
     return ctx;
   }
 
+  /**
+   * Runs fn, which calls into this instance. A trap inside marks the
+   * instance broken and drops it (see "traps" above) and becomes a
+   * QS_ERR_TRAP error; on a broken instance fn does not run.
+   */
+  guard(fn) {
+    if (this.broken) throw restartedError();
+    try {
+      return fn();
+    } catch (e) {
+      throw this.trapped(e);
+    }
+  }
+
+  /** e, or for a trap the QS_ERR_TRAP error that replaces it. */
+  trapped(e) {
+    if (!isTrap(e)) return e;
+    if (!this.broken) {
+      this.broken = trapError(e);
+      dropCore(this);
+    }
+    return this.broken;
+  }
+
   /** Throws the context's error when status is not QS_OK. */
   check(ctx, status) {
     if (status === 0) return;
@@ -201,8 +276,11 @@ class Core {
     try {
       for (const a of arrays) ptrs.push(this.put(a));
       return fn(...ptrs);
+    } catch (e) {
+      throw this.trapped(e);
     } finally {
-      for (const p of ptrs) if (p) this.m._free(p);
+      // After a trap the heap is not touched again: free() could trap too.
+      if (!this.broken) for (const p of ptrs) if (p) this.m._free(p);
     }
   }
 
@@ -346,6 +424,7 @@ function resolveQuant(core, q, what) {
 // Frees models that were dropped without dispose().
 const finalizer = typeof FinalizationRegistry === 'function'
   ? new FinalizationRegistry(({ core, handle, ctx }) => {
+    if (core.broken) return; // the instance and its memory are gone
     core.m._qsw_model_free(handle);
     core.m._qsw_ctx_free(ctx);
   })
@@ -376,7 +455,7 @@ export class Model {
   /** Runs fn after every earlier call on this model; fn is synchronous. */
   #enqueue(fn) {
     if (this.#disposed) return Promise.reject(disposedError());
-    const run = this.#tail.then(fn);
+    const run = this.#tail.then(() => this.#core.guard(fn));
     this.#tail = run.catch(() => {});
     return run;
   }
@@ -619,7 +698,7 @@ export class Model {
         enqueue: (fn) => this.#enqueue(fn),
         call: (status) => this.#call(status),
         out: (n) => c.out(this.#ctx, n),
-        free: (h) => { c.m._qsw_trainer_free(h); this.#trainers.delete(trainer); },
+        free: (h) => { if (!c.broken) c.m._qsw_trainer_free(h); this.#trainers.delete(trainer); },
         m: c.m, ctx: this.#ctx, steps,
       });
       this.#trainers.add(trainer);
@@ -631,14 +710,24 @@ export class Model {
   dispose() {
     if (this.#disposed) return this.#disposed;
     finalizer?.unregister(this);
-    const { m } = this.#core, handle = this.#handle, ctx = this.#ctx;
+    const c = this.#core, handle = this.#handle, ctx = this.#ctx;
     const trainers = this.#trainers;
     this.#disposed = this.#tail.then(() => {
       for (const t of [...trainers]) t._free();
-      m._qsw_model_free(handle);
-      m._qsw_ctx_free(ctx);
+      if (c.broken) return; // trapped: the instance and its memory are gone
+      c.m._qsw_model_free(handle);
+      c.m._qsw_ctx_free(ctx);
     });
     return this.#disposed;
+  }
+
+  /**
+   * @internal Test-only (tests/node/trap.test.mjs): traps inside the WASM
+   * instance on purpose (exports.c qsw_test_trap; kind 1: a store past the
+   * end of memory, else `unreachable`), to check the recovery.
+   */
+  _trapForTest(kind = 0) {
+    return this.#enqueue(() => this.#core.m._qsw_test_trap(kind));
   }
 
   get disposed() { return this.#disposed !== null; }
@@ -799,11 +888,13 @@ export async function loadModel(source) {
     ? JSON.stringify(files.config) : files.config, 'config');
   const st = toBytes(c, files.safetensors, 'safetensors');
   const vocab = files.vocab == null ? null : toBytes(c, files.vocab, 'vocab');
-  const handle = c.withHeap([config, st, vocab], (pc, ps, pv) => {
-    c.check(c.ctx, c.m._qsw_model_load(c.ctx, pc, config.length, ps, st.length, pv, vocab ? vocab.length : 0));
-    return c.out(c.ctx, 1)[0] >>> 0;
+  return c.guard(() => {
+    const handle = c.withHeap([config, st, vocab], (pc, ps, pv) => {
+      c.check(c.ctx, c.m._qsw_model_load(c.ctx, pc, config.length, ps, st.length, pv, vocab ? vocab.length : 0));
+      return c.out(c.ctx, 1)[0] >>> 0;
+    });
+    return wrapModel(c, handle);
   });
-  return wrapModel(c, handle);
 }
 
 const isBinary = (v) => v instanceof ArrayBuffer || ArrayBuffer.isView(v);
@@ -907,11 +998,13 @@ export async function createModel(config, { seed = 0 } = {}) {
     ? JSON.stringify(config) : config, 'config');
   const s = intOption(seed, 'createModel: seed');
   if (s < 0 || s > Number.MAX_SAFE_INTEGER) throw argError(`createModel: seed ${s} must be in [0, 2^53)`);
-  const handle = c.withHeap([json], (p) => {
-    c.check(c.ctx, c.m._qsw_model_create(c.ctx, p, json.length, s));
-    return c.out(c.ctx, 1)[0] >>> 0;
+  return c.guard(() => {
+    const handle = c.withHeap([json], (p) => {
+      c.check(c.ctx, c.m._qsw_model_create(c.ctx, p, json.length, s));
+      return c.out(c.ctx, 1)[0] >>> 0;
+    });
+    return wrapModel(c, handle);
   });
-  return wrapModel(c, handle);
 }
 
 /**
@@ -923,12 +1016,12 @@ export async function textSplit(text, { valFraction = 0.05, split = 'val' } = {}
   if (typeof text !== 'string' && !isBinary(text)) throw argError('textSplit: text must be a string or bytes');
   if (split !== 'train' && split !== 'val') throw argError(`textSplit: split must be 'train' or 'val', got ${split}`);
   const bytes = toBytes(c, text, 'text');
-  return c.withHeap([bytes], (p) => {
+  return c.guard(() => c.withHeap([bytes], (p) => {
     c.check(c.ctx, c.m._qsw_text_split(c.ctx, p, bytes.length, numberOption(valFraction, 'textSplit: valFraction'),
                                        split === 'val' ? 1 : 0));
     const [len, ptr] = c.out(c.ctx, 2);
     return c.bytesToString(ptr >>> 0, len);
-  });
+  }));
 }
 
 /** The trainer's defaults (qs_train_config_default; threads: configure()'s). */

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "core/size.h"
 #include "core/threads.h"
 #include "quantscope/quantscope.h"
 #include "quantscope/train.h"
@@ -484,7 +485,16 @@ static int read_stream(const args *a, const qs_model *m, int32_t **ids, size_t *
         fprintf(stderr, "qs: this model has no tokenizer: use --ids\n");
         return 0;
     }
-    *ids = malloc((len + 2) * sizeof(int32_t));
+    /* One id per byte plus two specials, in a size_t that is 32 bits in the
+     * -m32 build: a product that wraps must not become a short buffer. */
+    size_t bytes;
+    if (len > (size_t)INT32_MAX - 2 || qs_size_mul(&bytes, len + 2, sizeof(int32_t))) {
+        fprintf(stderr, "qs: %zu bytes of text need more token ids than this build's %d-bit "
+                        "address space holds\n", len, QS_SIZE_BITS);
+        free(text);
+        return 0;
+    }
+    *ids = malloc(bytes);
     int k = 0;
     if (!*ids || qs_tokenizer_encode(tok, text, len, 0, *ids, NULL, (int)len + 2, &k, &err)) {
         if (err.status) print_error(&err);

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "cli/cli.h"
+#include "core/size.h"
 #include "io/safetensors.h"
 #include "quantscope/quantscope.h"
 #include "quantscope/train.h"
@@ -192,11 +193,14 @@ static void trace_free(trace *tr) {
 
 static int trace_init(trace *tr, int steps, int B, int T) {
     memset(tr, 0, sizeof *tr);
-    size_t n = (size_t)steps * (size_t)B * (size_t)T;
-    if (steps > 0 && n / (size_t)steps / (size_t)B == (size_t)T && n < ((size_t)1 << 40)) {
-        tr->ids = malloc(n * sizeof(float));
-        tr->types = malloc(n * sizeof(float));
-        tr->targets = malloc(n * sizeof(float));
+    /* steps x B x T floats, three times: refused when it cannot fit size_t
+     * (32 bits in WASM and the -m32 build) rather than wrapping */
+    size_t n, bytes;
+    if (steps > 0 && !qs_size_mul3(&n, (size_t)steps, (size_t)B, (size_t)T) &&
+        !qs_size_mul(&bytes, n, sizeof(float))) {
+        tr->ids = malloc(bytes);
+        tr->types = malloc(bytes);
+        tr->targets = malloc(bytes);
         tr->loss = malloc((size_t)steps * sizeof(float));
         tr->grad_norm = malloc((size_t)steps * sizeof(float));
         tr->lr = malloc((size_t)steps * sizeof(float));

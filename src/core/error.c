@@ -1,6 +1,7 @@
 /* core/error.c: status names and the error-filling helper used by every
  * module; no global state, the message lives in the caller's qs_error. */
 #include "error.h"
+#include "size.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -36,4 +37,18 @@ void qs_error_clear(qs_error *err) {
         err->status = QS_OK;
         err->msg[0] = '\0';
     }
+}
+
+qs_status qs_fail_size(qs_error *err, const char *what, const char *fmt, ...) {
+    if (err) {
+        char dims[256];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(dims, sizeof dims, fmt, ap);
+        va_end(ap);
+        snprintf(err->msg, sizeof err->msg, "%s need %s, more than this build's %d-bit address "
+                 "space", what, dims, QS_SIZE_BITS);
+        err->status = QS_ERR_NOMEM;
+    }
+    return QS_ERR_NOMEM;
 }

@@ -1,5 +1,6 @@
 /* io/json.c: recursive-descent JSON parser into a malloc'd tree. Strict: no
- * trailing commas, no comments, UTF-8 escapes decoded, depth and size bounded. */
+ * trailing commas, no comments, no duplicate keys, UTF-8 escapes decoded, depth
+ * and size bounded. */
 #include "io/json.h"
 
 #include <stdint.h>
@@ -14,6 +15,7 @@ typedef struct parser {
     const char *s;
     size_t n, pos;
     const char *what;
+    const char *top_noun; /* what a key of the top-level object names in messages */
     qs_error *err;
 } parser;
 
@@ -152,11 +154,16 @@ static qs_status parse_number(parser *p, double *out) {
     return QS_OK;
 }
 
-static qs_status parse_value(parser *p, qs_json *v, int depth);
+static qs_status parse_value(parser *p, qs_json *v, int depth, const char *parent);
 
 static qs_status grow(parser *p, qs_json *v, size_t *cap, int with_keys) {
     if (v->count < *cap) return QS_OK;
     size_t nc = *cap ? *cap * 2 : 8;
+    /* Items are bounded by the input length, so this cannot fail before
+     * malloc does; checked because in a 32-bit build nothing else says so. */
+    if (nc < *cap || nc > SIZE_MAX / sizeof(qs_json))
+        return qs_fail(p->err, QS_ERR_NOMEM, "%s: %zu values in one JSON container do not fit "
+                       "this build's address space", p->what, *cap);
     qs_json *items = realloc(v->items, nc * sizeof *items);
     if (!items) return qs_fail(p->err, QS_ERR_NOMEM, "%s: out of memory", p->what);
     v->items = items;
@@ -169,7 +176,43 @@ static qs_status grow(parser *p, qs_json *v, size_t *cap, int with_keys) {
     return QS_OK;
 }
 
-static qs_status parse_container(parser *p, qs_json *v, int depth, int is_object) {
+static int cmp_key(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* RFC 8259 leaves duplicate names to the reader, and readers disagree:
+ * Python's json (so Hugging Face) keeps the last value, qs_json_get finds the
+ * first. A config.json with hidden_size twice would be a different model in
+ * each, so a duplicate is an error everywhere JSON is read. Keys hold no NUL
+ * (parse_string refuses \u0000 and raw control bytes), so strcmp compares them
+ * whole. Sorting copies keeps this O(n log n) for large safetensors headers. */
+static qs_status check_unique_keys(parser *p, const qs_json *v, int depth, const char *parent) {
+    size_t n = v->count;
+    const char *dup = NULL;
+    if (n < 2) return QS_OK;
+    if (n <= 16) {
+        for (size_t i = 0; i < n && !dup; i++)
+            for (size_t j = i + 1; j < n && !dup; j++)
+                if (!strcmp(v->keys[i], v->keys[j])) dup = v->keys[i];
+    } else {
+        char **sorted = n <= SIZE_MAX / sizeof *sorted ? malloc(n * sizeof *sorted) : NULL;
+        if (!sorted) return qs_fail(p->err, QS_ERR_NOMEM, "%s: out of memory", p->what);
+        memcpy(sorted, v->keys, n * sizeof *sorted);
+        qsort(sorted, n, sizeof *sorted, cmp_key);
+        for (size_t i = 1; i < n && !dup; i++)
+            if (!strcmp(sorted[i - 1], sorted[i])) dup = sorted[i];
+        /* dup points at a key owned by v, so the copy can go now. */
+        free(sorted);
+    }
+    if (!dup) return QS_OK;
+    return qs_fail(p->err, QS_ERR_FORMAT, "%s: duplicate %s '%s'%s%s%s (JSON readers disagree on "
+                   "which value counts: Python's json keeps the last)", p->what,
+                   depth ? "key" : p->top_noun, dup, depth && parent ? " inside '" : "",
+                   depth && parent ? parent : "", depth && parent ? "'" : "");
+}
+
+static qs_status parse_container(parser *p, qs_json *v, int depth, int is_object,
+                                 const char *parent) {
     char close = is_object ? '}' : ']';
     v->type = is_object ? QS_JSON_OBJECT : QS_JSON_ARRAY;
     p->pos++;
@@ -191,20 +234,25 @@ static qs_status parse_container(parser *p, qs_json *v, int depth, int is_object
         }
         memset(&v->items[v->count], 0, sizeof v->items[0]);
         v->count++;
-        if ((s = parse_value(p, &v->items[v->count - 1], depth + 1))) return s;
+        if ((s = parse_value(p, &v->items[v->count - 1], depth + 1, is_object ? key : parent)))
+            return s;
         skip_ws(p);
         if (p->pos < p->n && p->s[p->pos] == ',') { p->pos++; continue; }
-        if (p->pos < p->n && p->s[p->pos] == close) { p->pos++; return QS_OK; }
+        if (p->pos < p->n && p->s[p->pos] == close) {
+            p->pos++;
+            return is_object ? check_unique_keys(p, v, depth, parent) : QS_OK;
+        }
         return perr(p, is_object ? "expected ',' or '}'" : "expected ',' or ']'");
     }
 }
 
-static qs_status parse_value(parser *p, qs_json *v, int depth) {
+/* parent: the key of the nearest enclosing object member, for messages. */
+static qs_status parse_value(parser *p, qs_json *v, int depth, const char *parent) {
     if (depth > JSON_MAX_DEPTH) return perr(p, "nested too deeply");
     skip_ws(p);
     if (p->pos >= p->n) return perr(p, "unexpected end of input");
     char c = p->s[p->pos];
-    if (c == '{' || c == '[') return parse_container(p, v, depth, c == '{');
+    if (c == '{' || c == '[') return parse_container(p, v, depth, c == '{', parent);
     if (c == '"') {
         v->type = QS_JSON_STRING;
         return parse_string(p, &v->string);
@@ -224,14 +272,14 @@ static qs_status parse_value(parser *p, qs_json *v, int depth) {
     return parse_number(p, &v->number);
 }
 
-qs_status qs_json_parse(const char *text, size_t len, const char *what, qs_json **out,
-                        qs_error *err) {
+qs_status qs_json_parse_named(const char *text, size_t len, const char *what,
+                              const char *top_noun, qs_json **out, qs_error *err) {
     if (!text || !out) return qs_fail(err, QS_ERR_ARG, "qs_json_parse: NULL argument");
     *out = NULL;
-    parser p = {text, len, 0, what ? what : "JSON", err};
+    parser p = {text, len, 0, what ? what : "JSON", top_noun ? top_noun : "key", err};
     qs_json *root = calloc(1, sizeof *root);
     if (!root) return qs_fail(err, QS_ERR_NOMEM, "%s: out of memory", p.what);
-    qs_status s = parse_value(&p, root, 0);
+    qs_status s = parse_value(&p, root, 0, NULL);
     if (!s) {
         skip_ws(&p);
         if (p.pos != p.n) s = perr(&p, "trailing characters after the value");
@@ -242,6 +290,11 @@ qs_status qs_json_parse(const char *text, size_t len, const char *what, qs_json 
     }
     *out = root;
     return QS_OK;
+}
+
+qs_status qs_json_parse(const char *text, size_t len, const char *what, qs_json **out,
+                        qs_error *err) {
+    return qs_json_parse_named(text, len, what, "key", out, err);
 }
 
 const qs_json *qs_json_get(const qs_json *obj, const char *key) {

@@ -20,9 +20,14 @@ typedef struct qs_json {
 } qs_json;
 
 /* Parses len bytes. `what` names the source in error messages ("config.json").
- * On success *out is a tree to release with qs_json_free. Depth is limited to 64. */
+ * On success *out is a tree to release with qs_json_free. Depth is limited to 64.
+ * A key that appears twice in one object is QS_ERR_FORMAT naming it. */
 qs_status qs_json_parse(const char *text, size_t len, const char *what, qs_json **out,
                         qs_error *err);
+/* The same; top_noun says what the top-level object's keys are in messages
+ * ("tensor" for a safetensors header: "duplicate tensor 'x'"). */
+qs_status qs_json_parse_named(const char *text, size_t len, const char *what,
+                              const char *top_noun, qs_json **out, qs_error *err);
 void qs_json_free(qs_json *v);
 
 /* Object member by key, or NULL. */

@@ -16,6 +16,7 @@
 #include <sys/types.h>
 
 #include "core/error.h"
+#include "core/size.h"
 #include "io/json.h"
 
 static size_t dtype_size(const char *name, qs_dtype *dt) {
@@ -113,6 +114,67 @@ static qs_status parse_meta(qs_safetensors *st, const qs_json *m, qs_error *err)
     return QS_OK;
 }
 
+static int cmp_range(const void *a, const void *b) {
+    const qs_st_tensor *x = *(const qs_st_tensor *const *)a, *y = *(const qs_st_tensor *const *)b;
+    if (x->begin != y->begin) return x->begin < y->begin ? -1 : 1;
+    if (x->end != y->end) return x->end < y->end ? -1 : 1;
+    return x < y ? -1 : x > y; /* header order: the same message every time */
+}
+
+/* The format indexes the byte buffer fully: in order of their offsets each
+ * tensor starts where the previous one ended, the first at 0 and the last at
+ * the end of the file (the reference reader's validate()). Overlapping
+ * tensors would silently share weights (two tensors on the same bytes gave
+ * other logits and loaded with rc 0), and a hole or trailing bytes mean the
+ * header and the data disagree. Zero-byte tensors may sit at any boundary. */
+static qs_status check_coverage(const qs_safetensors *st, qs_error *err) {
+    const char *what = st->what;
+    int n = st->n_tensors;
+    if (n == 0)
+        return st->data_len == 0 ? QS_OK
+               : qs_fail(err, QS_ERR_FORMAT, "%s: the data section holds %zu bytes but the header "
+                         "lists no tensor", what, st->data_len);
+    const qs_st_tensor **order = malloc((size_t)n * sizeof *order);
+    if (!order) return qs_fail(err, QS_ERR_NOMEM, "%s: out of memory", what);
+    for (int i = 0; i < n; i++) order[i] = &st->tensors[i];
+    qsort(order, (size_t)n, sizeof *order, cmp_range);
+    /* Overlaps first: two tensors on the same bytes also leave a hole where
+     * one of them was, and the overlap is the thing to report. */
+    qs_status s = QS_OK;
+    const qs_st_tensor *far = order[0]; /* the tensor reaching furthest so far */
+    for (int i = 1; i < n && !s; i++) {
+        const qs_st_tensor *t = order[i];
+        if (t->begin < far->end)
+            s = qs_fail(err, QS_ERR_FORMAT, "%s: tensors '%s' (bytes [%zu, %zu)) and '%s' (bytes "
+                        "[%zu, %zu)) overlap in the data section (each byte belongs to one tensor)",
+                        what, far->name, far->begin, far->end, t->name, t->begin, t->end);
+        else if (t->end > far->end)
+            far = t;
+    }
+    /* Then holes: without overlaps each tensor starts at or after pos. */
+    size_t pos = 0;
+    const qs_st_tensor *prev = NULL; /* the tensor that ends at pos */
+    for (int i = 0; i < n && !s; i++) {
+        const qs_st_tensor *t = order[i];
+        if (t->begin > pos && prev)
+            s = qs_fail(err, QS_ERR_FORMAT, "%s: bytes [%zu, %zu) of the data section, between "
+                        "tensors '%s' and '%s', belong to no tensor (the format allows no holes)",
+                        what, pos, t->begin, prev->name, t->name);
+        else if (t->begin > pos)
+            s = qs_fail(err, QS_ERR_FORMAT, "%s: bytes [0, %zu) of the data section, before the "
+                        "first tensor '%s', belong to no tensor (the format allows no holes)",
+                        what, t->begin, t->name);
+        pos = t->end;
+        prev = t;
+    }
+    if (!s && pos != st->data_len)
+        s = qs_fail(err, QS_ERR_FORMAT, "%s: bytes [%zu, %zu) of the data section, after the last "
+                    "tensor '%s', belong to no tensor (the format allows no trailing bytes)",
+                    what, pos, st->data_len, prev->name);
+    free(order);
+    return s;
+}
+
 qs_status qs_st_parse(const uint8_t *buf, size_t len, const char *what, qs_safetensors *st,
                       qs_error *err) {
     memset(st, 0, sizeof *st);
@@ -132,7 +194,9 @@ qs_status qs_st_parse(const uint8_t *buf, size_t len, const char *what, qs_safet
     st->data = buf + 8 + hlen;
     st->data_len = len - 8 - (size_t)hlen;
     qs_json *root;
-    qs_status s = qs_json_parse((const char *)buf + 8, (size_t)hlen, st->what, &root, err);
+    /* Keys of the top level are tensor names: a duplicate names the tensor. */
+    qs_status s = qs_json_parse_named((const char *)buf + 8, (size_t)hlen, st->what, "tensor",
+                                      &root, err);
     if (s) return s;
     if (root->type != QS_JSON_OBJECT) {
         qs_json_free(root);
@@ -152,6 +216,7 @@ qs_status qs_st_parse(const uint8_t *buf, size_t len, const char *what, qs_safet
         if (!s) st->n_tensors++;
     }
     qs_json_free(root);
+    if (!s) s = check_coverage(st, err);
     if (s) qs_st_free(st);
     return s;
 }
@@ -269,14 +334,23 @@ qs_status qs_st_serialize(const qs_st_entry *entries, int n, const char *const *
             free(h);
             return qs_fail(err, QS_ERR_ARG, "safetensors: bad tensor name '%s'", e->name);
         }
-        size_t elems = 1;
+        size_t elems = 1, bytes, end;
+        int over = 0;
         ok = append(h, cap, &k, "%s\"%s\":{\"dtype\":\"F32\",\"shape\":[", i ? "," : "", e->name);
         for (int d = 0; d < e->ndim && ok; d++) {
             ok = append(h, cap, &k, d ? ",%lld" : "%lld", (long long)e->shape[d]);
-            elems *= (size_t)e->shape[d];
+            over |= e->shape[d] < 0 || qs_size_mul(&elems, elems, (size_t)e->shape[d]);
         }
-        ok = ok && append(h, cap, &k, "],\"data_offsets\":[%zu,%zu]}", offset, offset + 4 * elems);
-        offset += 4 * elems;
+        /* The tensors are in memory, so their bytes fit; the file of all of
+         * them (a training state holds three copies) may not in 32 bits. */
+        over |= qs_size_mul(&bytes, elems, 4) || qs_size_add(&end, offset, bytes);
+        if (over) {
+            free(h);
+            return qs_fail(err, QS_ERR_NOMEM, "safetensors: the file up to tensor '%s' needs more "
+                           "bytes than this build's %d-bit address space", e->name, QS_SIZE_BITS);
+        }
+        ok = ok && append(h, cap, &k, "],\"data_offsets\":[%zu,%zu]}", offset, end);
+        offset = end;
     }
     ok = ok && append(h, cap, &k, "}");
     if (!ok) {
@@ -284,7 +358,13 @@ qs_status qs_st_serialize(const qs_st_entry *entries, int n, const char *const *
         return qs_fail(err, QS_ERR_ARG, "safetensors: header too long");
     }
     while (k % 8) h[k++] = ' '; /* pad so the data section is 8-byte aligned */
-    size_t total = 8 + k + offset;
+    size_t total;
+    if (qs_size_add(&total, 8 + k, offset)) {
+        free(h);
+        return qs_fail(err, QS_ERR_NOMEM, "safetensors: a file of %zu data bytes and a %zu-byte "
+                       "header needs more than this build's %d-bit address space", offset, k,
+                       QS_SIZE_BITS);
+    }
     uint8_t *buf = malloc(total);
     if (!buf) {
         free(h);
@@ -357,6 +437,7 @@ qs_status qs_write_file_atomic(const char *path, const void *bytes, size_t len, 
     return sync_parent_dir(path, err);
 }
 
+#if defined(__unix__) && !defined(__EMSCRIPTEN__)
 /* "NAME.tmpPID" where PID is all digits: what qs_write_file_atomic leaves
  * behind when the process is killed between create and rename. */
 static long stale_tmp_pid(const char *entry, const char *name) {
@@ -371,6 +452,8 @@ static long stale_tmp_pid(const char *entry, const char *name) {
     }
     return pid;
 }
+
+#endif
 
 int qs_remove_stale_tmp(const char *dir, const char *const *names, int n_names) {
     int removed = 0;

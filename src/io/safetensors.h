@@ -33,8 +33,10 @@ typedef struct qs_safetensors {
 } qs_safetensors;
 
 /* Parses and validates the header of a whole file held in buf (len bytes);
- * buf must outlive st. Checks: header length vs file size, JSON, dtypes,
- * shapes, offsets inside the data section and byte counts matching shapes. */
+ * buf must outlive st. Checks: header length vs file size, JSON (no duplicate
+ * tensor names), dtypes, shapes, offsets inside the data section, byte counts
+ * matching shapes, and that the tensors cover the data section exactly: no
+ * overlaps, no holes, no trailing bytes. */
 qs_status qs_st_parse(const uint8_t *buf, size_t len, const char *what, qs_safetensors *st,
                       qs_error *err);
 void qs_st_free(qs_safetensors *st);

@@ -6,20 +6,31 @@
 
 #include "core/error.h"
 #include "core/kernels.h"
+#include "core/size.h"
 #include "model/model_internal.h"
 
 qs_status qs_bwd_alloc(const qs_config *c, int T, bwd_scratch *g, qs_error *err) {
     memset(g, 0, sizeof *g);
     size_t TT = (size_t)T, D = (size_t)c->hidden_size, I = (size_t)c->intermediate_size;
-    size_t sizes[] = {TT * D, TT * D, TT * D, TT * D, TT * D, TT * D, TT * D, TT * D,
-                      TT * I, TT * I, TT * TT, TT * TT, TT * (size_t)c->vocab_size,
-                      (size_t)c->gate_mlp_hidden};
+    /* Saturating products and sums: in a 32-bit build (WebAssembly) T x V or
+     * the total can pass size_t, and a wrapped total would be a short buffer. */
+    size_t sizes[] = {qs_size_sat_mul(TT, D), qs_size_sat_mul(TT, D), qs_size_sat_mul(TT, D),
+                      qs_size_sat_mul(TT, D), qs_size_sat_mul(TT, D), qs_size_sat_mul(TT, D),
+                      qs_size_sat_mul(TT, D), qs_size_sat_mul(TT, D), qs_size_sat_mul(TT, I),
+                      qs_size_sat_mul(TT, I), qs_size_sat_mul(TT, TT), qs_size_sat_mul(TT, TT),
+                      qs_size_sat_mul(TT, (size_t)c->vocab_size), (size_t)c->gate_mlp_hidden};
     float **views[] = {&g->d_stream, &g->d_a, &g->d_b, &g->dq, &g->dk, &g->dv, &g->dctx,
                        &g->dctx_pre, &g->dffn_h, &g->dffn_act, &g->dp, &g->ds, &g->dlogits,
                        &g->dgate_hidden};
-    size_t total = 0;
-    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) total += (sizes[i] + 15) & ~(size_t)15;
-    g->buf = malloc(total * sizeof(float));
+    size_t total = 0, bytes;
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+        total = qs_size_sat_add(total, qs_size_round16(sizes[i]));
+    if (total == SIZE_MAX || qs_size_mul(&bytes, total, sizeof(float)))
+        return qs_fail(err, QS_ERR_NOMEM, "backward: the gradients of %d tokens (vocab_size %d, "
+                       "hidden %d, intermediate %d) need more bytes than this build's %d-bit "
+                       "address space", T, c->vocab_size, c->hidden_size, c->intermediate_size,
+                       QS_SIZE_BITS);
+    g->buf = malloc(bytes);
     if (!g->buf) return qs_fail(err, QS_ERR_NOMEM, "out of memory for gradients of %d tokens", T);
     size_t off = 0;
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {

@@ -2,11 +2,13 @@
  * named point goes through one hook (stats, fake quant, capture) at inference;
  * the training path runs the same layers with the hook switched off. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/error.h"
 #include "core/kernels.h"
+#include "core/size.h"
 #include "model/model_internal.h"
 
 typedef struct fwd {
@@ -498,10 +500,16 @@ static qs_status reserve_captures(qs_model *m, uint32_t capture, int T, qs_error
         if (qs_point_is_global(p) != (layer == m->cfg.n_layers)) continue;
         int rows, cols;
         point_shape(m, p, T, &rows, &cols);
-        size_t n = (size_t)rows * cols;
+        /* Checked in bytes: scores are heads x T x T, which wraps a 32-bit size_t. */
+        size_t n, bytes;
+        if (qs_size_mul(&n, (size_t)rows, (size_t)cols) || qs_size_mul(&bytes, n, sizeof(float))) {
+            char what[64];
+            snprintf(what, sizeof what, "forward: captures of point '%s'", qs_point_name(p));
+            return qs_fail_size(err, what, "%d x %d floats", rows, cols);
+        }
         if (m->capture_cap[slot] >= n) continue;
         free(m->captures[slot]);
-        m->captures[slot] = malloc(n * sizeof(float));
+        m->captures[slot] = malloc(bytes);
         m->capture_cap[slot] = m->captures[slot] ? n : 0;
         if (!m->captures[slot])
             return qs_fail(err, QS_ERR_NOMEM, "out of memory capturing point '%s'", qs_point_name(p));

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/size.h"
 #include "io/safetensors.h"
 #include "model/model_internal.h"
 
@@ -77,12 +78,19 @@ static float **view_of(model_weights *w, int layer, int role) {
     return NULL;
 }
 
+/* The counts are 64-bit whatever size_t is: a config can describe more
+ * parameters than a 32-bit build can address (WebAssembly), and the loader
+ * must still name the true count, so the table is counted first and the
+ * count checked against size_t afterwards (qs_param_table). Config limits
+ * (dims <= 2^22, <= 1024 layers) keep every product far below 2^64; the
+ * checked builtins make that an invariant rather than an assumption. */
 typedef struct table_builder {
     param_entry *e;
     int n, cap;
-    size_t total;
-    int failed;
-    int layer; /* layer of the rows being added */
+    uint64_t total, numel; /* floats with alignment padding; parameters */
+    int failed;            /* out of memory for the table itself */
+    int overflow;          /* a count past 2^64 (cannot happen within the config limits) */
+    int layer;             /* layer of the rows being added */
 } table_builder;
 
 static void add(table_builder *tb, int role, int linear, int ndim, int64_t d0, int64_t d1,
@@ -112,13 +120,20 @@ static void add(table_builder *tb, int role, int linear, int ndim, int64_t d0, i
     p->shape[0] = d0;
     p->shape[1] = d1;
     p->shape[2] = d2;
-    p->numel = (size_t)d0 * (size_t)(ndim > 1 ? d1 : 1) * (size_t)(ndim > 2 ? d2 : 1);
+    uint64_t numel, padded;
+    tb->overflow |= __builtin_mul_overflow((uint64_t)d0, (uint64_t)(ndim > 1 ? d1 : 1), &numel);
+    tb->overflow |= __builtin_mul_overflow(numel, (uint64_t)(ndim > 2 ? d2 : 1), &numel);
+    tb->overflow |= __builtin_add_overflow(numel, (uint64_t)15, &padded);
+    /* Truncated on a 32-bit build when the model does not fit; qs_param_table
+     * refuses such a table before any of these is used. */
+    p->numel = (size_t)numel;
+    p->offset = (size_t)tb->total;
     p->is_linear_weight = linear;
     p->rows = linear ? (int)d0 : 0;
-    p->cols = linear ? (int)(p->numel / (size_t)d0) : 0;
+    p->cols = linear && d0 ? (int)(numel / (uint64_t)d0) : 0;
     /* 16-float alignment keeps every view SIMD-aligned. */
-    p->offset = tb->total;
-    tb->total += (p->numel + 15) & ~(size_t)15;
+    tb->overflow |= __builtin_add_overflow(tb->total, padded & ~(uint64_t)15, &tb->total);
+    tb->overflow |= __builtin_add_overflow(tb->numel, numel, &tb->numel);
 }
 
 /* Gate tensors, named "<attention prefix>.gate.*" (documented in README). */
@@ -196,8 +211,7 @@ static void add_layer(table_builder *tb, const qs_config *c, int l) {
     add_gate(tb, c, n);
 }
 
-qs_status qs_param_table(const qs_config *c, param_entry **table, int *n, size_t *total,
-                         qs_error *err) {
+static void build_table(const qs_config *c, table_builder *tb_out) {
     table_builder tb = {0};
     int D = c->hidden_size, V = c->vocab_size;
     if (c->arch == QS_ARCH_BERT) {
@@ -217,13 +231,40 @@ qs_status qs_param_table(const qs_config *c, param_entry **table, int *n, size_t
     } else {
         add_ln(&tb, R_FINAL_LN_W, D, "model.decoder.final_layer_norm");
     }
+    *tb_out = tb;
+}
+
+/* Parameters a config describes, without the alignment padding; 64-bit so
+ * that the count is right on every build. Returns QS_ERR_NOMEM only when the
+ * table itself cannot be built. */
+static qs_status param_count(const qs_config *c, uint64_t *numel, qs_error *err) {
+    table_builder tb;
+    build_table(c, &tb);
+    free(tb.e);
+    if (tb.failed) return qs_fail(err, QS_ERR_NOMEM, "out of memory building the parameter table");
+    *numel = tb.overflow ? UINT64_MAX : tb.numel;
+    return QS_OK;
+}
+
+qs_status qs_param_table(const qs_config *c, param_entry **table, int *n, size_t *total,
+                         qs_error *err) {
+    table_builder tb;
+    build_table(c, &tb);
     if (tb.failed) {
         free(tb.e);
         return qs_fail(err, QS_ERR_NOMEM, "out of memory building the parameter table");
     }
+    /* One buffer holds them all, and views index it in size_t: the padded
+     * count in bytes must fit (it does not for hidden 65536 in WebAssembly,
+     * where it wrapped to a small buffer that the model then wrote past). */
+    if (tb.overflow || tb.total > SIZE_MAX / sizeof(float)) {
+        free(tb.e);
+        return qs_fail_size(err, "config: the parameters", "%llu floats (%.4g GB)",
+                            (unsigned long long)tb.numel, (double)tb.numel * 4e-9);
+    }
     *table = tb.e;
     *n = tb.n;
-    *total = tb.total;
+    *total = (size_t)tb.total;
     return QS_OK;
 }
 
@@ -317,8 +358,15 @@ static qs_status load_params(qs_model *m, const qs_safetensors *st, qs_error *er
                            "not describe (wrong config, or a variant such as a gate not declared)",
                            st->what, name);
     }
-    float *tmp = malloc((size_t)c->vocab_size * c->hidden_size * sizeof(float));
-    if (!tmp) return qs_fail(err, QS_ERR_NOMEM, "out of memory");
+    if (!qs_st_find(st, tied)) return QS_OK;
+    size_t bytes;
+    if (qs_size_mul3(&bytes, (size_t)c->vocab_size, (size_t)c->hidden_size, sizeof(float)))
+        return qs_fail_size(err, "load: the tied output head", "%d x %d floats", c->vocab_size,
+                            c->hidden_size);
+    float *tmp = malloc(bytes);
+    if (!tmp)
+        return qs_fail(err, QS_ERR_NOMEM, "%s: out of memory for '%s' (%d x %d floats)", st->what,
+                       tied, c->vocab_size, c->hidden_size);
     qs_status s = check_tied(st, tied, m->w.wte, c, tmp, err);
     free(tmp);
     (void)used;
@@ -364,18 +412,14 @@ qs_status qs_model_from_config(const qs_config *c, qs_model **out, qs_error *err
  * gigabytes (found by tests/fuzz/fuzz_model.c). */
 static qs_status check_file_holds_config(const qs_config *c, const qs_safetensors *st,
                                          qs_error *err) {
-    param_entry *table;
-    int n;
-    size_t total;
-    qs_status s = qs_param_table(c, &table, &n, &total, err);
+    uint64_t numel = 0;
+    qs_status s = param_count(c, &numel, err);
     if (s) return s;
-    size_t numel = 0;
-    for (int i = 0; i < n; i++) numel += table[i].numel;
-    free(table);
-    if (numel > st->data_len / 2)
-        return qs_fail(err, QS_ERR_SHAPE, "%s: config.json describes %zu parameters (at least %zu "
-                       "bytes) but the data section holds %zu bytes", st->what, numel,
-                       2 * numel, st->data_len);
+    /* 64-bit: on a 32-bit build a size_t sum wrapped and let such configs through. */
+    if (numel > (uint64_t)st->data_len / 2)
+        return qs_fail(err, QS_ERR_SHAPE, "%s: config.json describes %llu parameters (at least "
+                       "%llu bytes) but the data section holds %zu bytes", st->what,
+                       (unsigned long long)numel, (unsigned long long)(2 * numel), st->data_len);
     return QS_OK;
 }
 
@@ -408,7 +452,11 @@ qs_status qs_model_load_memory(const char *config_json, size_t config_len,
     return s;
 }
 
-#define QS_MAX_MODEL_FILE ((size_t)4 << 30)
+/* 4 GiB; a 32-bit build (WebAssembly, -m32) cannot hold that, and there
+ * (size_t)4 << 30 is 0, which refused every file: cap at what ftell's long
+ * can report there. */
+#define QS_MAX_MODEL_FILE \
+    (sizeof(size_t) > 4 ? (size_t)((uint64_t)4 << 30) : (size_t)INT32_MAX)
 
 qs_status qs_model_load_dir(const char *dir, qs_model **out, qs_error *err) {
     if (!dir || !out) return qs_fail(err, QS_ERR_ARG, "qs_model_load_dir: NULL argument");
@@ -567,18 +615,34 @@ qs_status qs_workspace_reserve(qs_model *m, int T, qs_error *err) {
     workspace_free(ws);
     const qs_config *c = &m->cfg;
     size_t D = (size_t)c->hidden_size, I = (size_t)c->intermediate_size, H = (size_t)c->n_heads;
-    size_t TT = (size_t)T, largest = TT * (I > D ? I : D);
-    if (H * TT * TT > largest) largest = H * TT * TT;
-    size_t widest = D > I ? D : I;
+    size_t TT = (size_t)T, widest = D > I ? D : I;
     if (TT > widest) widest = TT;
+    /* The activations first: qs_acts_alloc checks each tensor's size (the
+     * attention scores are the largest) and names the one that does not fit. */
     qs_status s = qs_acts_alloc(c, T, 1, &ws->a, err);
     if (s) return s;
-    ws->scratch = malloc(largest * sizeof(float));
-    ws->scratch2 = malloc(largest * sizeof(float));
+    /* scratch holds a copy of the largest tensor: max(T x I, T x D, H x T x T). */
+    size_t largest, att, hidden;
+    int over = qs_size_mul3(&largest, TT, I > D ? I : D, sizeof(float));
+    over |= qs_size_mul3(&att, H, TT, TT);
+    over |= qs_size_mul(&att, att, sizeof(float));
+    if (att > largest) largest = att;
+    if (over) {
+        workspace_free(ws);
+        return qs_fail_size(err, "forward: the quantization scratch", "%zu x %d x %d floats", H, T,
+                            T);
+    }
+    if (qs_size_mul3(&hidden, (size_t)c->n_layers + 1, TT, D * sizeof(float))) {
+        workspace_free(ws);
+        return qs_fail_size(err, "forward: the hidden states", "%d x %d x %d floats",
+                            c->n_layers + 1, T, c->hidden_size);
+    }
+    ws->scratch = malloc(largest);
+    ws->scratch2 = malloc(largest);
     ws->dim_max = malloc(widest * sizeof(float));
     ws->dim_arg = malloc(widest * sizeof(int));
     ws->valid = malloc(TT);
-    ws->hidden = malloc((size_t)(c->n_layers + 1) * TT * D * sizeof(float));
+    ws->hidden = malloc(hidden);
     if (!ws->scratch || !ws->scratch2 || !ws->dim_max || !ws->dim_arg || !ws->valid || !ws->hidden) {
         workspace_free(ws);
         return qs_fail(err, QS_ERR_NOMEM, "out of memory for the activations of %d tokens", T);

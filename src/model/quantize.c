@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/size.h"
 #include "model/model_internal.h"
 
 qs_quant_config qs_quant_config_default(void) {
@@ -105,9 +106,14 @@ qs_status qs_model_set_quant(qs_model *m, const qs_quant_config *q, qs_error *er
         return qs_fail(err, QS_ERR_ARG, "set_quant: a replica reads its base's quantization");
     qs_status s = check_quant_config(q, err);
     if (s) return s;
-    float *pq = m->params_q ? m->params_q : malloc(m->n_params * sizeof(float));
+    /* n_params floats were allocated once already, so the product fits; checked
+     * anyway, as every size that comes from a config is (core/size.h). */
+    size_t bytes;
+    if (qs_size_mul(&bytes, m->n_params, sizeof(float)))
+        return qs_fail_size(err, "set_quant: the weight copy", "%zu floats", m->n_params);
+    float *pq = m->params_q ? m->params_q : malloc(bytes);
     if (!pq) return qs_fail(err, QS_ERR_NOMEM, "set_quant: out of memory for the weight copy");
-    memcpy(pq, m->params, m->n_params * sizeof(float));
+    memcpy(pq, m->params, bytes);
     /* Only linear weights are quantized; embeddings, the tied vocabulary head,
      * biases and LayerNorm stay float (the paper's fp32_head setting). */
     if (q->weight_bits)

@@ -13,6 +13,7 @@
 
 #include "core/error.h"
 #include "core/kernels.h"
+#include "core/size.h"
 #include "core/threads.h"
 #include "quantscope/eval.h"
 #include "io/safetensors.h"
@@ -168,14 +169,18 @@ qs_status qs_trainer_new(qs_model *m, const qs_train_config *tc, const char *tex
     t->fingerprint = fingerprint(m, tc);
     s = qs_corpus_from_memory(text, len, tc->val_fraction, &t->corpus, err);
     if (!s) s = qs_corpus_check(&t->corpus, tc->seq_len, err);
-    size_t n = m->n_params, BT = (size_t)tc->batch_size * tc->seq_len;
+    size_t n = m->n_params, BT = 0, batch_bytes = 0;
+    /* batch_size x seq_len x 4 bytes can wrap a 32-bit size_t (WASM) */
+    if (!s && (qs_size_mul(&BT, (size_t)tc->batch_size, (size_t)tc->seq_len) ||
+               qs_size_mul(&batch_bytes, BT, sizeof(int32_t))))
+        s = qs_fail_size(err, "train: the batch", "%d x %d token ids", tc->batch_size, tc->seq_len);
     if (!s) {
         t->adam_m = calloc(n, sizeof(float));
         t->adam_v = calloc(n, sizeof(float));
         t->decay = malloc(n);
-        t->ids = malloc(BT * sizeof(int32_t));
-        t->types = malloc(BT * sizeof(int32_t));
-        t->targets = malloc(BT * sizeof(int32_t));
+        t->ids = malloc(batch_bytes);
+        t->types = malloc(batch_bytes);
+        t->targets = malloc(batch_bytes);
         if (!t->adam_m || !t->adam_v || !t->decay || !t->ids || !t->types || !t->targets)
             s = qs_fail(err, QS_ERR_NOMEM, "train: out of memory for optimiser state");
     }

@@ -165,7 +165,7 @@ static void test_half_dtypes(void) {
                       "\"b\":{\"dtype\":\"BF16\",\"shape\":[2],\"data_offsets\":[6,10]}}";
     size_t hl = strlen(hdr);
     uint8_t buf[256] = {0};
-    for (int i = 0; i < 8; i++) buf[i] = (uint8_t)(hl >> (8 * i));
+    for (int i = 0; i < 8; i++) buf[i] = (uint8_t)((uint64_t)hl >> (8 * i));
     memcpy(buf + 8, hdr, hl);
     uint8_t data[10] = {0x00, 0x3c, 0x00, 0xc0, 0x00, 0x35, /* f16: 1, -2, 0.3125 */
                         0x80, 0x3f, 0x40, 0xc0};            /* bf16: 1, -3 */
@@ -181,6 +181,120 @@ static void test_half_dtypes(void) {
     qs_st_free(&st);
 }
 
+/* Duplicate keys: Python's json keeps the last value, a first-match lookup
+ * the first, so a file with two is refused, naming the key (and the object
+ * it sits in when nested). */
+static void test_json_duplicate_keys(void) {
+    qs_error err = {0};
+    qs_json *j = NULL;
+    const char *bad[][2] = {
+        {"{\"a\": 1, \"b\": 2, \"a\": 3}", "t: duplicate key 'a' (JSON readers disagree on which "
+                                          "value counts: Python's json keeps the last)"},
+        {"{\"o\": {\"x\": 1, \"x\": 1}}", "t: duplicate key 'x' inside 'o' ("},
+        {"[{\"k\": 1, \"k\": 2}]", "t: duplicate key 'k' ("},
+        {"{\"l\": [0, {\"z\": {}, \"z\": []}]}", "duplicate key 'z' inside 'l'"},
+        {"{\"\\u0061\": 1, \"a\": 2}", "duplicate key 'a'"}, /* the same key once decoded */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        CHECK_FAILS(qs_json_parse(bad[i][0], strlen(bad[i][0]), "t", &j, &err), QS_ERR_FORMAT, &err,
+                    bad[i][1]);
+        CHECK(j == NULL);
+    }
+    /* Many keys (the sorted path), the duplicate far apart; and the same key
+     * in sibling objects is fine. */
+    char big[4096];
+    size_t k = 0;
+    k += (size_t)snprintf(big + k, sizeof big - k, "{");
+    for (int i = 0; i < 200; i++)
+        k += (size_t)snprintf(big + k, sizeof big - k, "%s\"key%d\": %d", i ? ", " : "", i, i);
+    snprintf(big + k, sizeof big - k, "}");
+    CHECK_OK(qs_json_parse(big, strlen(big), "t", &j, &err), &err);
+    qs_json_free(j);
+    j = NULL;
+    snprintf(big + k, sizeof big - k, ", \"key7\": 0}");
+    CHECK_FAILS(qs_json_parse(big, strlen(big), "t", &j, &err), QS_ERR_FORMAT, &err,
+                "t: duplicate key 'key7'");
+    const char *ok = "{\"a\": {\"x\": 1}, \"b\": {\"x\": 2}, \"c\": [{\"x\": 3}, {\"x\": 4}]}";
+    CHECK_OK(qs_json_parse(ok, strlen(ok), "t", &j, &err), &err);
+    qs_json_free(j);
+}
+
+/* A safetensors file from header text and n data bytes (bytes 0, 1, 2, ...). */
+static uint8_t *raw_st(const char *hdr, size_t n, size_t *len) {
+    size_t hl = strlen(hdr);
+    uint8_t *b = malloc(8 + hl + n + 1);
+    for (int i = 0; i < 8; i++) b[i] = (uint8_t)((uint64_t)hl >> (8 * i));
+    memcpy(b + 8, hdr, hl);
+    for (size_t i = 0; i < n; i++) b[8 + hl + i] = (uint8_t)i;
+    *len = 8 + hl + n;
+    return b;
+}
+
+/* The format indexes the data section fully: no overlaps (two tensors on the
+ * same bytes loaded with rc 0 and gave other logits), no holes, no trailing
+ * bytes, no duplicate names; each message names both tensors. */
+static void test_safetensors_coverage(void) {
+    static const struct { const char *hdr; size_t n; const char *msg; } bad[] = {
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+         "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8,
+         "st: tensors 'a' (bytes [0, 8)) and 'b' (bytes [0, 8)) overlap in the data section "
+         "(each byte belongs to one tensor)"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+         "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}", 12,
+         "st: tensors 'a' (bytes [0, 8)) and 'b' (bytes [4, 12)) overlap"},
+        /* header order does not matter: sorted by offset */
+        {"{\"late\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]},"
+         "\"early\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,12]}}", 12,
+         "tensors 'early' (bytes [0, 12)) and 'late' (bytes [4, 12)) overlap"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+         "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]}}", 12,
+         "st: bytes [4, 8) of the data section, between tensors 'a' and 'b', belong to no tensor "
+         "(the format allows no holes)"},
+        {"{\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", 8,
+         "st: bytes [0, 4) of the data section, before the first tensor 'b', belong to no tensor"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 8,
+         "st: bytes [4, 8) of the data section, after the last tensor 'a', belong to no tensor "
+         "(the format allows no trailing bytes)"},
+        {"{}", 4, "st: the data section holds 4 bytes but the header lists no tensor"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+         "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", 8,
+         "st: duplicate tensor 'a' (JSON readers disagree on which value counts"},
+        /* a zero-byte tensor inside another one's bytes */
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+         "\"z\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[4,4]}}", 8,
+         "tensors 'a' (bytes [0, 8)) and 'z' (bytes [4, 4)) overlap"},
+    };
+    qs_error err = {0};
+    qs_safetensors st;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        size_t len;
+        uint8_t *b = raw_st(bad[i].hdr, bad[i].n, &len);
+        qs_status s = qs_st_parse(b, len, "st", &st, &err);
+        CHECK(s == QS_ERR_FORMAT && strstr(err.msg, bad[i].msg));
+        if (s != QS_ERR_FORMAT || !strstr(err.msg, bad[i].msg))
+            fprintf(stderr, "case %zu: want \"%s\", got %d \"%s\"\n", i, bad[i].msg, (int)s, err.msg);
+        if (!s) qs_st_free(&st);
+        free(b);
+    }
+    /* Zero-byte tensors at any boundary, in any header order, and an empty file. */
+    const char *ok[] = {
+        "{\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]},"
+        "\"e0\":{\"dtype\":\"F32\",\"shape\":[0,3],\"data_offsets\":[0,0]},"
+        "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+        "\"e4\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[4,4]},"
+        "\"e8\":{\"dtype\":\"I8\",\"shape\":[0],\"data_offsets\":[8,8]}}",
+        "{\"__metadata__\":{\"format\":\"pt\"}}",
+    };
+    for (int i = 0; i < 2; i++) {
+        size_t len;
+        uint8_t *b = raw_st(ok[i], i ? 0 : 8, &len);
+        CHECK_OK(qs_st_parse(b, len, "st", &st, &err), &err);
+        CHECK(st.n_tensors == (i ? 0 : 5));
+        qs_st_free(&st);
+        free(b);
+    }
+}
+
 int main(void) {
     RUN(test_linear);
     RUN(test_vector_kernels);
@@ -188,5 +302,7 @@ int main(void) {
     RUN(test_json);
     RUN(test_safetensors_round_trip);
     RUN(test_half_dtypes);
+    RUN(test_json_duplicate_keys);
+    RUN(test_safetensors_coverage);
     return TEST_DONE();
 }

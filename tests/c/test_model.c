@@ -398,6 +398,111 @@ static void test_bad_files(void) {
     free(st.b);
 }
 
+/* The golden file with tensor `name` given data_offsets [b, e) (the header
+ * rebuilt around the new numbers; the data section unchanged). */
+static uint8_t *with_offsets(const file *f, const char *name, size_t b, size_t e, size_t *len) {
+    uint64_t hl = 0;
+    for (int i = 7; i >= 0; i--) hl = hl << 8 | f->b[i];
+    const char *h = (const char *)f->b + 8;
+    char key[160];
+    snprintf(key, sizeof key, "\"%s\":{", name);
+    size_t at = 0, kl = strlen(key);
+    while (at + kl <= hl && memcmp(h + at, key, kl)) at++;
+    while (at + 16 <= hl && memcmp(h + at, "\"data_offsets\":[", 16)) at++;
+    size_t close = at;
+    while (close < hl && h[close] != ']') close++;
+    CHECK(close < hl);
+    char mid[64];
+    int ml = snprintf(mid, sizeof mid, "\"data_offsets\":[%zu,%zu", b, e);
+    size_t nh = at + (size_t)ml + (hl - close), data = f->n - 8 - (size_t)hl;
+    uint8_t *c = malloc(8 + nh + data);
+    for (int i = 0; i < 8; i++) c[i] = (uint8_t)((uint64_t)nh >> (8 * i));
+    memcpy(c + 8, h, at);
+    memcpy(c + 8 + at, mid, (size_t)ml);
+    memcpy(c + 8 + at + ml, h + close, hl - close);
+    memcpy(c + 8 + nh, h + hl, data);
+    *len = 8 + nh + data;
+    return c;
+}
+
+/* Files that break their format's rules are refused, naming what breaks
+ * them: safetensors tensors that share bytes (they loaded with rc 0 and gave
+ * other logits), holes, duplicate tensor names, and a config.json key given
+ * twice (Python's json, so Hugging Face, reads the last value). */
+static void test_strict_formats(void) {
+    file cfg = read_golden("bert/config.json"), st = read_golden("bert/model.safetensors");
+    if (!cfg.b || !st.b) return;
+    qs_error err = {0};
+    qs_safetensors parsed;
+    CHECK_OK(qs_st_parse(st.b, st.n, "x", &parsed, &err), &err);
+    const qs_st_tensor *q = qs_st_find(&parsed, "bert.encoder.layer.0.attention.self.query.weight");
+    const qs_st_tensor *ln = qs_st_find(&parsed, "bert.embeddings.LayerNorm.weight");
+    CHECK(q && ln);
+    if (!q || !ln) return;
+    size_t qb = q->begin, qe = q->end, lb = ln->begin, le = ln->end;
+    qs_st_free(&parsed);
+    size_t n;
+    /* the key weight on the query's bytes */
+    uint8_t *c = with_offsets(&st, "bert.encoder.layer.0.attention.self.key.weight", qb, qe, &n);
+    char want[512];
+    snprintf(want, sizeof want, "model.safetensors: tensors "
+             "'bert.encoder.layer.0.attention.self.key.weight' (bytes [%zu, %zu)) and "
+             "'bert.encoder.layer.0.attention.self.query.weight' (bytes [%zu, %zu)) overlap in "
+             "the data section", qb, qe, qb, qe);
+    CHECK_FAILS(load(&cfg, c, n, &err), QS_ERR_FORMAT, &err, want);
+    free(c);
+    /* a tensor shifted back by 4 bytes onto its neighbour, and forward by 4 */
+    c = with_offsets(&st, "bert.embeddings.LayerNorm.weight", lb - 4, le - 4, &n);
+    snprintf(want, sizeof want, "tensors 'bert.embeddings.LayerNorm.bias' (bytes [0, 256)) and "
+             "'bert.embeddings.LayerNorm.weight' (bytes [%zu, %zu)) overlap", lb - 4, le - 4);
+    CHECK_FAILS(load(&cfg, c, n, &err), QS_ERR_FORMAT, &err, want);
+    free(c);
+    c = with_offsets(&st, "bert.embeddings.LayerNorm.weight", lb + 4, le + 4, &n);
+    snprintf(want, sizeof want, "tensors 'bert.embeddings.LayerNorm.weight' (bytes [%zu, %zu)) "
+             "and 'bert.embeddings.position_embeddings.weight' (bytes [%zu, ", lb + 4, le + 4, le);
+    CHECK_FAILS(load(&cfg, c, n, &err), QS_ERR_FORMAT, &err, want);
+    free(c);
+    /* unchanged offsets rebuild the same, loadable file */
+    c = with_offsets(&st, "bert.embeddings.LayerNorm.weight", lb, le, &n);
+    CHECK(n == st.n && !memcmp(c, st.b, n));
+    free(c);
+    /* trailing bytes after the last tensor */
+    c = malloc(st.n + 4);
+    memcpy(c, st.b, st.n);
+    memset(c + st.n, 0, 4);
+    CHECK_FAILS(load(&cfg, c, st.n + 4, &err), QS_ERR_FORMAT, &err,
+                "belong to no tensor (the format allows no trailing bytes)");
+    free(c);
+    /* two tensors of one name (same length, so the offsets stay) */
+    c = patched(&st, "bert.encoder.layer.1.output.dense.weight",
+                "bert.encoder.layer.0.output.dense.weight");
+    CHECK_FAILS(load(&cfg, c, st.n, &err), QS_ERR_FORMAT, &err,
+                "model.safetensors: duplicate tensor 'bert.encoder.layer.0.output.dense.weight'");
+    free(c);
+    /* config.json with hidden_size twice, the second value the one HF reads */
+    char *dup = malloc(cfg.n + 64);
+    size_t end = cfg.n;
+    while (end > 0 && cfg.b[end - 1] != '}') end--;
+    CHECK(end > 0);
+    memcpy(dup, cfg.b, end - 1);
+    int k = snprintf(dup + end - 1, 64, ",\n  \"hidden_size\": 32\n}\n");
+    file dc = {(uint8_t *)dup, end - 1 + (size_t)k};
+    CHECK_FAILS(load(&dc, st.b, st.n, &err), QS_ERR_FORMAT, &err,
+                "config.json: duplicate key 'hidden_size' (JSON readers disagree on which value "
+                "counts: Python's json keeps the last)");
+    qs_config qc;
+    CHECK_FAILS(qs_config_from_json(dup, dc.n, &qc, &err), QS_ERR_FORMAT, &err,
+                "duplicate key 'hidden_size'");
+    const char *nested = "{\"model_type\": \"bert\", \"id2label\": {\"0\": \"A\", \"0\": \"B\"}}";
+    CHECK_FAILS(qs_config_from_json(nested, strlen(nested), &qc, &err), QS_ERR_FORMAT, &err,
+                "config.json: duplicate key '0' inside 'id2label'");
+    free(dup);
+    /* the untouched files still load */
+    CHECK_OK(load(&cfg, st.b, st.n, &err), &err);
+    free(cfg.b);
+    free(st.b);
+}
+
 static void test_bad_inputs(void) {
     char dir[512];
     snprintf(dir, sizeof dir, "%s/opt", data_dir());
@@ -440,6 +545,7 @@ int main(void) {
     RUN(test_quant_forward);
     RUN(test_evaluate);
     RUN(test_bad_files);
+    RUN(test_strict_formats);
     RUN(test_bad_inputs);
     return TEST_DONE();
 }

@@ -99,6 +99,39 @@ static void put_raw_st(const char *name, const char *header, const void *data, s
     free(b);
 }
 
+/* The serialized file st with the data_offsets of tensor `name` replaced by
+ * those of tensor `onto`: two tensors on the same bytes (and a hole). */
+static uint8_t *repoint(const uint8_t *st, size_t len, const char *name, const char *onto,
+                        size_t *out_len) {
+    qs_safetensors parsed;
+    qs_error err = {0};
+    if (qs_st_parse(st, len, "seed", &parsed, &err)) die("repoint", &err);
+    const qs_st_tensor *t = qs_st_find(&parsed, onto);
+    if (!t) die(onto, NULL);
+    char mid[64];
+    int ml = snprintf(mid, sizeof mid, "\"data_offsets\":[%zu,%zu", t->begin, t->end);
+    qs_st_free(&parsed);
+    uint64_t hl = 0;
+    for (int i = 7; i >= 0; i--) hl = hl << 8 | st[i];
+    const char *h = (const char *)st + 8;
+    char key[160];
+    snprintf(key, sizeof key, "\"%s\":{", name);
+    const char *at = memmem(h, hl, key, strlen(key));
+    at = at ? memmem(at, (size_t)(h + hl - at), "\"data_offsets\":[", 16) : NULL;
+    const char *close = at ? memchr(at, ']', (size_t)(h + hl - at)) : NULL;
+    if (!close) die(name, NULL);
+    size_t pre = (size_t)(at - h), post = (size_t)(h + hl - close), nh = pre + (size_t)ml + post;
+    size_t data = len - 8 - (size_t)hl;
+    uint8_t *b = malloc(8 + nh + data);
+    for (int i = 0; i < 8; i++) b[i] = (uint8_t)((uint64_t)nh >> (8 * i));
+    memcpy(b + 8, h, pre);
+    memcpy(b + 8 + pre, mid, (size_t)ml);
+    memcpy(b + 8 + pre + ml, close, post);
+    memcpy(b + 8 + nh, h + hl, data);
+    *out_len = 8 + nh + data;
+    return b;
+}
+
 static void model_seeds(void) {
     char json[1024], name[128];
     for (int a = 0; a < 2; a++) {
@@ -115,6 +148,21 @@ static void model_seeds(void) {
             put("config", name, cfg, (size_t)n, NULL, 0);
             /* model target: config, NUL, safetensors */
             put("model", name, cfg, (size_t)n + 1, st, len);
+            if (v == 0 && !a) {
+                /* Broken format rules (issue 12): the key weight on the
+                 * query's bytes, and config.json with a key twice. */
+                size_t rl;
+                uint8_t *r = repoint(st, len, "bert.encoder.layer.0.attention.self.key.weight",
+                                     "bert.encoder.layer.0.attention.self.query.weight", &rl);
+                put("model", "overlap-bert", cfg, (size_t)n + 1, r, rl);
+                put("safetensors", "overlap-bert", r, rl, NULL, 0);
+                free(r);
+                char dup[4200];
+                int dn = snprintf(dup, sizeof dup, "%.*s,\n  \"hidden_size\": 16\n}\n",
+                                  (int)(strrchr(cfg, '}') - cfg), cfg);
+                put("model", "duplicate-key-bert", dup, (size_t)dn + 1, st, len);
+                put("config", "duplicate-key-bert", dup, (size_t)dn, NULL, 0);
+            }
             if (v == 0) {
                 /* the hand-written short form of the same config */
                 snprintf(name, sizeof name, "short-%s", arch);
@@ -170,6 +218,18 @@ static void model_seeds(void) {
     put_raw_st("scalar", "{\"s\":{\"dtype\":\"F32\",\"shape\":[],\"data_offsets\":[0,4]}}", half, 4);
     put_raw_st("escaped", "{\"n\\u00e9\\\"x\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}",
                half, 4);
+    /* The format indexes the data section fully (issue 12): tensors on the
+     * same bytes or shifted by 4, a hole, trailing bytes, a name twice. */
+    put_raw_st("overlap-same", "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+               "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", half, 8);
+    put_raw_st("overlap-shift4", "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+               "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}", half, 12);
+    put_raw_st("hole", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+               "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]}}", half, 12);
+    put_raw_st("trailing", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}",
+               half, 8);
+    put_raw_st("duplicate-name", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+               "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", half, 8);
 }
 
 static void config_seeds(void) {
@@ -192,6 +252,10 @@ static void config_seeds(void) {
         {"bad-number", "{\"model_type\": \"bert\", \"vocab_size\": 1e400, \"layer_norm_eps\": -0}"},
         {"unicode", "{\"model_type\": \"b\\u0065rt\", \"_name_or_path\": \"\\ud83d\\ude00\"}"},
         {"nested", "{\"model_type\": \"opt\", \"id2label\": [[[[[[[[{}]]]]]]]]}"},
+        {"duplicate-key", "{\"model_type\": \"bert\", \"vocab_size\": 30, \"hidden_size\": 8, "
+                          "\"num_hidden_layers\": 1, \"num_attention_heads\": 2, "
+                          "\"intermediate_size\": 8, \"hidden_size\": 16}"},
+        {"duplicate-nested", "{\"model_type\": \"bert\", \"id2label\": {\"0\": \"A\", \"0\": \"B\"}}"},
     };
     for (size_t i = 0; i < sizeof hand / sizeof hand[0]; i++)
         put("config", hand[i][0], hand[i][1], strlen(hand[i][1]), NULL, 0);
