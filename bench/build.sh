@@ -4,7 +4,7 @@
 # QS_BENCH_NATIVE_BUILD / QS_BENCH_WASM_BUILD pick other build folders.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# Emscripten 3.1.6's JS optimiser needs Debian's acorn (TOOLCHAIN.md).
+# Emscripten 3.1.6's JS optimiser needs Debian's acorn (docs/toolchain.md).
 export NODE_PATH="${NODE_PATH:-/usr/share/nodejs}"
 
 native_dir=${QS_BENCH_NATIVE_BUILD:-build/native}

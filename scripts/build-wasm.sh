@@ -6,7 +6,7 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-# Emscripten 3.1.6's JS optimiser needs Debian's acorn (TOOLCHAIN.md).
+# Emscripten 3.1.6's JS optimiser needs Debian's acorn (docs/toolchain.md).
 export NODE_PATH="${NODE_PATH:-/usr/share/nodejs}"
 
 preset=wasm

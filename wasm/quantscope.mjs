@@ -93,7 +93,7 @@ function dropCore(c) {
 
 async function compileWasm(url) {
   if (IS_NODE) {
-    // 3.1.6's glue would fetch() the file path, which Node 20 refuses (TOOLCHAIN.md).
+    // 3.1.6's glue would fetch() the file path, which Node 20 refuses (docs/toolchain.md).
     const { readFile } = await import('node:fs/promises');
     return WebAssembly.compile(await readFile(url));
   }

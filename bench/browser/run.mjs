@@ -7,7 +7,7 @@
 // on 1 and 2 threads), in a page of its own.
 //
 // Serves only what the page needs, from 127.0.0.1, with the cross-origin
-// isolation headers the demo server sends (TOOLCHAIN.md).
+// isolation headers the demo server sends (docs/toolchain.md).
 import { createServer } from 'node:http';
 import { createReadStream, existsSync } from 'node:fs';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
-// TOOLCHAIN.md: without the background-networking flags Chromium floods the
+// docs/toolchain.md: without the background-networking flags Chromium floods the
 // closed network with refused connections.
 const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
   '--disable-background-networking', '--disable-component-update', '--disable-sync'];

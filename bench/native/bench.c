@@ -7,7 +7,7 @@
  *   bench_native eval  DIR [rounds] [min_ms]   batch evaluation (qs_evaluate), 1 vs 2 threads
  *
  * Contestants run alternately within every round (the machine is noisy,
- * TOOLCHAIN.md); each sample repeats a call until min_ms have passed; the
+ * docs/toolchain.md); each sample repeats a call until min_ms have passed; the
  * table shows the median of the rounds. */
 #define _POSIX_C_SOURCE 200809L
 #include <cblas.h>

@@ -6,7 +6,7 @@
 //   node bench/wasm/bench.mjs mem   DIR
 //
 // Contestants alternate within every round (the machine is noisy,
-// TOOLCHAIN.md); a sample repeats a call until min_ms have passed, after a
+// docs/toolchain.md); a sample repeats a call until min_ms have passed, after a
 // warm-up long enough for V8 to tier the code up; tables show medians.
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';

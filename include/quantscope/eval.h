@@ -44,7 +44,7 @@ qs_status qs_evaluate(qs_model *m, const int32_t *ids, size_t n_ids, const qs_ev
                       qs_eval_result *out, qs_error *err);
 
 /* The outlier figures of the paper's Table 2, measured where and how the
- * official validation scripts measure them (RESEARCH.md §3, §8): each value is
+ * official validation scripts measure them (docs/science.md §3, §8): each value is
  * taken per sequence (its T x d tensor flattened), averaged over sequences,
  * then the maximum (or mean) over layers is reported. The points:
  *   max_inf_norm          ||x||_inf of the LayerNorm input x + FFN(x)

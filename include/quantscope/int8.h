@@ -1,4 +1,4 @@
-/* quantscope/int8.h: real integer inference for linear layers (RESEARCH.md §4):
+/* quantscope/int8.h: real integer inference for linear layers (docs/science.md §4):
  * weights quantized once and packed, activations quantized per tensor or per
  * token, int32 accumulation, dequantization to float.
  *
@@ -34,7 +34,7 @@ extern "C" {
 /* Weights of one linear layer, quantized and packed for the kernel. Packed
  * as int16 pairs (2 bytes a weight, half of float): the WASM kernel's
  * i32x4.dot_i16x8_s multiplies 16-bit lanes, and widening once here is
- * cheaper than widening in every inner loop (TOOLCHAIN.md). */
+ * cheaper than widening in every inner loop (docs/toolchain.md). */
 typedef struct qs_int8_weights qs_int8_weights;
 
 /* Quantizes w [out_features][in_features] (PyTorch layout) on a symmetric

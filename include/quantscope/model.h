@@ -19,14 +19,14 @@ extern "C" {
 typedef enum qs_arch { QS_ARCH_BERT = 0, QS_ARCH_OPT } qs_arch;
 typedef enum qs_activation { QS_ACT_GELU = 0, QS_ACT_GELU_TANH, QS_ACT_RELU } qs_activation;
 
-/* Softmax inside attention (RESEARCH.md §2, §6). */
+/* Softmax inside attention (docs/science.md §2, §6). */
 typedef enum qs_softmax_type {
     QS_SOFTMAX = 0,     /* exp(x_i) / sum_j exp(x_j) */
     QS_SOFTMAX_CLIPPED, /* clip((zeta - gamma) softmax(x) + gamma, 0, 1) */
     QS_SOFTMAX1         /* exp(x_i) / (1 + sum_j exp(x_j)) */
 } qs_softmax_type;
 
-/* Gated attention: out_h = sigmoid(G_h(x)) * softmax(...) V_h (RESEARCH.md §2). */
+/* Gated attention: out_h = sigmoid(G_h(x)) * softmax(...) V_h (docs/science.md §2). */
 /* Names follow the official code (attn_gate_type, --attn_gate_mlp,
  * --attn_gate_linear_all_features). */
 typedef enum qs_gate_type {
@@ -134,7 +134,7 @@ const qs_tokenizer *qs_model_tokenizer(const qs_model *m);
  * Fails when its vocabulary is larger than the model's. */
 qs_status qs_model_set_tokenizer(qs_model *m, qs_tokenizer *t, qs_error *err);
 
-/* Quantization of a forward pass (RESEARCH.md §4). bits = 0 keeps float. */
+/* Quantization of a forward pass (docs/science.md §4). bits = 0 keeps float. */
 typedef struct qs_quant_config {
     int weight_bits;
     int weight_symmetric;

@@ -1,4 +1,4 @@
-/* quantscope/quant.h: uniform affine quantization (RESEARCH.md §4): quantizer
+/* quantscope/quant.h: uniform affine quantization (docs/science.md §4): quantizer
  * parameters from a range, fake quantization, range estimators, error measures. */
 #ifndef QUANTSCOPE_QUANT_H
 #define QUANTSCOPE_QUANT_H

@@ -1,4 +1,4 @@
-/* quantscope/stats.h: outlier statistics (RESEARCH.md §3): infinity norm,
+/* quantscope/stats.h: outlier statistics (docs/science.md §3): infinity norm,
  * Pearson and RMS kurtosis, per-dimension maps, attention no-op measures. */
 #ifndef QUANTSCOPE_STATS_H
 #define QUANTSCOPE_STATS_H

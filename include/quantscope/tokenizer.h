@@ -63,7 +63,7 @@ qs_status qs_tokenizer_decode(const qs_tokenizer *t, const int32_t *ids, int n, 
 const char *qs_tokenizer_piece(const qs_tokenizer *t, int32_t id);
 
 /* 1 for tokens an idle attention head parks on: [CLS], [SEP], whitespace and
- * ASCII punctuation (RESEARCH.md §3 "no-op heads"), else 0. */
+ * ASCII punctuation (docs/science.md §3 "no-op heads"), else 0. */
 int qs_tokenizer_is_delimiter(const qs_tokenizer *t, int32_t id);
 
 #ifdef __cplusplus

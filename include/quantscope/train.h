@@ -40,7 +40,7 @@ typedef struct qs_trainer qs_trainer;
  * corpora smaller than one sample, and warns through *warning (may be NULL;
  * set to a static string or NULL) when the clipped softmax threshold
  * -gamma/(zeta-gamma) is above 1/T: a uniform attention row at init would then
- * be clipped to zero and attention would get no gradient (RESEARCH.md §2). */
+ * be clipped to zero and attention would get no gradient (docs/science.md §2). */
 qs_status qs_trainer_new(qs_model *m, const qs_train_config *tc, const char *text, size_t len,
                          qs_trainer **out, const char **warning, qs_error *err);
 void qs_trainer_free(qs_trainer *t);

@@ -75,7 +75,7 @@ typedef simde_v128_t vf;
 #define vset1(x) simde_wasm_f32x4_splat(x)
 #define vzero() simde_wasm_f32x4_splat(0.0f)
 #define vadd(a, b) simde_wasm_f32x4_add((a), (b))
-/* Plain SIMD128 has no FMA (relaxed SIMD is off in Node 20, TOOLCHAIN.md). */
+/* Plain SIMD128 has no FMA (relaxed SIMD is off in Node 20, docs/toolchain.md). */
 #define vfma(a, b, c) simde_wasm_f32x4_add(simde_wasm_f32x4_mul((a), (b)), (c))
 typedef simde_v128_t vi;
 #define vmul(a, b) simde_wasm_f32x4_mul((a), (b))

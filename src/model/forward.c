@@ -38,7 +38,7 @@ static void point_shape(const qs_model *m, qs_point p, int T, int *rows, int *co
     }
 }
 
-/* Fake quantization of one activation tensor in place (RESEARCH.md §4); the
+/* Fake quantization of one activation tensor in place (docs/science.md §4); the
  * float original goes to scratch for the error measure, a statistic like the
  * others (skip_stats leaves it out: NaN). */
 static qs_status quantize_point(fwd *f, int slot, float *x, int rows, int cols,
@@ -161,7 +161,7 @@ static qs_status linear(fwd *f, float *out, const float *x, const float *w,
     return QS_OK;
 }
 
-/* sigmoid(G_h(x_i)) for every token and head (RESEARCH.md §2 gated attention). */
+/* sigmoid(G_h(x_i)) for every token and head (docs/science.md §2 gated attention). */
 static void gate_forward(const fwd *f, const layer_weights *L, const float *x, float *gate,
                          float *hidden) {
     const qs_config *c = &f->m->cfg;

@@ -1,5 +1,5 @@
 /* model/layers.c: the elementwise and row-wise ops of the forward pass
- * (LayerNorm, activations, the three softmax variants of RESEARCH.md §2, §6). */
+ * (LayerNorm, activations, the three softmax variants of docs/science.md §2, §6). */
 #include <math.h>
 
 #include "core/kernels.h"

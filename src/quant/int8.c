@@ -493,7 +493,7 @@ static inline void emit_row(const emit_target *e, int t, int n0, int ncols, vi c
 }
 
 /* 4 rows x NR channels: 8 accumulators, 2 weight vectors and a broadcast fit
- * the 16 vector registers of x86-64 and of V8's wasm code (TOOLCHAIN.md: the
+ * the 16 vector registers of x86-64 and of V8's wasm code (docs/toolchain.md: the
  * 4 x 8 blocking was the best one measured for the f32 kernel). Each step
  * broadcasts one int16 pair of a row (a 32-bit load) against the pairs of
  * NR channels. */

@@ -1,4 +1,4 @@
-/* quant/quant.c: uniform affine quantization (RESEARCH.md §4): grids from ranges,
+/* quant/quant.c: uniform affine quantization (docs/science.md §4): grids from ranges,
  * fake quantization, the four range estimators, error measures and their names. */
 #include "quantscope/quant.h"
 
@@ -315,7 +315,7 @@ static double grid_mse(const float *x, size_t n, qs_qparams p) {
  * down to MSE_GRID_SMALLEST, about 7 % apart. The batch MSE depends on the
  * clipping range relatively, so equal ratios give equal resolution at every
  * scale; the plain linear grid k/100 spends 90 points between 0.1 and 1 and
- * cannot clip below 1 % of max|x|, while the outliers RESEARCH.md is about
+ * cannot clip below 1 % of max|x|, while the outliers docs/science.md is about
  * reach hundreds of times the bulk (the optimum then lies near 0.005). */
 static double mse_clip_factor(int k) {
     return pow(MSE_GRID_SMALLEST, (double)k / (MSE_GRID_SIZE - 1));
@@ -327,7 +327,7 @@ static double range_mse(const float *x, size_t n, double lo, double hi, int bits
 }
 
 /* Range [lo, hi] of the batch minimising ||x - x_hat||^2 on the observer's
- * grid (RESEARCH.md §4, MSE-optimal: grid search of the clipping range).
+ * grid (docs/science.md §4, MSE-optimal: grid search of the clipping range).
  * First both ends shrink together, [a min, a max] for each candidate a: that
  * is the whole search for symmetric grids or one-sided data, which have one
  * parameter. An asymmetric grid over data on both sides has two, and a

@@ -1,5 +1,5 @@
 /* stats/stats.c: outlier statistics of activation tensors and attention heads
- * (RESEARCH.md §3); pure functions that never allocate, print or abort. */
+ * (docs/science.md §3); pure functions that never allocate, print or abort. */
 #include "quantscope/stats.h"
 
 #include <math.h>
@@ -143,7 +143,7 @@ void qs_tensor_stats_compute(const float *x, int rows, int cols, qs_tensor_stats
 
     /* Pass 2: central moments about the exact-ish mean (two-pass is far more
      * stable than E[x^4] - ... expansions when |mu| >> sigma).
-     * Kurtosis (RESEARCH.md §3, Pearson, normal = 3): E[(x-mu)^4] / sigma^4
+     * Kurtosis (docs/science.md §3, Pearson, normal = 3): E[(x-mu)^4] / sigma^4
      * with population moments over the flattened tensor. */
     double m2 = 0.0, m4 = 0.0;
     for (size_t i = 0; i < n; i++) {
@@ -154,7 +154,7 @@ void qs_tensor_stats_compute(const float *x, int rows, int cols, qs_tensor_stats
     m2 /= (double)n;
     m4 /= (double)n;
 
-    /* Pass 3: He et al. (2024) kurtosis of neuron RMS (RESEARCH.md §3):
+    /* Pass 3: He et al. (2024) kurtosis of neuron RMS (docs/science.md §3):
      * s_j^2 = mean_i X_ij^2, Kurt = mean_j s_j^4 / (mean_j s_j^2)^2. Column
      * sums of squares are gathered QS_STATS_BLOCK columns at a time. */
     double s2_sum = 0.0, s4_sum = 0.0;
@@ -185,7 +185,7 @@ void qs_tensor_stats_compute(const float *x, int rows, int cols, qs_tensor_stats
 }
 
 /* ---------------------------------------------------------------------------
- * Per-dimension map (RESEARCH.md §3): for each hidden dim, max |x| over tokens
+ * Per-dimension map (docs/science.md §3): for each hidden dim, max |x| over tokens
  * and the token that carries it. */
 
 void qs_dim_max(const float *x, int rows, int cols, float *dim_max, int *argmax_row) {
@@ -218,7 +218,7 @@ void qs_dim_max(const float *x, int rows, int cols, float *dim_max, int *argmax_
 
 int qs_outlier_dims(const float *dim_max, int cols, float ratio, int k, int *dims) {
     if (!dim_max || !dims || cols <= 0 || k <= 0) return 0;
-    /* Outlier dims sit far above the median of the per-dim maxima (RESEARCH.md
+    /* Outlier dims sit far above the median of the per-dim maxima (docs/science.md
      * §3, e.g. > 6x median). The median is selected without a copy (see
      * median_no_alloc) because cols may be tens of thousands and the library
      * never allocates. */
@@ -232,7 +232,7 @@ int qs_top_k(const float *v, int n, int k, int *idx) {
 }
 
 /* ---------------------------------------------------------------------------
- * No-op heads (Bondarenko et al. 2023 §3; RESEARCH.md §3): a head that puts
+ * No-op heads (Bondarenko et al. 2023 §3; docs/science.md §3): a head that puts
  * most of its mass on delimiter keys whose values are small writes almost
  * nothing into the residual stream. */
 

@@ -15,7 +15,7 @@ export const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 // The models the page shows: the shipped ones, or QS_MODELS (a folder laid out like models/).
 export const MODELS = process.env.QS_MODELS ? resolve(process.env.QS_MODELS) : join(ROOT, 'models');
 
-// TOOLCHAIN.md: without the background-networking flags Chromium floods the
+// docs/toolchain.md: without the background-networking flags Chromium floods the
 // closed network with refused connections.
 const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
   '--disable-background-networking', '--disable-component-update', '--disable-sync'];

@@ -76,7 +76,7 @@ static double uniform01(void) { /* xorshift64*, in (0, 1) */
 static float uniform(float lo, float hi) { return lo + (hi - lo) * (float)uniform01(); }
 
 /* Activations the way transformers make them: a bulk of small values and, in
- * a few columns, outliers tens of times larger (RESEARCH.md §1). */
+ * a few columns, outliers tens of times larger (docs/science.md §1). */
 static void fill_acts(float *x, int T, int K, float offset) {
     for (int t = 0; t < T; t++)
         for (int k = 0; k < K; k++) {

@@ -15,7 +15,7 @@ static const char *data_dir(void) {
     return d ? d : "tests/golden";
 }
 
-/* ---- softmax variants (RESEARCH.md §2, §6) ---- */
+/* ---- softmax variants (docs/science.md §2, §6) ---- */
 
 static void test_softmax_variants(void) {
     float s[5] = {2.0f, -1.0f, 0.5f, 8.0f, -30.0f}, p[5], q[5], r[5];

@@ -1,5 +1,5 @@
 /* tests/c/test_quant.c: properties of src/quant/quant.c: grid formulas and error
- * bounds (RESEARCH.md §4), granularity, the four range estimators, SQNR, names. */
+ * bounds (docs/science.md §4), granularity, the four range estimators, SQNR, names. */
 #include <float.h>
 #include <stdint.h>
 

@@ -1,5 +1,5 @@
 /* tests/c/test_stats.c: unit tests for stats/stats.c against closed forms
- * (RESEARCH.md §3): kurtoses of known distributions, outlier dims, no-op heads. */
+ * (docs/science.md §3): kurtoses of known distributions, outlier dims, no-op heads. */
 #include "quantscope/stats.h"
 
 #include "check.h"

@@ -21,7 +21,7 @@ export function topK(logits, row, V, k = 5) {
 }
 
 /**
- * Grid of an affine quantizer for [min, max] at `bits` (RESEARCH.md §4), as
+ * Grid of an affine quantizer for [min, max] at `bits` (docs/science.md §4), as
  * qs_qparams_from_range builds it: the range is widened to include 0;
  * asymmetric s = (max - min) / (2^b - 1), z = round(-min / s), q in [0, 2^b - 1];
  * symmetric s = max|.| / (2^(b-1) - 1), z = 0. Level k is s (q_k - z).
