@@ -125,7 +125,7 @@ static int reserve_text(qsw_ctx *c, size_t cap) {
 
 /* The config as config.json text (the names of every enum come from C this
  * way): out[0] = length, out[1] = text (ctx-owned); out[2] = layer_norm_eps,
- * which the OPT form of the text leaves out. */
+ * which the OPT form of the text leaves out; out[3] = qs_model_num_params. */
 KEEP int qsw_model_config(qsw_ctx *c, const qs_model *m) {
     const qs_config *k = qs_model_config(m);
     if (!k) return fail(c, QS_ERR_ARG, "config: model is NULL");
@@ -140,6 +140,7 @@ KEEP int qsw_model_config(qsw_ctx *c, const qs_model *m) {
     }
     c->out[1] = (double)(uintptr_t)c->text;
     c->out[2] = k->layer_norm_eps;
+    c->out[3] = (double)qs_model_num_params(m);
     return done(c, QS_OK);
 }
 
@@ -434,6 +435,19 @@ KEEP int qsw_text_split(qsw_ctx *c, const char *text, size_t len, double val_fra
     c->blob = (uint8_t *)o;
     c->out[0] = (double)n;
     c->out[1] = (double)(uintptr_t)o;
+    return done(c, QS_OK);
+}
+
+/* The grid qs_qparams_from_range builds for [min, max], so the page draws the
+ * grid the quantizer uses. out: scale, zero, qmin, qmax. */
+KEEP int qsw_qparams(qsw_ctx *c, float min, float max, int bits, int symmetric) {
+    qs_qparams p;
+    qs_status s = qs_qparams_from_range(min, max, bits, symmetric, &p, &c->err);
+    if (s) return done(c, s);
+    c->out[0] = p.scale;
+    c->out[1] = p.zero;
+    c->out[2] = p.qmin;
+    c->out[3] = p.qmax;
     return done(c, QS_OK);
 }
 

@@ -46,6 +46,8 @@ export type PointName =
 /** The model's configuration, read back from C (its config.json writer) after parsing. */
 export interface ModelConfig {
   arch: 'bert' | 'opt';
+  /** Trainable parameters as the library counts them (qs_model_num_params: biases, gains and gates included, the tied head once). */
+  nParams: number;
   vocabSize: number;
   hiddenSize: number;
   nLayers: number;
@@ -432,6 +434,10 @@ export declare function createModel(
 export declare function textSplit(
   text: string | ArrayBuffer | ArrayBufferView,
   options?: { valFraction?: number; split?: 'train' | 'val' }): Promise<string>;
+
+/** The grid the C quantizer builds for [min, max] (qs_qparams_from_range): x̂ = scale (q − zero), q in [qmin, qmax]. */
+export interface QuantGrid { scale: number; zero: number; qmin: number; qmax: number; lo: number; hi: number }
+export declare function quantGrid(min: number, max: number, bits: number, symmetric?: boolean): Promise<QuantGrid>;
 
 /** The trainer's defaults (qs_train_config_default; threads: configure()'s). */
 export declare function defaultTrain(): Promise<Required<Omit<TrainOptions, 'seed'>>>;

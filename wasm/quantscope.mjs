@@ -803,7 +803,7 @@ export class Trainer {
 /** The config from C's own config.json writer, so enum names are C's spellings. */
 function readConfig(core, ctx, handle) {
   core.check(ctx, core.m._qsw_model_config(ctx, handle));
-  const [len, textPtr, eps] = core.out(ctx, 3);
+  const [len, textPtr, eps, nParams] = core.out(ctx, 4);
   const j = JSON.parse(core.bytesToString(textPtr >>> 0, len));
   return {
     arch: j.model_type, vocabSize: j.vocab_size, hiddenSize: j.hidden_size, nLayers: j.num_hidden_layers,
@@ -815,7 +815,7 @@ function readConfig(core, ctx, handle) {
     clipSeqLen: j.clip_seq_len, gate: j.attn_gate_type, gateMlp: j.attn_gate_mlp,
     gateMlpHidden: j.attn_gate_mlp_hidden, gateAllFeatures: j.attn_gate_linear_all_features,
     gateInit: shortFloat(j.attn_gate_init), block: j.block_type, opBeta: shortFloat(j.op_beta), tokenizer: j.tokenizer,
-    doLowerCase: j.do_lower_case,
+    doLowerCase: j.do_lower_case, nParams,
   };
 }
 
@@ -1022,6 +1022,22 @@ export async function textSplit(text, { valFraction = 0.05, split = 'val' } = {}
     const [len, ptr] = c.out(c.ctx, 2);
     return c.bytesToString(ptr >>> 0, len);
   }));
+}
+
+/**
+ * The grid of an affine quantizer for [min, max] at `bits`, as the C quantizer
+ * builds it (qs_qparams_from_range: range widened to include 0, scale floored
+ * at FLT_MIN, zero point rounded half to even): x_hat = scale (q - zero) for q
+ * in [qmin, qmax]; lo and hi are the first and last levels.
+ */
+export async function quantGrid(min, max, bits, symmetric = false) {
+  const c = await core();
+  return c.guard(() => {
+    c.check(c.ctx, c.m._qsw_qparams(c.ctx, numberOption(min, 'quantGrid: min'), numberOption(max, 'quantGrid: max'),
+      numberOption(bits, 'quantGrid: bits'), symmetric ? 1 : 0));
+    const [scale, zero, qmin, qmax] = c.out(c.ctx, 4);
+    return { scale, zero, qmin, qmax, lo: scale * (qmin - zero), hi: scale * (qmax - zero) };
+  });
 }
 
 /** The trainer's defaults (qs_train_config_default; threads: configure()'s). */

@@ -126,6 +126,8 @@ qs_status qs_model_save_memory(const qs_model *m, uint8_t **safetensors, size_t 
 qs_status qs_model_save_dir(const qs_model *m, const char *dir, qs_error *err);
 
 const qs_config *qs_model_config(const qs_model *m);
+/* Trainable parameters: every weight, bias, gain and gate, the tied head once. */
+size_t qs_model_num_params(const qs_model *m);
 
 /* The model's tokenizer: byte-level when config says "tokenizer": "byte",
  * WordPiece when the folder has vocab.txt (or one was set), else NULL. */

@@ -588,6 +588,8 @@ qs_status qs_model_replica(const qs_model *src, qs_model **out, qs_error *err) {
 
 const qs_config *qs_model_config(const qs_model *m) { return m ? &m->cfg : NULL; }
 
+size_t qs_model_num_params(const qs_model *m) { return m ? m->n_params : 0; }
+
 const qs_tokenizer *qs_model_tokenizer(const qs_model *m) { return m ? m->tok : NULL; }
 
 qs_status qs_model_set_tokenizer(qs_model *m, qs_tokenizer *t, qs_error *err) {

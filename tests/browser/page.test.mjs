@@ -7,6 +7,7 @@ import { readFile, writeFile, truncate, rm, copyFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { loadModel } from '../../wasm/quantscope.mjs';
+import { TRAIN_DEFAULTS } from '../../web/state.js';
 import { ROOT, RESULTS, MODELS, missing, open, state, until, painted, screenshot, median, pplDone, setNumber as setNum }
   from './helpers.mjs';
 
@@ -480,9 +481,12 @@ test('train in the tab: steps, curves, pause and resume, download, open', { skip
     return;
   }
   await b.page.click('#tab-train');
-  // Run 1: long enough (the default size, 200 steps) to be paused while it runs.
+  // Run 1: long enough (200 steps of a small model) to be paused while it runs.
   const setNumber = (sel, v) => setNum(b.page, sel, v);
   await b.page.selectOption('#train-variant', 'vanilla');
+  await setNumber('#train-layers', 2);
+  await b.page.selectOption('#train-hidden', '64');
+  await setNumber('#train-batch', 8);
   await setNumber('#train-steps', 200);
   const t0 = Date.now();
   await b.page.click('#train-start');
@@ -513,7 +517,6 @@ test('train in the tab: steps, curves, pause and resume, download, open', { skip
     assert.ok(r.curve.loss.at(-1) < r.curve.loss[0], `${r.label}: the loss went down`);
   }
   assert.ok(await b.page.locator('#view-train .linechart canvas').count() >= 3);
-  await shot('train', { readme: true });
   // Download: config.json + model.safetensors that load in Node.
   const downloads = [];
   b.page.on('download', (d) => downloads.push(d));
@@ -534,6 +537,44 @@ test('train in the tab: steps, curves, pause and resume, download, open', { skip
   await analysed(b.page);
   assert.equal(await b.page.getAttribute('.chip[data-variant=gated]', 'aria-pressed'), 'true');
   await shot('trained-in-viewer');
+});
+
+test('train in the tab with the defaults: vanilla grows outliers above gated attention', { skip }, async () => {
+  const s0 = await state(b.page);
+  if (!s0.corpus.train) return;
+  await b.page.click('#tab-train');
+  // Back to the page's defaults (the test above changed the form), then one
+  // vanilla and one gated run of the default recipe, taking turns.
+  const d = TRAIN_DEFAULTS;
+  await setNum(b.page, '#train-layers', d.layers);
+  await b.page.selectOption('#train-hidden', String(d.hidden));
+  await b.page.selectOption('#train-heads', String(d.heads));
+  await b.page.selectOption('#train-seq', String(d.seqLen));
+  await setNum(b.page, '#train-batch', d.batch);
+  await setNum(b.page, '#train-steps', d.steps);
+  await setNum(b.page, '#train-lr', d.lr);
+  const { variant, ...form } = (await state(b.page)).train.form;
+  assert.deepEqual({ ...form, variant: d.variant }, { ...d });
+  const first = (await state(b.page)).train.runs.length;
+  const t0 = Date.now();
+  for (const variant of ['vanilla', 'gated']) {
+    await b.page.selectOption('#train-variant', variant);
+    await b.page.click('#train-start');
+  }
+  await until(b.page, (n) => {
+    const runs = globalThis.quantscope.state().train.runs.slice(n);
+    return runs.length === 2 && runs.every((r) => r.status === 'done');
+  }, first, 540000);
+  const [v, g] = (await state(b.page)).train.runs.slice(first);
+  const lastMax = (r) => r.evals.maxInf.at(-1);
+  timings.trainDefaults = {
+    wallS: (Date.now() - t0) / 1000, steps: [v.step, g.step], tokensPerS: [Math.round(v.tokensPerS), Math.round(g.tokensPerS)],
+    maxInfNorm: { vanilla: lastMax(v), gated: lastMax(g) }, kurtosis: { vanilla: v.evals.kurt.at(-1), gated: g.evals.kurt.at(-1) },
+    valLoss: { vanilla: v.evals.valLoss.at(-1), gated: g.evals.valLoss.at(-1) },
+  };
+  // The ordering, not a time: vanilla's LayerNorm input ends above the gated model's.
+  assert.ok(lastMax(v) > lastMax(g), `vanilla max ||x||inf ${lastMax(v)} vs gated ${lastMax(g)}`);
+  await shot('train', { readme: true });
 });
 
 test('keyboard: tabs and controls are reachable and labelled', { skip }, async () => {

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { loadModel, memoryBytes, pointNames, defaultQuant } from '../../wasm/quantscope.mjs';
+import { loadModel, memoryBytes, pointNames, defaultQuant, quantGrid } from '../../wasm/quantscope.mjs';
 
 const GOLDEN = fileURLToPath(new URL('../golden/', import.meta.url));
 const TOL = 1e-4; // tests/golden/README.md: a float32 implementation matches to about 1e-4
@@ -141,6 +141,12 @@ test('config, points, heads and captures describe the forward pass', async () =>
       softmax: 'softmax', gate: 'none', tokenizer: 'none' });
   assert.equal(model.config.layerNormEps, 1e-5);
   assert.equal(model.config.block, 'standard');
+  // The library's count: every tensor of the file (the head is tied: stored once).
+  const { safetensors } = await golden('opt');
+  const header = JSON.parse(safetensors.subarray(8, 8 + Number(safetensors.readBigUInt64LE(0))).toString());
+  const numel = Object.entries(header).filter(([k]) => k !== '__metadata__')
+    .reduce((n, [, t]) => n + t.shape.reduce((a, b) => a * b, 1), 0);
+  assert.equal(model.config.nParams, numel);
   const T = expected.input_ids.length;
   const r = await model.forward(expected.input_ids, { capture: ['probs', 'layer_out', 'embed'] });
   const names = (await pointNames()).map((p) => p.name);
@@ -453,4 +459,16 @@ test('dispose is idempotent and later calls throw', async () => {
   await rejectsWith(model.forward([1, 2, 3]), 'QS_ERR_ARG', 'quantscope: the model was disposed');
   await rejectsWith(model.evaluate([1, 2, 3]), 'QS_ERR_ARG', 'quantscope: the model was disposed');
   await rejectsWith(model.tokenize('x'), 'QS_ERR_ARG', 'quantscope: the model was disposed');
+});
+
+test('quantGrid is the C quantizer\'s grid: half-to-even zero point, FLT_MIN floor, symmetric, errors', async () => {
+  // -min / scale = 0.5 exactly: C rounds half to even (0), Math.round would give 1.
+  assert.deepEqual(await quantGrid(-0.5, 254.5, 8), { scale: 1, zero: 0, qmin: 0, qmax: 255, lo: 0, hi: 255 });
+  const flat = await quantGrid(0, 0, 8);
+  assert.equal(flat.scale, 1.1754943508222875e-38); // FLT_MIN, not a JS stand-in
+  const sym = await quantGrid(-3, 2, 4, true);
+  assert.deepEqual([sym.zero, sym.qmin, sym.qmax], [0, -7, 7]);
+  assert.ok(Math.abs(sym.scale - 3 / 7) < 1e-7);
+  await assert.rejects(quantGrid(0, 1, 40), (e) => e.code === 'QS_ERR_RANGE');
+  await assert.rejects(quantGrid('a', 1, 8), /must be a number/);
 });

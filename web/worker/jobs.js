@@ -1,7 +1,8 @@
 // web/worker/jobs.js: the computations behind each view, one function per request:
 // analyze (outliers + attention), quant (fake-quantized pass, histogram, top-5), ppl.
 import { get, heldOutIds, specials, userError } from './registry.js';
-import { distinctCount, grid, histogram, topK } from './math.js';
+import { quantGrid } from '../../wasm/quantscope.mjs';
+import { distinctCount, histogram, topK } from './math.js';
 
 const MAX_IDS_TEXT = 4096; // characters of a token-id list
 
@@ -162,12 +163,12 @@ export async function quant({ models, input, quant: q, ranges, histPoint, histLa
     };
     const ms = performance.now() - t0;
     out[id] = { T: enc.ids.length, points: qr.points, calibrated, top5, ms,
-      hist: histogramOf(fp, qr, histPoint, layer, q) };
+      hist: await histogramOf(fp, qr, histPoint, layer, q) };
   }
   return out;
 }
 
-function histogramOf(fp, qr, point, layer, q) {
+async function histogramOf(fp, qr, point, layer, q) {
   const pick = (r) => {
     const caps = r.captures[point];
     if (!caps) return null;
@@ -180,7 +181,8 @@ function histogramOf(fp, qr, point, layer, q) {
   for (const v of x) { if (v < lo) lo = v; if (v > hi) hi = v; }
   const quantized = !!st?.quantized;
   const perToken = quantized && !Number.isFinite(st.quantMin);
-  const g = quantized && !perToken ? grid(st.quantMin, st.quantMax, q.actBits, !!q.actSymmetric) : null;
+  // The grid the C quantizer used for this range (one definition: qs_qparams_from_range).
+  const g = quantized && !perToken ? await quantGrid(st.quantMin, st.quantMax, q.actBits, !!q.actSymmetric) : null;
   const hlo = g ? Math.min(lo, g.lo) : lo, hhi = g ? Math.max(hi, g.hi) : hi;
   const pad = (hhi - hlo) * 0.02 || 1;
   const h = histogram(x, hlo - pad, hhi + pad, 160);

@@ -1,5 +1,5 @@
 // web/worker/math.js: small numeric helpers of the worker: top-k of a softmax,
-// histograms, and the quantization grid (the JS mirror of qs_qparams_from_range).
+// and histograms (the quantization grid comes from C: quantGrid in quantscope.mjs).
 
 /** Top k entries of softmax(row): [{id, p, logit}], descending. */
 export function topK(logits, row, V, k = 5) {
@@ -18,26 +18,6 @@ export function topK(logits, row, V, k = 5) {
     }
   }
   return best.map((b) => ({ ...b, p: Math.exp(b.logit - max) / sum }));
-}
-
-/**
- * Grid of an affine quantizer for [min, max] at `bits` (docs/science.md §4), as
- * qs_qparams_from_range builds it: the range is widened to include 0;
- * asymmetric s = (max - min) / (2^b - 1), z = round(-min / s), q in [0, 2^b - 1];
- * symmetric s = max|.| / (2^(b-1) - 1), z = 0. Level k is s (q_k - z).
- */
-export function grid(min, max, bits, symmetric) {
-  if (!Number.isFinite(min) || !Number.isFinite(max)) return null;
-  const lo = Math.min(min, 0), hi = Math.max(max, 0);
-  if (symmetric) {
-    const qmax = 2 ** (bits - 1) - 1;
-    const scale = Math.max(Math.abs(lo), Math.abs(hi)) / qmax || 1e-8;
-    return { scale, zero: 0, qmin: -qmax, qmax, lo: -qmax * scale, hi: qmax * scale };
-  }
-  const qmax = 2 ** bits - 1;
-  const scale = (hi - lo) / qmax || 1e-8;
-  const zero = Math.round(-lo / scale);
-  return { scale, zero, qmin: 0, qmax, lo: scale * (0 - zero), hi: scale * (qmax - zero) };
 }
 
 /**

@@ -40,14 +40,9 @@ export function variantOf(c) {
   return 'vanilla';
 }
 
-function countParams(c) {
-  const D = c.hiddenSize, I = c.intermediateSize, L = c.nLayers;
-  return c.vocabSize * D + c.maxPositions * D + L * (4 * D * D + 2 * D * I);
-}
-
 function add(model, { id, title, variant, source, note, rawConfig }) {
   const e = { id, title, variant: variant ?? variantOf(model.config), source, note, model, rawConfig,
-    params: countParams(model.config), cache: new Map() };
+    params: model.config.nParams, cache: new Map() };
   entries.set(id, e);
   return e;
 }
