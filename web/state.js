@@ -26,7 +26,7 @@ let state = {
   attn: { layer: 0, head: 0 },
   quant: {
     weightBits: 8, actBits: 8, weightGranularity: 'tensor', actGranularity: 'tensor',
-    estimator: 'running_minmax', percentile: 99.99, weightSymmetric: true, actSymmetric: false,
+    estimator: 'running_minmax', percentile: 99.999, weightSymmetric: true, actSymmetric: false,
     points: ALL_POINTS,
   },
   ranges: 'static',        // activation ranges: calibrated on held-out text, or from this input

@@ -33,6 +33,8 @@ static void train_usage(FILE *f) {
             "          --wd X --beta2 X --eps X --clip X --mask-prob X --seed N --threads N\n"
             "logging:  --eval-every N --eval-batches N --save-every N --log-every N --json\n"
             "          --resume (continue from DIR/train_state.safetensors)\n"
+            "          --init SRC (start from the model saved in SRC, e.g. a finished run,\n"
+            "          with this training config and fresh AdamW moments; no model flags)\n"
             "          --trace FILE (the model before step 1 to DIR/init/, every step's batch,\n"
             "          loss, gradient norm and lr to FILE: tests/python/test_train_parity.sh;\n"
             "          not with --resume)\n"
@@ -40,7 +42,8 @@ static void train_usage(FILE *f) {
 }
 
 typedef struct targs {
-    const char *out, *data, *arch, *variant, *gate_type, *trace;
+    const char *out, *data, *arch, *variant, *gate_type, *trace, *init;
+    const char *model_flag; /* the last flag that describes the model (refused with --init) */
     int layers, hidden, heads, ffn, max_pos, resume, json, gate_mlp, gate_all;
     int eval_every, eval_batches, save_every, log_every;
     float clip_alpha, clip_gamma, clip_zeta, gate_init, op_beta;
@@ -74,13 +77,19 @@ static int parse(int argc, char **argv, targs *a) {
         const char *f = argv[i];
         if (!strcmp(f, "--resume")) { a->resume = 1; continue; }
         if (!strcmp(f, "--json")) { a->json = 1; continue; }
-        if (!strcmp(f, "--gate-mlp")) { a->gate_mlp = 1; continue; }
-        if (!strcmp(f, "--gate-all-features")) { a->gate_all = 1; continue; }
+        if (!strcmp(f, "--gate-mlp")) { a->gate_mlp = 1, a->model_flag = f; continue; }
+        if (!strcmp(f, "--gate-all-features")) { a->gate_all = 1, a->model_flag = f; continue; }
         if (!strcmp(f, "--gamma-ramp")) { a->tc.gamma_ramp = 1; continue; }
         if (i + 1 >= argc) { fprintf(stderr, "qs train: %s needs a value\n", f); return 0; }
         const char *v = argv[++i];
         double x = 0;
+        static const char *const model_flags[] = {"--arch", "--variant", "--gate-type", "--layers",
+            "--hidden", "--heads", "--ffn", "--max-pos", "--clip-alpha", "--clip-gamma", "--clip-zeta",
+            "--gate-init", "--op-beta"};
+        for (size_t k = 0; k < sizeof model_flags / sizeof model_flags[0]; k++)
+            if (!strcmp(f, model_flags[k])) a->model_flag = f;
         if (!strcmp(f, "--out")) a->out = v;
+        else if (!strcmp(f, "--init")) a->init = v;
         else if (!strcmp(f, "--data")) a->data = v;
         else if (!strcmp(f, "--arch")) a->arch = v;
         else if (!strcmp(f, "--variant")) a->variant = v;
@@ -120,6 +129,19 @@ static int parse(int argc, char **argv, targs *a) {
         }
     }
     if (!a->out) { fprintf(stderr, "qs train: --out DIR is required\n"); return 0; }
+    /* --init continues training a saved model under a new training config
+     * (e.g. a hotter second phase): the model, its variant included, is the
+     * folder's, so a flag describing another model would be silently ignored. */
+    if (a->init && a->model_flag) {
+        fprintf(stderr, "qs train: --init takes the model and its variant from %s; drop %s\n", a->init,
+                a->model_flag);
+        return 0;
+    }
+    if (a->init && !strcmp(a->init, a->out)) {
+        fprintf(stderr, "qs train: --init and --out are the same folder; a new run needs its own "
+                "(or use --resume to continue this one)\n");
+        return 0;
+    }
     /* A trace starts from the model before step 1, which a resumed run no
      * longer has, and the reference replays every step from there. */
     if (a->trace && a->resume) {
@@ -318,6 +340,12 @@ int qs_cli_train(int argc, char **argv) {
             qs_cli_error("qs train", &err);
             return 1;
         }
+    } else if (a.init) {
+        if (qs_model_load_dir(a.init, &m, &err)) {
+            qs_cli_error("qs train", &err);
+            return 1;
+        }
+        mkdir(a.out, 0755);
     } else {
         qs_config c;
         if (!config_json(&a, json, sizeof json)) return 2;
@@ -368,10 +396,11 @@ int qs_cli_train(int argc, char **argv) {
         fprintf(curve, "step,loss,lr,grad_norm,val_loss,val_ppl,max_inf_norm,max_ffn_out_inf_norm,"
                        "avg_kurtosis,max_kurtosis,avg_rms_kurtosis,tokens_per_s,elapsed_s\n");
     const qs_config *c = qs_model_config(m);
-    fprintf(stderr, "qs train: %s %s, %d layers, d %d, %d heads, ffn %d; batch %d x %d tokens, "
-            "%d steps from step %d, %d threads\n", a.arch, a.variant, c->n_layers, c->hidden_size,
-            c->n_heads, c->intermediate_size, a.tc.batch_size, a.tc.seq_len, a.tc.steps,
-            qs_trainer_steps_done(t), a.tc.threads);
+    fprintf(stderr, "qs train: %s %s%s%s, %d layers, d %d, %d heads, ffn %d; batch %d x %d tokens, "
+            "%d steps from step %d, %d threads\n", a.init || a.resume ? (c->arch == QS_ARCH_BERT ? "bert" : "opt") : a.arch,
+            a.init || a.resume ? "model" : a.variant, a.init ? " from " : "", a.init ? a.init : "",
+            c->n_layers, c->hidden_size, c->n_heads, c->intermediate_size, a.tc.batch_size,
+            a.tc.seq_len, a.tc.steps, qs_trainer_steps_done(t), a.tc.threads);
     double t0 = now_s(), tokens = 0, window_start = t0;
     double window_tokens = 0;
     rc = 0;

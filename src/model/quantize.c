@@ -42,8 +42,9 @@ static qs_status check_quant_config(const qs_quant_config *q, qs_error *err) {
     if ((unsigned)q->act_estimator > QS_EST_MSE)
         return qs_fail(err, QS_ERR_ARG, "quant: unknown range estimator %d", (int)q->act_estimator);
     if (q->act_estimator == QS_EST_PERCENTILE &&
-        !(q->act_percentile > 50.0f && q->act_percentile <= 100.0f))
-        return qs_fail(err, QS_ERR_RANGE, "quant: percentile %g outside (50, 100]",
+        !(q->act_percentile >= 50.0f && q->act_percentile <= 100.0f))
+        /* the observer's own range (quant.c check_percentile): 50 keeps the median */
+        return qs_fail(err, QS_ERR_RANGE, "quant: percentile %g outside [50, 100]",
                        q->act_percentile);
     if (q->int8 && !(q->weight_bits >= 2 && q->weight_bits <= 8 && q->weight_symmetric &&
                      q->act_bits >= 2 && q->act_bits <= 8))

@@ -168,5 +168,20 @@ test('qs train: trains, logs the curve, checkpoints, resumes; clear corpus error
   r = run(['train', '--out', path.join(dir, 'y'), ...common, '--data', path.join(dir, 'tiny.txt')]);
   assert.notEqual(r.code, 0);
   assert.match(r.err, /QS_ERR_RANGE/);
+  // --init: a second phase from the trained model with another training config;
+  // the model (variant included) is the folder's, so model flags are refused
+  const trainOnly = common.filter((a, i) => !['--layers', '--hidden', '--heads', '--ffn', '--max-pos']
+    .some((f) => a === f || common[i - 1] === f));
+  r = run(['train', '--out', path.join(dir, 'hot'), '--init', path.join(dir, 'm'), ...trainOnly, '--lr', '0.003']);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.err, /bert model from .*, 1 layers, d 32/);
+  assert.deepEqual(JSON.parse(read(path.join(dir, 'hot', 'config.json'), 'utf8')), cfg);
+  const firstLoss = (d) => Number(read(path.join(dir, d, 'curve.csv'), 'utf8').split('\n')[1].split(',')[1]);
+  assert.ok(firstLoss('hot') < firstLoss('m'), 'the second phase starts from the trained weights');
+  r = run(['train', '--out', path.join(dir, 'z'), '--init', path.join(dir, 'm'), ...common]);
+  assert.notEqual(r.code, 0);
+  assert.match(r.err, /--init takes the model and its variant from .*; drop --max-pos/);
+  r = run(['train', '--out', path.join(dir, 'm'), '--init', path.join(dir, 'm'), ...trainOnly]);
+  assert.match(r.err, /--init and --out are the same folder/);
   rmSync(dir, { recursive: true, force: true });
 });
