@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // scripts/web-corpus.mjs [CORPUS]: the page's corpus slice, cut from data/kjv.txt
-// (scripts/kjv.sh) with the trainer's own train/validation split (qs_text_split):
+// (scripts/kjv.sh) with the trainer's own train/validation split (qs_text_split, the
+// trainer's default validation share):
 //   build/web/kjv-train.txt    ~192 KiB of training text, for training in the tab
 //   build/web/kjv-heldout.txt  ~64 KiB of validation text, which the shipped models
 //                              never saw, for the page's perplexities
@@ -17,7 +18,6 @@ const corpus = process.argv[2] ?? join(ROOT, 'data', 'kjv.txt');
 const outDir = join(ROOT, 'build', 'web');
 const TRAIN_BYTES = 192 * 1024;
 const HELDOUT_BYTES = 64 * 1024;
-const VAL_FRACTION = 0.05; // the trainer's default (qs_train_config_default)
 
 /** The first whole lines of text that fit in n bytes (ASCII text: chars = bytes). */
 function head(text, n) {
@@ -41,8 +41,8 @@ try {
   process.exit(0);
 }
 const [train, val] = await Promise.all([
-  textSplit(text, { valFraction: VAL_FRACTION, split: 'train' }),
-  textSplit(text, { valFraction: VAL_FRACTION, split: 'val' }),
+  textSplit(text, { split: 'train' }),
+  textSplit(text, { split: 'val' }),
 ]);
 await mkdir(outDir, { recursive: true });
 const files = [[join(outDir, 'kjv-train.txt'), head(train, TRAIN_BYTES)],

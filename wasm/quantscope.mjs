@@ -1011,8 +1011,9 @@ export async function createModel(config, { seed = 0 } = {}) {
  * The training or validation part of a text, cut into blocks exactly as the
  * trainer does (qs_text_split): split 'train' or 'val'.
  */
-export async function textSplit(text, { valFraction = 0.05, split = 'val' } = {}) {
+export async function textSplit(text, { valFraction, split = 'val' } = {}) {
   const c = await core();
+  valFraction ??= c.trainDefaults.valFraction; // the trainer's own share (qs_train_config_default)
   if (typeof text !== 'string' && !isBinary(text)) throw argError('textSplit: text must be a string or bytes');
   if (split !== 'train' && split !== 'val') throw argError(`textSplit: split must be 'train' or 'val', got ${split}`);
   const bytes = toBytes(c, text, 'text');

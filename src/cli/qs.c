@@ -465,7 +465,7 @@ static int read_stream(const args *a, const qs_model *m, int32_t **ids, size_t *
             text = all;
             len = got;
         } else {
-            int bad = !all || qs_text_split(all, got, 0.05, 1, &text, &len, &err);
+            int bad = !all || qs_text_split(all, got, qs_train_config_default().val_fraction, 1, &text, &len, &err);
             free(all);
             if (bad) {
                 if (err.status) print_error(&err);

@@ -38,7 +38,7 @@ export function mount(root) {
     new LineChart(figs[2], { xTitle: 'step', yTitle: 'max kurtosis', height: 230, log: true, format: (v) => num(v, 4), label: 'kurtosis during training' }),
   ];
   figs[0].append(h('figcaption', {}, 'Loss: training steps (thin) and validation (dotted) on held-out blocks of the slice.'));
-  figs[1].append(h('figcaption', {}, 'Max ‖x‖∞ over layers on a validation sequence: watch vanilla grow outliers as it learns.'));
+  figs[1].append(h('figcaption', {}, 'Max ‖x‖∞ at the LayerNorm input (x + FFN(x)), max over layers, mean over 16 validation sequences: watch vanilla’s climb above the fix’s.'));
   figs[2].append(h('figcaption', {}, 'Max kurtosis over layers (log): heavy tails appear with the outliers.'));
   const note = h('p.help');
   fill(root,
