@@ -62,6 +62,8 @@ for (const arch of ['bert', 'opt']) {
       : '';
     index.push({ id, title: titles[variant] ?? id, variant, arch: cfg.model_type });
     const ffn = cfg.intermediate_size ?? cfg.ffn_dim;
+    // Anything about the run the figures alone do not say (models/<id>/note.txt).
+    const note = existsSync(`${dir}/note.txt`) ? `\n- note: ${readFileSync(`${dir}/note.txt`, 'utf8').trim()}` : '';
     writeFileSync(`${dir}/card.md`, `# ${titles[variant] ?? id} (${id})
 
 ${archText[cfg.model_type] ?? cfg.model_type} trained by quantscope's own trainer
@@ -74,7 +76,7 @@ every 20th 16 KiB block. Recipe and the pilots behind it: [models/RECIPES.md](..
 - tokens seen: ${Number.isFinite(tokens) ? `${(tokens / 1e6).toFixed(1)} M (${stepsDone} steps × ${flag('batch')} × ${flag('seq-len')})` : 'unknown'}
 - wall time: ${Number.isFinite(wall) ? `${wall} s (${(wall / 60).toFixed(1)} min)` : 'not recorded'} on ${hardware}, one thread, next to another run on the other core
 - curve: [curve.csv](curve.csv) (loss, lr, gradient norm; every 100 steps: validation perplexity and the outlier summary)
-- steps done: ${stepsDone}${stopped}
+- steps done: ${stepsDone}${stopped}${note}
 - last evaluation (step ${evalAt('step')}): validation perplexity ${Number(evalAt('val_ppl')).toFixed(3)}, max ‖x‖∞ ${Number(evalAt('max_inf_norm')).toFixed(2)} (LayerNorm input), max FFN output ‖x‖∞ ${Number(evalAt('max_ffn_out_inf_norm')).toFixed(2)}, avg kurtosis ${Number(evalAt('avg_kurtosis')).toFixed(2)}
 
 Row of the results table (\`${evalCmd}\`; max ‖x‖∞ at the LayerNorm input x + FFN(x), kurtosis at the FFN and layer outputs, per sequence over 64 windows then max / mean over layers; W8A8 = per-tensor, running min-max, every capture point):
