@@ -65,7 +65,8 @@ train() {
   echo $(( $(cat "$run/wall_s.txt" 2>/dev/null || echo 0) + $(date +%s) - start )) >"$run/wall_s.txt"
   mkdir -p "$out"
   cp "$run/config.json" "$run/model.safetensors" "$run/curve.csv" "$run/train.log" "$run/wall_s.txt" "$out/"
-  echo "build/native/qs train --out $run $args" >"$out/command.txt"
+  # The command as the default RUNS names it: RUNS moves the folder, not the result.
+  echo "build/native/qs train --out runs/$id $args" >"$out/command.txt"
 }
 
 running=0
