@@ -321,12 +321,8 @@ KEEP int qsw_point_stats(qsw_ctx *c, const qs_model *m, int layer, int p) {
  * out: max_inf_norm, max_inf_norm_layer, max_ffn_out_inf_norm,
  * max_ln_out_inf_norm, avg_kurtosis, max_kurtosis, avg_rms_kurtosis. */
 KEEP int qsw_outlier_summary(qsw_ctx *c, const qs_model *m) {
-    qs_outlier_acc acc;
     qs_outlier_summary s;
-    if (qs_outlier_acc_init(&acc, m, &c->err)) return done(c, c->err.status);
-    qs_status st = qs_outlier_acc_add(&acc, m, &c->err);
-    qs_outlier_acc_result(&acc, &s);
-    qs_outlier_acc_free(&acc);
+    qs_status st = qs_outlier_last(m, &s, &c->err);
     double v[] = {s.max_inf_norm, s.max_inf_norm_layer, s.max_ffn_out_inf_norm,
                   s.max_ln_out_inf_norm, s.avg_kurtosis, s.max_kurtosis, s.avg_rms_kurtosis};
     memcpy(c->out, v, sizeof v);

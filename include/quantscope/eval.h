@@ -81,6 +81,10 @@ qs_status qs_outlier_acc_add(qs_outlier_acc *a, const qs_model *m, qs_error *err
 void qs_outlier_acc_result(const qs_outlier_acc *a, qs_outlier_summary *out);
 void qs_outlier_acc_free(qs_outlier_acc *a);
 
+/* The summary of m's last forward alone (one sequence): what `qs stats` and
+ * the JS forward() report. All zero on failure. */
+qs_status qs_outlier_last(const qs_model *m, qs_outlier_summary *out, qs_error *err);
+
 /* The summary over the first max_windows windows (0 = 64) that qs_evaluate
  * scores with the same opts (BERT windows masked as for perplexity, as the
  * official script measures masked batches); float, on the calling thread. */

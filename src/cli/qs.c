@@ -343,17 +343,6 @@ static void json_heads(const qs_model *m) {
     printf("]");
 }
 
-/* The outlier summary of the last forward: one sequence of the library's
- * definition (qs_outlier_summary, eval.h), so qs stats and qs eval agree. */
-static int summarize(const qs_model *m, qs_outlier_summary *out, qs_error *err) {
-    qs_outlier_acc acc;
-    if (qs_outlier_acc_init(&acc, m, err)) return 0;
-    int ok = !qs_outlier_acc_add(&acc, m, err);
-    qs_outlier_acc_result(&acc, out);
-    qs_outlier_acc_free(&acc);
-    return ok;
-}
-
 /* The summary's figures as JSON members, the same keys for qs stats and qs eval. */
 static void json_summary(const qs_outlier_summary *s) {
     printf("\"max_inf_norm\":%.9g,\"max_inf_norm_layer\":%d,\"max_ffn_out_inf_norm\":%.9g,"
@@ -402,7 +391,7 @@ static int cmd_stats_or_quant(const args *a, qs_model *m, int quant) {
     }
     qs_outlier_summary s;
     if (ok) {
-        ok = summarize(m, &s, &err);
+        ok = !qs_outlier_last(m, &s, &err); /* the definition qs eval uses, one sequence */
         if (!ok) print_error(&err);
     }
     if (ok) {

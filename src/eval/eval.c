@@ -363,6 +363,17 @@ void qs_outlier_acc_result(const qs_outlier_acc *a, qs_outlier_summary *out) {
     out->avg_rms_kurtosis = (float)(rms / a->n_layers);
 }
 
+qs_status qs_outlier_last(const qs_model *m, qs_outlier_summary *out, qs_error *err) {
+    if (!out) return qs_fail(err, QS_ERR_ARG, "outlier summary: NULL argument");
+    memset(out, 0, sizeof *out);
+    qs_outlier_acc acc = {0};
+    qs_status s = qs_outlier_acc_init(&acc, m, err);
+    if (!s) s = qs_outlier_acc_add(&acc, m, err);
+    if (!s) qs_outlier_acc_result(&acc, out);
+    qs_outlier_acc_free(&acc);
+    return s;
+}
+
 qs_status qs_outlier_windows(qs_model *m, const int32_t *ids, size_t n_ids,
                              const qs_eval_opts *opts, int max_windows, qs_outlier_summary *out,
                              qs_error *err) {
