@@ -25,6 +25,12 @@ typedef struct qs_eval_opts {
     int threads;        /* windows scored side by side, 0 or 1 = on the calling thread only,
                          * at most 16 (builds without threads use one). The results are the
                          * same bit for bit whatever the number. */
+    /* Called on the calling thread after every few windows of each pass with
+     * the windows scored so far and the total over all passes (float,
+     * calibration, quantized). A nonzero return stops the call with
+     * QS_ERR_CANCELLED; the model stays usable. NULL: no calls. */
+    int (*progress)(void *user, long done, long total);
+    void *progress_user;
 } qs_eval_opts;
 
 /* Defaults for a model: special ids from its tokenizer (-1 when it has none;

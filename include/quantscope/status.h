@@ -16,7 +16,8 @@ typedef enum qs_status {
     QS_ERR_SHAPE,  /* a tensor has the wrong shape or dtype, or is missing */
     QS_ERR_RANGE,  /* a token id, sequence length or bit width is out of range */
     QS_ERR_NAN,    /* NaN or infinity in weights, inputs or activations */
-    QS_ERR_NOMEM   /* an allocation failed or a size limit was exceeded */
+    QS_ERR_NOMEM,  /* an allocation failed or a size limit was exceeded */
+    QS_ERR_CANCELLED /* the caller's progress callback asked to stop; nothing was lost */
 } qs_status;
 
 #define QS_ERROR_MSG_MAX 512

@@ -96,7 +96,10 @@ qs_status qs_trainer_save(const qs_trainer *t, const char *dir, qs_error *err);
 qs_status qs_trainer_resume(qs_trainer *t, const char *dir, qs_error *err);
 
 /* The training (split 0) or validation (split 1) part of a text, cut into
- * blocks exactly as the trainer does; *out is malloc'd (caller frees). */
+ * blocks exactly as the trainer does (blocks of about QS_TEXT_BLOCK_BYTES,
+ * whole lines; validation takes one in round(1 / val_fraction)); *out is
+ * malloc'd (caller frees). */
+#define QS_TEXT_BLOCK_BYTES 16384
 qs_status qs_text_split(const char *text, size_t len, double val_fraction, int split, char **out,
                         size_t *out_len, qs_error *err);
 

@@ -12,14 +12,15 @@
 #include "quantscope/quantscope.h"
 #include "quantscope/train.h"
 
-#define MAX_IDS 65536
+#include <unistd.h>
 
 typedef struct args {
     const char *cmd;
     const char *models[16];
     int n_models;
-    const char *ids, *types, *text, *data, *points, *capture_point;
-    int json, seq_len, windows, calib, split_all, threads;
+    const char *ids, *types, *text, *text_file, *data, *points;
+    int json, seq_len, windows, calib, threads;
+    int split, split_given; /* --data: 1 validation, 0 training, -1 the whole file */
     qs_quant_config q;
     int have_quant;
 } args;
@@ -28,25 +29,28 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: qs <command> --model DIR [options]\n"
             "commands:\n"
-            "  logits  --ids 2,15,77 [--types 0,0,1]     logits of one sequence\n"
-            "  stats   (--ids ... | --text STR)          outlier statistics per layer and point\n"
-            "  quant   (--ids ... | --text STR)          fake-quant error per point, FP vs quantized\n"
-            "  eval    (--data FILE | --text STR | --ids ...)  perplexity FP and W8A8 (or as set)\n"
+            "  logits  (--ids 2,15,77 [--types 0,0,1] | --text STR | --text-file F)  logits of one sequence\n"
+            "  stats   (--ids ... | --text STR | --text-file F)  outlier statistics per layer and point\n"
+            "  quant   (--ids ... | --text STR | --text-file F)  fake-quant error per point, FP vs quantized\n"
+            "  eval    (--data FILE | --text STR | --text-file F | --ids ...)  perplexity FP and W8A8\n"
+            "          (or as set)\n"
             "  train   --out DIR [...]                  train a model (qs train --help)\n"
             "options:\n"
             "  --json                   machine-readable output\n"
             "  --model DIR              a folder with config.json + model.safetensors (eval: repeatable)\n"
-            "  --wbits N --abits N      weight / activation bits (2..16, 0 = float)\n"
+            "  --wbits N --abits N      quant, eval: weight / activation bits (2..16, 0 = float)\n"
             "  --wgran tensor|channel   --agran tensor|token\n"
-            "  --estimator minmax|running_minmax|percentile|mse   --percentile P\n"
+            "  --estimator minmax|running_minmax|percentile|mse   --percentile P (in (0, 100])\n"
             "  --asym-weights --sym-acts  --points embed,q,k,...   quantized capture points\n"
-            "  --seq-len N --windows N --calib N   evaluation windows and calibration windows\n"
-            "  --split all              eval --data: score the whole file, not its validation split\n"
+            "  --seq-len N --windows N --calib N   eval: window length, windows scored (default: all),\n"
+            "                           calibration windows (default 4)\n"
+            "  --split val|train|all    eval --data: which part of the file is scored (default val:\n"
+            "                           the trainer's validation split, one 16 KiB block in 20)\n"
             "  --threads N              eval: windows scored side by side (default: the processors,\n"
             "                           at most 16; the figures do not depend on it)\n");
 }
 
-static int parse_int(const char *s, const char *flag, int *out) {
+static int parse_int(const char *s, const char *flag, int lo, int *out) {
     char *end;
     errno = 0;
     long v = strtol(s, &end, 10);
@@ -54,45 +58,115 @@ static int parse_int(const char *s, const char *flag, int *out) {
         fprintf(stderr, "qs: %s expects an integer, got '%s'\n", flag, s);
         return 0;
     }
+    if (v < lo) {
+        fprintf(stderr, "qs: %s %ld is below %d\n", flag, v, lo);
+        return 0;
+    }
     *out = (int)v;
     return 1;
 }
 
+static int parse_percentile(const char *s, float *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || *end || end == s || !(v > 0 && v <= 100)) {
+        fprintf(stderr, "qs: --percentile expects a number in (0, 100], got '%s'\n", s);
+        return 0;
+    }
+    *out = (float)v;
+    return 1;
+}
+
+/* A comma-separated list of capture point names, or "all"; any length. */
 static int parse_points(const char *list, uint32_t *mask) {
-    char buf[512];
-    snprintf(buf, sizeof buf, "%s", list);
     *mask = 0;
-    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
-        if (strcmp(tok, "all") == 0) {
-            *mask = QS_PT_ALL;
-            continue;
-        }
-        int p = qs_point_parse(tok);
-        if (p < 0) {
-            fprintf(stderr, "qs: unknown capture point '%s'\n", tok);
+    for (const char *p = list;; p++) {
+        size_t len = strcspn(p, ",");
+        char name[32];
+        if (len >= sizeof name) {
+            fprintf(stderr, "qs: unknown capture point '%.*s'\n", (int)len, p);
             return 0;
         }
-        *mask |= QS_PT_BIT(p);
+        memcpy(name, p, len);
+        name[len] = 0;
+        int pt = strcmp(name, "all") == 0 ? -2 : qs_point_parse(name);
+        if (pt == -1) {
+            fprintf(stderr, "qs: unknown capture point '%s'\n", name);
+            return 0;
+        }
+        *mask |= pt == -2 ? QS_PT_ALL : QS_PT_BIT(pt);
+        p += len;
+        if (!*p) return 1;
     }
-    return 1;
+}
+
+/* The subcommands a flag applies to: any other use is refused, so nothing
+ * given on the command line is silently dropped. */
+enum { LOGITS = 1, STATS = 2, QUANT = 4, EVAL = 8, ANY = 15 };
+
+typedef struct flag {
+    const char *name;
+    int takes_value, commands;
+} flag;
+
+static const flag flags[] = {
+    {"--json", 0, ANY},         {"--model", 1, ANY},        {"--ids", 1, ANY},
+    {"--text", 1, ANY},         {"--text-file", 1, ANY},    {"--types", 1, LOGITS | STATS | QUANT},
+    {"--data", 1, EVAL},        {"--split", 1, EVAL},       {"--seq-len", 1, EVAL},
+    {"--windows", 1, EVAL},     {"--calib", 1, EVAL},       {"--threads", 1, EVAL},
+    {"--wbits", 1, QUANT | EVAL}, {"--abits", 1, QUANT | EVAL}, {"--wgran", 1, QUANT | EVAL},
+    {"--agran", 1, QUANT | EVAL}, {"--estimator", 1, QUANT | EVAL},
+    {"--percentile", 1, QUANT | EVAL}, {"--points", 1, QUANT | EVAL},
+    {"--asym-weights", 0, QUANT | EVAL}, {"--sym-acts", 0, QUANT | EVAL},
+};
+#define N_FLAGS (int)(sizeof flags / sizeof flags[0])
+
+static int command_bit(const char *cmd) {
+    if (!strcmp(cmd, "logits")) return LOGITS;
+    if (!strcmp(cmd, "stats")) return STATS;
+    if (!strcmp(cmd, "quant")) return QUANT;
+    if (!strcmp(cmd, "eval")) return EVAL;
+    return 0;
 }
 
 static int parse_args(int argc, char **argv, args *a) {
     memset(a, 0, sizeof *a);
     a->q = qs_quant_config_default();
     a->calib = 4;
+    a->split = 1; /* the validation split */
     a->threads = qs_cpu_count();
     if (argc < 2) return 0;
     a->cmd = argv[1];
+    int cmd = command_bit(a->cmd);
+    if (!cmd) {
+        fprintf(stderr, "qs: unknown command '%s'\n", a->cmd);
+        return 0;
+    }
+    int given[N_FLAGS] = {0};
     for (int i = 2; i < argc; i++) {
         const char *f = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int takes = 1, ok = 1;
-        if (!strcmp(f, "--json")) { a->json = 1; takes = 0; }
-        else if (!strcmp(f, "--split") && v && !strcmp(v, "all")) { a->split_all = 1; }
-        else if (!strcmp(f, "--asym-weights")) { a->q.weight_symmetric = 0; takes = 0; a->have_quant = 1; }
-        else if (!strcmp(f, "--sym-acts")) { a->q.act_symmetric = 1; takes = 0; a->have_quant = 1; }
-        else if (!v) { fprintf(stderr, "qs: %s needs a value\n", f); return 0; }
+        int k = 0;
+        while (k < N_FLAGS && strcmp(flags[k].name, f)) k++;
+        if (k == N_FLAGS) { fprintf(stderr, "qs: unknown option '%s'\n", f); return 0; }
+        if (!(flags[k].commands & cmd)) {
+            fprintf(stderr, "qs: %s does not apply to qs %s\n", f, a->cmd);
+            return 0;
+        }
+        if (given[k]++ && !(cmd == EVAL && !strcmp(f, "--model"))) {
+            fprintf(stderr, "qs: %s given twice%s\n", f,
+                    strcmp(f, "--model") ? "" : " (only qs eval compares several models)");
+            return 0;
+        }
+        const char *v = NULL;
+        if (flags[k].takes_value) {
+            if (i + 1 >= argc) { fprintf(stderr, "qs: %s needs a value\n", f); return 0; }
+            v = argv[++i];
+        }
+        int ok = 1;
+        if (!strcmp(f, "--json")) a->json = 1;
+        else if (!strcmp(f, "--asym-weights")) a->q.weight_symmetric = 0;
+        else if (!strcmp(f, "--sym-acts")) a->q.act_symmetric = 1;
         else if (!strcmp(f, "--model")) {
             if (a->n_models == 16) { fprintf(stderr, "qs: at most 16 models\n"); return 0; }
             a->models[a->n_models++] = v;
@@ -100,39 +174,61 @@ static int parse_args(int argc, char **argv, args *a) {
         else if (!strcmp(f, "--ids")) a->ids = v;
         else if (!strcmp(f, "--types")) a->types = v;
         else if (!strcmp(f, "--text")) a->text = v;
+        else if (!strcmp(f, "--text-file")) a->text_file = v;
         else if (!strcmp(f, "--data")) a->data = v;
-        else if (!strcmp(f, "--seq-len")) ok = parse_int(v, f, &a->seq_len);
-        else if (!strcmp(f, "--windows")) ok = parse_int(v, f, &a->windows);
-        else if (!strcmp(f, "--calib")) ok = parse_int(v, f, &a->calib);
-        else if (!strcmp(f, "--threads")) ok = parse_int(v, f, &a->threads);
-        else if (!strcmp(f, "--wbits")) { ok = parse_int(v, f, &a->q.weight_bits); a->have_quant = 1; }
-        else if (!strcmp(f, "--abits")) { ok = parse_int(v, f, &a->q.act_bits); a->have_quant = 1; }
-        else if (!strcmp(f, "--percentile")) { a->q.act_percentile = strtof(v, NULL); a->have_quant = 1; }
+        else if (!strcmp(f, "--split")) {
+            a->split = !strcmp(v, "val") ? 1 : !strcmp(v, "train") ? 0 : !strcmp(v, "all") ? -1 : -2;
+            if (a->split == -2) { fprintf(stderr, "qs: --split expects val, train or all, got '%s'\n", v); return 0; }
+        }
+        else if (!strcmp(f, "--seq-len")) ok = parse_int(v, f, 1, &a->seq_len);
+        else if (!strcmp(f, "--windows")) ok = parse_int(v, f, 1, &a->windows);
+        else if (!strcmp(f, "--calib")) ok = parse_int(v, f, 1, &a->calib);
+        else if (!strcmp(f, "--threads")) ok = parse_int(v, f, 1, &a->threads);
+        else if (!strcmp(f, "--wbits")) ok = parse_int(v, f, 0, &a->q.weight_bits);
+        else if (!strcmp(f, "--abits")) ok = parse_int(v, f, 0, &a->q.act_bits);
+        else if (!strcmp(f, "--percentile")) ok = parse_percentile(v, &a->q.act_percentile);
         else if (!strcmp(f, "--wgran") || !strcmp(f, "--agran")) {
             int g = qs_granularity_parse(v);
             if (g < 0) { fprintf(stderr, "qs: unknown granularity '%s'\n", v); return 0; }
             if (f[2] == 'w') a->q.weight_granularity = (qs_granularity)g;
             else a->q.act_granularity = (qs_granularity)g;
-            a->have_quant = 1;
         } else if (!strcmp(f, "--estimator")) {
             int e = qs_estimator_parse(v);
             if (e < 0) { fprintf(stderr, "qs: unknown estimator '%s'\n", v); return 0; }
             a->q.act_estimator = (qs_estimator)e;
-            a->have_quant = 1;
-        } else if (!strcmp(f, "--points")) { ok = parse_points(v, &a->q.act_points); a->have_quant = 1; }
-        else { fprintf(stderr, "qs: unknown option '%s'\n", f); return 0; }
+        } else if (!strcmp(f, "--points")) ok = parse_points(v, &a->q.act_points);
         if (!ok) return 0;
-        i += takes;
+        if (flags[k].commands == (QUANT | EVAL)) a->have_quant = 1;
+        if (!strcmp(f, "--split")) a->split_given = 1;
     }
     if (a->n_models == 0) { fprintf(stderr, "qs: --model DIR is required\n"); return 0; }
-    if (a->threads < 1 || a->threads > QS_MAX_THREADS) {
+    int sources = !!a->ids + !!a->text + !!a->text_file + !!a->data;
+    if (sources > 1) {
+        fprintf(stderr, "qs: give one input: --ids, --text, --text-file%s\n", cmd == EVAL ? " or --data" : "");
+        return 0;
+    }
+    if (a->types && !a->ids) { fprintf(stderr, "qs: --types goes with --ids\n"); return 0; }
+    if (a->split_given && !a->data) { fprintf(stderr, "qs: --split goes with --data\n"); return 0; }
+    if (a->threads > QS_MAX_THREADS) {
         fprintf(stderr, "qs: --threads %d outside [1, %d]\n", a->threads, QS_MAX_THREADS);
         return 0;
     }
     return 1;
 }
 
-static int parse_id_list(const char *s, const char *what, int32_t *out, int max) {
+/* A comma-separated list of integers, as many as given; NULL after a message. */
+static int32_t *parse_id_list(const char *s, const char *what, int *count) {
+    size_t cap = 1;
+    for (const char *p = s; *p; p++) cap += *p == ',';
+    if (cap > INT32_MAX) {
+        fprintf(stderr, "qs: %s: more than %d values\n", what, INT32_MAX);
+        return NULL;
+    }
+    int32_t *out = malloc(cap * sizeof(int32_t));
+    if (!out) {
+        fprintf(stderr, "qs: %s: out of memory for %zu values\n", what, cap);
+        return NULL;
+    }
     int n = 0;
     const char *p = s;
     while (*p) {
@@ -141,21 +237,79 @@ static int parse_id_list(const char *s, const char *what, int32_t *out, int max)
         long v = strtol(p, &end, 10);
         if (end == p || errno || v < -2147483647L || v > 2147483647L) {
             fprintf(stderr, "qs: %s: bad integer at '%s'\n", what, p);
-            return -1;
-        }
-        if (n == max) {
-            fprintf(stderr, "qs: %s: more than %d values\n", what, max);
-            return -1;
+            free(out);
+            return NULL;
         }
         out[n++] = (int32_t)v;
         p = end;
         if (*p == ',') p++;
         else if (*p) {
             fprintf(stderr, "qs: %s: expected ',' at '%s'\n", what, p);
-            return -1;
+            free(out);
+            return NULL;
         }
     }
-    return n;
+    *count = n;
+    return out;
+}
+
+/* The whole file, NUL-terminated; NULL after a message naming it. */
+static char *read_file(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "qs: %s: cannot open: %s\n", path, strerror(errno));
+        return NULL;
+    }
+    char *buf = NULL;
+    size_t n = 0, cap = 0;
+    for (;;) {
+        if (n + 65536 + 1 > cap) {
+            size_t want = cap ? cap * 2 : 65536 * 2;
+            char *b = want > cap ? realloc(buf, want) : NULL;
+            if (!b) {
+                fprintf(stderr, "qs: %s: out of memory after %zu bytes\n", path, n);
+                free(buf);
+                fclose(f);
+                return NULL;
+            }
+            buf = b;
+            cap = want;
+        }
+        size_t got = fread(buf + n, 1, 65536, f);
+        n += got;
+        if (got < 65536) break;
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) {
+        fprintf(stderr, "qs: %s: read error\n", path);
+        free(buf);
+        return NULL;
+    }
+    buf[n] = 0;
+    *len = n;
+    return buf;
+}
+
+/* The text of --text or --text-file (a copy); empty text is refused as
+ * empty input is everywhere (QS_ERR_RANGE). */
+static char *input_text(const args *a, size_t *len) {
+    char *text = NULL;
+    if (a->text_file) {
+        text = read_file(a->text_file, len);
+    } else {
+        *len = strlen(a->text);
+        text = malloc(*len + 1);
+        if (text) memcpy(text, a->text, *len + 1);
+        else fprintf(stderr, "qs: out of memory for %zu bytes of text\n", *len);
+    }
+    if (text && *len == 0) {
+        fprintf(stderr, "qs: %s is empty: give at least one character (QS_ERR_RANGE)\n",
+                a->text_file ? a->text_file : "--text");
+        free(text);
+        return NULL;
+    }
+    return text;
 }
 
 void qs_cli_error(const char *prog, const qs_error *e) {
@@ -168,6 +322,17 @@ static void print_error(const qs_error *e) { qs_cli_error("qs", e); }
 static void jnum(double v) {
     if (isfinite(v)) printf("%.9g", v);
     else printf("null");
+}
+
+/* A JSON string: quotes, backslashes and control bytes escaped. */
+static void jstr(const char *s) {
+    putchar('"');
+    for (const char *c = s; *c; c++) {
+        if (*c == '"' || *c == '\\') printf("\\%c", *c);
+        else if ((unsigned char)*c < 0x20) printf("\\u%04x", *c);
+        else putchar(*c);
+    }
+    putchar('"');
 }
 
 typedef struct input {
@@ -183,41 +348,64 @@ static void input_free(input *in) {
     free(in->delim);
 }
 
-/* ids from --ids, or --text through the model's tokenizer (BERT: [CLS] .. [SEP]). */
+/* ids from --ids, or text through the model's tokenizer (BERT: [CLS] ..
+ * [SEP]), at most the model's position limit. */
 static int read_input(const args *a, const qs_model *m, input *in) {
     memset(in, 0, sizeof in[0]);
-    in->ids = calloc(MAX_IDS, sizeof(int32_t));
-    in->offsets = calloc(MAX_IDS, sizeof(int32_t));
-    in->delim = calloc(MAX_IDS, 1);
-    if (!in->ids || !in->offsets || !in->delim) return 0;
     const qs_tokenizer *tok = qs_model_tokenizer(m);
     if (a->ids) {
-        in->n = parse_id_list(a->ids, "--ids", in->ids, MAX_IDS);
-        if (in->n < 0) return 0;
-    } else if (a->text) {
+        in->ids = parse_id_list(a->ids, "--ids", &in->n);
+        if (!in->ids) return 0;
+    } else if (a->text || a->text_file) {
         if (!tok) {
             fprintf(stderr, "qs: this model has no tokenizer (no vocab.txt, config tokenizer is not "
                             "\"byte\"): use --ids\n");
             return 0;
         }
+        size_t len;
+        char *text = input_text(a, &len);
+        if (!text) return 0;
+        /* at most one id per byte plus [CLS] and [SEP] */
+        size_t cap = len > (size_t)INT32_MAX - 2 ? 0 : len + 2, bytes;
+        if (!cap || qs_size_mul(&bytes, cap, sizeof(int32_t))) {
+            fprintf(stderr, "qs: %zu bytes of text need more token ids than this build's %d-bit "
+                            "address space holds\n", len, QS_SIZE_BITS);
+            free(text);
+            return 0;
+        }
+        in->ids = malloc(bytes);
+        in->offsets = malloc(bytes);
         qs_error err = {0};
         int bert = qs_model_config(m)->arch == QS_ARCH_BERT;
-        if (qs_tokenizer_encode(tok, a->text, strlen(a->text), bert, in->ids, in->offsets, MAX_IDS,
-                                &in->n, &err)) {
-            print_error(&err);
+        int bad = !in->ids || !in->offsets ||
+                  qs_tokenizer_encode(tok, text, len, bert, in->ids, in->offsets, (int)cap, &in->n, &err);
+        free(text);
+        if (bad) {
+            if (err.status) print_error(&err);
+            else fprintf(stderr, "qs: out of memory for %zu token ids\n", cap);
             return 0;
         }
     } else {
-        fprintf(stderr, "qs: %s needs --ids or --text\n", a->cmd);
+        fprintf(stderr, "qs: %s needs --ids, --text or --text-file\n", a->cmd);
         return 0;
     }
+    int max_pos = qs_model_config(m)->max_positions;
+    if (in->n > max_pos) {
+        fprintf(stderr, "qs: the input is %d tokens; %s takes at most %d "
+                        "(max_position_embeddings in its config.json)%s\n", in->n, a->models[0],
+                max_pos, a->ids ? "" : ": shorten the text, or score a long text with qs eval");
+        return 0;
+    }
+    in->delim = calloc(in->n ? (size_t)in->n : 1, 1);
+    if (!in->delim) return 0;
     if (tok)
         for (int i = 0; i < in->n; i++) in->delim[i] = (uint8_t)qs_tokenizer_is_delimiter(tok, in->ids[i]);
     if (a->types) {
-        in->types = calloc(MAX_IDS, sizeof(int32_t));
-        int nt = in->types ? parse_id_list(a->types, "--types", in->types, MAX_IDS) : -1;
+        int nt = 0;
+        in->types = parse_id_list(a->types, "--types", &nt);
+        if (!in->types) return 0;
         if (nt != in->n) {
-            if (nt >= 0) fprintf(stderr, "qs: --types has %d values, --ids has %d\n", nt, in->n);
+            fprintf(stderr, "qs: --types has %d values, --ids has %d\n", nt, in->n);
             return 0;
         }
     }
@@ -396,7 +584,19 @@ static int cmd_stats_or_quant(const args *a, qs_model *m, int quant) {
     }
     if (ok) {
         if (a->json) {
-            printf("{\"model\":\"%s\",\"tokens\":%d,", a->models[0], in.n);
+            printf("{\"model\":");
+            jstr(a->models[0]);
+            printf(",\"tokens\":%d,\"ids\":[", in.n);
+            for (int t = 0; t < in.n; t++) printf("%s%d", t ? "," : "", in.ids[t]);
+            printf("],\"pieces\":[");
+            const qs_tokenizer *tok = qs_model_tokenizer(m);
+            for (int t = 0; t < in.n; t++) {
+                const char *piece = tok ? qs_tokenizer_piece(tok, in.ids[t]) : NULL;
+                if (t) putchar(',');
+                if (piece) jstr(piece);
+                else printf("null");
+            }
+            printf("],");
             if (quant)
                 printf("\"weight_bits\":%d,\"act_bits\":%d,\"max_logit_error\":%.9g,"
                        "\"top1_agreement\":%.6f,", a->q.weight_bits, a->q.act_bits, logit_err,
@@ -425,48 +625,51 @@ static int cmd_stats_or_quant(const args *a, qs_model *m, int quant) {
     return ok ? 0 : 1;
 }
 
-/* Token stream to score: --ids, --text, or --data FILE (its validation split,
- * cut exactly as the trainer cuts it, unless --split all). */
+/* Token stream to score: --ids, --text, --text-file, or --data FILE (its
+ * validation split, cut exactly as the trainer cuts it, unless --split says
+ * otherwise). */
 static int read_stream(const args *a, const qs_model *m, int32_t **ids, size_t *n) {
     const qs_tokenizer *tok = qs_model_tokenizer(m);
     if (a->ids) {
-        *ids = malloc(MAX_IDS * sizeof(int32_t));
-        int k = *ids ? parse_id_list(a->ids, "--ids", *ids, MAX_IDS) : -1;
-        *n = k < 0 ? 0 : (size_t)k;
-        return k >= 0;
+        int k = 0;
+        *ids = parse_id_list(a->ids, "--ids", &k);
+        *n = (size_t)k;
+        return *ids != NULL;
     }
     char *text = NULL;
     size_t len = 0;
     qs_error err = {0};
     if (a->data) {
-        FILE *f = fopen(a->data, "rb");
-        if (!f) {
-            fprintf(stderr, "qs: %s: cannot open: %s\n", a->data, strerror(errno));
-            return 0;
-        }
-        fseek(f, 0, SEEK_END);
-        long sz = ftell(f);
-        rewind(f);
-        char *all = malloc(sz > 0 ? (size_t)sz : 1);
-        size_t got = all ? fread(all, 1, (size_t)sz, f) : 0;
-        fclose(f);
-        if (a->split_all) {
+        size_t got;
+        char *all = read_file(a->data, &got);
+        if (!all) return 0;
+        if (a->split < 0) {
             text = all;
             len = got;
         } else {
-            int bad = !all || qs_text_split(all, got, qs_train_config_default().val_fraction, 1, &text, &len, &err);
+            int bad = qs_text_split(all, got, qs_train_config_default().val_fraction, a->split, &text,
+                                    &len, &err);
             free(all);
             if (bad) {
-                if (err.status) print_error(&err);
+                print_error(&err);
+                return 0;
+            }
+            if (len == 0) {
+                fprintf(stderr, "qs: %s: its %s split is empty: the trainer's split gives validation "
+                                "one block of %d KiB in %d, and this file has %zu bytes; score it all "
+                                "with --split all%s\n", a->data, a->split ? "validation" : "training",
+                        QS_TEXT_BLOCK_BYTES / 1024,
+                        (int)(1.0 / qs_train_config_default().val_fraction + 0.5), got,
+                        a->split ? ", or its training part with --split train" : "");
+                free(text);
                 return 0;
             }
         }
-    } else if (a->text) {
-        len = strlen(a->text);
-        text = malloc(len + 1);
-        if (text) memcpy(text, a->text, len);
+    } else if (a->text || a->text_file) {
+        text = input_text(a, &len);
+        if (!text) return 0;
     } else {
-        fprintf(stderr, "qs: eval needs --data FILE, --text or --ids\n");
+        fprintf(stderr, "qs: eval needs --data FILE, --text, --text-file or --ids\n");
         return 0;
     }
     if (!tok) {
@@ -500,6 +703,33 @@ static int read_stream(const args *a, const qs_model *m, int32_t **ids, size_t *
 static const int eval_bits[][2] = {{8, 8}, {8, 6}, {8, 4}, {6, 8}, {4, 8}};
 #define N_EVAL_BITS 5
 
+/* eval's progress line on stderr, redrawn in place; only on a terminal. */
+typedef struct eval_progress {
+    const char *model;
+    char pass[16]; /* "float", "W8A6", ... */
+    int last_percent;
+} eval_progress;
+
+static int show_progress(void *user, long done, long total) {
+    eval_progress *p = user;
+    int percent = total ? (int)(100 * done / total) : 100;
+    if (percent != p->last_percent) {
+        fprintf(stderr, "\r%s %s: %3d%% of %ld windows", p->model, p->pass, percent, total);
+        if (done == total) fprintf(stderr, "\r\033[K");
+        p->last_percent = percent;
+    }
+    return 0;
+}
+
+/* A model that failed, in eval --json: its error instead of figures. */
+static void json_error(const char *model, const qs_error *e, int first) {
+    printf("%s{\"model\":", first ? "" : ",");
+    jstr(model);
+    printf(",\"error\":{\"code\":\"%s\",\"message\":", qs_status_name(e->status));
+    jstr(e->msg);
+    printf("}}");
+}
+
 static int cmd_eval(const args *a) {
     int status = 0, n_cfg = a->have_quant ? 1 : N_EVAL_BITS;
     if (a->json) printf("{\"models\":[");
@@ -523,6 +753,8 @@ static int cmd_eval(const args *a) {
         int ok = !qs_model_load_dir(a->models[i], &m, &err);
         ok = ok && read_stream(a, m, &ids, &n);
         qs_eval_opts o = ok ? qs_eval_opts_default(m) : (qs_eval_opts){0};
+        eval_progress shown = {a->models[i], "float", -1};
+        if (isatty(2)) o.progress = show_progress, o.progress_user = &shown;
         o.seq_len = a->seq_len;
         o.max_windows = a->windows;
         o.calib_windows = a->calib;
@@ -531,6 +763,8 @@ static int cmd_eval(const args *a) {
         for (int q = 0; ok && q < n_cfg; q++) {
             qs_quant_config qc = a->q;
             if (!a->have_quant) qc.weight_bits = eval_bits[q][0], qc.act_bits = eval_bits[q][1];
+            snprintf(shown.pass, sizeof shown.pass, "W%dA%d", qc.weight_bits, qc.act_bits);
+            shown.last_percent = -1;
             o.quant = &qc;
             o.quant_only = 1;
             ok = !qs_evaluate(m, ids, n, &o, &qr[q], &err);
@@ -543,9 +777,17 @@ static int cmd_eval(const args *a) {
         }
         if (!ok) {
             if (err.status) print_error(&err);
+            /* the messages that came before (read_stream's) are on stderr only */
+            if (a->json && !err.status) {
+                err.status = QS_ERR_ARG;
+                snprintf(err.msg, sizeof err.msg, "the input could not be read (see stderr)");
+            }
+            if (a->json) json_error(a->models[i], &err, i == 0);
             status = 1;
         } else if (a->json) {
-            printf("%s{\"model\":\"%s\",\"fp_ppl\":", i ? "," : "", a->models[i]);
+            printf("%s{\"model\":", i ? "," : "");
+            jstr(a->models[i]);
+            printf(",\"fp_ppl\":");
             jnum(fp.fp_ppl);
             printf(",\"n_predicted\":%ld,\"n_windows\":%d,\"n_stat_windows\":%ld,", fp.n_predicted,
                    fp.n_windows, s.n_seqs);
@@ -573,7 +815,8 @@ static int cmd_eval(const args *a) {
         printf("perplexity over %s; max|x|inf (at the LayerNorm input x + FFN(x)) and kurtosis (at "
                "the FFN and layer outputs): per sequence, averaged over up to 64 windows, max / mean "
                "over layers; activations %s %s, weights %s %s\n",
-               a->data ? (a->split_all ? "the whole file" : "the file's validation split") : "the input",
+               a->data ? (a->split < 0 ? "the whole file" : a->split ? "the file's validation split"
+                                                    : "the file's training split") : "the input",
                qs_granularity_name(a->q.act_granularity), qs_estimator_name(a->q.act_estimator),
                qs_granularity_name(a->q.weight_granularity),
                a->q.weight_symmetric ? "symmetric" : "asymmetric");
@@ -592,13 +835,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     if (!strcmp(a.cmd, "eval")) return cmd_eval(&a);
-    int is_logits = !strcmp(a.cmd, "logits"), is_stats = !strcmp(a.cmd, "stats"),
-        is_quant = !strcmp(a.cmd, "quant");
-    if (!is_logits && !is_stats && !is_quant) {
-        fprintf(stderr, "qs: unknown command '%s'\n", a.cmd);
-        usage(stderr);
-        return 2;
-    }
+    int is_logits = !strcmp(a.cmd, "logits"), is_quant = !strcmp(a.cmd, "quant");
     qs_model *m = NULL;
     qs_error err = {0};
     if (qs_model_load_dir(a.models[0], &m, &err)) {

@@ -17,6 +17,7 @@ const char *qs_status_name(qs_status s) {
     case QS_ERR_RANGE: return "QS_ERR_RANGE";
     case QS_ERR_NAN: return "QS_ERR_NAN";
     case QS_ERR_NOMEM: return "QS_ERR_NOMEM";
+    case QS_ERR_CANCELLED: return "QS_ERR_CANCELLED";
     }
     return "QS_ERR_UNKNOWN";
 }

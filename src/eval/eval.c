@@ -113,14 +113,15 @@ static void make_window(const qs_model *m, const plan *p, const qs_eval_opts *o,
         make_clm_window(w, p->ids + start, n, o);
 }
 
-/* One thread's share of a pass: windows first, first + stride, ... Each
- * window's sum goes to its own slot, so the total (summed in window order)
- * is the same whatever the number of threads. */
+/* One thread's share of a chunk of a pass: windows begin + first, + stride,
+ * ... below end. Each window's sum goes to its own slot, so the total
+ * (summed in window order) is the same whatever the number of threads. */
 typedef struct eval_job {
     qs_model *m; /* the model itself for job 0, a replica of it for the others */
     const plan *p;
     const qs_eval_opts *o;
     int first, stride, quantize;
+    int begin, end; /* the chunk being scored */
     window w;
     double *nll; /* [n_windows] */
     long *count; /* [n_windows] */
@@ -137,7 +138,7 @@ static void score_windows(void *arg) {
     fo.skip_stats = 1; /* perplexity needs the logits only */
     j->failed = -1;
     j->status = QS_OK;
-    for (int k = j->first; k < j->p->n_windows; k += j->stride) {
+    for (int k = j->begin + j->first; k < j->end; k += j->stride) {
         window *w = &j->w;
         make_window(j->m, j->p, j->o, k, w);
         j->status = qs_model_forward(j->m, w->ids, w->T, &fo, &j->err);
@@ -198,13 +199,34 @@ static qs_status pass_init(pass *ps, qs_model *m, const plan *p, const qs_eval_o
     return QS_OK;
 }
 
+/* Progress over the passes of one call, reported through opts->progress. */
+typedef struct progress {
+    const qs_eval_opts *o;
+    long done, total;
+} progress;
+
+static qs_status report(progress *pr, long windows, qs_error *err) {
+    pr->done += windows;
+    if (pr->o->progress && pr->o->progress(pr->o->progress_user, pr->done, pr->total))
+        return qs_fail(err, QS_ERR_CANCELLED, "evaluate: cancelled after %ld of %ld windows",
+                       pr->done, pr->total);
+    return QS_OK;
+}
+
+/* Windows per job between two progress reports: enough that handing out a
+ * chunk costs nothing next to scoring it. */
+#define WINDOWS_PER_CHUNK 4
+
 /* Mean NLL over every scored token of the stream, windows spread over the
- * jobs. A failure reports the first window that failed. */
+ * jobs a chunk at a time. A failure reports the first window that failed. */
 static qs_status score(qs_model *m, const plan *p, const qs_eval_opts *o, int n_jobs, int quantize,
-                       double *nll, long *count, qs_error *err) {
+                       progress *pr, double *nll, long *count, qs_error *err) {
     pass ps;
     qs_status s = pass_init(&ps, m, p, o, n_jobs, quantize, err);
-    if (!s) {
+    int chunk = ps.n_jobs * WINDOWS_PER_CHUNK;
+    for (int begin = 0; !s && begin < p->n_windows; begin += chunk) {
+        int end = p->n_windows - begin < chunk ? p->n_windows : begin + chunk;
+        for (int i = 0; i < ps.n_jobs; i++) ps.jobs[i].begin = begin, ps.jobs[i].end = end;
         qs_parallel_run(ps.n_jobs, score_windows, ps.jobs, sizeof ps.jobs[0]);
         const eval_job *bad = NULL;
         for (int i = 0; i < ps.n_jobs; i++)
@@ -212,6 +234,8 @@ static qs_status score(qs_model *m, const plan *p, const qs_eval_opts *o, int n_
         if (bad) {
             if (err) *err = bad->err;
             s = bad->status;
+        } else {
+            s = report(pr, end - begin, err);
         }
     }
     if (!s) {
@@ -272,16 +296,20 @@ qs_status qs_evaluate(qs_model *m, const int32_t *ids, size_t n_ids, const qs_ev
     memset(out, 0, sizeof *out);
     out->q_nll = out->q_ppl = NAN;
     out->n_windows = p.n_windows;
-    if (o.quant && o.quant_only) out->fp_nll = out->fp_ppl = NAN;
-    else s = score(m, &p, &o, n_jobs, 0, &out->fp_nll, &out->n_predicted, err);
-    if (!s && !(o.quant && o.quant_only)) out->fp_ppl = exp(out->fp_nll);
+    int fp_pass = !(o.quant && o.quant_only);
+    int calib = o.calib_windows > 0 ? o.calib_windows : 4;
+    if (calib > p.n_windows) calib = p.n_windows;
+    int calibrates = o.quant && o.quant->act_granularity == QS_GRAN_TENSOR;
+    progress pr = {&o, 0, (fp_pass ? p.n_windows : 0) +
+                              (o.quant ? p.n_windows + (calibrates ? calib : 0) : 0)};
+    if (!fp_pass) out->fp_nll = out->fp_ppl = NAN;
+    else s = score(m, &p, &o, n_jobs, 0, &pr, &out->fp_nll, &out->n_predicted, err);
+    if (!s && fp_pass) out->fp_ppl = exp(out->fp_nll);
     if (!s && o.quant) {
         s = qs_model_set_quant(m, o.quant, err);
-        int calib = o.calib_windows > 0 ? o.calib_windows : 4;
-        if (calib > p.n_windows) calib = p.n_windows;
         /* Calibration runs in order on the model itself: running min-max
          * depends on the order of the batches. The replicas copy its ranges. */
-        if (o.quant->act_granularity == QS_GRAN_TENSOR && !s) {
+        if (calibrates && !s) {
             window w;
             if (!window_alloc(&w, seq_len)) s = qs_fail(err, QS_ERR_NOMEM, "evaluate: out of memory");
             for (int k = 0; k < calib && !s; k++) {
@@ -289,9 +317,10 @@ qs_status qs_evaluate(qs_model *m, const int32_t *ids, size_t n_ids, const qs_ev
                 s = qs_model_calibrate(m, w.ids, NULL, w.T, err);
             }
             window_free(&w);
+            if (!s) s = report(&pr, calib, err);
         }
         long n_q;
-        if (!s) s = score(m, &p, &o, n_jobs, 1, &out->q_nll, &n_q, err);
+        if (!s) s = score(m, &p, &o, n_jobs, 1, &pr, &out->q_nll, &n_q, err);
         if (!s && o.quant_only) out->n_predicted = n_q;
         if (!s) out->q_ppl = exp(out->q_nll);
     }

@@ -4,6 +4,7 @@
 #include "io/json.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -268,6 +269,17 @@ static qs_status parse_value(parser *p, qs_json *v, int depth, const char *paren
             return QS_OK;
         }
     }
+    /* Python's json writes these for non-finite floats; JSON has no such values. */
+    static const char *non_finite[] = {"NaN", "Infinity", "-Infinity"};
+    for (size_t i = 0; i < 3; i++) {
+        size_t L = strlen(non_finite[i]);
+        if (p->n - p->pos >= L && memcmp(p->s + p->pos, non_finite[i], L) == 0) {
+            char msg[96];
+            snprintf(msg, sizeof msg, "%s is not a JSON number (non-finite values cannot be stored)",
+                     non_finite[i]);
+            return perr(p, msg);
+        }
+    }
     v->type = QS_JSON_NUMBER;
     return parse_number(p, &v->number);
 }
@@ -277,6 +289,9 @@ qs_status qs_json_parse_named(const char *text, size_t len, const char *what,
     if (!text || !out) return qs_fail(err, QS_ERR_ARG, "qs_json_parse: NULL argument");
     *out = NULL;
     parser p = {text, len, 0, what ? what : "JSON", top_noun ? top_noun : "key", err};
+    if (len >= 3 && !memcmp(text, "\xEF\xBB\xBF", 3))
+        return perr(&p, "starts with a UTF-8 byte order mark (BOM), which JSON does not allow: save "
+                        "the file without it");
     qs_json *root = calloc(1, sizeof *root);
     if (!root) return qs_fail(err, QS_ERR_NOMEM, "%s: out of memory", p.what);
     qs_status s = parse_value(&p, root, 0, NULL);

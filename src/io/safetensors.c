@@ -43,9 +43,17 @@ void qs_st_free(qs_safetensors *st) {
     memset(st, 0, sizeof *st);
 }
 
+/* A JSON value as a message shows it: the number itself, else its type. */
+static const char *json_brief(const qs_json *v, char *buf, size_t cap) {
+    if (v->type == QS_JSON_NUMBER) snprintf(buf, cap, "%.17g", v->number);
+    else snprintf(buf, cap, "a %s", qs_json_type_name(v->type));
+    return buf;
+}
+
 static qs_status parse_entry(qs_safetensors *st, const char *name, const qs_json *v,
                              qs_st_tensor *t, qs_error *err) {
     const char *what = st->what;
+    char brief[40];
     if (v->type != QS_JSON_OBJECT)
         return qs_fail(err, QS_ERR_FORMAT, "%s: tensor '%s': header entry is a %s, expected an object",
                        what, name, qs_json_type_name(v->type));
@@ -70,16 +78,22 @@ static qs_status parse_entry(qs_safetensors *st, const char *name, const qs_json
         const qs_json *s = &shape->items[d];
         if (s->type != QS_JSON_NUMBER || s->number < 0 || s->number != floor(s->number) ||
             s->number > 1e15)
-            return qs_fail(err, QS_ERR_FORMAT, "%s: tensor '%s': bad shape entry %d", what, name, d);
+            return qs_fail(err, QS_ERR_FORMAT, "%s: tensor '%s': shape entry #%d = %s is not a "
+                           "non-negative integer", what, name, d, json_brief(s, brief, sizeof brief));
         t->shape[d] = (int64_t)s->number;
         elems *= s->number;
     }
     for (int k = 0; k < 2; k++)
         if (offs->items[k].type != QS_JSON_NUMBER || offs->items[k].number < 0 ||
             offs->items[k].number != floor(offs->items[k].number))
-            return qs_fail(err, QS_ERR_FORMAT, "%s: tensor '%s': bad data_offsets", what, name);
+            return qs_fail(err, QS_ERR_FORMAT, "%s: tensor '%s': data_offsets entry #%d = %s is not "
+                           "a non-negative integer", what, name, k,
+                           json_brief(&offs->items[k], brief, sizeof brief));
     double b = offs->items[0].number, e = offs->items[1].number;
-    if (b > e || e > (double)st->data_len)
+    if (b > e)
+        return qs_fail(err, QS_ERR_FORMAT, "%s: tensor '%s': data_offsets [%.0f, %.0f] are reversed "
+                       "(begin after end)", what, name, b, e);
+    if (e > (double)st->data_len)
         return qs_fail(err, QS_ERR_FORMAT,
                        "%s: tensor '%s': data_offsets [%.0f, %.0f] outside the data section of "
                        "%zu bytes (file truncated or corrupt)", what, name, b, e, st->data_len);

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "quantscope/status.h"
+#include "quantscope/train.h"
 
 /* ---- RNG --------------------------------------------------------------------
  * splitmix64 (Steele, Lea, Flood 2014): one 64-bit word of state that the caller
@@ -36,7 +37,7 @@ double qs_rng_uniform(qs_rng *r);
  * no row mixes train and validation text. 16 KiB rather than larger blocks puts
  * validation in ~13 places of the 4.1 MB KJV instead of 3, and still holds rows
  * of thousands of bytes. val_fraction 0 means no validation split. */
-#define QS_CORPUS_BLOCK_BYTES 16384
+#define QS_CORPUS_BLOCK_BYTES QS_TEXT_BLOCK_BYTES
 #define QS_CORPUS_VAL_FRACTION 0.05
 
 enum { QS_SPLIT_TRAIN = 0, QS_SPLIT_VAL = 1 };

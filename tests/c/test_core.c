@@ -219,6 +219,23 @@ static void test_json_duplicate_keys(void) {
     qs_json_free(j);
 }
 
+/* A byte order mark and Python's non-finite literals are named as what they are. */
+static void test_json_named_mistakes(void) {
+    qs_error err = {0};
+    qs_json *j = NULL;
+    const char *bad[][2] = {
+        {"\xEF\xBB\xBF{\"a\": 1}", "t: invalid JSON at byte 0: starts with a UTF-8 byte order mark (BOM)"},
+        {"{\"a\": NaN}", "at byte 6: NaN is not a JSON number (non-finite values cannot be stored)"},
+        {"[Infinity]", "at byte 1: Infinity is not a JSON number"},
+        {"{\"x\": [1, -Infinity]}", "-Infinity is not a JSON number"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        CHECK_FAILS(qs_json_parse(bad[i][0], strlen(bad[i][0]), "t", &j, &err), QS_ERR_FORMAT, &err,
+                    bad[i][1]);
+        CHECK(j == NULL);
+    }
+}
+
 /* A safetensors file from header text and n data bytes (bytes 0, 1, 2, ...). */
 static uint8_t *raw_st(const char *hdr, size_t n, size_t *len) {
     size_t hl = strlen(hdr);
@@ -259,6 +276,15 @@ static void test_safetensors_coverage(void) {
         {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
          "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", 8,
          "st: duplicate tensor 'a' (JSON readers disagree on which value counts"},
+        /* messages that say what is wrong with the value */
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2,-3],\"data_offsets\":[0,8]}}", 8,
+         "st: tensor 'a': shape entry #1 = -3 is not a non-negative integer"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[\"2\"],\"data_offsets\":[0,8]}}", 8,
+         "st: tensor 'a': shape entry #0 = a string is not a non-negative integer"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8.5]}}", 8,
+         "st: tensor 'a': data_offsets entry #1 = 8.5 is not a non-negative integer"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,0]}}", 8,
+         "st: tensor 'a': data_offsets [8, 0] are reversed (begin after end)"},
         /* a zero-byte tensor inside another one's bytes */
         {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
          "\"z\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[4,4]}}", 8,
@@ -303,6 +329,7 @@ int main(void) {
     RUN(test_safetensors_round_trip);
     RUN(test_half_dtypes);
     RUN(test_json_duplicate_keys);
+    RUN(test_json_named_mistakes);
     RUN(test_safetensors_coverage);
     return TEST_DONE();
 }

@@ -1,7 +1,8 @@
 /* tests/c/test_eval.c: batch evaluation on several threads gives the very
  * figures of one thread (float, fake quant, int8, dynamic ranges, both
  * architectures); replicas compute what their model computes; errors; the
- * outlier summary against the official definition computed by hand. */
+ * outlier summary against the official definition computed by hand; progress
+ * reports and cancellation. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -232,10 +233,69 @@ static void test_outlier_summary(void) {
     free(ids);
 }
 
+/* Records every progress report; stops when done reaches stop_at. */
+typedef struct seen {
+    long done[64], total[64];
+    int n;
+    long stop_at;
+} seen;
+
+static int on_progress(void *user, long done, long total) {
+    seen *s = user;
+    if (s->n < 64) s->done[s->n] = done, s->total[s->n] = total;
+    s->n++;
+    return s->stop_at > 0 && done >= s->stop_at;
+}
+
+/* Reports count every window of every pass once, in order, on any number of
+ * threads; a callback that says stop cancels the call, and the next call
+ * gives what a fresh one gives. */
+static void test_progress_and_cancel(void) {
+    size_t n;
+    int32_t *ids = stream_of(&n);
+    qs_error err = {0};
+    qs_model *m = byte_model("bert", 32, 4, 64, 64, "", 5);
+    if (!m) return;
+    qs_quant_config q = qs_quant_config_default();
+    qs_eval_opts o = qs_eval_opts_default(m);
+    o.seq_len = 40;
+    o.max_windows = 13;
+    o.calib_windows = 3;
+    o.quant = &q;
+    qs_eval_result ref, r;
+    CHECK_OK(qs_evaluate(m, ids, n, &o, &ref, &err), &err); /* no callback */
+    const int threads[] = {1, 3};
+    for (int t = 0; t < 2; t++) {
+        seen s = {0};
+        o.threads = threads[t];
+        o.progress = on_progress;
+        o.progress_user = &s;
+        CHECK_OK(qs_evaluate(m, ids, n, &o, &r, &err), &err);
+        CHECK(same_result(&ref, &r));
+        CHECK(s.n >= 3 && s.n <= 64);
+        for (int i = 0; i < s.n && i < 64; i++) {
+            CHECK(s.total[i] == 13 + 3 + 13); /* float, calibration, quantized */
+            CHECK(s.done[i] > (i ? s.done[i - 1] : 0));
+        }
+        CHECK(s.done[s.n - 1] == 29);
+
+        seen stop = {.stop_at = 14}; /* inside the calibration or quantized pass */
+        o.progress_user = &stop;
+        CHECK_FAILS(qs_evaluate(m, ids, n, &o, &r, &err), QS_ERR_CANCELLED, &err, "cancelled after");
+        CHECK(stop.done[stop.n - 1] < 29);
+        o.progress = NULL;
+        CHECK_OK(qs_evaluate(m, ids, n, &o, &r, &err), &err);
+        CHECK(same_result(&ref, &r));
+    }
+    qs_model_free(m);
+    free(ids);
+}
+
 int main(void) {
     RUN(test_threads_equal_one_thread);
     RUN(test_replica);
     RUN(test_errors);
     RUN(test_outlier_summary);
+    RUN(test_progress_and_cancel);
     return TEST_DONE();
 }

@@ -133,7 +133,75 @@ test('bad input gives a clear message and a non-zero exit', () => {
   }
   const long = Array.from({ length: 65 }, () => 5).join(',');
   const r = run(['logits', '--model', golden('opt'), '--ids', long]);
-  assert.ok(r.err.includes('65 tokens is longer than the model\'s max_position_embeddings 64'), r.err);
+  assert.ok(r.err.includes('the input is 65 tokens; ' + golden('opt') + ' takes at most 64 (max_position_embeddings'), r.err);
+});
+
+// What the CLI gets but would not use is refused, not dropped: each case once
+// went through silently or with a misleading message.
+test('qs refuses flags it would ignore, and names the limits it applies', async () => {
+  const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
+  const os = await import('node:os');
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'qs-cli-'));
+  const bert = path.join(root, 'models/bert-vanilla');
+  const small = path.join(dir, 'small.txt');
+  writeFileSync(small, 'In the beginning God created the heaven and the earth.\n'.repeat(400)); // 22 KB
+  const longText = path.join(dir, 'long.txt');
+  writeFileSync(longText, 'a'.repeat(70000));
+  const points = Array.from({ length: 200 }, () => 'q').join(',') + ',zz';
+  const cases = [
+    [['stats', '--model', bert, '--text', 'hi', '--wbits', '4'], '--wbits does not apply to qs stats'],
+    [['logits', '--model', bert, '--model', bert, '--text', 'hi'], '--model given twice (only qs eval compares several models)'],
+    [['stats', '--model', bert, '--ids', '1,2', '--text', 'hi'], 'give one input: --ids, --text, --text-file'],
+    [['eval', '--model', bert, '--data', small, '--text', 'hi'], 'give one input: --ids, --text, --text-file or --data'],
+    [['stats', '--model', bert, '--text', 'hi', '--windows', '3'], '--windows does not apply to qs stats'],
+    [['stats', '--model', bert, '--text', 'hi', '--bogus'], "unknown option '--bogus'"],
+    [['stats', '--model', bert, '--text'], '--text needs a value'],
+    [['eval', '--model', bert, '--text', 'hi', '--windows', '0'], '--windows 0 is below 1'],
+    [['eval', '--model', bert, '--text', 'hi', '--windows', '-5'], '--windows -5 is below 1'],
+    [['eval', '--model', bert, '--text', 'hi', '--calib', '-1'], '--calib -1 is below 1'],
+    [['eval', '--model', bert, '--text', 'hi', '--percentile', 'x'], '--percentile expects a number in (0, 100]'],
+    [['quant', '--model', bert, '--text', 'hi', '--points', points], "unknown capture point 'zz'"],
+    [['stats', '--model', bert, '--text', ''], '--text is empty: give at least one character (QS_ERR_RANGE)'],
+    [['stats', '--model', bert, '--text-file', longText], 'the input is 70002 tokens; ' + bert + ' takes at most 128 (max_position_embeddings'],
+    [['eval', '--model', bert, '--data', small], 'its validation split is empty: the trainer\'s split gives validation one block of 16 KiB in 20, and this file has 22000 bytes; score it all with --split all, or its training part with --split train'],
+    [['eval', '--model', bert, '--data', small, '--split', 'some'], "--split expects val, train or all, got 'some'"],
+    [['eval', '--model', bert, '--text', 'hi', '--split', 'all'], '--split goes with --data'],
+    [['stats', '--model', bert, '--text', 'hi', '--types', '0'], '--types goes with --ids'],
+  ];
+  for (const [args, msg] of cases) {
+    const r = run(args);
+    assert.notEqual(r.code, 0, args.join(' '));
+    assert.ok(r.err.includes(msg), `${args.slice(0, 6).join(' ')}: "${r.err.split('\n')[0]}" lacks "${msg}"`);
+  }
+  // the long text is scored by eval (windows), and a text file goes where --text goes
+  const ok = run(['eval', '--model', bert, '--text-file', longText, '--windows', '2', '--abits', '8', '--json']);
+  assert.equal(ok.code, 0, ok.err);
+  assert.equal(JSON.parse(ok.out).models[0].n_windows, 2);
+  const whole = run(['eval', '--model', bert, '--data', small, '--split', 'all', '--windows', '2', '--abits', '8', '--json']);
+  assert.equal(whole.code, 0, whole.err);
+  assert.equal(JSON.parse(whole.out).models[0].n_windows, 2);
+  // a model that fails is reported in the JSON, next to the ones that worked
+  const mixed = run(['eval', '--model', bert, '--model', path.join(dir, 'none'), '--text', 'In the beginning', '--abits', '8', '--json']);
+  assert.notEqual(mixed.code, 0);
+  const models = JSON.parse(mixed.out).models;
+  assert.equal(models.length, 2);
+  assert.ok(models[0].fp_ppl > 1);
+  assert.equal(models[1].error.code, 'QS_ERR_IO');
+  assert.match(models[1].error.message, /none\/config\.json: cannot open/);
+  // long work shows progress on stderr when it is a terminal (script(1) gives one), not otherwise
+  const plain = run(['eval', '--model', bert, '--text-file', longText, '--windows', '12', '--abits', '8']);
+  assert.doesNotMatch(plain.err, /windows/);
+  const tty = spawnSync('script', ['-qec', `${qs} eval --model ${bert} --text-file ${longText} --windows 12 --abits 8`, '/dev/null'], { encoding: 'utf8' });
+  if (tty.error) console.log(`script(1) missing (${tty.error.code}): progress on a terminal not checked`);
+  else {
+    assert.match(tty.stdout, /bert-vanilla float: +100% of 12 windows/);
+    assert.match(tty.stdout, /bert-vanilla W8A8: 100% of 16 windows/); // calibration windows count too
+  }
+  // stats --json lists the ids and their pieces, so dropped bytes are visible
+  const st = JSON.parse(run(['stats', '--model', bert, '--text', 'a.', '--json']).out);
+  assert.deepEqual(st.ids, [1, 4 + 97, 4 + 46, 2]);
+  assert.deepEqual(st.pieces, ['[CLS]', 'a', '.', '[SEP]']);
+  rmSync(dir, { recursive: true });
 });
 
 test('qs train: trains, logs the curve, checkpoints, resumes; clear corpus errors', async () => {
