@@ -33,6 +33,10 @@ typedef struct qs_train_config {
  * warmup 5 % of steps, clip 1.0, mask 0.15, seed 0, 2 threads. */
 qs_train_config qs_train_config_default(void);
 
+/* The warmup used when none is given (qs train, createTrainer, the page): 5 %
+ * of the steps, rounded down. */
+int qs_train_default_warmup(int steps);
+
 typedef struct qs_trainer qs_trainer;
 
 /* A trainer for model m (kept, not owned) over corpus text (copied). Fails on

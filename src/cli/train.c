@@ -149,7 +149,7 @@ static int parse(int argc, char **argv, targs *a) {
                         "combined with --resume\n");
         return 0;
     }
-    if (!warmup_set) a->tc.warmup_steps = a->tc.steps / 20;
+    if (!warmup_set) a->tc.warmup_steps = qs_train_default_warmup(a->tc.steps);
     if (a->eval_batches < 1) a->eval_batches = 1;
     return 1;
 }

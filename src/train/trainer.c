@@ -21,6 +21,8 @@
 #include "train/data.h"
 
 
+int qs_train_default_warmup(int steps) { return steps > 0 ? steps / 20 : 0; }
+
 qs_train_config qs_train_config_default(void) {
     qs_train_config c;
     memset(&c, 0, sizeof c);

@@ -44,7 +44,7 @@ export async function start({ runId, variant, size, options, label }, emit) {
   try {
     trainer = await model.createTrainer(options.text, {
       batchSize: size.batch, seqLen: size.seqLen, steps: options.steps, lr: options.lr,
-      warmupSteps: Math.max(1, Math.round(options.steps * 0.05)), seed: options.seed ?? 0,
+      seed: options.seed ?? 0, // warmup: the library's default (5 % of the steps)
       gammaRamp: variant === 'clipped',
     });
   } catch (e) {
