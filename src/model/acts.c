@@ -35,8 +35,12 @@ static void layout(const qs_config *c, int T, int shared, acts *a, slicer *s) {
     int sets = shared ? 1 : c->n_layers;
     for (int l = 0; l < sets; l++) {
         layer_acts *A = &a->L[l];
-        A->out = take(s, TT * D);
-        A->attn_in = bert && !op ? NULL : take(s, TT * D);
+        /* The residual stream: each layer reads the one before it; shared
+         * (inference) layers work in place on x0. */
+        A->in = l == 0 ? a->x0 : a->L[l - 1].out;
+        A->out = shared ? a->x0 : take(s, TT * D);
+        /* BERT and the OP block's later layers attend over the stream itself. */
+        A->attn_in = (bert && !op) || (op && l > 0) ? A->in : take(s, TT * D);
         A->ln1_mean = take(s, TT);
         A->ln1_rstd = take(s, TT);
         A->q = take(s, TT * D);
@@ -55,7 +59,7 @@ static void layout(const qs_config *c, int T, int shared, acts *a, slicer *s) {
         A->ctx = gated ? take(s, TT * D) : A->ctx_pre;
         A->att_out = take(s, TT * D);
         A->res = take(s, TT * D);
-        A->ffn_in = take(s, TT * D);
+        A->ffn_in = op ? A->res : take(s, TT * D); /* the OP block's FFN reads the residual */
         A->ln2_mean = take(s, TT);
         A->ln2_rstd = take(s, TT);
         A->ffn_h = take(s, TT * I);
@@ -64,7 +68,10 @@ static void layout(const qs_config *c, int T, int shared, acts *a, slicer *s) {
         A->res2 = bert && !op ? take(s, TT * D) : NULL;
     }
     if (shared)
-        for (int l = 1; l < c->n_layers; l++) a->L[l] = a->L[0];
+        for (int l = 1; l < c->n_layers; l++) {
+            a->L[l] = a->L[0];
+            if (op) a->L[l].attn_in = a->L[l].in; /* layer 0's own LN output is not theirs */
+        }
     a->head_h = bert ? take(s, TT * D) : NULL;
     a->head_g = bert ? take(s, TT * D) : NULL;
     a->head_mean = take(s, TT);

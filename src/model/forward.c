@@ -1,6 +1,7 @@
-/* model/forward.c: the forward pass of both architectures, top to bottom. Every
- * named point goes through one hook (stats, fake quant, capture) at inference;
- * the training path runs the same layers with the hook switched off. */
+/* model/forward.c: the forward pass of both architectures, top to bottom:
+ * embeddings, the layers (block.c), the head and the logits. Every named
+ * point goes through one hook (stats, fake quant, capture) at inference; the
+ * training path runs the same layers with the hook switched off. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,20 +10,7 @@
 #include "core/error.h"
 #include "core/kernels.h"
 #include "core/size.h"
-#include "model/model_internal.h"
-
-typedef struct fwd {
-    const qs_model *m;
-    qs_model *mm;        /* non-NULL at inference: stats, quant and capture live there */
-    const model_weights *W;
-    acts *a;
-    int T;
-    int quantize;        /* fake-quantize activations at the configured points */
-    int calibrate;       /* feed observers instead of quantizing */
-    const qs_forward_opts *o;
-    const uint8_t *key_mask;
-    qs_error *err;
-} fwd;
+#include "model/pass.h"
 
 static void point_shape(const qs_model *m, qs_point p, int T, int *rows, int *cols) {
     const qs_config *c = &m->cfg;
@@ -82,7 +70,7 @@ static qs_status quantize_point(fwd *f, int slot, float *x, int rows, int cols,
 /* The hook every named point goes through. alias: the tensor was already seen
  * at another point (same values), so it gets stats and capture, not a second
  * quantization. A no-op on the training path. */
-static qs_status point(fwd *f, int layer, qs_point p, float *x, int alias) {
+qs_status fwd_point(fwd *f, int layer, qs_point p, float *x, int alias) {
     qs_model *m = f->mm;
     if (!m) return QS_OK;
     int rows, cols;
@@ -122,25 +110,13 @@ static qs_status point(fwd *f, int layer, qs_point p, float *x, int alias) {
     return QS_OK;
 }
 
-/* Slot of the point whose quantization made layer l's attention input: the
- * layer input is an alias of the previous layer's output (BERT: layer_out;
- * OP block: ffn_res, of which layer_out is an alias) or of the embeddings. */
-static int attn_in_slot(const fwd *f, int l) {
-    const qs_config *c = &f->m->cfg;
-    if (c->block == QS_BLOCK_OP)
-        return l == 0 ? qs_slot(f->mm, 0, QS_PT_ATTN_IN) : qs_slot(f->mm, l - 1, QS_PT_FFN_RES);
-    if (c->arch == QS_ARCH_BERT)
-        return l == 0 ? qs_slot(f->mm, 0, QS_PT_EMBED) : qs_slot(f->mm, l - 1, QS_PT_LAYER_OUT);
-    return qs_slot(f->mm, l, QS_PT_ATTN_IN);
-}
-
 /* out = x W^T + b. With int8 installed and x quantized at point slot `src`,
  * in int8 on the grid that point used (qs_int8_linear re-quantizes x, which
  * gives back the very integers: int8.h); otherwise float with the (fake-
  * quantized) weights w. */
-static qs_status linear(fwd *f, float *out, const float *x, const float *w,
-                        const qs_int8_weights *w8, const float *b, int in, int out_features,
-                        int src) {
+qs_status fwd_linear(fwd *f, float *out, const float *x, const float *w,
+                      const qs_int8_weights *w8, const float *b, int in, int out_features,
+                      int src) {
     qs_model *m = f->mm;
     if (m && w8 && f->quantize && !f->calibrate && m->pstats[src].quantized) {
         const qs_quant_config *q = &m->quant;
@@ -159,229 +135,6 @@ static qs_status linear(fwd *f, float *out, const float *x, const float *w,
     }
     qs_linear(out, x, w, b, f->T, in, out_features);
     return QS_OK;
-}
-
-/* sigmoid(G_h(x_i)) for every token and head (docs/science.md §2 gated attention). */
-static void gate_forward(const fwd *f, const layer_weights *L, const float *x, float *gate,
-                         float *hidden) {
-    const qs_config *c = &f->m->cfg;
-    int H = c->n_heads, D = c->hidden_size, dh = f->m->d_head, hid = c->gate_mlp_hidden;
-    for (int i = 0; i < f->T; i++) {
-        const float *xi = x + (size_t)i * D;
-        for (int h = 0; h < H; h++) {
-            float logit;
-            if (c->gate == QS_GATE_UNCONDITIONAL_PER_HEAD) {
-                logit = L->gate_b[h];
-            } else if (c->gate == QS_GATE_ALL_FEATURES) {
-                logit = qs_dot(xi, L->gate_w + (size_t)h * D, D) + L->gate_b[h];
-            } else if (!c->gate_mlp) {
-                logit = qs_dot(xi + h * dh, L->gate_w + (size_t)h * dh, dh) + L->gate_b[h];
-            } else {
-                float *hb = hidden + ((size_t)i * H + h) * hid;
-                qs_linear(hb, xi + h * dh, L->gate_w + (size_t)h * hid * dh,
-                          L->gate_b + (size_t)h * hid, 1, dh, hid);
-                logit = L->gate_b2[h];
-                for (int u = 0; u < hid; u++)
-                    if (hb[u] > 0.0f) logit += hb[u] * L->gate_w2[(size_t)h * hid + u];
-            }
-            gate[(size_t)i * H + h] = sigmoidf_stable(logit);
-        }
-    }
-}
-
-/* Keys query row i may attend to: the caller's mask, and j <= i when causal. */
-static void key_flags(const fwd *f, int i, uint8_t *valid) {
-    int causal = f->m->cfg.arch == QS_ARCH_OPT;
-    for (int j = 0; j < f->T; j++)
-        valid[j] = (uint8_t)((!f->key_mask || f->key_mask[j]) && (!causal || j <= i));
-}
-
-float qs_clip_gamma(const qs_config *c, int T) {
-    /* gamma = -alpha / T makes the effect independent of the length (§2); like
-     * the official code, T is the training length (clip_seq_len), fixed. */
-    (void)T;
-    return c->clip_alpha > 0.0f ? -c->clip_alpha / (float)c->clip_seq_len : c->clip_gamma;
-}
-
-/* Multi-head self-attention of layer l: A->attn_in -> A->att_out. */
-static qs_status attention_forward(fwd *f, int l, layer_acts *A, uint8_t *valid) {
-    const qs_config *c = &f->m->cfg;
-    const layer_weights *L = &f->W->layers[l];
-    int T = f->T, D = c->hidden_size, H = c->n_heads, dh = f->m->d_head;
-    const float *x = A->attn_in;
-    const layer_int8 *L8 = f->mm && f->mm->w8 ? &f->mm->w8[l] : &(layer_int8){0};
-    int src = f->mm ? attn_in_slot(f, l) : 0;
-    qs_status s;
-    if (c->block == QS_BLOCK_OP) {
-        /* QK-Norm keeps attention entropy in check without LayerNorms (He et al. 2024). */
-        if ((s = linear(f, A->q_raw, x, L->wq, L8->wq, L->bq, D, D, src))) return s;
-        if ((s = linear(f, A->k_raw, x, L->wk, L8->wk, L->bk, D, D, src))) return s;
-        rmsnorm_heads_forward(A->q, A->q_rstd, A->q_raw, L->qk_norm, T, H, dh, c->layer_norm_eps);
-        rmsnorm_heads_forward(A->k, A->k_rstd, A->k_raw, L->qk_norm, T, H, dh, c->layer_norm_eps);
-    } else {
-        if ((s = linear(f, A->q, x, L->wq, L8->wq, L->bq, D, D, src))) return s;
-        if ((s = linear(f, A->k, x, L->wk, L8->wk, L->bk, D, D, src))) return s;
-    }
-    if ((s = point(f, l, QS_PT_Q, A->q, 0))) return s;
-    if ((s = point(f, l, QS_PT_K, A->k, 0))) return s;
-    if ((s = linear(f, A->v, x, L->wv, L8->wv, L->bv, D, D, src))) return s;
-    if ((s = point(f, l, QS_PT_V, A->v, 0))) return s;
-
-    float scale = 1.0f / sqrtf((float)dh);
-    for (int h = 0; h < H; h++)
-        qs_gemm_nt(A->scores + (size_t)h * T * T, T, A->q + h * dh, D, A->k + h * dh, D, T, T, dh,
-                   NULL, scale);
-    if ((s = point(f, l, QS_PT_SCORES, A->scores, 0))) return s;
-
-    float gamma = qs_clip_gamma(c, T);
-    for (int i = 0; i < T; i++) {
-        key_flags(f, i, valid);
-        for (int h = 0; h < H; h++) {
-            size_t r = ((size_t)h * T + i) * T;
-            if (c->softmax == QS_SOFTMAX_CLIPPED) {
-                softmax_row_forward(A->sm + r, A->scores + r, valid, T);
-                clipped_softmax_row_forward(A->probs + r, A->scores + r, valid, T, gamma, c->clip_zeta);
-            } else if (c->softmax == QS_SOFTMAX1) {
-                softmax1_row_forward(A->probs + r, A->scores + r, valid, T);
-            } else {
-                softmax_row_forward(A->probs + r, A->scores + r, valid, T);
-            }
-        }
-    }
-    if ((s = point(f, l, QS_PT_PROBS, A->probs, 0))) return s;
-
-    for (int h = 0; h < H; h++) /* ctx_h = P_h V_h */
-        qs_gemm(A->ctx_pre + h * dh, D, A->probs + (size_t)h * T * T, T, 1, A->v + h * dh, D, T, dh,
-                T, 0);
-    qs_head_stats *hs = f->mm ? f->mm->hstats + (size_t)l * H : NULL;
-    if (hs && !f->calibrate && !(f->o && f->o->skip_stats))
-        qs_attention_head_stats(A->probs, A->v, f->o ? f->o->delimiters : NULL, H, T, dh, hs);
-
-    if (c->gate != QS_GATE_NONE) {
-        gate_forward(f, L, x, A->gate, A->gate_hidden);
-        if ((s = point(f, l, QS_PT_GATE, A->gate, 0))) return s;
-        for (int i = 0; i < T; i++)
-            for (int h = 0; h < H; h++) {
-                float g = A->gate[(size_t)i * H + h];
-                const float *src = A->ctx_pre + (size_t)i * D + h * dh;
-                float *dst = A->ctx + (size_t)i * D + h * dh;
-                for (int d = 0; d < dh; d++) dst[d] = g * src[d];
-            }
-        for (int h = 0; hs && h < H; h++) {
-            double sum = 0.0;
-            for (int i = 0; i < T; i++) sum += A->gate[(size_t)i * H + h];
-            hs[h].gate_mean = (float)(sum / T);
-        }
-    } else {
-        for (int h = 0; hs && h < H; h++) hs[h].gate_mean = 1.0f;
-    }
-    if ((s = point(f, l, QS_PT_CTX, A->ctx, 0))) return s;
-    int ctx_slot = f->mm ? qs_slot(f->mm, l, QS_PT_CTX) : 0;
-    if ((s = linear(f, A->att_out, A->ctx, L->wo, L8->wo, L->bo, D, D, ctx_slot))) return s;
-    return point(f, l, QS_PT_ATTN_OUT, A->att_out, 0);
-}
-
-static void activation(const qs_config *c, float *out, const float *x, size_t n) {
-    if (c->activation == QS_ACT_RELU) relu_forward(out, x, n);
-    else if (c->activation == QS_ACT_GELU_TANH) gelu_tanh_forward(out, x, n);
-    else gelu_forward(out, x, n);
-}
-
-/* fc1 -> activation -> fc2: A->ffn_in -> A->ffn_out. */
-static qs_status ffn_forward(fwd *f, int l, layer_acts *A) {
-    const qs_config *c = &f->m->cfg;
-    const layer_weights *L = &f->W->layers[l];
-    int T = f->T, D = c->hidden_size, I = c->intermediate_size;
-    const layer_int8 *L8 = f->mm && f->mm->w8 ? &f->mm->w8[l] : &(layer_int8){0};
-    qs_status s;
-    /* OP block: ffn_in is an alias of attn_res, quantized there. */
-    qs_point in_pt = c->block == QS_BLOCK_OP ? QS_PT_ATTN_RES : QS_PT_FFN_IN;
-    int in_slot = f->mm ? qs_slot(f->mm, l, in_pt) : 0, act_slot = f->mm ? qs_slot(f->mm, l, QS_PT_FFN_ACT) : 0;
-    if ((s = linear(f, A->ffn_h, A->ffn_in, L->w1, L8->w1, L->b1, D, I, in_slot))) return s;
-    if ((s = point(f, l, QS_PT_FFN_H, A->ffn_h, 0))) return s;
-    activation(c, A->ffn_act, A->ffn_h, (size_t)T * I);
-    if ((s = point(f, l, QS_PT_FFN_ACT, A->ffn_act, 0))) return s;
-    if ((s = linear(f, A->ffn_out, A->ffn_act, L->w2, L8->w2, L->b2, I, D, act_slot))) return s;
-    return point(f, l, QS_PT_FFN_OUT, A->ffn_out, 0);
-}
-
-static void add_into(float *out, const float *a, const float *b, size_t n) {
-    for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
-}
-
-/* Post-LN (BERT): x -> LN1(x + attn(x)) -> LN2(. + ffn(.)). out is written
- * last, so it may alias in. */
-static qs_status bert_layer(fwd *f, int l, layer_acts *A, uint8_t *valid) {
-    const qs_config *c = &f->m->cfg;
-    const layer_weights *L = &f->W->layers[l];
-    int T = f->T, D = c->hidden_size;
-    size_t n = (size_t)T * D;
-    qs_status s;
-    A->attn_in = A->in;
-    if ((s = point(f, l, QS_PT_ATTN_IN, A->in, 1))) return s;
-    if ((s = attention_forward(f, l, A, valid))) return s;
-    add_into(A->res, A->in, A->att_out, n);
-    if ((s = point(f, l, QS_PT_ATTN_RES, A->res, 0))) return s;
-    layernorm_forward(A->ffn_in, A->ln1_mean, A->ln1_rstd, A->res, L->ln1_w, L->ln1_b, T, D,
-                      c->layer_norm_eps);
-    if ((s = point(f, l, QS_PT_FFN_IN, A->ffn_in, 0))) return s;
-    if ((s = ffn_forward(f, l, A))) return s;
-    add_into(A->res2, A->ffn_in, A->ffn_out, n);
-    if ((s = point(f, l, QS_PT_FFN_RES, A->res2, 0))) return s;
-    layernorm_forward(A->out, A->ln2_mean, A->ln2_rstd, A->res2, L->ln2_w, L->ln2_b, T, D,
-                      c->layer_norm_eps);
-    return point(f, l, QS_PT_LAYER_OUT, A->out, 0);
-}
-
-/* Pre-LN (OPT): x -> x + attn(LN1(x)) -> . + ffn(LN2(.)). */
-static qs_status opt_layer(fwd *f, int l, layer_acts *A, uint8_t *valid) {
-    const qs_config *c = &f->m->cfg;
-    const layer_weights *L = &f->W->layers[l];
-    int T = f->T, D = c->hidden_size;
-    size_t n = (size_t)T * D;
-    qs_status s;
-    layernorm_forward(A->attn_in, A->ln1_mean, A->ln1_rstd, A->in, L->ln1_w, L->ln1_b, T, D,
-                      c->layer_norm_eps);
-    if ((s = point(f, l, QS_PT_ATTN_IN, A->attn_in, 0))) return s;
-    if ((s = attention_forward(f, l, A, valid))) return s;
-    add_into(A->res, A->in, A->att_out, n);
-    if ((s = point(f, l, QS_PT_ATTN_RES, A->res, 0))) return s;
-    layernorm_forward(A->ffn_in, A->ln2_mean, A->ln2_rstd, A->res, L->ln2_w, L->ln2_b, T, D,
-                      c->layer_norm_eps);
-    if ((s = point(f, l, QS_PT_FFN_IN, A->ffn_in, 0))) return s;
-    if ((s = ffn_forward(f, l, A))) return s;
-    add_into(A->out, A->res, A->ffn_out, n);
-    if ((s = point(f, l, QS_PT_FFN_RES, A->out, 0))) return s;
-    return point(f, l, QS_PT_LAYER_OUT, A->out, 1);
-}
-
-/* Outlier Protected block (He et al. 2024): no LayerNorm in the branches
- * (layer 0 normalises its attention input), each branch scaled by beta:
- * x -> h = x + beta attn(x) -> h + beta ffn(h). */
-static qs_status op_layer(fwd *f, int l, layer_acts *A, uint8_t *valid) {
-    const qs_config *c = &f->m->cfg;
-    const layer_weights *L = &f->W->layers[l];
-    int T = f->T, D = c->hidden_size;
-    size_t n = (size_t)T * D;
-    float beta = c->op_beta;
-    qs_status s;
-    if (l == 0) {
-        layernorm_forward(A->attn_in, A->ln1_mean, A->ln1_rstd, A->in, L->ln1_w, L->ln1_b, T, D,
-                          c->layer_norm_eps);
-        if ((s = point(f, l, QS_PT_ATTN_IN, A->attn_in, 0))) return s;
-    } else {
-        A->attn_in = A->in;
-        if ((s = point(f, l, QS_PT_ATTN_IN, A->in, 1))) return s;
-    }
-    if ((s = attention_forward(f, l, A, valid))) return s;
-    for (size_t i = 0; i < n; i++) A->res[i] = A->in[i] + beta * A->att_out[i];
-    if ((s = point(f, l, QS_PT_ATTN_RES, A->res, 0))) return s;
-    A->ffn_in = A->res;
-    if ((s = point(f, l, QS_PT_FFN_IN, A->ffn_in, 1))) return s;
-    if ((s = ffn_forward(f, l, A))) return s;
-    for (size_t i = 0; i < n; i++) A->out[i] = A->res[i] + beta * A->ffn_out[i];
-    if ((s = point(f, l, QS_PT_FFN_RES, A->out, 0))) return s;
-    return point(f, l, QS_PT_LAYER_OUT, A->out, 1);
 }
 
 /* Embeddings, layers and the head up to a->final (logits are the caller's). */
@@ -407,17 +160,13 @@ static qs_status run_layers(fwd *f, const int32_t *ids, const int32_t *types, ui
     if (c->arch == QS_ARCH_BERT)
         layernorm_forward(a->x0, a->emb_mean, a->emb_rstd, a->emb_sum, W->emb_ln_w, W->emb_ln_b,
                           T, D, c->layer_norm_eps);
-    qs_status s = point(f, 0, QS_PT_EMBED, a->x0, 0);
+    qs_status s = fwd_point(f, 0, QS_PT_EMBED, a->x0, 0);
     if (s) return s;
     if (hidden) memcpy(hidden, a->x0, n * sizeof(float));
 
     for (int l = 0; l < c->n_layers; l++) {
         layer_acts *A = &a->L[l];
-        A->in = l == 0 || a->shared ? a->x0 : a->L[l - 1].out;
-        if (a->shared) A->out = a->x0;
-        if (c->block == QS_BLOCK_OP) s = op_layer(f, l, A, valid);
-        else s = c->arch == QS_ARCH_BERT ? bert_layer(f, l, A, valid) : opt_layer(f, l, A, valid);
-        if (s) return s;
+        if ((s = block_forward(f, l, A, valid))) return s;
         if (hidden) memcpy(hidden + (size_t)(l + 1) * n, A->out, n * sizeof(float));
     }
     const float *top = a->L[c->n_layers - 1].out;
@@ -427,10 +176,10 @@ static qs_status run_layers(fwd *f, const int32_t *ids, const int32_t *types, ui
         /* top is the last layer's output, quantized at layer_out (OP: ffn_res). */
         int top_slot = f->mm ? qs_slot(f->mm, c->n_layers - 1, c->block == QS_BLOCK_OP
                                            ? QS_PT_FFN_RES : QS_PT_LAYER_OUT) : 0;
-        s = linear(f, a->head_h, top, W->head_w, f->mm ? f->mm->head_w8 : NULL, W->head_b, D, D,
+        s = fwd_linear(f, a->head_h, top, W->head_w, f->mm ? f->mm->head_w8 : NULL, W->head_b, D, D,
                    top_slot);
         if (s) return s;
-        activation(c, a->head_g, a->head_h, n);
+        activation_forward(c, a->head_g, a->head_h, n);
         layernorm_forward(a->final, a->head_mean, a->head_rstd, a->head_g, W->head_ln_w,
                           W->head_ln_b, T, D, c->layer_norm_eps);
     } else {
@@ -438,7 +187,7 @@ static qs_status run_layers(fwd *f, const int32_t *ids, const int32_t *types, ui
                           T, D, c->layer_norm_eps);
         if (hidden) memcpy(hidden + (size_t)c->n_layers * n, a->final, n * sizeof(float));
     }
-    return point(f, 0, QS_PT_FINAL, a->final, 0);
+    return fwd_point(f, 0, QS_PT_FINAL, a->final, 0);
 }
 
 static qs_status check_inputs(const qs_model *m, const int32_t *ids, int T, const int32_t *types,

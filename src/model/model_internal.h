@@ -52,7 +52,7 @@ typedef struct param_entry {
  * (in and out then alias), in training each layer has its own. */
 typedef struct layer_acts {
     float *in, *out;            /* [T][D] residual stream entering / leaving */
-    float *attn_in;             /* [T][D] BERT: = in; OPT: LN1(in) */
+    float *attn_in;             /* [T][D] BERT, OP layers > 0: = in (aliased in acts.c); OPT, OP layer 0: LN1(in) */
     float *ln1_mean, *ln1_rstd; /* [T] OPT LN1; BERT attention.output.LayerNorm */
     float *q, *k, *v;           /* [T][D] (OP block: q, k after QK-RMSNorm) */
     float *q_raw, *k_raw;       /* [T][D] OP block: projections before QK-RMSNorm */
@@ -66,7 +66,7 @@ typedef struct layer_acts {
     float *ctx;                 /* [T][D] output projection input */
     float *att_out;             /* [T][D] */
     float *res;                 /* [T][D] in + att_out */
-    float *ffn_in;              /* [T][D] */
+    float *ffn_in;              /* [T][D] OP block: = res (aliased in acts.c) */
     float *ln2_mean, *ln2_rstd; /* [T] OPT LN2 (pre-FFN); BERT output.LayerNorm */
     float *ffn_h, *ffn_act;     /* [T][I] */
     float *ffn_out;             /* [T][D] */
@@ -200,7 +200,8 @@ void softmax_row_backward(float *ds, const float *p, const float *dp, int T);
 void clipped_softmax_row_backward(float *ds, const float *sm, const float *dp, int T, float gamma,
                                   float zeta);
 
-/* ---- forward of one sequence into caller-owned activations (forward.c) ---- */
+/* ---- forward of one sequence into caller-owned activations (forward.c; the
+ * layers in attention.c, ffn.c, block.c share model/pass.h) ---- */
 typedef struct qs_seq_opts {
     const int32_t *types;          /* BERT token types or NULL */
     const uint8_t *attention_mask; /* per key, NULL = all */
