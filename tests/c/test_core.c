@@ -43,6 +43,57 @@ static void test_linear(void) {
     }
 }
 
+/* qs_gemm's paths: 4-row blocks of two vectors, the leftover rows over those
+ * blocks, single vectors past the last full block, the scalar tail, in both
+ * layouts the backward uses (A row-major and A transposed), with and without
+ * accumulation; and qs_linear_backward, built on it, against its scalar
+ * reference. Every M, N from 1 to 3 vectors + 3 is tried for a few K. */
+static void test_gemm_paths(void) {
+    const int VWMAX = 16, MAXD = 3 * VWMAX + 3, Ks[] = {1, 3, 17};
+    size_t cap = (size_t)MAXD * MAXD;
+    float *a = malloc(cap * sizeof(float)), *b = malloc(cap * sizeof(float)),
+          *c = malloc(cap * sizeof(float)), *r = malloc(cap * sizeof(float)),
+          *c0 = malloc(cap * sizeof(float));
+    for (size_t i = 0; i < cap; i++) a[i] = frand(), b[i] = frand(), c0[i] = frand();
+    double worst = 0;
+    for (int M = 1; M <= MAXD; M++)
+        for (int N = 1; N <= MAXD; N++)
+            for (int ki = 0; ki < 3; ki++)
+                for (int trans = 0; trans < 2; trans++)
+                    for (int acc = 0; acc < 2; acc++) {
+                        int K = Ks[ki];
+                        int a_rs = trans ? 1 : K, a_cs = trans ? M : 1; /* A(m, k) */
+                        memcpy(c, c0, (size_t)M * N * sizeof(float));
+                        memcpy(r, c0, (size_t)M * N * sizeof(float));
+                        qs_gemm(c, N, a, a_rs, a_cs, b, N, M, N, K, acc);
+                        qs_gemm_ref(r, N, a, a_rs, a_cs, b, N, M, N, K, acc);
+                        double d = max_rel(c, r, (size_t)M * N);
+                        if (d > worst) worst = d;
+                    }
+    CHECK(worst < 1e-5);
+    if (worst >= 1e-5) printf("  qs_gemm vs reference: max rel %.3g\n", worst);
+    /* dx += dy W, dW += dy^T x, db += sum dy on the transformer's shapes and odd ones */
+    int shapes[][3] = {{1, 1, 1}, {5, 17, 9}, {13, 64, 33}, {64, 128, 512}, {7, 512, 128}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int T = shapes[s][0], in = shapes[s][1], out = shapes[s][2];
+        size_t nx = (size_t)T * in, nw = (size_t)out * in, ny = (size_t)T * out;
+        float *x = malloc(nx * sizeof(float)), *w = malloc(nw * sizeof(float)),
+              *dy = malloc(ny * sizeof(float)), *dx = calloc(nx, sizeof(float)),
+              *dxr = calloc(nx, sizeof(float)), *dw = calloc(nw, sizeof(float)),
+              *dwr = calloc(nw, sizeof(float)), *db = calloc((size_t)out, sizeof(float)),
+              *dbr = calloc((size_t)out, sizeof(float));
+        for (size_t i = 0; i < nx; i++) x[i] = frand();
+        for (size_t i = 0; i < nw; i++) w[i] = frand();
+        for (size_t i = 0; i < ny; i++) dy[i] = frand();
+        qs_linear_backward(dx, dw, db, dy, x, w, T, in, out);
+        qs_linear_backward_ref(dxr, dwr, dbr, dy, x, w, T, in, out);
+        CHECK(max_rel(dx, dxr, nx) < 1e-5 && max_rel(dw, dwr, nw) < 1e-5 &&
+              max_rel(db, dbr, (size_t)out) < 1e-5);
+        free(x), free(w), free(dy), free(dx), free(dxr), free(dw), free(dwr), free(db), free(dbr);
+    }
+    free(a), free(b), free(c), free(r), free(c0);
+}
+
 static void test_vector_kernels(void) {
     for (int n = 0; n < 40; n++) {
         float a[40], b[40], y1[40], y2[40];
@@ -323,6 +374,7 @@ static void test_safetensors_coverage(void) {
 
 int main(void) {
     RUN(test_linear);
+    RUN(test_gemm_paths);
     RUN(test_vector_kernels);
     RUN(test_gelu_kernel);
     RUN(test_json);
