@@ -94,23 +94,28 @@ KEEP const char *qsw_granularity_name(int g) { return qs_granularity_name((qs_gr
 
 /* ---- model ---- */
 
-/* Config json + safetensors (+ optional vocab.txt for WordPiece). out[0] = handle. */
+/* Config json + safetensors (+ optional vocab.txt for WordPiece): the
+ * library's loader of a folder's files, so limits and messages are native's.
+ * out[0] = handle. */
 KEEP int qsw_model_load(qsw_ctx *c, const char *config, size_t config_len, const uint8_t *st,
                         size_t st_len, const char *vocab, size_t vocab_len) {
     qs_model *m = NULL;
-    qs_status s = qs_model_load_memory(config, config_len, st, st_len, &m, &c->err);
-    if (!s && vocab) {
-        qs_tokenizer *t = NULL;
-        s = qs_tokenizer_wordpiece_new(vocab, vocab_len, qs_model_config(m)->do_lower_case, &t,
-                                       &c->err);
-        if (!s) s = qs_model_set_tokenizer(m, t, &c->err); /* takes t, also on error */
-        if (s) {
-            qs_model_free(m);
-            m = NULL;
-        }
-    }
+    qs_status s = qs_model_load_files(config, config_len, st, st_len, vocab, vocab_len, &m, &c->err);
     c->out[0] = (double)(uintptr_t)m;
     return done(c, s);
+}
+
+/* The size limits qs_model_load_files starts with, checked before JS copies
+ * the files into this heap: a refused 50 MB config.json then does not grow
+ * the WASM memory (which never shrinks) by 50 MB. */
+KEEP int qsw_check_sizes(qsw_ctx *c, double config_len, double st_len, double vocab_len) {
+    /* doubles, so a JS length of 4 GiB or more cannot wrap into a small
+     * size_t here (it is reported as SIZE_MAX bytes) */
+    double max = (double)SIZE_MAX;
+    size_t cl = config_len > max ? SIZE_MAX : (size_t)config_len;
+    size_t sl = st_len > max ? SIZE_MAX : (size_t)st_len;
+    size_t vl = vocab_len > max ? SIZE_MAX : (size_t)vocab_len;
+    return done(c, qs_model_check_sizes(cl, sl, vl, &c->err));
 }
 
 KEEP void qsw_model_free(qs_model *m) { qs_model_free(m); }
@@ -345,13 +350,16 @@ KEEP int qsw_head_stats(qsw_ctx *c, const qs_model *m, int layer, int head) {
  * them from the model's tokenizer); -1 is meaningful (bos: none). */
 #define QSW_DEFAULT_ID (-2)
 
-/* Perplexity over ids in windows. cls/sep/mask/bos: QSW_DEFAULT_ID or an id;
- * use_quant applies the config staged by qsw_quant.
- * out: fp_nll, fp_ppl, q_nll, q_ppl, n_predicted, n_windows. */
-KEEP int qsw_evaluate(qsw_ctx *c, qs_model *m, const int32_t *ids, size_t n, int seq_len,
-                      int max_windows, double mask_seed, float mask_prob, int use_quant,
-                      int calib_windows, int32_t cls, int32_t sep, int32_t mask, int32_t bos,
-                      int threads) {
+/* Perplexity over ids in windows, in steps (eval.h: qs_eval_begin), so that
+ * JS returns to its event loop between them and an AbortSignal can stop the
+ * call. cls/sep/mask/bos: QSW_DEFAULT_ID or an id; use_quant applies the
+ * config staged by qsw_quant (copied: a later qsw_quant does not change the
+ * run). ids must stay valid until qsw_eval_free. out[0] = run, out[1] =
+ * windows to do over every stage. */
+KEEP int qsw_eval_begin(qsw_ctx *c, qs_model *m, const int32_t *ids, size_t n, int seq_len,
+                        int max_windows, double mask_seed, float mask_prob, int use_quant,
+                        int calib_windows, int32_t cls, int32_t sep, int32_t mask, int32_t bos,
+                        int threads) {
     if (!m) return fail(c, QS_ERR_ARG, "evaluate: model is NULL");
     if (check_threads(c, threads, "evaluate")) return c->err.status;
     qs_eval_opts o = qs_eval_opts_default(m);
@@ -366,13 +374,39 @@ KEEP int qsw_evaluate(qsw_ctx *c, qs_model *m, const int32_t *ids, size_t n, int
     o.quant = use_quant ? &c->quant : NULL;
     o.calib_windows = calib_windows;
     o.threads = threads;
-    qs_eval_result r;
-    qs_status s = qs_evaluate(m, ids, n, &o, &r, &c->err);
+    qs_eval_run *r = NULL;
+    qs_status s = qs_eval_begin(m, ids, n, &o, &r, &c->err);
+    long total = 0;
+    qs_eval_progress(r, NULL, &total);
+    c->out[0] = (double)(uintptr_t)r;
+    c->out[1] = (double)total;
+    return done(c, s);
+}
+
+/* Up to max_windows more windows (0: all the rest). out[0] = finished,
+ * out[1] = windows done so far, out[2] = windows in all. */
+KEEP int qsw_eval_step(qsw_ctx *c, qs_eval_run *r, int max_windows) {
+    int finished = 0;
+    qs_status s = qs_eval_step(r, max_windows, &finished, &c->err);
+    long n_done = 0, total = 0;
+    qs_eval_progress(r, &n_done, &total);
+    c->out[0] = finished;
+    c->out[1] = (double)n_done;
+    c->out[2] = (double)total;
+    return done(c, s);
+}
+
+/* out: fp_nll, fp_ppl, q_nll, q_ppl, n_predicted, n_windows. */
+KEEP int qsw_eval_result(qsw_ctx *c, const qs_eval_run *r) {
+    qs_eval_result e;
+    qs_status s = qs_eval_result_of(r, &e, &c->err);
     if (s) return done(c, s);
-    double v[] = {r.fp_nll, r.fp_ppl, r.q_nll, r.q_ppl, (double)r.n_predicted, r.n_windows};
+    double v[] = {e.fp_nll, e.fp_ppl, e.q_nll, e.q_ppl, (double)e.n_predicted, e.n_windows};
     memcpy(c->out, v, sizeof v);
     return done(c, QS_OK);
 }
+
+KEEP void qsw_eval_free(qs_eval_run *r) { qs_eval_free(r); }
 
 /* ---- test-only ---- */
 

@@ -13,6 +13,24 @@ export type StatusName =
  * Every failure is an Error whose message is the C library's message word for
  * word (checks done in JavaScript, such as argument types and array lengths,
  * use code 'QS_ERR_ARG' and their own message). Promises reject with it.
+ * Loading from a folder, the message starts with the folder, as the native
+ * qs_model_load_dir's do ("models/x/vocab.txt: 30522 tokens, more than
+ * config.json's vocab_size 300"); files are held to the native limits
+ * (config.json 1 MiB, model.safetensors and vocab.txt 2 GiB in this 32-bit
+ * build) with the native message.
+ *
+ * Options objects are checked: a key the call does not take (a misspelling
+ * such as `{ captures: [...] }` or `quant: { actbits: 4 }`) is 'QS_ERR_ARG'
+ * naming it and the valid keys, e.g. "forward: unknown quant option
+ * 'actbits' (valid: weightBits, ...)", rather than being ignored.
+ *
+ * Token ids outside the 32-bit integer range (numbers or BigInts) are
+ * 'QS_ERR_RANGE'; an array-like whose length is not a count
+ * (`{ length: -1 }`) is 'QS_ERR_ARG'.
+ *
+ * A call given an aborted AbortSignal (`signal` option) rejects with the
+ * signal's reason: a DOMException named 'AbortError' (code 20, ABORT_ERR)
+ * unless abort(reason) gave another. The model stays usable.
  *
  * Sizes that do not fit WebAssembly's 32-bit address space (attention scores
  * of heads x tokens x tokens, a wide model's parameters) reject with
@@ -112,6 +130,12 @@ export interface QuantConfig {
    */
   int8?: boolean;
 }
+
+/**
+ * Token ids: numbers, or BigInts as in the BigInt64Array that transformers.js
+ * tokenizers return; each must fit a 32-bit integer.
+ */
+export type TokenIds = ArrayLike<number> | ArrayLike<bigint>;
 
 /** Output of Model.tokenize. */
 export interface Encoding {
@@ -245,7 +269,24 @@ export interface OutlierSummary {
 }
 
 /** A calibration batch: one sequence of ids, or one with BERT token types. */
-export type CalibrationBatch = ArrayLike<number> | { ids: ArrayLike<number>; tokenTypes?: ArrayLike<number> };
+export type CalibrationBatch = TokenIds | { ids: TokenIds; tokenTypes?: ArrayLike<number> };
+
+export interface CalibrateOptions {
+  /** The config to calibrate (default: the C defaults). */
+  quant?: QuantConfig;
+  /**
+   * Checked between batches: once aborted the call rejects (see
+   * QuantscopeError) and no quant config is left installed, so ranges from
+   * part of the batches never pass for calibrated ones.
+   */
+  signal?: AbortSignal;
+}
+
+/** What evaluate() reports between its steps: windows scored so far and in all, over the float pass, the calibration and the quantized pass. */
+export interface EvaluateProgress {
+  done: number;
+  total: number;
+}
 
 export interface EvaluateOptions {
   /** Window length in tokens including specials; 0 = min(128, maxPositions). */
@@ -271,6 +312,15 @@ export interface EvaluateOptions {
    * bos: -1 = no BOS.
    */
   specials?: { cls?: number; sep?: number; mask?: number; bos?: number };
+  /**
+   * Checked between windows (the call runs in steps of `threads` windows and
+   * lets the event loop run between them): once aborted the call rejects
+   * (see QuantscopeError). The model stays usable; a later evaluate() gives
+   * what a fresh one gives.
+   */
+  signal?: AbortSignal;
+  /** Called after every step (as with `signal`, evaluation then runs in steps), last with done === total. */
+  onProgress?: (progress: EvaluateProgress) => void;
 }
 
 export interface EvaluateResult {
@@ -311,18 +361,18 @@ export declare class Model {
   /** Encodes UTF-8 text; addSpecial (default true) wraps it in [CLS] ... [SEP]. */
   tokenize(text: string, options?: { addSpecial?: boolean }): Promise<Encoding>;
   /** Decodes ids into text (invalid UTF-8 from byte-level ids becomes U+FFFD). */
-  detokenize(ids: ArrayLike<number>): Promise<string>;
+  detokenize(ids: TokenIds): Promise<string>;
   specialTokens(): Promise<SpecialTokens>;
   /** The display text of each id ("[MASK]", "##ing", "\\n" for byte 10); null for ids out of range. Needs a tokenizer. */
-  pieces(ids: ArrayLike<number>): Promise<(string | null)[]>;
+  pieces(ids: TokenIds): Promise<(string | null)[]>;
   /** Runs the model on token ids (1 .. maxPositions of them). */
-  forward(ids: ArrayLike<number>, options?: ForwardOptions): Promise<ForwardResult>;
+  forward(ids: TokenIds, options?: ForwardOptions): Promise<ForwardResult>;
   /**
    * Installs `quant` afresh (default: the C defaults) and feeds each batch to
    * the range observers: later forwards with the same quant config use these
    * static ranges. Resolves to the number of batches seen.
    */
-  calibrate(batches: CalibrationBatch[], options?: { quant?: QuantConfig }): Promise<{ batches: number }>;
+  calibrate(batches: CalibrationBatch[], options?: CalibrateOptions): Promise<{ batches: number }>;
   /** Drops the installed quant config (float weights remain untouched anyway). */
   clearQuant(): Promise<void>;
   /**
@@ -330,7 +380,7 @@ export declare class Model {
    * `quant`) quantized; text is tokenized without specials first.
    * Replaces the installed quant config when `quant` is given.
    */
-  evaluate(idsOrText: ArrayLike<number> | string, options?: EvaluateOptions): Promise<EvaluateResult>;
+  evaluate(idsOrText: TokenIds | string, options?: EvaluateOptions): Promise<EvaluateResult>;
   /**
    * The model's files as qs_model_save_dir writes them (Hugging Face tensor
    * names, tied head stored once): config.json text and model.safetensors bytes,
@@ -343,7 +393,7 @@ export declare class Model {
    * Fails with the C message on configs the model cannot train and on text
    * shorter than one sample.
    */
-  createTrainer(text: string | ArrayBuffer | ArrayBufferView, options?: TrainOptions): Promise<Trainer>;
+  createTrainer(text: string | ArrayBuffer | SharedArrayBuffer | ArrayBufferView, options?: TrainOptions): Promise<Trainer>;
   /** Frees the model (and its trainers) after queued calls finish. Idempotent; later calls reject. */
   dispose(): Promise<void>;
 }
@@ -356,7 +406,7 @@ export interface TrainOptions {
   seqLen?: number;
   /** Length of the schedule. Default 2000. */
   steps?: number;
-  /** Linear warmup steps; default 5 % of steps. */
+  /** Linear warmup steps; default 5 % of steps, rounded down (the library's qs_train_default_warmup). */
   warmupSteps?: number;
   lr?: number;
   /** The cosine decays to minLrRatio * lr. */
@@ -418,21 +468,27 @@ export declare class Trainer {
   readonly totalSteps: number;
   readonly stepsDone: number;
   readonly disposed: boolean;
-  /** One optimiser step. A non-finite loss rejects with QS_ERR_NAN; the parameters stay the last good ones. */
-  step(): Promise<StepLog>;
-  /** Loss on `batches` fixed validation batches (default 2) and statistics of the first validation sequence. */
-  evaluate(options?: { batches?: number }): Promise<TrainEval>;
+  /**
+   * One optimiser step. A non-finite loss rejects with QS_ERR_NAN; the
+   * parameters stay the last good ones. `signal` is checked when the step's
+   * turn in the model's queue comes (a step runs to its end once begun), so
+   * a loop of steps stops between two steps.
+   */
+  step(options?: { signal?: AbortSignal }): Promise<StepLog>;
+  /** Loss on `batches` fixed validation batches (default 2) and statistics of the first validation sequence; `signal` as in step(). */
+  evaluate(options?: { batches?: number; signal?: AbortSignal }): Promise<TrainEval>;
   /** Frees the trainer; the model stays. Idempotent. */
   dispose(): Promise<void>;
 }
 
-/** A freshly initialised model (BERT/OPT init, deterministic for the seed) from config.json (object, text or bytes). */
+/** A freshly initialised model (BERT/OPT init, deterministic for the seed) from config.json (object, text, bytes or Blob). */
 export declare function createModel(
-  config: object | string | ArrayBuffer | ArrayBufferView, options?: { seed?: number }): Promise<Model>;
+  config: object | string | ArrayBuffer | SharedArrayBuffer | ArrayBufferView | Blob,
+  options?: { seed?: number }): Promise<Model>;
 
 /** The training or validation blocks of a text, cut exactly as the trainer cuts them (qs_text_split). */
 export declare function textSplit(
-  text: string | ArrayBuffer | ArrayBufferView,
+  text: string | ArrayBuffer | SharedArrayBuffer | ArrayBufferView,
   options?: { valFraction?: number; split?: 'train' | 'val' }): Promise<string>;
 
 /** The grid the C quantizer builds for [min, max] (qs_qparams_from_range): x̂ = scale (q − zero), q in [qmin, qmax]. */
@@ -442,14 +498,37 @@ export declare function quantGrid(min: number, max: number, bits: number, symmet
 /** The trainer's defaults (qs_train_config_default; threads: configure()'s). */
 export declare function defaultTrain(): Promise<Required<Omit<TrainOptions, 'seed'>>>;
 
-/** A model given as its files' contents. */
+/** A model given as its files' contents (bytes may be in a SharedArrayBuffer; a Blob is read). */
 export interface ModelFiles {
-  /** config.json as an object, JSON text, or bytes. */
-  config: object | string | ArrayBuffer | ArrayBufferView;
+  /** config.json as an object, JSON text, bytes or Blob. */
+  config: object | string | ArrayBuffer | SharedArrayBuffer | ArrayBufferView | Blob;
   /** model.safetensors bytes. */
-  safetensors: ArrayBuffer | ArrayBufferView;
-  /** vocab.txt (WordPiece) as text or bytes. */
-  vocab?: string | ArrayBuffer | ArrayBufferView | null;
+  safetensors: ArrayBuffer | SharedArrayBuffer | ArrayBufferView | Blob;
+  /** vocab.txt (WordPiece) as text, bytes or Blob. */
+  vocab?: string | ArrayBuffer | SharedArrayBuffer | ArrayBufferView | Blob | null;
+}
+
+/** What loadModel's onProgress receives. */
+export interface LoadProgress {
+  /** Bytes read so far, over every file of the source. */
+  loaded: number;
+  /**
+   * Bytes of the files found so far: it grows when a file is found later
+   * (vocab.txt, fetched after config.json says it is needed), and is null
+   * while a size is unknown (an HTTP response without Content-Length, or a
+   * compressed one).
+   */
+  total: number | null;
+}
+
+export interface LoadOptions {
+  /**
+   * Called as bytes arrive (files are read in chunks, a Node folder's after
+   * their sizes are known, so the first call has the total) and once more
+   * after the last, with loaded === total then. Contents given in memory
+   * count as read at once.
+   */
+  onProgress?: (progress: LoadProgress) => void;
 }
 
 /** Anything with name and arrayBuffer(), such as File. */
@@ -460,15 +539,15 @@ export interface NamedBlob {
 
 /**
  * Loads a model from
- * - a folder: a path (or file: URL) in Node; a URL (relative to the page) in
- *   the browser or an http(s) URL in Node. config.json and model.safetensors
- *   are required, vocab.txt optional.
+ * - a folder: a path, or a file: URL (string or URL object) in Node; a URL
+ *   (relative to the page) in the browser or an http(s) URL in Node.
+ *   config.json and model.safetensors are required, vocab.txt optional.
  * - the files' contents ({config, safetensors, vocab?});
  * - a FileList or array of File: picked by name (config.json,
  *   model.safetensors or the one *.safetensors, vocab.txt).
  */
 export declare function loadModel(
-  source: string | URL | ModelFiles | ArrayLike<NamedBlob>): Promise<Model>;
+  source: string | URL | ModelFiles | ArrayLike<NamedBlob>, options?: LoadOptions): Promise<Model>;
 
 /** The capture points in C enum order; global ones exist once per model. */
 export declare function pointNames(): Promise<{ name: PointName; global: boolean }[]>;

@@ -23,6 +23,70 @@ function qsError(code, message) {
 
 const argError = (message) => qsError('QS_ERR_ARG', message);
 
+// ---------------------------------------------------------------- options
+//
+// config.json refuses unknown keys; options objects do too, with one check:
+// a misspelt key ({captures: [...]}, quant: {actbits: 4}) would otherwise be
+// ignored, and the call would run with the default without a word.
+
+/**
+ * `value` as the options object of a call, every key checked against the
+ * `keys` it takes (undefined: no options). `noun` names the object in the
+ * message ("option", "quant option").
+ */
+function checkOptions(value, keys, what, noun = 'option') {
+  if (value === undefined) return {};
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    const got = value === null ? 'null' : Array.isArray(value) ? 'an array' : typeof value;
+    throw argError(`${what}: ${noun}s must be an object, got ${got}`);
+  }
+  for (const key of Object.keys(value)) {
+    if (!keys.includes(key)) throw argError(`${what}: unknown ${noun} '${key}' (valid: ${keys.join(', ')})`);
+  }
+  return value;
+}
+
+function callbackOption(f, what) {
+  if (f == null) return null;
+  if (typeof f !== 'function') throw argError(`${what} must be a function, got ${typeof f}`);
+  return f;
+}
+
+// ------------------------------------------------------------ cancellation
+//
+// A call into WebAssembly runs to its end: JavaScript, an AbortSignal's
+// abort() included, cannot run meanwhile. Long calls (evaluate, calibrate)
+// are therefore made in steps, and between two steps the event loop runs
+// and the signal is checked.
+
+function signalOption(signal, what) {
+  if (signal == null) return null;
+  if (typeof AbortSignal !== 'function' || !(signal instanceof AbortSignal)) {
+    throw argError(`${what}: signal must be an AbortSignal`);
+  }
+  return signal;
+}
+
+/** Throws the signal's reason once it is aborted: a DOMException named
+ * 'AbortError' unless abort() was given another, as fetch() rejects. */
+function checkAborted(signal) {
+  if (signal?.aborted) throw signal.reason ?? new DOMException('This operation was aborted', 'AbortError');
+}
+
+/**
+ * Resolves after the event loop has run once: a task, not a microtask,
+ * because timers and messages (where an abort() usually comes from) are
+ * tasks. setImmediate in Node; a MessageChannel in browsers, where
+ * setTimeout(0) waits 4 ms once nested.
+ */
+const nextTask = typeof setImmediate === 'function'
+  ? () => new Promise((resolve) => { setImmediate(resolve); })
+  : () => new Promise((resolve) => {
+    const ch = new MessageChannel();
+    ch.port1.onmessage = () => { ch.port1.close(); resolve(); };
+    ch.port2.postMessage(null);
+  });
+
 // ---------------------------------------------------------------- traps
 //
 // A WebAssembly trap (an access outside linear memory, `unreachable`, a
@@ -62,7 +126,8 @@ let wantThreads = 1; // set by configure() before the core starts
  * threads do not run in Node, where the native `qs` has threads instead.
  * Blocking joins are fine in a Worker; on a page's main thread they stall it.
  */
-export function configure({ threads = 1 } = {}) {
+export function configure(options) {
+  const { threads = 1 } = checkOptions(options, ['threads'], 'configure');
   if (!Number.isInteger(threads) || threads < 1 || threads > MAX_THREADS) {
     throw argError(`configure: threads must be an integer in [1, ${MAX_THREADS}], got ${threads}`);
   }
@@ -326,28 +391,48 @@ function namesUntilUnknown(nameOf) {
 
 // ------------------------------------------------------- argument checking
 
-/** Int32Array of an array-like of integers; range checks are C's job. */
+const INT32_MAX = 0x7fffffff; // the C side counts tokens in an int
+
+/** The length of an array-like, refused unless a count C can take: a bogus
+ * one ({length: -1}) would otherwise become a RangeError without a code. */
+function arrayLength(values, what, kind) {
+  if (values == null || typeof values !== 'object' || typeof values.length !== 'number') {
+    throw argError(`${what} must be an array of ${kind}`);
+  }
+  const n = values.length;
+  if (!Number.isInteger(n) || n < 0 || n > INT32_MAX) {
+    throw argError(`${what}: length ${n} is not a valid array length (an integer in [0, ${INT32_MAX}])`);
+  }
+  return n;
+}
+
+/**
+ * Int32Array of an array-like of integers: numbers, or BigInts as in the
+ * BigInt64Array of transformers.js tokenizers. Values outside int32 are
+ * QS_ERR_RANGE; the vocabulary range is C's check.
+ */
 function toInt32(values, what) {
-  if (values == null || typeof values === 'string' || typeof values.length !== 'number') {
-    throw argError(`${what} must be an array of integers`);
-  }
   if (values instanceof Int32Array) return values;
-  const out = new Int32Array(values.length);
-  for (let i = 0; i < values.length; i++) {
+  const n = arrayLength(values, what, 'integers');
+  // Checked before anything is allocated: an array-like can claim any length.
+  for (let i = 0; i < n; i++) {
     const v = values[i];
-    if (!Number.isInteger(v) || v < -0x80000000 || v > 0x7fffffff) {
-      throw argError(`${what}[${i}] = ${v} is not a 32-bit integer`);
+    const int = typeof v === 'bigint' || Number.isInteger(v);
+    if (!int) throw argError(`${what}[${i}] = ${v} is not a 32-bit integer`);
+    if (v < -0x80000000 || v > INT32_MAX) {
+      throw qsError('QS_ERR_RANGE', `${what}[${i}] = ${v} is outside the 32-bit integer range`);
     }
-    out[i] = v;
   }
+  const out = new Int32Array(n);
+  for (let i = 0; i < n; i++) out[i] = Number(values[i]);
   return out;
 }
 
 /** Uint8Array of 0/1 flags (numbers or booleans), length T. */
 function toFlags(values, T, what) {
   if (values == null) return null;
-  if (typeof values.length !== 'number') throw argError(`${what} must be an array of 0/1 flags`);
-  if (values.length !== T) throw argError(`${what} has ${values.length} entries but ids has ${T}`);
+  const n = arrayLength(values, what, '0/1 flags');
+  if (n !== T) throw argError(`${what} has ${n} entries but ids has ${T}`);
   const out = new Uint8Array(T);
   for (let i = 0; i < T; i++) {
     const v = values[i];
@@ -399,6 +484,7 @@ function enumOption(v, names, what, dflt) {
 function resolveQuant(core, q, what) {
   if (q === null || typeof q !== 'object') throw argError(`${what}: quant must be an object`);
   const d = core.quantDefaults;
+  checkOptions(q, Object.keys(d), what, 'quant option'); // the keys of C's defaults
   const points = q.points ?? d.points;
   if (!Array.isArray(points)) throw argError(`${what}: quant.points must be an array of point names`);
   const args = [
@@ -452,10 +538,23 @@ export class Model {
     finalizer?.register(this, { core, handle, ctx }, this);
   }
 
-  /** Runs fn after every earlier call on this model; fn is synchronous. */
+  /**
+   * Runs fn after every earlier call on this model. fn may be async (the
+   * calls made in steps): the next call waits for it all, and after each of
+   * its awaits it must enter the instance through core.guard() again, since
+   * another model may have trapped it meanwhile.
+   */
   #enqueue(fn) {
     if (this.#disposed) return Promise.reject(disposedError());
-    const run = this.#tail.then(() => this.#core.guard(fn));
+    const c = this.#core;
+    const run = this.#tail.then(async () => {
+      if (c.broken) throw restartedError();
+      try {
+        return await fn();
+      } catch (e) {
+        throw c.trapped(e);
+      }
+    });
     this.#tail = run.catch(() => {});
     return run;
   }
@@ -464,8 +563,9 @@ export class Model {
 
   get hasTokenizer() { return this.#hasTokenizer; }
 
-  tokenize(text, { addSpecial = true } = {}) {
+  tokenize(text, options) {
     return this.#enqueue(() => {
+      const { addSpecial = true } = checkOptions(options, ['addSpecial'], 'tokenize');
       if (typeof text !== 'string') throw argError('tokenize: text must be a string');
       const c = this.#core;
       const bytes = c.encoder.encode(text);
@@ -528,31 +628,47 @@ export class Model {
     });
   }
 
-  calibrate(batches, { quant = {} } = {}) {
-    return this.#enqueue(() => {
+  calibrate(batches, options) {
+    return this.#enqueue(async () => {
+      const { quant = {}, signal: s } = checkOptions(options, ['quant', 'signal'], 'calibrate');
+      const signal = signalOption(s, 'calibrate');
+      checkAborted(signal);
       if (!Array.isArray(batches)) throw argError('calibrate: batches must be an array of id arrays');
       const inputs = batches.map((b, i) => {
-        const ids = toInt32(b?.ids ?? b, `calibrate: batches[${i}]`);
-        return { ids, types: optionalInt32(b?.tokenTypes, ids.length, `calibrate: batches[${i}].tokenTypes`) };
+        const what = `calibrate: batches[${i}]`;
+        const isObject = b !== null && typeof b === 'object' && typeof b.length !== 'number';
+        if (isObject) checkOptions(b, ['ids', 'tokenTypes'], 'calibrate', `batches[${i}] key`);
+        const ids = toInt32(isObject ? b.ids : b, what);
+        return { ids, types: optionalInt32(isObject ? b.tokenTypes : null, ids.length, `${what}.tokenTypes`) };
       });
+      const c = this.#core;
       // Calibration starts from fresh observers, so results do not depend on history.
       this.#installQuant(quant, 'calibrate', { fresh: true });
-      const c = this.#core;
       let seen = 0;
-      for (const { ids, types } of inputs) {
-        c.withHeap([ids, types], (pi, pt) => this.#call(c.m._qsw_calibrate(this.#ctx, this.#handle, pi, pt,
-                                                                        ids.length)));
+      for (const [i, { ids, types }] of inputs.entries()) {
+        c.guard(() => c.withHeap([ids, types], (pi, pt) => this.#call(
+          c.m._qsw_calibrate(this.#ctx, this.#handle, pi, pt, ids.length))));
         [seen] = c.out(this.#ctx, 1);
+        if (!signal || i === inputs.length - 1) continue;
+        await nextTask();
+        if (signal.aborted) {
+          // Ranges from part of the batches must not pass for calibrated ones.
+          c.guard(() => this.#call(c.m._qsw_clear_quant(this.#ctx, this.#handle)));
+          this.#quantKey = null;
+          checkAborted(signal);
+        }
       }
       return { batches: seen };
     });
   }
 
-  forward(ids, opts = {}) {
-    return this.#enqueue(() => this.#forward(ids, opts));
+  forward(ids, options) {
+    return this.#enqueue(() => this.#forward(ids, options));
   }
 
-  #forward(ids, { tokenTypes, attentionMask, delimiters, quant, capture = [] } = {}) {
+  #forward(ids, options) {
+    const { tokenTypes, attentionMask, delimiters, quant, capture = [] } = checkOptions(options,
+      ['tokenTypes', 'attentionMask', 'delimiters', 'quant', 'capture'], 'forward');
     const c = this.#core;
     const a = toInt32(ids, 'forward: ids');
     const T = a.length;
@@ -617,36 +733,69 @@ export class Model {
     return { logits, shape: [T, V], hiddenStates, points, heads, summary, captures };
   }
 
-  evaluate(idsOrText, opts = {}) {
-    return this.#enqueue(() => {
-      const c = this.#core;
+  evaluate(idsOrText, options) {
+    return this.#enqueue(async () => {
+      const c = this.#core, ctx = this.#ctx;
+      const o = checkOptions(options, EVALUATE_KEYS, 'evaluate');
+      const signal = signalOption(o.signal, 'evaluate');
+      const onProgress = callbackOption(o.onProgress, 'evaluate: onProgress');
+      checkAborted(signal);
       let ids;
       if (typeof idsOrText === 'string') {
         const bytes = c.encoder.encode(idsOrText);
-        c.withHeap([bytes], (p) => this.#call(c.m._qsw_tok_encode(this.#ctx, this.#handle, p, bytes.length, 0)));
-        const [n, idsPtr] = c.out(this.#ctx, 2);
+        c.withHeap([bytes], (p) => this.#call(c.m._qsw_tok_encode(ctx, this.#handle, p, bytes.length, 0)));
+        const [n, idsPtr] = c.out(ctx, 2);
         ids = c.i32(idsPtr, n);
       } else {
         ids = toInt32(idsOrText, 'evaluate: ids');
       }
-      const { seqLen, maxWindows, maskSeed, maskProb, quant, calibWindows, specials = {} } = opts;
-      const threads = threadsOption(c, opts.threads, 'evaluate');
-      const seed = intOption(maskSeed, 'evaluate: maskSeed');
+      const threads = threadsOption(c, o.threads, 'evaluate');
+      const seed = intOption(o.maskSeed, 'evaluate: maskSeed');
       if (seed < 0 || seed > Number.MAX_SAFE_INTEGER) throw argError(`evaluate: maskSeed ${seed} must be in [0, 2^53)`);
+      const specials = checkOptions(o.specials, ['cls', 'sep', 'mask', 'bos'], 'evaluate', 'specials key');
       const sp = (name) => intOption(specials[name], `evaluate: specials.${name}`, DEFAULT_ID);
-      if (quant != null) {
-        c.m._qsw_quant(this.#ctx, ...resolveQuant(c, quant, 'evaluate').args);
+      const args = [intOption(o.seqLen, 'evaluate: seqLen'), intOption(o.maxWindows, 'evaluate: maxWindows'), seed,
+        numberOption(o.maskProb, 'evaluate: maskProb'), o.quant != null ? 1 : 0,
+        intOption(o.calibWindows, 'evaluate: calibWindows'), sp('cls'), sp('sep'), sp('mask'), sp('bos'), threads];
+      if (o.quant != null) {
+        c.m._qsw_quant(ctx, ...resolveQuant(c, o.quant, 'evaluate').args);
         // qs_evaluate installs (and calibrates) this config itself: the next
         // quantized forward must install its own again.
         this.#quantKey = null;
       }
-      c.withHeap([ids.length ? ids : null], (p) => this.#call(c.m._qsw_evaluate(
-        this.#ctx, this.#handle, p, ids.length, intOption(seqLen, 'evaluate: seqLen'),
-        intOption(maxWindows, 'evaluate: maxWindows'), seed, numberOption(maskProb, 'evaluate: maskProb'),
-        quant != null ? 1 : 0, intOption(calibWindows, 'evaluate: calibWindows'),
-        sp('cls'), sp('sep'), sp('mask'), sp('bos'), threads)));
-      const [fpNll, fpPpl, qNll, qPpl, nPredicted, nWindows] = c.out(this.#ctx, 6);
-      return { fpNll, fpPpl, qNll, qPpl, nPredicted, nWindows };
+      // Without a signal or a progress callback nothing needs control back
+      // between windows: one step does them all. Otherwise a step is as many
+      // windows as run side by side.
+      const stepWindows = signal || onProgress ? threads : 0;
+      const idsPtr = ids.length ? c.put(ids) : 0; // the run reads them until it is freed
+      let run = 0;
+      try {
+        c.guard(() => {
+          this.#call(c.m._qsw_eval_begin(ctx, this.#handle, idsPtr, ids.length, ...args));
+          run = c.out(ctx, 1)[0] >>> 0;
+        });
+        for (;;) {
+          const [finished, done, total] = c.guard(() => {
+            this.#call(c.m._qsw_eval_step(ctx, run, stepWindows));
+            return c.out(ctx, 3);
+          });
+          onProgress?.({ done, total });
+          if (finished) break;
+          await nextTask();
+          checkAborted(signal);
+        }
+        return c.guard(() => {
+          this.#call(c.m._qsw_eval_result(ctx, run));
+          const [fpNll, fpPpl, qNll, qPpl, nPredicted, nWindows] = c.out(ctx, 6);
+          return { fpNll, fpPpl, qNll, qPpl, nPredicted, nWindows };
+        });
+      } finally {
+        // After a trap the heap is not touched again (see "traps").
+        if (!c.broken) {
+          if (run) c.m._qsw_eval_free(run);
+          if (idsPtr) c.m._free(idsPtr);
+        }
+      }
     });
   }
 
@@ -671,13 +820,12 @@ export class Model {
    * (byte-level models only). Options default to qs_train_config_default(),
    * threads to configure()'s.
    */
-  createTrainer(text, options = {}) {
+  createTrainer(text, trainOptions) {
     return this.#enqueue(() => {
       const c = this.#core;
-      const bytes = typeof text === 'string' ? c.encoder.encode(text)
-        : isBinary(text) ? toBytes(c, text, 'text') : null;
+      const options = checkOptions(trainOptions, TRAINER_KEYS, 'createTrainer');
+      const bytes = contentBytes(text);
       if (!bytes) throw argError('createTrainer: text must be a string or bytes');
-      if (options === null || typeof options !== 'object') throw argError('createTrainer: options must be an object');
       const d = c.trainDefaults;
       const o = (k, what = `createTrainer: ${k}`) => numberOption(options[k], what, d[k]);
       const int = (k) => intOption(options[k], `createTrainer: ${k}`, d[k]);
@@ -735,6 +883,9 @@ export class Model {
 
 const TRAIN_KEYS = ['batchSize', 'seqLen', 'steps', 'warmupSteps', 'lr', 'minLrRatio', 'weightDecay',
   'beta1', 'beta2', 'eps', 'gradClip', 'maskProb', 'valFraction', 'gammaRamp']; // qsw_train_default order
+const TRAINER_KEYS = [...TRAIN_KEYS, 'seed', 'threads'];
+const EVALUATE_KEYS = ['seqLen', 'maxWindows', 'maskSeed', 'maskProb', 'quant', 'calibWindows', 'threads',
+  'specials', 'signal', 'onProgress'];
 
 /**
  * Trains its model in place, one optimiser step per step() call; calls share
@@ -764,9 +915,14 @@ export class Trainer {
     return this.#handle;
   }
 
-  /** One optimiser step: {step, loss, gradNorm, lr, tokens}. */
-  step() {
+  /**
+   * One optimiser step: {step, loss, gradNorm, lr, tokens}. With a signal
+   * that is aborted by the time the step's turn comes, it rejects instead
+   * (a step itself is one call into the instance: it runs to its end).
+   */
+  step(options) {
     return this.#h.enqueue(() => {
+      checkAborted(signalOption(checkOptions(options, ['signal'], 'trainer.step').signal, 'trainer.step'));
       this.#h.call(this.#h.m._qsw_trainer_step(this.#h.ctx, this.#live()));
       const [step, loss, gradNorm, lr, tokens] = this.#h.out(5);
       this.#stepsDone = step;
@@ -775,8 +931,10 @@ export class Trainer {
   }
 
   /** Validation loss on fixed batches and outlier statistics of the first validation sequence. */
-  evaluate({ batches = 2 } = {}) {
+  evaluate(options) {
     return this.#h.enqueue(() => {
+      const { batches = 2, signal } = checkOptions(options, ['batches', 'signal'], 'trainer.evaluate');
+      checkAborted(signalOption(signal, 'trainer.evaluate'));
       const n = intOption(batches, 'trainer.evaluate: batches');
       this.#h.call(this.#h.m._qsw_trainer_eval(this.#h.ctx, this.#live(), n));
       const [valLoss, valPpl, maxInfNorm, maxFfnOutInfNorm, avgKurtosis, maxKurtosis, avgRmsKurtosis, step]
@@ -863,10 +1021,6 @@ function utf16Offsets(text, bytes, byteOffsets) {
 
 // ---------------------------------------------------------------- loading
 
-/**
- * Loads a model: a folder path (Node), a folder URL (browser), an object
- * {config, safetensors, vocab?}, or a FileList / array of File.
- */
 /* A Model around a C handle with its own context; the handle is freed if the
  * context cannot be made. */
 function wrapModel(c, handle) {
@@ -881,40 +1035,195 @@ function wrapModel(c, handle) {
   }
 }
 
-export async function loadModel(source) {
-  const files = await readSource(source);
+/**
+ * Loads a model: a folder path or file: URL (Node), a folder URL, an object
+ * {config, safetensors, vocab?}, or a FileList / array of File.
+ * onProgress({loaded, total}) follows the bytes read.
+ */
+export async function loadModel(source, options) {
+  const o = checkOptions(options, ['onProgress'], 'loadModel');
+  const progress = new ByteProgress(callbackOption(o.onProgress, 'loadModel: onProgress'));
   const c = await core();
-  const config = toBytes(c, typeof files.config === 'object' && !isBinary(files.config)
-    ? JSON.stringify(files.config) : files.config, 'config');
-  const st = toBytes(c, files.safetensors, 'safetensors');
-  const vocab = files.vocab == null ? null : toBytes(c, files.vocab, 'vocab');
+  const checkSizes = (config, st, vocab) => c.check(c.ctx, c.m._qsw_check_sizes(c.ctx, config, st, vocab ?? 0));
+  const { config, safetensors: st, vocab, folder } = await readSource(source, progress, checkSizes);
+  progress.end();
   return c.guard(() => {
+    // C's limits (qs_model_check_sizes) before the copy: a refused file
+    // must not grow the WASM memory, which never shrinks.
+    inFolder(folder, () => checkSizes(config.length, st.length, vocab?.length));
     const handle = c.withHeap([config, st, vocab], (pc, ps, pv) => {
-      c.check(c.ctx, c.m._qsw_model_load(c.ctx, pc, config.length, ps, st.length, pv, vocab ? vocab.length : 0));
+      inFolder(folder, () => c.check(c.ctx, c.m._qsw_model_load(c.ctx, pc, config.length, ps, st.length,
+                                                               pv, vocab ? vocab.length : 0)));
       return c.out(c.ctx, 1)[0] >>> 0;
     });
     return wrapModel(c, handle);
   });
 }
 
-const isBinary = (v) => v instanceof ArrayBuffer || ArrayBuffer.isView(v);
-
-function toBytes(core, v, what) {
-  if (typeof v === 'string') return core.encoder.encode(v);
-  if (v instanceof ArrayBuffer) return new Uint8Array(v);
-  if (ArrayBuffer.isView(v)) return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
-  throw argError(`loadModel: ${what} must be a string, ArrayBuffer or typed array`);
+/** Runs check, a C check whose message names the file ("vocab.txt: ...");
+ * from a folder the message names the folder too, as qs_model_load_dir's do. */
+function inFolder(folder, check) {
+  try {
+    check();
+  } catch (e) {
+    if (folder && e.code !== 'QS_ERR_TRAP') e.message = `${folder}/${e.message}`;
+    throw e;
+  }
 }
 
-/** The three files of a model source as {config, safetensors, vocab}. */
-async function readSource(source) {
-  if (typeof source === 'string' || source instanceof URL) {
-    return IS_NODE && !(typeof source === 'string' && /^https?:/.test(source))
-      ? readFolder(source) : fetchFolder(source);
+const utf8 = new TextEncoder();
+const isBlob = (v) => typeof Blob === 'function' && v instanceof Blob;
+const isShared = (v) => typeof SharedArrayBuffer === 'function' && v instanceof SharedArrayBuffer;
+
+/**
+ * File contents given as text or bytes (ArrayBuffer, SharedArrayBuffer, a
+ * typed array or DataView) as a Uint8Array; with json an object too (as its
+ * JSON text). null for anything else.
+ */
+function contentBytes(v, json = false) {
+  if (typeof v === 'string') return utf8.encode(v);
+  if (v instanceof ArrayBuffer || isShared(v)) return new Uint8Array(v);
+  if (ArrayBuffer.isView(v)) return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+  if (json && v !== null && typeof v === 'object' && !isBlob(v)) return utf8.encode(JSON.stringify(v));
+  return null;
+}
+
+/**
+ * Bytes read so far over all files of a source, for loadModel's onProgress:
+ * {loaded, total}, total being the size of the files found so far (it grows
+ * when one is found later, such as vocab.txt over HTTP) or null while a
+ * size is unknown (an HTTP response without Content-Length).
+ */
+class ByteProgress {
+  #onProgress;
+  #files = [];
+  #last = null;
+
+  constructor(onProgress) { this.#onProgress = onProgress; }
+
+  /** The counter of one more file of `size` bytes (null: unknown until it is read). */
+  file(size) {
+    const f = { size, loaded: 0 };
+    this.#files.push(f);
+    const report = () => this.#report();
+    return {
+      add(n) {
+        f.loaded += n;
+        report();
+      },
+      end() {
+        f.size ??= f.loaded;
+        report();
+      },
+    };
   }
-  if (source && typeof source === 'object' && typeof source.length === 'number') return readFiles(source);
-  if (source && typeof source === 'object' && 'config' in source && 'safetensors' in source) {
-    return { config: source.config, safetensors: source.safetensors, vocab: source.vocab ?? null };
+
+  /** Once everything is read: the last figures, if not reported yet. */
+  end() { this.#report(); }
+
+  #report() {
+    if (!this.#onProgress) return;
+    let loaded = 0, total = 0;
+    for (const f of this.#files) {
+      loaded += f.loaded;
+      total = total === null || f.size === null ? null : total + f.size;
+    }
+    if (this.#last && this.#last.loaded === loaded && this.#last.total === total) return;
+    this.#last = { loaded, total };
+    this.#onProgress({ loaded, total });
+  }
+}
+
+/**
+ * Every chunk next() gives (a Uint8Array, null at the end) in one array,
+ * counted as it arrives; with the size known, that array is made once.
+ */
+async function collect(next, size, counter) {
+  let out = new Uint8Array(size ?? 1 << 16), n = 0;
+  for (let chunk; (chunk = await next()) !== null;) {
+    if (n + chunk.length > out.length) {
+      const grown = new Uint8Array(Math.max(2 * out.length, n + chunk.length));
+      grown.set(out.subarray(0, n));
+      out = grown;
+    }
+    out.set(chunk, n);
+    n += chunk.length;
+    counter.add(chunk.length);
+  }
+  counter.end();
+  return n === out.length ? out : out.subarray(0, n);
+}
+
+/** Bytes read at once as collect's next(). */
+function oneChunk(buffer) {
+  let chunk = new Uint8Array(buffer);
+  return async () => {
+    const c = chunk;
+    chunk = null;
+    return c;
+  };
+}
+
+/** A web ReadableStream (a fetch body, Blob.stream()) as collect's next(). */
+function streamChunks(stream) {
+  const reader = stream.getReader();
+  return async () => {
+    const { done, value } = await reader.read();
+    return done ? null : value;
+  };
+}
+
+/** A Blob (or a File) read with progress; a NamedBlob without stream() at once. */
+async function readBlob(b, progress) {
+  const size = Number.isSafeInteger(b.size) ? b.size : null;
+  const counter = progress.file(size);
+  if (typeof b.stream === 'function') return collect(streamChunks(b.stream()), size, counter);
+  return collect(oneChunk(await b.arrayBuffer()), size, counter);
+}
+
+/**
+ * The files of a model source: {config, safetensors, vocab (null if none),
+ * folder (the folder C's messages are prefixed with, null if none)}, each
+ * file a Uint8Array.
+ */
+async function readSource(source, progress, checkSizes) {
+  if (typeof source === 'string' || source instanceof URL) {
+    const href = String(source);
+    if (IS_NODE && /^file:/i.test(href)) {
+      const { fileURLToPath } = await import('node:url');
+      return readFolder(fileURLToPath(href), progress, checkSizes);
+    }
+    // In Node every other string is a path; URLs are fetched.
+    if (IS_NODE && typeof source === 'string' && !/^https?:/i.test(source)) {
+      return readFolder(source, progress, checkSizes);
+    }
+    return fetchFolder(source, progress);
+  }
+  if (isBlob(source)) {
+    throw argError('loadModel: one file is not a model: give the list of files (config.json, '
+      + 'model.safetensors, vocab.txt) or {config, safetensors, vocab?}');
+  }
+  if (source !== null && typeof source === 'object' && typeof source.length !== 'number') {
+    checkOptions(source, ['config', 'safetensors', 'vocab'], 'loadModel', 'source key');
+    for (const key of ['config', 'safetensors']) {
+      if (source[key] == null) throw argError(`loadModel: the source has no ${key}`);
+    }
+    const read = async (v, what, json) => {
+      if (isBlob(v)) return readBlob(v, progress);
+      const bytes = contentBytes(v, json);
+      if (!bytes) {
+        throw argError(`loadModel: ${what} must be ${json ? 'an object, ' : ''}a string, ArrayBuffer, `
+          + 'SharedArrayBuffer, typed array or Blob');
+      }
+      progress.file(bytes.length).add(bytes.length);
+      return bytes;
+    };
+    const [config, safetensors, vocab] = await allInOrder([read(source.config, 'config', true),
+      read(source.safetensors, 'safetensors'), source.vocab == null ? null : read(source.vocab, 'vocab')]);
+    return { config, safetensors, vocab, folder: null };
+  }
+  if (source !== null && typeof source === 'object' && typeof source.length === 'number') {
+    return readFiles(source, progress);
   }
   throw argError('loadModel: source must be a folder path or URL, {config, safetensors, vocab?}, '
                  + 'or a list of files');
@@ -929,26 +1238,42 @@ async function allInOrder(promises) {
   return settled.map((r) => r.value);
 }
 
-async function readFolder(dir) {
-  const { readFile } = await import('node:fs/promises');
+async function readFolder(dir, progress, checkSizes) {
+  const { stat } = await import('node:fs/promises');
+  const { createReadStream } = await import('node:fs');
   const { join } = await import('node:path');
-  const { fileURLToPath } = await import('node:url');
-  const base = dir instanceof URL ? fileURLToPath(dir) : dir;
-  const read = async (name, optional) => {
-    const path = join(base, name);
+  const folder = dir.length > 1 ? dir.replace(/\/+$/, '') : dir;
+  const names = ['config.json', 'model.safetensors', 'vocab.txt'];
+  const ioError = (path, e) => qsError('QS_ERR_IO', `${path}: ${e.message}`);
+  // Sizes first: C's limits refuse a file before it is read, as natively,
+  // and onProgress knows the total from its first call.
+  const sizes = await allInOrder(names.map(async (name, i) => {
+    const path = join(dir, name);
     try {
-      return await readFile(path);
+      return (await stat(path)).size;
     } catch (e) {
-      if (optional && e.code === 'ENOENT') return null;
-      throw qsError('QS_ERR_IO', `${path}: ${e.message}`);
+      if (i === 2 && e.code === 'ENOENT') return null; // vocab.txt is optional
+      throw ioError(path, e);
     }
-  };
-  const [config, safetensors, vocab] = await allInOrder([
-    read('config.json'), read('model.safetensors'), read('vocab.txt', true)]);
-  return { config, safetensors, vocab };
+  }));
+  inFolder(folder, () => checkSizes(...sizes));
+  const [config, safetensors, vocab] = await allInOrder(names.map(async (name, i) => {
+    if (sizes[i] === null) return null;
+    const path = join(dir, name);
+    const iter = createReadStream(path)[Symbol.asyncIterator]();
+    try {
+      return await collect(async () => {
+        const { done, value } = await iter.next();
+        return done ? null : value;
+      }, sizes[i], progress.file(sizes[i]));
+    } catch (e) {
+      throw ioError(path, e);
+    }
+  }));
+  return { config, safetensors, vocab, folder };
 }
 
-async function fetchFolder(url) {
+async function fetchFolder(url, progress) {
   const base = new URL(String(url).replace(/\/?$/, '/'), globalThis.location?.href);
   const get = async (name, optional) => {
     const u = new URL(name, base);
@@ -958,11 +1283,25 @@ async function fetchFolder(url) {
     } catch (e) {
       throw qsError('QS_ERR_IO', `${u}: ${e.message}`);
     }
-    if (res.ok) return res.arrayBuffer();
     if (optional && res.status === 404) return null;
-    throw qsError('QS_ERR_IO', `${u}: HTTP ${res.status}`);
+    if (!res.ok) throw qsError('QS_ERR_IO', `${u}: HTTP ${res.status}`);
+    // Content-Length counts the encoded bytes when the body is compressed.
+    const length = res.headers.get('content-length');
+    const size = length !== null && !res.headers.get('content-encoding') && /^\d+$/.test(length)
+      ? Number(length) : null;
+    return { u, res, counter: progress.file(size), size };
   };
-  const [config, safetensors] = await allInOrder([get('config.json'), get('model.safetensors')]);
+  const body = async ({ u, res, counter, size }) => {
+    try {
+      const next = res.body ? streamChunks(res.body) : oneChunk(await res.arrayBuffer());
+      return await collect(next, size, counter);
+    } catch (e) {
+      throw qsError('QS_ERR_IO', `${u}: ${e.message}`);
+    }
+  };
+  // Both responses before either body, so that onProgress starts with the total.
+  const responses = await allInOrder([get('config.json'), get('model.safetensors')]);
+  const [config, safetensors] = await allInOrder(responses.map(body));
   /* Only WordPiece models have a vocab.txt: asking for it otherwise logs a
    * 404 in the browser console for every byte-level model. */
   let wordpiece = true;
@@ -970,35 +1309,42 @@ async function fetchFolder(url) {
     const cfg = JSON.parse(new TextDecoder().decode(config));
     wordpiece = cfg.tokenizer === 'wordpiece' || (cfg.model_type === 'bert' && cfg.tokenizer === undefined);
   } catch { /* the C parser reports a bad config.json */ }
-  const vocab = wordpiece ? await get('vocab.txt', true) : null;
-  return { config, safetensors, vocab };
+  const vres = wordpiece ? await get('vocab.txt', true) : null;
+  const vocab = vres ? await body(vres) : null;
+  return { config, safetensors, vocab, folder: base.href.replace(/\/$/, '') };
 }
 
 /** Picks config.json, the .safetensors file and vocab.txt from File objects. */
-async function readFiles(list) {
-  const files = Array.from(list);
+async function readFiles(list, progress) {
+  const n = arrayLength(list, 'loadModel: source', 'files');
+  const files = Array.from({ length: n }, (_, i) => list[i]);
   const byName = (test) => files.find((f) => test(f?.name ?? ''));
-  const config = byName((n) => n === 'config.json');
-  const st = byName((n) => n === 'model.safetensors') ?? byName((n) => n.endsWith('.safetensors'));
-  const vocab = byName((n) => n === 'vocab.txt');
+  const config = byName((name) => name === 'config.json');
+  const st = byName((name) => name === 'model.safetensors') ?? byName((name) => name.endsWith('.safetensors'));
+  const vocab = byName((name) => name === 'vocab.txt');
   const names = files.map((f) => f?.name).join(', ');
   if (!config) throw argError(`loadModel: no config.json among the files (${names})`);
   if (!st) throw argError(`loadModel: no .safetensors file among the files (${names})`);
-  const [c, s, v] = await Promise.all([config.arrayBuffer(), st.arrayBuffer(), vocab?.arrayBuffer()]);
-  return { config: c, safetensors: s, vocab: v ?? null };
+  const [c, s, v] = await Promise.all([readBlob(config, progress), readBlob(st, progress),
+    vocab ? readBlob(vocab, progress) : null]);
+  return { config: c, safetensors: s, vocab: v, folder: null };
 }
 
 /**
  * A freshly initialised model (BERT/OPT initialisation, deterministic for a
- * seed) from a config.json object or text, e.g. for training in the page.
+ * seed) from a config.json object, text, bytes or Blob, e.g. for training in the page.
  */
-export async function createModel(config, { seed = 0 } = {}) {
+export async function createModel(config, options) {
+  const { seed = 0 } = checkOptions(options, ['seed'], 'createModel');
   const c = await core();
-  const json = toBytes(c, typeof config === 'object' && config !== null && !isBinary(config)
-    ? JSON.stringify(config) : config, 'config');
+  const json = isBlob(config) ? await readBlob(config, new ByteProgress(null)) : contentBytes(config, true);
+  if (!json) {
+    throw argError('createModel: config must be an object, a string, ArrayBuffer, SharedArrayBuffer, typed array or Blob');
+  }
   const s = intOption(seed, 'createModel: seed');
   if (s < 0 || s > Number.MAX_SAFE_INTEGER) throw argError(`createModel: seed ${s} must be in [0, 2^53)`);
   return c.guard(() => {
+    c.check(c.ctx, c.m._qsw_check_sizes(c.ctx, json.length, 0, 0)); // config.json's limit, before the copy
     const handle = c.withHeap([json], (p) => {
       c.check(c.ctx, c.m._qsw_model_create(c.ctx, p, json.length, s));
       return c.out(c.ctx, 1)[0] >>> 0;
@@ -1011,12 +1357,14 @@ export async function createModel(config, { seed = 0 } = {}) {
  * The training or validation part of a text, cut into blocks exactly as the
  * trainer does (qs_text_split): split 'train' or 'val'.
  */
-export async function textSplit(text, { valFraction, split = 'val' } = {}) {
+export async function textSplit(text, options) {
+  const o = checkOptions(options, ['valFraction', 'split'], 'textSplit');
   const c = await core();
-  valFraction ??= c.trainDefaults.valFraction; // the trainer's own share (qs_train_config_default)
-  if (typeof text !== 'string' && !isBinary(text)) throw argError('textSplit: text must be a string or bytes');
+  const { split = 'val' } = o;
+  const valFraction = o.valFraction ?? c.trainDefaults.valFraction; // the trainer's own share
+  const bytes = contentBytes(text);
+  if (!bytes) throw argError('textSplit: text must be a string or bytes');
   if (split !== 'train' && split !== 'val') throw argError(`textSplit: split must be 'train' or 'val', got ${split}`);
-  const bytes = toBytes(c, text, 'text');
   return c.guard(() => c.withHeap([bytes], (p) => {
     c.check(c.ctx, c.m._qsw_text_split(c.ctx, p, bytes.length, numberOption(valFraction, 'textSplit: valFraction'),
                                        split === 'val' ? 1 : 0));

@@ -49,6 +49,29 @@ typedef struct qs_eval_result {
 qs_status qs_evaluate(qs_model *m, const int32_t *ids, size_t n_ids, const qs_eval_opts *opts,
                       qs_eval_result *out, qs_error *err);
 
+/* qs_evaluate in steps, for callers that must get control back between
+ * windows: the JS API returns to its event loop there, so that an
+ * AbortSignal can stop a long evaluation. qs_eval_begin checks the options
+ * and plans the windows (ids must stay valid until qs_eval_free; opts is
+ * copied). Each qs_eval_step scores up to max_windows more windows (0: the
+ * rest) of the stage under way (float pass, calibration, quantized pass, in
+ * that order) and sets *finished after the last one; qs_eval_result_of
+ * then gives what qs_evaluate gives, bit for bit, whatever the steps.
+ * opts->progress is not called (qs_evaluate calls it between its steps).
+ * After a failed step the run can only be freed. A run freed before it
+ * finished leaves the model usable, with opts->quant installed if the
+ * quantized part had begun (as a failed qs_evaluate does). */
+typedef struct qs_eval_run qs_eval_run;
+
+qs_status qs_eval_begin(qs_model *m, const int32_t *ids, size_t n_ids, const qs_eval_opts *opts,
+                        qs_eval_run **out, qs_error *err);
+qs_status qs_eval_step(qs_eval_run *r, int max_windows, int *finished, qs_error *err);
+/* Windows done so far and in all, over the three stages (what opts->progress reports). */
+void qs_eval_progress(const qs_eval_run *r, long *done, long *total);
+/* QS_ERR_ARG until the last step has run. */
+qs_status qs_eval_result_of(const qs_eval_run *r, qs_eval_result *out, qs_error *err);
+void qs_eval_free(qs_eval_run *r);
+
 /* The outlier figures of the paper's Table 2, measured where and how the
  * official validation scripts measure them (docs/science.md §3, §8): each value is
  * taken per sequence (its T x d tensor flattened), averaged over sequences,

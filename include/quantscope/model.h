@@ -99,9 +99,30 @@ int qs_point_is_global(qs_point p);
 
 typedef struct qs_model qs_model;
 
-/* Loads config.json + model.safetensors from a folder. */
+/* Files larger than these are refused with QS_ERR_NOMEM and one message
+ * ("config.json: 52428800 bytes exceeds the limit of 1048576"), by
+ * qs_model_load_dir before reading them and by qs_model_load_files (so the
+ * JS API) before parsing: 1 MiB holds any real config.json; a model file
+ * (and vocab.txt) is limited to 4 GiB, or on a 32-bit build (WebAssembly,
+ * -m32) to 2 GiB, what ftell's long can report there. */
+#define QS_CONFIG_MAX_BYTES ((size_t)1 << 20)
+#define QS_MODEL_FILE_MAX_BYTES \
+    (sizeof(size_t) > 4 ? (size_t)((uint64_t)4 << 30) : (size_t)INT32_MAX)
+/* QS_OK when config.json, model.safetensors and vocab.txt of these sizes are
+ * within the limits above. */
+qs_status qs_model_check_sizes(size_t config_len, size_t st_len, size_t vocab_len, qs_error *err);
+
+/* Loads config.json + model.safetensors (+ vocab.txt, for WordPiece) from a
+ * folder; every message starts with the file's path. */
 qs_status qs_model_load_dir(const char *dir, qs_model **out, qs_error *err);
-/* Same from memory (the buffers are copied as needed and may be freed after). */
+/* The same three files from memory (vocab may be NULL: no vocab.txt);
+ * messages start with the file's name ("vocab.txt: ..."), which
+ * qs_model_load_dir prefixes with the folder. The buffers are copied as
+ * needed and may be freed after. */
+qs_status qs_model_load_files(const char *config_json, size_t config_len,
+                              const uint8_t *safetensors, size_t st_len, const char *vocab,
+                              size_t vocab_len, qs_model **out, qs_error *err);
+/* qs_model_load_files without a vocab.txt. */
 qs_status qs_model_load_memory(const char *config_json, size_t config_len,
                                const uint8_t *safetensors, size_t st_len, qs_model **out,
                                qs_error *err);

@@ -2,6 +2,7 @@
  * and quantized (static ranges calibrated on the first windows) in one call. */
 #include "quantscope/eval.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -199,59 +200,6 @@ static qs_status pass_init(pass *ps, qs_model *m, const plan *p, const qs_eval_o
     return QS_OK;
 }
 
-/* Progress over the passes of one call, reported through opts->progress. */
-typedef struct progress {
-    const qs_eval_opts *o;
-    long done, total;
-} progress;
-
-static qs_status report(progress *pr, long windows, qs_error *err) {
-    pr->done += windows;
-    if (pr->o->progress && pr->o->progress(pr->o->progress_user, pr->done, pr->total))
-        return qs_fail(err, QS_ERR_CANCELLED, "evaluate: cancelled after %ld of %ld windows",
-                       pr->done, pr->total);
-    return QS_OK;
-}
-
-/* Windows per job between two progress reports: enough that handing out a
- * chunk costs nothing next to scoring it. */
-#define WINDOWS_PER_CHUNK 4
-
-/* Mean NLL over every scored token of the stream, windows spread over the
- * jobs a chunk at a time. A failure reports the first window that failed. */
-static qs_status score(qs_model *m, const plan *p, const qs_eval_opts *o, int n_jobs, int quantize,
-                       progress *pr, double *nll, long *count, qs_error *err) {
-    pass ps;
-    qs_status s = pass_init(&ps, m, p, o, n_jobs, quantize, err);
-    int chunk = ps.n_jobs * WINDOWS_PER_CHUNK;
-    for (int begin = 0; !s && begin < p->n_windows; begin += chunk) {
-        int end = p->n_windows - begin < chunk ? p->n_windows : begin + chunk;
-        for (int i = 0; i < ps.n_jobs; i++) ps.jobs[i].begin = begin, ps.jobs[i].end = end;
-        qs_parallel_run(ps.n_jobs, score_windows, ps.jobs, sizeof ps.jobs[0]);
-        const eval_job *bad = NULL;
-        for (int i = 0; i < ps.n_jobs; i++)
-            if (ps.jobs[i].status && (!bad || ps.jobs[i].failed < bad->failed)) bad = &ps.jobs[i];
-        if (bad) {
-            if (err) *err = bad->err;
-            s = bad->status;
-        } else {
-            s = report(pr, end - begin, err);
-        }
-    }
-    if (!s) {
-        double total = 0.0;
-        long c = 0;
-        for (int k = 0; k < p->n_windows; k++) {
-            total += ps.nll[k];
-            c += ps.count[k];
-        }
-        *nll = c ? total / (double)c : NAN;
-        *count = c;
-    }
-    pass_free(&ps);
-    return s;
-}
-
 /* The windows of a stream as qs_evaluate scores them; *o gets the defaults. */
 static qs_status plan_make(const qs_model *m, const int32_t *ids, size_t n_ids,
                            const qs_eval_opts *opts, qs_eval_opts *o, plan *p, qs_error *err) {
@@ -280,50 +228,190 @@ static qs_status plan_make(const qs_model *m, const int32_t *ids, size_t n_ids,
     return QS_OK;
 }
 
+/* ---- Evaluation in steps (eval.h: qs_eval_begin) ---------------------------- */
+
+enum { STAGE_FP, STAGE_CALIB, STAGE_Q, STAGE_DONE };
+
+struct qs_eval_run {
+    qs_model *m;
+    qs_eval_opts o;        /* defaults filled in; o.quant points at quant */
+    qs_quant_config quant; /* a copy, so opts need not outlive qs_eval_begin */
+    plan p;
+    int n_jobs;
+    int calib;             /* windows calibrated on before the quantized pass */
+    int stage, next;       /* the stage under way and its next window */
+    pass ps;               /* the jobs of the float or quantized pass, once begun */
+    int has_pass;
+    window w;              /* the calibration window */
+    long done, total;      /* windows over all stages */
+    qs_status failed;      /* set by a failed step: the run cannot go on */
+    qs_eval_result r;
+};
+
+/* Windows per job in each step of qs_evaluate, between two progress
+ * reports: enough that handing out a chunk costs nothing next to scoring it. */
+#define WINDOWS_PER_CHUNK 4
+
+/* Moves the run to stage. The quantized part starts by installing the
+ * config (fresh observers); a calibration of no windows is skipped. */
+static qs_status enter(qs_eval_run *r, int stage, qs_error *err) {
+    if (stage == STAGE_CALIB && !r->o.quant) stage = STAGE_DONE;
+    r->stage = stage;
+    r->next = 0;
+    if (stage != STAGE_CALIB) return QS_OK;
+    if (!r->calib) r->stage = STAGE_Q;
+    return qs_model_set_quant(r->m, r->o.quant, err);
+}
+
+/* Up to n windows of the float or quantized pass, spread over the jobs; a
+ * failure reports the first window that failed. The pass's mean is summed
+ * in window order once its last window is done. */
+static qs_status score_some(qs_eval_run *r, int n, qs_error *err) {
+    int quantize = r->stage == STAGE_Q, nw = r->p.n_windows;
+    if (!r->has_pass) {
+        r->has_pass = 1; /* so that qs_eval_free frees a half-made pass too */
+        qs_status s = pass_init(&r->ps, r->m, &r->p, &r->o, r->n_jobs, quantize, err);
+        if (s) return s;
+    }
+    pass *ps = &r->ps;
+    int begin = r->next, end = nw - begin < n ? nw : begin + n;
+    for (int i = 0; i < ps->n_jobs; i++) ps->jobs[i].begin = begin, ps->jobs[i].end = end;
+    qs_parallel_run(ps->n_jobs, score_windows, ps->jobs, sizeof ps->jobs[0]);
+    const eval_job *bad = NULL;
+    for (int i = 0; i < ps->n_jobs; i++)
+        if (ps->jobs[i].status && (!bad || ps->jobs[i].failed < bad->failed)) bad = &ps->jobs[i];
+    if (bad) {
+        if (err) *err = bad->err;
+        return bad->status;
+    }
+    r->done += end - begin;
+    r->next = end;
+    if (end < nw) return QS_OK;
+    double total = 0.0;
+    long c = 0;
+    for (int k = 0; k < nw; k++) {
+        total += ps->nll[k];
+        c += ps->count[k];
+    }
+    pass_free(ps);
+    r->has_pass = 0;
+    double nll = c ? total / (double)c : NAN;
+    if (!quantize) {
+        r->r.fp_nll = nll;
+        r->r.fp_ppl = exp(nll);
+        r->r.n_predicted = c;
+        return enter(r, STAGE_CALIB, err);
+    }
+    r->r.q_nll = nll;
+    r->r.q_ppl = exp(nll);
+    if (r->o.quant_only) r->r.n_predicted = c;
+    return enter(r, STAGE_DONE, err);
+}
+
+/* Up to n calibration windows. Calibration runs in order on the model
+ * itself: running min-max depends on the order of the batches. The
+ * replicas of the quantized pass copy its ranges. */
+static qs_status calibrate_some(qs_eval_run *r, int n, qs_error *err) {
+    if (r->next == 0 && !window_alloc(&r->w, r->p.seq_len))
+        return qs_fail(err, QS_ERR_NOMEM, "evaluate: out of memory");
+    for (int i = 0; i < n && r->next < r->calib; i++, r->next++, r->done++) {
+        make_window(r->m, &r->p, &r->o, r->next, &r->w);
+        qs_status s = qs_model_calibrate(r->m, r->w.ids, NULL, r->w.T, err);
+        if (s) return s;
+    }
+    if (r->next < r->calib) return QS_OK;
+    window_free(&r->w);
+    memset(&r->w, 0, sizeof r->w);
+    return enter(r, STAGE_Q, err);
+}
+
+void qs_eval_free(qs_eval_run *r) {
+    if (!r) return;
+    if (r->has_pass) pass_free(&r->ps);
+    window_free(&r->w);
+    free(r);
+}
+
+qs_status qs_eval_begin(qs_model *m, const int32_t *ids, size_t n_ids, const qs_eval_opts *opts,
+                        qs_eval_run **out, qs_error *err) {
+    if (out) *out = NULL;
+    if (!m || !out || (!ids && n_ids)) return qs_fail(err, QS_ERR_ARG, "evaluate: NULL argument");
+    qs_eval_run *r = calloc(1, sizeof *r);
+    if (!r) return qs_fail(err, QS_ERR_NOMEM, "evaluate: out of memory");
+    qs_status s = plan_make(m, ids, n_ids, opts, &r->o, &r->p, err);
+    if (!s && (r->o.threads < 0 || r->o.threads > QS_MAX_THREADS))
+        s = qs_fail(err, QS_ERR_RANGE, "evaluate: threads %d outside [0, %d]", r->o.threads,
+                    QS_MAX_THREADS);
+    if (s) {
+        free(r);
+        return s;
+    }
+    r->m = m;
+    int nw = r->p.n_windows;
+    r->n_jobs = QS_HAVE_THREADS && r->o.threads > 1 ? r->o.threads : 1;
+    if (r->n_jobs > nw) r->n_jobs = nw;
+    int fp_pass = !(r->o.quant && r->o.quant_only);
+    if (r->o.quant) {
+        r->quant = *r->o.quant;
+        r->o.quant = &r->quant;
+        int calib = r->o.calib_windows > 0 ? r->o.calib_windows : 4;
+        r->calib = r->quant.act_granularity == QS_GRAN_TENSOR ? (calib < nw ? calib : nw) : 0;
+    }
+    r->total = (fp_pass ? nw : 0) + (r->o.quant ? nw + r->calib : 0);
+    r->r.fp_nll = r->r.fp_ppl = r->r.q_nll = r->r.q_ppl = NAN;
+    r->r.n_windows = nw;
+    s = enter(r, fp_pass ? STAGE_FP : STAGE_CALIB, err);
+    if (s) {
+        qs_eval_free(r);
+        return s;
+    }
+    *out = r;
+    return QS_OK;
+}
+
+qs_status qs_eval_step(qs_eval_run *r, int max_windows, int *finished, qs_error *err) {
+    if (finished) *finished = 0;
+    if (!r) return qs_fail(err, QS_ERR_ARG, "evaluate: NULL argument");
+    if (r->failed)
+        return qs_fail(err, QS_ERR_ARG, "evaluate: a step of this run failed (%s); free it",
+                       qs_status_name(r->failed));
+    int n = max_windows > 0 ? max_windows : INT_MAX;
+    qs_status s = QS_OK;
+    if (r->stage == STAGE_CALIB) s = calibrate_some(r, n, err);
+    else if (r->stage != STAGE_DONE) s = score_some(r, n, err);
+    r->failed = s;
+    if (finished) *finished = !s && r->stage == STAGE_DONE;
+    return s;
+}
+
+void qs_eval_progress(const qs_eval_run *r, long *done, long *total) {
+    if (done) *done = r ? r->done : 0;
+    if (total) *total = r ? r->total : 0;
+}
+
+qs_status qs_eval_result_of(const qs_eval_run *r, qs_eval_result *out, qs_error *err) {
+    if (!r || !out) return qs_fail(err, QS_ERR_ARG, "evaluate: NULL argument");
+    if (r->stage != STAGE_DONE)
+        return qs_fail(err, QS_ERR_ARG, "evaluate: the run has not finished (%ld of %ld windows)",
+                       r->done, r->total);
+    *out = r->r;
+    return QS_OK;
+}
+
 qs_status qs_evaluate(qs_model *m, const int32_t *ids, size_t n_ids, const qs_eval_opts *opts,
                       qs_eval_result *out, qs_error *err) {
-    if (!m || !out || (!ids && n_ids)) return qs_fail(err, QS_ERR_ARG, "evaluate: NULL argument");
-    qs_eval_opts o;
-    plan p;
-    qs_status s = plan_make(m, ids, n_ids, opts, &o, &p, err);
-    if (s) return s;
-    int seq_len = p.seq_len;
-    if (o.threads < 0 || o.threads > QS_MAX_THREADS)
-        return qs_fail(err, QS_ERR_RANGE, "evaluate: threads %d outside [0, %d]", o.threads,
-                       QS_MAX_THREADS);
-    int n_jobs = QS_HAVE_THREADS && o.threads > 1 ? o.threads : 1;
-    if (n_jobs > p.n_windows) n_jobs = p.n_windows;
-    memset(out, 0, sizeof *out);
-    out->q_nll = out->q_ppl = NAN;
-    out->n_windows = p.n_windows;
-    int fp_pass = !(o.quant && o.quant_only);
-    int calib = o.calib_windows > 0 ? o.calib_windows : 4;
-    if (calib > p.n_windows) calib = p.n_windows;
-    int calibrates = o.quant && o.quant->act_granularity == QS_GRAN_TENSOR;
-    progress pr = {&o, 0, (fp_pass ? p.n_windows : 0) +
-                              (o.quant ? p.n_windows + (calibrates ? calib : 0) : 0)};
-    if (!fp_pass) out->fp_nll = out->fp_ppl = NAN;
-    else s = score(m, &p, &o, n_jobs, 0, &pr, &out->fp_nll, &out->n_predicted, err);
-    if (!s && fp_pass) out->fp_ppl = exp(out->fp_nll);
-    if (!s && o.quant) {
-        s = qs_model_set_quant(m, o.quant, err);
-        /* Calibration runs in order on the model itself: running min-max
-         * depends on the order of the batches. The replicas copy its ranges. */
-        if (calibrates && !s) {
-            window w;
-            if (!window_alloc(&w, seq_len)) s = qs_fail(err, QS_ERR_NOMEM, "evaluate: out of memory");
-            for (int k = 0; k < calib && !s; k++) {
-                make_window(m, &p, &o, k, &w);
-                s = qs_model_calibrate(m, w.ids, NULL, w.T, err);
-            }
-            window_free(&w);
-            if (!s) s = report(&pr, calib, err);
-        }
-        long n_q;
-        if (!s) s = score(m, &p, &o, n_jobs, 1, &pr, &out->q_nll, &n_q, err);
-        if (!s && o.quant_only) out->n_predicted = n_q;
-        if (!s) out->q_ppl = exp(out->q_nll);
+    if (!out) return qs_fail(err, QS_ERR_ARG, "evaluate: NULL argument");
+    qs_eval_run *r;
+    qs_status s = qs_eval_begin(m, ids, n_ids, opts, &r, err);
+    int finished = 0;
+    while (!s && !finished) {
+        s = qs_eval_step(r, r->n_jobs * WINDOWS_PER_CHUNK, &finished, err);
+        if (!s && r->o.progress && r->o.progress(r->o.progress_user, r->done, r->total))
+            s = qs_fail(err, QS_ERR_CANCELLED, "evaluate: cancelled after %ld of %ld windows",
+                        r->done, r->total);
     }
+    if (!s) s = qs_eval_result_of(r, out, err);
+    qs_eval_free(r);
     return s;
 }
 

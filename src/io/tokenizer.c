@@ -405,7 +405,8 @@ static qs_status wordpiece_build(const char *what, const char *vocab, size_t len
 
 qs_status qs_tokenizer_wordpiece_new(const char *vocab, size_t len, int lowercase,
                                      qs_tokenizer **out, qs_error *err) {
-    return wordpiece_build("vocab", vocab, len, lowercase, out, err);
+    /* The text of a vocab.txt; qs_tokenizer_wordpiece_load names its path instead. */
+    return wordpiece_build("vocab.txt", vocab, len, lowercase, out, err);
 }
 
 qs_status qs_tokenizer_wordpiece_load(const char *path, int lowercase, qs_tokenizer **out,

@@ -11,7 +11,8 @@
 
 qs_status qs_config_from_json(const char *json, size_t len, qs_config *out, qs_error *err) {
     if (!json || !out) return qs_fail(err, QS_ERR_ARG, "config: NULL argument");
-    return qs_config_parse(json, len, "config.json", out, err);
+    qs_status s = qs_model_check_sizes(len, 0, 0, err); /* the limit of a loaded config.json */
+    return s ? s : qs_config_parse(json, len, "config.json", out, err);
 }
 
 int qs_config_write_json(const qs_config *c, char *buf, size_t cap) {

@@ -423,14 +423,45 @@ static qs_status check_file_holds_config(const qs_config *c, const qs_safetensor
     return QS_OK;
 }
 
-qs_status qs_model_load_memory(const char *config_json, size_t config_len,
-                               const uint8_t *safetensors, size_t st_len, qs_model **out,
-                               qs_error *err) {
+/* One message for a file over its limit, whether qs_read_file refused it
+ * (native folders) or these checks (memory, JS): qs_read_file's wording. */
+static qs_status check_size(const char *what, size_t len, size_t max, qs_error *err) {
+    if (len <= max) return QS_OK;
+    return qs_fail(err, QS_ERR_NOMEM, "%s: %zu bytes exceeds the limit of %zu", what, len, max);
+}
+
+qs_status qs_model_check_sizes(size_t config_len, size_t st_len, size_t vocab_len, qs_error *err) {
+    qs_status s = check_size("config.json", config_len, QS_CONFIG_MAX_BYTES, err);
+    if (!s) s = check_size("model.safetensors", st_len, QS_MODEL_FILE_MAX_BYTES, err);
+    if (!s) s = check_size("vocab.txt", vocab_len, QS_MODEL_FILE_MAX_BYTES, err);
+    return s;
+}
+
+/* A WordPiece vocab.txt for m (lowercasing as config.json says). A
+ * vocabulary larger than vocab_size is named as the file, like its parse errors. */
+static qs_status set_vocab(qs_model *m, const char *vocab, size_t len, qs_error *err) {
+    qs_tokenizer *t = NULL;
+    qs_status s = qs_tokenizer_wordpiece_new(vocab, len, m->cfg.do_lower_case, &t, err);
+    if (s) return s;
+    int n = qs_tokenizer_vocab_size(t);
+    if (n > m->cfg.vocab_size) {
+        qs_tokenizer_free(t);
+        return qs_fail(err, QS_ERR_SHAPE, "vocab.txt: %d tokens, more than config.json's "
+                       "vocab_size %d", n, m->cfg.vocab_size);
+    }
+    return qs_model_set_tokenizer(m, t, err);
+}
+
+qs_status qs_model_load_files(const char *config_json, size_t config_len,
+                              const uint8_t *safetensors, size_t st_len, const char *vocab,
+                              size_t vocab_len, qs_model **out, qs_error *err) {
     if (!config_json || !safetensors || !out)
-        return qs_fail(err, QS_ERR_ARG, "qs_model_load_memory: NULL argument");
+        return qs_fail(err, QS_ERR_ARG, "qs_model_load_files: NULL argument");
     *out = NULL;
+    qs_status s = qs_model_check_sizes(config_len, st_len, vocab ? vocab_len : 0, err);
+    if (s) return s;
     qs_config c;
-    qs_status s = qs_config_parse(config_json, config_len, "config.json", &c, err);
+    s = qs_config_parse(config_json, config_len, "config.json", &c, err);
     if (s) return s;
     qs_safetensors st;
     s = qs_st_parse(safetensors, st_len, "model.safetensors", &st, err);
@@ -445,6 +476,7 @@ qs_status qs_model_load_memory(const char *config_json, size_t config_len,
             s = qs_tokenizer_byte_new(&t, err);
             if (!s) s = qs_model_set_tokenizer(m, t, err);
         }
+        if (!s && vocab) s = set_vocab(m, vocab, vocab_len, err);
         if (s) qs_model_free(m);
         else *out = m;
     }
@@ -452,11 +484,11 @@ qs_status qs_model_load_memory(const char *config_json, size_t config_len,
     return s;
 }
 
-/* 4 GiB; a 32-bit build (WebAssembly, -m32) cannot hold that, and there
- * (size_t)4 << 30 is 0, which refused every file: cap at what ftell's long
- * can report there. */
-#define QS_MAX_MODEL_FILE \
-    (sizeof(size_t) > 4 ? (size_t)((uint64_t)4 << 30) : (size_t)INT32_MAX)
+qs_status qs_model_load_memory(const char *config_json, size_t config_len,
+                               const uint8_t *safetensors, size_t st_len, qs_model **out,
+                               qs_error *err) {
+    return qs_model_load_files(config_json, config_len, safetensors, st_len, NULL, 0, out, err);
+}
 
 qs_status qs_model_load_dir(const char *dir, qs_model **out, qs_error *err) {
     if (!dir || !out) return qs_fail(err, QS_ERR_ARG, "qs_model_load_dir: NULL argument");
@@ -464,16 +496,24 @@ qs_status qs_model_load_dir(const char *dir, qs_model **out, qs_error *err) {
     size_t n = strlen(dir) + 32;
     char *path = malloc(n);
     if (!path) return qs_fail(err, QS_ERR_NOMEM, "out of memory");
-    uint8_t *cfg = NULL, *st = NULL;
-    size_t cfg_len = 0, st_len = 0;
+    uint8_t *cfg = NULL, *st = NULL, *vocab = NULL;
+    size_t cfg_len = 0, st_len = 0, vocab_len = 0;
     snprintf(path, n, "%s/config.json", dir);
-    qs_status s = qs_read_file(path, 1 << 20, &cfg, &cfg_len, err);
+    qs_status s = qs_read_file(path, QS_CONFIG_MAX_BYTES, &cfg, &cfg_len, err);
     if (!s) {
         snprintf(path, n, "%s/model.safetensors", dir);
-        s = qs_read_file(path, QS_MAX_MODEL_FILE, &st, &st_len, err);
+        s = qs_read_file(path, QS_MODEL_FILE_MAX_BYTES, &st, &st_len, err);
+    }
+    /* A WordPiece vocabulary beside the weights (HF BERT folders have one). */
+    snprintf(path, n, "%s/vocab.txt", dir);
+    FILE *vf = s ? NULL : fopen(path, "rb");
+    if (vf) {
+        fclose(vf);
+        s = qs_read_file(path, QS_MODEL_FILE_MAX_BYTES, &vocab, &vocab_len, err);
     }
     if (!s) {
-        s = qs_model_load_memory((const char *)cfg, cfg_len, st, st_len, out, err);
+        s = qs_model_load_files((const char *)cfg, cfg_len, st, st_len, (const char *)vocab,
+                                vocab_len, out, err);
         /* Name the folder too: "config.json: ..." alone is ambiguous. */
         if (s && err) {
             char msg[QS_ERROR_MSG_MAX];
@@ -481,21 +521,9 @@ qs_status qs_model_load_dir(const char *dir, qs_model **out, qs_error *err) {
             qs_fail(err, s, "%s/%.*s", dir, (int)(sizeof msg - 1), msg);
         }
     }
-    /* A WordPiece vocabulary beside the weights (HF BERT folders have one). */
-    snprintf(path, n, "%s/vocab.txt", dir);
-    FILE *vf = s ? NULL : fopen(path, "rb");
-    if (vf) {
-        fclose(vf);
-        qs_tokenizer *t;
-        s = qs_tokenizer_wordpiece_load(path, (*out)->cfg.do_lower_case, &t, err);
-        if (!s) s = qs_model_set_tokenizer(*out, t, err);
-        if (s) {
-            qs_model_free(*out);
-            *out = NULL;
-        }
-    }
     free(cfg);
     free(st);
+    free(vocab);
     free(path);
     return s;
 }

@@ -2,7 +2,7 @@
  * figures of one thread (float, fake quant, int8, dynamic ranges, both
  * architectures); replicas compute what their model computes; errors; the
  * outlier summary against the official definition computed by hand; progress
- * reports and cancellation. */
+ * reports and cancellation; evaluation in steps. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -291,11 +291,69 @@ static void test_progress_and_cancel(void) {
     free(ids);
 }
 
+/* qs_eval_begin / qs_eval_step in steps of any size give qs_evaluate's
+ * result bit for bit; a run freed midway leaves the model as usable as a
+ * failed call does; the result is refused before the last step. */
+static void test_steps(void) {
+    size_t n;
+    int32_t *ids = stream_of(&n);
+    qs_error err = {0};
+    qs_quant_config q = qs_quant_config_default();
+    for (int arch = 0; arch < 2; arch++) {
+        qs_model *m = byte_model(arch ? "opt" : "bert", 32, 4, 64, 64, "", 7);
+        if (!m) continue;
+        qs_eval_opts o = qs_eval_opts_default(m);
+        o.seq_len = 40;
+        o.max_windows = 11;
+        o.calib_windows = 3;
+        o.quant = &q;
+        qs_eval_result ref, r;
+        CHECK_OK(qs_evaluate(m, ids, n, &o, &ref, &err), &err);
+        const int steps[] = {1, 2, 5, 0};
+        const int threads[] = {1, 3};
+        for (int t = 0; t < 2; t++)
+            for (int k = 0; k < 4; k++) {
+                o.threads = threads[t];
+                qs_eval_run *run = NULL;
+                CHECK_OK(qs_eval_begin(m, ids, n, &o, &run, &err), &err);
+                CHECK_FAILS(qs_eval_result_of(run, &r, &err), QS_ERR_ARG, &err, "not finished");
+                long done = 0, total = 0, before = -1;
+                int finished = 0, calls = 0;
+                while (!finished && calls < 100) {
+                    CHECK_OK(qs_eval_step(run, steps[k], &finished, &err), &err);
+                    qs_eval_progress(run, &done, &total);
+                    CHECK(done > before);
+                    before = done;
+                    calls++;
+                }
+                CHECK(total == 11 + 3 + 11 && done == total);
+                CHECK(steps[k] != 1 || calls == 25);
+                CHECK_OK(qs_eval_result_of(run, &r, &err), &err);
+                CHECK(same_result(&ref, &r));
+                qs_eval_free(run);
+            }
+        /* Stopped inside the float pass, then inside the quantized one. */
+        for (int stop = 5; stop <= 20; stop += 15) {
+            qs_eval_run *run = NULL;
+            CHECK_OK(qs_eval_begin(m, ids, n, &o, &run, &err), &err);
+            int finished = 0;
+            for (int i = 0; i < stop; i++) CHECK_OK(qs_eval_step(run, 1, &finished, &err), &err);
+            CHECK(!finished);
+            qs_eval_free(run);
+            CHECK_OK(qs_evaluate(m, ids, n, &o, &r, &err), &err);
+            CHECK(same_result(&ref, &r));
+        }
+        qs_model_free(m);
+    }
+    free(ids);
+}
+
 int main(void) {
     RUN(test_threads_equal_one_thread);
     RUN(test_replica);
     RUN(test_errors);
     RUN(test_outlier_summary);
     RUN(test_progress_and_cancel);
+    RUN(test_steps);
     return TEST_DONE();
 }

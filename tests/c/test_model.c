@@ -3,6 +3,8 @@
  * class of bad model input with the message it must produce. */
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/stat.h> /* mkdir */
+#include <unistd.h>   /* rmdir */
 
 #include "check.h"
 #include "test_util.h"
@@ -537,6 +539,64 @@ static void test_bad_inputs(void) {
     qs_model_free(m);
 }
 
+/* Loading from memory (so the JS API) meets the limits and messages of a
+ * folder: a config.json over 1 MiB (a 50 MB one loaded from memory before),
+ * and a vocab.txt with more tokens than vocab_size, named as the file. */
+static void test_limits_and_vocab(void) {
+    qs_error err = {0};
+    qs_model *m = tiny("", QS_ARCH_BERT, 3), *out = NULL;
+    if (!m) return;
+    mkdir("limits", 0755);
+    CHECK_OK(qs_model_save_dir(m, "limits", &err), &err);
+    qs_model_free(m);
+    file cfg = {0}, st = {0};
+    CHECK_OK(qs_read_file("limits/config.json", 1 << 20, &cfg.b, &cfg.n, &err), &err);
+    CHECK_OK(qs_read_file("limits/model.safetensors", 1 << 24, &st.b, &st.n, &err), &err);
+
+    char *vocab = malloc(300 * 8);
+    size_t vl = (size_t)sprintf(vocab, "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n");
+    for (int i = 5; i < 300; i++) vl += (size_t)sprintf(vocab + vl, "w%d\n", i);
+    const char *cb = (const char *)cfg.b;
+    CHECK_FAILS(qs_model_load_files(cb, cfg.n, st.b, st.n, vocab, vl, &out, &err), QS_ERR_SHAPE,
+                &err, "vocab.txt: 300 tokens, more than config.json's vocab_size 260");
+    CHECK(out == NULL && !strncmp(err.msg, "vocab.txt: ", 11));
+    CHECK_FAILS(qs_model_load_files(cb, cfg.n, st.b, st.n, "[UNK]\n\xff\n", 8, &out, &err),
+                QS_ERR_FORMAT, &err, "vocab.txt: line 2: invalid UTF-8");
+    CHECK_OK(qs_write_file_atomic("limits/vocab.txt", vocab, vl, &err), &err);
+    CHECK_FAILS(qs_model_load_dir("limits", &out, &err), QS_ERR_SHAPE, &err,
+                "limits/vocab.txt: 300 tokens, more than config.json's vocab_size 260");
+    CHECK_OK(qs_model_load_files(cb, cfg.n, st.b, st.n, vocab, 200 * 4, &out, &err), &err);
+    CHECK(qs_tokenizer_vocab_size(qs_model_tokenizer(out)) < 260);
+    qs_model_free(out);
+    remove("limits/vocab.txt");
+
+    /* Valid JSON padded with spaces: only the limit refuses it. */
+    size_t big = QS_CONFIG_MAX_BYTES + 1;
+    char *text = malloc(big);
+    memset(text, ' ', big);
+    memcpy(text, cfg.b, cfg.n);
+    const char *msg = "config.json: 1048577 bytes exceeds the limit of 1048576";
+    CHECK_FAILS(qs_model_load_files(text, big, st.b, st.n, NULL, 0, &out, &err), QS_ERR_NOMEM,
+                &err, msg);
+    CHECK(!strcmp(err.msg, msg));
+    qs_config c;
+    CHECK_FAILS(qs_config_from_json(text, big, &c, &err), QS_ERR_NOMEM, &err, msg);
+    CHECK_OK(qs_model_load_files(text, big - 1, st.b, st.n, NULL, 0, &out, &err), &err);
+    qs_model_free(out);
+    CHECK_OK(qs_write_file_atomic("limits/config.json", text, big, &err), &err);
+    CHECK_FAILS(qs_model_load_dir("limits", &out, &err), QS_ERR_NOMEM, &err,
+                "limits/config.json: 1048577 bytes exceeds the limit of 1048576");
+    CHECK_FAILS(qs_model_check_sizes(0, QS_MODEL_FILE_MAX_BYTES + (size_t)1, 0, &err),
+                QS_ERR_NOMEM, &err, "model.safetensors: ");
+    free(text);
+    free(vocab);
+    free(cfg.b);
+    free(st.b);
+    remove("limits/config.json");
+    remove("limits/model.safetensors");
+    rmdir("limits");
+}
+
 int main(void) {
     RUN(test_softmax_variants);
     RUN(test_gating);
@@ -547,5 +607,6 @@ int main(void) {
     RUN(test_bad_files);
     RUN(test_strict_formats);
     RUN(test_bad_inputs);
+    RUN(test_limits_and_vocab);
     return TEST_DONE();
 }

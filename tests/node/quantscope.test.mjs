@@ -248,8 +248,9 @@ test('truncated safetensors', async () => {
   const { dir, cleanup } = await modelDir({
     'config.json': JSON.stringify(config), 'model.safetensors': safetensors.subarray(0, 100000) });
   try {
-    await rejectsWith(loadModel(dir), 'QS_ERR_FORMAT',
-      /^model\.safetensors: tensor '[\w.]+': data_offsets \[\d+, \d+\] outside the data section of \d+ bytes \(file truncated or corrupt\)$/);
+    // From a folder the message names it, as qs_model_load_dir's do.
+    await rejectsWith(loadModel(dir), 'QS_ERR_FORMAT', new RegExp(`^${dir}/`
+      + /model\.safetensors: tensor '[\w.]+': data_offsets \[\d+, \d+\] outside the data section of \d+ bytes \(file truncated or corrupt\)$/.source));
   } finally {
     await cleanup();
   }
@@ -262,7 +263,7 @@ test('safetensors header larger than the file', async () => {
   const { dir, cleanup } = await modelDir({ 'config.json': JSON.stringify(config), 'model.safetensors': bad });
   try {
     await rejectsWith(loadModel(dir), 'QS_ERR_FORMAT',
-      `model.safetensors: header length 1000000 is larger than the ${bad.length - 8} bytes after it ` +
+      `${dir}/model.safetensors: header length 1000000 is larger than the ${bad.length - 8} bytes after it ` +
       '(truncated or not a safetensors file)');
   } finally {
     await cleanup();
@@ -291,7 +292,7 @@ test('NaN in the weights', async () => {
     'model.safetensors': rebuildSafetensors(safetensors, { [name]: { shape: [128, 64], values } }) });
   try {
     await rejectsWith(loadModel(dir), 'QS_ERR_NAN',
-      `model.safetensors: tensor '${name}' holds a non-finite value (nan) at flat index 5`);
+      `${dir}/model.safetensors: tensor '${name}' holds a non-finite value (nan) at flat index 5`);
   } finally {
     await cleanup();
   }
