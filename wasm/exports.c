@@ -491,6 +491,9 @@ KEEP int qsw_train_default(qsw_ctx *c) {
     return done(c, QS_OK);
 }
 
+/* createTrainer's warmup when none is given (the library's rule). */
+KEEP int qsw_train_default_warmup(int steps) { return qs_train_default_warmup(steps); }
+
 /* A trainer over text for model m (kept, not owned: free the trainer first).
  * out[0] = handle, out[1] = the clipped-softmax warning (static string) or 0. */
 KEEP int qsw_trainer_new(qsw_ctx *c, qs_model *m, const char *text, size_t len, int batch_size,

@@ -833,7 +833,7 @@ export class Model {
       if (seed < 0 || seed > Number.MAX_SAFE_INTEGER) throw argError(`createTrainer: seed ${seed} must be in [0, 2^53)`);
       const threads = threadsOption(c, options.threads, 'createTrainer');
       const steps = int('steps');
-      const warmupSteps = options.warmupSteps ?? Math.min(steps, Math.round(0.05 * steps));
+      const warmupSteps = options.warmupSteps ?? c.m._qsw_train_default_warmup(steps);
       const handle = c.withHeap([bytes], (p) => {
         this.#call(c.m._qsw_trainer_new(
           this.#ctx, this.#handle, p, bytes.length, int('batchSize'), int('seqLen'), steps,
