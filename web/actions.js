@@ -2,17 +2,16 @@
 // asks the worker for whatever the visible view needs and is out of date.
 import { getState, update, shownModels } from './state.js';
 
-let client = null;
-const sent = { analysis: null, quant: null, ppl: null }; // keys of the last requests
-let pplTimer = 0;
-let msgId = 0;
-let runCount = 0;
+// What the intents keep between calls that nothing renders, in one place: the
+// worker connection, the keys of the last requests (so a request is sent once
+// per change), the debounce timer of perplexity, and two counters.
+const session = { client: null, sent: { analysis: null, quant: null, ppl: null }, pplTimer: 0, msgId: 0, runCount: 0 };
 
 // ---------------------------------------------------------------- messages
 
 /** Shows a message; one per source, so a later success can clear an earlier error. */
 export function message(kind, text, source = 'page') {
-  const id = ++msgId;
+  const id = ++session.msgId;
   update((s) => ({ messages: [...s.messages.filter((m) => m.source !== source), { id, kind, text, source }] }));
   if (kind === 'info') setTimeout(() => dismiss(id), 8000);
 }
@@ -35,14 +34,14 @@ function requestedThreads() {
 }
 
 export async function boot(c) {
-  client = c;
+  session.client = c;
   try {
-    const { value } = await client.request('control', 'init', { threads: requestedThreads() });
+    const { value } = await session.client.request('control', 'init', { threads: requestedThreads() });
     const models = value.models;
     if (!models.length) throw new Error(`no model could be loaded${value.failed.length ? `: ${value.failed.join('; ')}` : ''}`);
     const first = models.find((m) => m.variant === 'vanilla') ?? models[0];
     update({ phase: 'ready', models, selected: first.id, corpus: value.corpus, memory: value.memory,
-      runtime: value.runtime });
+      runtime: value.runtime, quant: value.defaults.quant, pointNames: value.defaults.points });
     if (value.runtime.fallback) {
       message('info', `Running on one thread: ${value.runtime.fallback}`, 'threads');
     }
@@ -75,18 +74,18 @@ export function ensure() {
   if (!models.length) return;
   if (s.view !== 'train') {
     const key = JSON.stringify([models, inputOf(s), s.point]);
-    if (key !== sent.analysis) { sent.analysis = key; analyze(models, s); }
+    if (key !== session.sent.analysis) { session.sent.analysis = key; analyze(models, s); }
   }
   if (s.view === 'quant') {
     const qk = JSON.stringify([models, inputOf(s), s.quant, s.ranges, s.hist, s.maskPos]);
-    if (qk !== sent.quant) { sent.quant = qk; quantize(models, s); }
+    if (qk !== session.sent.quant) { session.sent.quant = qk; quantize(models, s); }
     const pk = JSON.stringify([models, s.quant]);
-    if (pk !== sent.ppl) {
-      sent.ppl = pk;
+    if (pk !== session.sent.ppl) {
+      session.sent.ppl = pk;
       update({ ppl: { ...s.ppl, pending: true } });
-      clearTimeout(pplTimer);
+      clearTimeout(session.pplTimer);
       // Perplexity takes many windows: start it when the sliders rest.
-      pplTimer = setTimeout(() => perplexity(models, getState()), 200);
+      session.pplTimer = setTimeout(() => perplexity(models, getState()), 200);
     }
   }
 }
@@ -94,7 +93,7 @@ export function ensure() {
 function analyze(models, s) {
   const t0 = performance.now();
   update({ analysis: { ...s.analysis, pending: true } });
-  client.request('analyze', 'analyze', { models, input: inputOf(s), point: s.point }).then((r) => {
+  session.client.request('analyze', 'analyze', { models, input: inputOf(s), point: s.point }).then((r) => {
     if (r.superseded) return;
     clear('input');
     const first = r.value[models[0]];
@@ -111,7 +110,7 @@ function analyze(models, s) {
 function quantize(models, s) {
   const t0 = s.quantIntentT0 ?? performance.now(); // the slider move this answers, when there was one
   update({ quantResult: { ...s.quantResult, pending: true }, quantIntentT0: null });
-  client.request('quant', 'quant', {
+  session.client.request('quant', 'quant', {
     models, input: inputOf(s), quant: s.quant, ranges: s.ranges, histPoint: s.hist.point,
     histLayer: s.hist.layer, maskPos: s.maskPos,
   }).then((r) => {
@@ -130,7 +129,7 @@ function quantize(models, s) {
 
 function perplexity(models, s) {
   const t0 = performance.now();
-  client.request('ppl', 'ppl', { models, quant: s.quant }).then((r) => {
+  session.client.request('ppl', 'ppl', { models, quant: s.quant }).then((r) => {
     if (r.superseded) return;
     update((st) => ({ ppl: { byModel: r.value, models, pending: false, error: null, quant: s.quant },
       timing: { ...st.timing, pplMs: performance.now() - t0 } }));
@@ -194,7 +193,7 @@ export async function importFiles(fileList) {
   if (!files.length) return;
   message('info', `Importing ${files.map((f) => f.name).join(', ')}…`, 'import');
   try {
-    const { value } = await client.request('control', 'import', { files });
+    const { value } = await session.client.request('control', 'import', { files });
     update((s) => ({ models: [...s.models, value.model], memory: value.memory }));
     selectModel(value.model.id);
     message('info', `Loaded ${value.model.title}.${value.model.note ? ` ${value.model.note}` : ''}`, 'import');
@@ -214,17 +213,17 @@ function patchRun(runId, fn) {
 export async function trainStart() {
   const s = getState();
   const f = s.train.form;
-  const runId = `run-${++runCount}`;
-  const label = `${f.variant} · ${f.layers}L d${f.hidden} · #${runCount}`;
+  const runId = `run-${++session.runCount}`;
+  const label = `${f.variant} · ${f.layers}L d${f.hidden} · #${session.runCount}`;
   const run = { runId, label, variant: f.variant, status: 'starting', steps: f.steps, step: 0,
     curve: { step: [], loss: [] }, evals: { step: [], valLoss: [], maxInf: [], kurt: [], rmsKurt: [] },
     tokensPerS: 0, warning: null, error: null, t0: performance.now() };
   update((st) => ({ train: { ...st.train, runs: [...st.train.runs, run] } }));
   try {
-    await client.request('control', 'trainStart', {
+    await session.client.request('control', 'trainStart', {
       runId, variant: f.variant, label,
       size: { layers: f.layers, hidden: f.hidden, heads: f.heads, seqLen: f.seqLen, batch: f.batch },
-      options: { steps: f.steps, lr: f.lr, evalEvery: f.evalEvery, seed: runCount },
+      options: { steps: f.steps, lr: f.lr, evalEvery: f.evalEvery, seed: session.runCount },
     });
   } catch (e) {
     patchRun(runId, () => ({ status: 'failed', error: e.message }));
@@ -257,7 +256,7 @@ function trainEvent(ev) {
 
 export async function trainPause(runId, pause) {
   try {
-    const { value } = await client.request('control', 'trainStatus', { runId, status: pause ? 'paused' : 'running' });
+    const { value } = await session.client.request('control', 'trainStatus', { runId, status: pause ? 'paused' : 'running' });
     patchRun(runId, () => ({ status: value }));
   } catch (e) {
     message('error', e.message, 'train');
@@ -267,7 +266,7 @@ export async function trainPause(runId, pause) {
 /** Downloads config.json and model.safetensors of a run. */
 export async function trainDownload(runId) {
   try {
-    const { value } = await client.request('control', 'trainFiles', { runId });
+    const { value } = await session.client.request('control', 'trainFiles', { runId });
     const save = (name, data, type) => {
       const url = URL.createObjectURL(new Blob([data], { type }));
       const a = document.createElement('a');
@@ -289,7 +288,7 @@ export async function trainDownload(runId) {
 /** Puts a copy of the run's model into the model picker and shows it. */
 export async function trainOpen(runId) {
   try {
-    const { value } = await client.request('control', 'trainOpen', { runId });
+    const { value } = await session.client.request('control', 'trainOpen', { runId });
     update((s) => ({ models: [...s.models, value] }));
     selectModel(value.id);
     setView('outliers');

@@ -9,9 +9,6 @@ export const DEFAULT_TEXT = 'In the beginning God created the heaven and the ear
 export const TRAIN_DEFAULTS = Object.freeze({ variant: 'vanilla', layers: 2, hidden: 128, heads: 4, seqLen: 64,
   batch: 16, steps: 400, lr: 0.003, evalEvery: 20 });
 
-const ALL_POINTS = ['embed', 'attn_in', 'q', 'k', 'v', 'scores', 'probs', 'gate', 'ctx', 'attn_out', 'attn_res',
-  'ffn_in', 'ffn_h', 'ffn_act', 'ffn_out', 'ffn_res', 'layer_out', 'final'];
-
 let state = {
   phase: 'loading',        // loading | ready | failed
   models: [],              // what the worker describes: {id, title, variant, arch, source, hasTokenizer, config}
@@ -24,16 +21,14 @@ let state = {
   point: 'ffn_res',        // capture point of the outlier view
   scale: 'shared',         // heatmap colours: shared between models or per model
   attn: { layer: 0, head: 0 },
-  quant: {
-    weightBits: 8, actBits: 8, weightGranularity: 'tensor', actGranularity: 'tensor',
-    estimator: 'running_minmax', percentile: 99.999, weightSymmetric: true, actSymmetric: false,
-    points: ALL_POINTS,
-  },
+  quant: null,             // the installed quant config; the library's defaultQuant() until changed
+  pointNames: [],          // the library's capture points in data-flow order (pointNames())
   ranges: 'static',        // activation ranges: calibrated on held-out text, or from this input
   hist: { point: 'ffn_res', layer: null }, // null = last layer
   maskPos: null,           // BERT: the masked position for top-5 (null = automatic)
   analysis: null,          // {byModel, error, pending}
   quantResult: null,
+  quantIntentT0: null,     // performance.now() of the quant intent the next result answers (timing)
   ppl: null,
   train: { runs: [], form: { ...TRAIN_DEFAULTS } },
   messages: [],            // [{id, kind: 'error' | 'info', text}]
@@ -47,7 +42,6 @@ let frame = 0;
 let before = null;
 
 export const getState = () => state;
-export const POINTS = ALL_POINTS;
 
 /** Merges a patch (or patch(state)) into the state and schedules one render. */
 export function update(patch) {

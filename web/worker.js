@@ -6,7 +6,7 @@
 // is still waiting when a newer one arrives is answered {superseded: true}, so
 // typing fast computes only the latest text. Between jobs the worker yields to
 // its message queue; training steps run only when nothing else is waiting.
-import { configure, memoryBytes, runtimeInfo } from '../wasm/quantscope.mjs';
+import { configure, defaultQuant, memoryBytes, pointNames, runtimeInfo } from '../wasm/quantscope.mjs';
 import * as registry from './worker/registry.js';
 import * as jobs from './worker/jobs.js';
 import * as train from './worker/train.js';
@@ -134,6 +134,8 @@ const HANDLERS = {
       models: registry.all().map(registry.describe), failed,
       corpus: { heldOut: heldOut?.length ?? 0, train: trainText?.length ?? 0 },
       memory: await memoryBytes(), runtime,
+      // The library owns these defaults; the page starts from them.
+      defaults: { quant: await defaultQuant(), points: (await pointNames()).map((p) => p.name) },
     };
   },
   analyze: (a) => jobs.analyze(a),

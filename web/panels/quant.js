@@ -3,7 +3,7 @@
 // quantized perplexity on held-out text, and top-5 predictions FP vs quantized.
 import { h, fill, select, caption } from '../dom.js';
 import * as act from '../actions.js';
-import { shownModels, update, getState, POINTS } from '../state.js';
+import { shownModels, update, getState } from '../state.js';
 import { Histogram } from '../charts/histogram.js';
 import { pool } from '../charts/pool.js';
 import { later, drawn } from '../charts/frames.js';
@@ -65,7 +65,7 @@ export function mount(root) {
     percentile: h('input#percentile', { type: 'number', min: '50', max: '100', step: '0.001',
       on: { change: (e) => {
         const v = Number(e.target.value);
-        if (!(v > 50 && v <= 100)) { act.message('error', `Percentile ${e.target.value} must be in (50, 100].`, 'quant'); return; }
+        if (!(v >= 50 && v <= 100)) { act.message('error', `Percentile ${e.target.value} must be in [50, 100].`, 'quant'); return; }
         act.setQuant({ percentile: v });
       } } }),
     ranges: select('ranges', [{ value: 'static', label: 'calibrated on held-out text (static)' },
@@ -80,14 +80,16 @@ export function mount(root) {
     h('div.field', {}, h('label', { for: 'estimator' }, 'Range estimator'), controls.estimator),
     controls.percentileBox,
     h('div.field', {}, h('label', { for: 'ranges' }, 'Activation ranges'), controls.ranges));
-  fill(pointsBox, h('legend', {}, 'Quantized activations'),
-    h('button', { type: 'button', on: { click: () => act.setQuant({ points: POINTS }) } }, 'all'),
+  // One checkbox per capture point the library has (filled once it is known).
+  const fillPoints = (names) => fill(pointsBox, h('legend', {}, 'Quantized activations'),
+    h('button', { type: 'button', on: { click: () => act.setQuant({ points: getState().pointNames }) } }, 'all'),
     h('button', { type: 'button', on: { click: () => act.setQuant({ points: [] }) } }, 'none (weights only)'),
-    POINTS.map((p) => h('label.check', {}, h('input', { type: 'checkbox', value: p,
+    names.map((p) => h('label.check', {}, h('input', { type: 'checkbox', value: p,
       on: { change: (e) => {
         const cur = getState().quant.points;
         act.setQuant({ points: e.target.checked ? [...new Set([...cur, p])] : cur.filter((x) => x !== p) });
       } } }), p)));
+  let pointsShown = null;
   fill(histTools,
     h('div.field', {}, h('label', { for: 'hist-point' }, 'Activation'), controls.histPoint),
     h('div.field', {}, h('label', { for: 'hist-layer' }, 'Layer'), controls.histLayer));
@@ -99,8 +101,9 @@ export function mount(root) {
   const charts = pool(); // canvases kept between renders
 
   return (s, prev) => {
-    if (s.view !== 'quant') return;
+    if (s.view !== 'quant' || !s.quant) return;
     const q = s.quant;
+    if (s.pointNames !== pointsShown) fillPoints(pointsShown = s.pointNames);
     const models = shownModels(s);
     const L = Math.max(1, ...models.map((m) => m.config.nLayers));
     wb.input.value = String(q.weightBits); wb.out.textContent = String(q.weightBits);
@@ -199,7 +202,7 @@ export function mount(root) {
         const v = sq(m, point, l);
         return v?.quantized && Number.isFinite(v.quantSqnrDb) ? v.quantSqnrDb : null;
       }))], { points: true });
-    const tablePoints = POINTS.filter((pt) => !['embed', 'final'].includes(pt));
+    const tablePoints = s.pointNames.filter((pt) => !['embed', 'final'].includes(pt));
     fill(sqnrTable, h('table.numbers.sqnr#sqnr-table', {},
       h('caption', {}, 'SQNR (dB) at every quantized point; colour from red (< 10 dB) to green (> 40 dB)'),
       h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'model'), h('th', { scope: 'col' }, 'point'),
