@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/rng.h"
 #include "core/threads.h"
 #include "model/model_internal.h"
 
@@ -22,15 +23,6 @@ qs_eval_opts qs_eval_opts_default(const qs_model *m) {
     return o;
 }
 
-/* splitmix64: tiny, seedable, identical on every platform. */
-static uint64_t next_u64(uint64_t *s) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-static double next_unit(uint64_t *s) { return (double)(next_u64(s) >> 11) * 0x1.0p-53; }
 
 /* -log softmax(row)[target], in double for a stable log-sum-exp. */
 static double token_nll(const float *row, int V, int target) {
@@ -53,7 +45,7 @@ typedef struct window {
  * whatever max_windows is. */
 static void make_mlm_window(window *w, const int32_t *body, int n, const qs_eval_opts *o, int V,
                             int k) {
-    uint64_t rng = o->mask_seed * 0x2545F4914F6CDD1Dull + (uint64_t)k;
+    qs_rng rng = {o->mask_seed * 0x2545F4914F6CDD1Dull + (uint64_t)k};
     float p = o->mask_prob > 0.0f ? o->mask_prob : 0.15f;
     w->T = n + 2;
     w->ids[0] = o->cls_id;
@@ -63,17 +55,17 @@ static void make_mlm_window(window *w, const int32_t *body, int n, const qs_eval
     for (int i = 0; i < n; i++) {
         int32_t id = body[i];
         w->target[i + 1] = -1;
-        if (next_unit(&rng) < p) {
+        if (qs_rng_uniform(&rng) < p) {
             w->target[i + 1] = id;
             any = 1;
-            double r = next_unit(&rng);
+            double r = qs_rng_uniform(&rng);
             if (r < 0.8) id = o->mask_id;
-            else if (r < 0.9) id = (int32_t)(next_u64(&rng) % (uint64_t)V);
+            else if (r < 0.9) id = (int32_t)(qs_rng_next(&rng) % (uint64_t)V);
         }
         w->ids[i + 1] = id;
     }
     if (!any) { /* every window scores at least one token */
-        int i = (int)(next_u64(&rng) % (uint64_t)n);
+        int i = (int)(qs_rng_next(&rng) % (uint64_t)n);
         w->target[i + 1] = body[i];
         w->ids[i + 1] = o->mask_id;
     }

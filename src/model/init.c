@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/rng.h"
 #include "io/safetensors.h"
 #include "model/model_internal.h"
 
@@ -19,23 +20,11 @@ int qs_config_write_json(const qs_config *c, char *buf, size_t cap) {
     return qs_config_to_json(c, buf, cap);
 }
 
-static uint64_t rng_next(uint64_t *s) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-/* Box-Muller on two uniforms in (0, 1]. */
-static float rng_normal(uint64_t *s) {
-    double u1 = ((double)(rng_next(s) >> 11) + 1.0) * 0x1.0p-53;
-    double u2 = (double)(rng_next(s) >> 11) * 0x1.0p-53;
+/* Box-Muller on two uniforms, the first in (0, 1] (its log must be finite). */
+static float rng_normal(qs_rng *r) {
+    double u1 = ((double)(qs_rng_next(r) >> 11) + 1.0) * 0x1.0p-53;
+    double u2 = qs_rng_uniform(r);
     return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
-}
-
-static int ends_with(const char *s, const char *suffix) {
-    size_t a = strlen(s), b = strlen(suffix);
-    return a >= b && strcmp(s + a - b, suffix) == 0;
 }
 
 qs_status qs_model_create(const qs_config *c, uint64_t seed, qs_model **out, qs_error *err) {
@@ -50,20 +39,18 @@ qs_status qs_model_create(const qs_config *c, uint64_t seed, qs_model **out, qs_
     if (s) return s;
     qs_model *m;
     if ((s = qs_model_from_config(&checked, &m, err))) return s;
-    uint64_t rng = seed;
+    qs_rng rng = {seed}; /* the seed is the state itself: inits of earlier versions stay */
     float gate_logit = logf(c->gate_init / (1.0f - c->gate_init));
     for (int i = 0; i < m->n_table; i++) {
         const param_entry *p = &m->table[i];
         float *w = m->params + p->offset;
-        int is_ln = strstr(p->name, "LayerNorm") || strstr(p->name, "layer_norm") ||
-                    strstr(p->name, "layernorm") || strstr(p->name, "qk_norm");
-        int is_gate_bias = strstr(p->name, ".gate.") &&
-                           (ends_with(p->name, "gate.bias") || ends_with(p->name, "fc2.bias"));
         for (size_t j = 0; j < p->numel; j++) {
-            if (is_gate_bias) w[j] = gate_logit;
-            else if (is_ln) w[j] = ends_with(p->name, "weight") ? 1.0f : 0.0f;
-            else if (ends_with(p->name, "bias")) w[j] = 0.0f;
-            else w[j] = 0.02f * rng_normal(&rng);
+            switch (p->kind) {
+            case QS_PARAM_MATRIX: w[j] = 0.02f * rng_normal(&rng); break;
+            case QS_PARAM_NORM_GAIN: w[j] = 1.0f; break;
+            case QS_PARAM_GATE_BIAS: w[j] = gate_logit; break;
+            case QS_PARAM_BIAS: case QS_PARAM_NORM_BIAS: w[j] = 0.0f; break;
+            }
         }
     }
     if (c->tokenizer == QS_TOKENIZER_BYTE) {

@@ -38,6 +38,20 @@ enum role {
     R_LN2_W, R_LN2_B, R_GATE_W, R_GATE_B, R_GATE_W2, R_GATE_B2, R_QK_NORM
 };
 
+static qs_param_kind kind_of(int role, int gate_mlp) {
+    switch (role) {
+    case R_EMB_LN_W: case R_FINAL_LN_W: case R_HEAD_LN_W: case R_LN1_W: case R_LN2_W:
+    case R_QK_NORM: return QS_PARAM_NORM_GAIN;
+    case R_EMB_LN_B: case R_FINAL_LN_B: case R_HEAD_LN_B: case R_LN1_B: case R_LN2_B:
+        return QS_PARAM_NORM_BIAS;
+    case R_GATE_B: return gate_mlp ? QS_PARAM_BIAS : QS_PARAM_GATE_BIAS; /* MLP: fc1's bias */
+    case R_GATE_B2: return QS_PARAM_GATE_BIAS;
+    case R_HEAD_B: case R_HEAD_BIAS: case R_BQ: case R_BK: case R_BV: case R_BO: case R_B1:
+    case R_B2: return QS_PARAM_BIAS;
+    }
+    return QS_PARAM_MATRIX;
+}
+
 static float **view_of(model_weights *w, int layer, int role) {
     layer_weights *L = role >= R_WQ ? &w->layers[layer] : NULL;
     switch (role) {
@@ -91,6 +105,7 @@ typedef struct table_builder {
     int failed;            /* out of memory for the table itself */
     int overflow;          /* a count past 2^64 (cannot happen within the config limits) */
     int layer;             /* layer of the rows being added */
+    int gate_mlp;          /* the config's attn_gate_mlp (which gate bias is the logit's) */
 } table_builder;
 
 static void add(table_builder *tb, int role, int linear, int ndim, int64_t d0, int64_t d1,
@@ -115,6 +130,7 @@ static void add(table_builder *tb, int role, int linear, int ndim, int64_t d0, i
     vsnprintf(p->name, sizeof p->name, fmt, ap);
     va_end(ap);
     p->role = role;
+    p->kind = kind_of(role, tb->gate_mlp);
     p->layer = role >= R_WQ ? tb->layer : -1;
     p->ndim = ndim;
     p->shape[0] = d0;
@@ -213,6 +229,7 @@ static void add_layer(table_builder *tb, const qs_config *c, int l) {
 
 static void build_table(const qs_config *c, table_builder *tb_out) {
     table_builder tb = {0};
+    tb.gate_mlp = c->gate_mlp;
     int D = c->hidden_size, V = c->vocab_size;
     if (c->arch == QS_ARCH_BERT) {
         add(&tb, R_WTE, 0, 2, V, D, 0, "bert.embeddings.word_embeddings.weight");

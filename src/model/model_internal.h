@@ -35,6 +35,18 @@ typedef struct layer_int8 {
     qs_int8_weights *wq, *wk, *wv, *wo, *w1, *w2;
 } layer_int8;
 
+/* What a parameter is, for initialisation, weight decay and tests: matrices
+ * (embeddings, linear and gate weights) are drawn N(0, 0.02) and decayed;
+ * norm gains start at 1, the gate's output bias at the logit of
+ * attn_gate_init, every other bias at 0. */
+typedef enum qs_param_kind {
+    QS_PARAM_MATRIX,
+    QS_PARAM_BIAS,
+    QS_PARAM_NORM_GAIN, /* LayerNorm weight, QK-RMSNorm gain */
+    QS_PARAM_NORM_BIAS,
+    QS_PARAM_GATE_BIAS  /* the bias that gives the gate logit */
+} qs_param_kind;
+
 /* One row of the parameter table: HF name, shape, the view it fills, and
  * whether it is a linear weight (the ones weight quantization touches). */
 typedef struct param_entry {
@@ -44,6 +56,7 @@ typedef struct param_entry {
     size_t offset, numel;
     int is_linear_weight;
     int role, layer; /* which view it fills (model.c) */
+    qs_param_kind kind;
     int rows, cols; /* for linear weights: out, in (per-channel quantization) */
 } param_entry;
 

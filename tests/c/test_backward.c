@@ -98,11 +98,10 @@ static qs_model *make(const char *arch, const char *extra) {
      * carry signal, so differences are well above float noise. */
     for (size_t i = 0; i < m->n_params; i++) m->params[i] *= 5.0f;
     for (int i = 0; i < m->n_table; i++)
-        if (strstr(m->table[i].name, "LayerNorm") || strstr(m->table[i].name, "layer_norm") ||
-            strstr(m->table[i].name, "layernorm") || strstr(m->table[i].name, "qk_norm"))
+        if (m->table[i].kind == QS_PARAM_NORM_GAIN)
             for (size_t j = 0; j < m->table[i].numel; j++)
                 m->params[m->table[i].offset + j] = 1.0f + 0.3f * (float)(urand() - 0.5);
-        else if (strstr(m->table[i].name, "bias"))
+        else if (m->table[i].kind != QS_PARAM_MATRIX)
             for (size_t j = 0; j < m->table[i].numel; j++)
                 m->params[m->table[i].offset + j] += 0.1f * (float)(urand() - 0.5);
     return m;
