@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "core/kernels.h"
+#include "quant/grid.h"
 
 /* Activation quantization is O(T K) against the GEMM's O(T K N): 4 lanes are
  * enough there, so it uses the SIMD128 API on every target. */
@@ -97,12 +98,6 @@ static int kpairs_of(int K) { return (K + 1) / 2; }
 
 /* -------------------------------------------------------------- rounding */
 
-/* round(v) half to even for |v| <= 2^22, as quant.c's round_half_even: after
- * adding 1.5 * 2^23 no fraction bits are left, so the FPU rounds (to nearest
- * even in the default mode) and the integer sits in the low mantissa bits. */
-#define ROUND_MAGIC 12582912.0f     /* 1.5 * 2^23 */
-#define ROUND_MAGIC_BITS 0x4B400000 /* its bit pattern */
-
 /* q - z for one value: x / s clipped to [lo, hi], rounded; fake quant's
  * fake_quant_step up to the final multiplication by s. */
 static inline float quant_step(float x, float s, float lo, float hi) {
@@ -110,19 +105,6 @@ static inline float quant_step(float x, float s, float lo, float hi) {
     v = v < lo ? lo : v;
     v = v > hi ? hi : v;
     return nearbyintf(v);
-}
-
-/* Clip bounds of a grid in units of s: [qmin - z, qmax - z], and, as in
- * quant.c's step_grid_of, never past the last grid point s k that is a
- * finite float (only scales near FLT_MAX / 255 reach that), so that x_hat
- * stays identical to fake quantization's. */
-static void clip_bounds(qs_qparams g, float *lo, float *hi) {
-    *lo = (float)g.qmin - (float)g.zero;
-    *hi = (float)g.qmax - (float)g.zero;
-    double k = floor((double)FLT_MAX / (double)g.scale);
-    if ((double)g.scale * k > (double)FLT_MAX) k -= 1.0;
-    if (*hi > k) *hi = (float)k;
-    if (*lo < -k) *lo = (float)-k;
 }
 
 /* ------------------------------------------------------------- validation */
@@ -145,20 +127,10 @@ static size_t packed_index(const qs_int8_weights *w, int n, int k) {
     return ((panel * (size_t)w->kpairs + (size_t)(k / 2)) * NR + col) * 2 + (size_t)(k % 2);
 }
 
-static void min_max(const float *x, size_t n, float *mn, float *mx) {
-    float lo = x[0], hi = x[0];
-    for (size_t i = 1; i < n; i++) {
-        if (x[i] < lo) lo = x[i];
-        if (x[i] > hi) hi = x[i];
-    }
-    *mn = lo;
-    *mx = hi;
-}
-
 /* Row n on the symmetric grid g into the packed layout (weights finite). */
 static void pack_row(qs_int8_weights *w, int n, const float *row, qs_qparams g) {
     float lo, hi;
-    clip_bounds(g, &lo, &hi);
+    qs_grid_clip_bounds(g, &lo, &hi);
     int16_t *dst = w->packed + packed_index(w, n, 0); /* then 2 NR apart per pair of k */
     for (int k = 0; k < w->K; k++)
         dst[(size_t)(k / 2) * 2 * NR + (size_t)(k % 2)] = (int16_t)quant_step(row[k], g.scale, lo, hi);
@@ -208,14 +180,14 @@ qs_status qs_int8_weights_create(const float *w, int out_features, int in_featur
     qs_qparams g = {0};
     if (gran == QS_GRAN_TENSOR) {
         float mn, mx;
-        min_max(w, (size_t)out_features * (size_t)in_features, &mn, &mx);
+        qs_min_max(w, (size_t)out_features * (size_t)in_features, &mn, &mx);
         s = qs_qparams_from_range(mn, mx, bits, 1, &g, err);
     }
     for (int n = 0; n < out_features && !s; n++) {
         const float *row = w + (size_t)n * (size_t)in_features;
         if (gran == QS_GRAN_CHANNEL) {
             float mn, mx;
-            min_max(row, (size_t)in_features, &mn, &mx);
+            qs_min_max(row, (size_t)in_features, &mn, &mx);
             if ((s = qs_qparams_from_range(mn, mx, bits, 1, &g, err))) break;
         }
         pack_row(p, n, row, g);
@@ -366,8 +338,8 @@ static void quantize_row(int16_t *q, float *x_hat, const float *x, int K, float 
                          float hi) {
     const simde_v128_t vs = simde_wasm_f32x4_splat(s), vlo = simde_wasm_f32x4_splat(lo),
                        vhi = simde_wasm_f32x4_splat(hi),
-                       magic = simde_wasm_f32x4_splat(ROUND_MAGIC),
-                       magic_bits = simde_wasm_i32x4_splat(ROUND_MAGIC_BITS);
+                       magic = simde_wasm_f32x4_splat(QS_ROUND_MAGIC),
+                       magic_bits = simde_wasm_i32x4_splat(QS_ROUND_MAGIC_BITS);
     int k = 0;
     for (; k + 8 <= K; k += 8) {
         simde_v128_t y[2];
@@ -430,7 +402,7 @@ qs_status qs_int8_quantize_acts(qs_int8_acts *a, const float *x, int T, int K,
         if (spec->per_token && (s = qs_qparams_from_range(mn, mx, spec->bits, spec->symmetric, &g, err)))
             return s;
         a->scale[t] = g.scale;
-        clip_bounds(g, &a->lo[t], &a->hi[t]);
+        qs_grid_clip_bounds(g, &a->lo[t], &a->hi[t]);
     }
     int Kp = 2 * kpairs_of(K);
     for (int t = 0; t < T; t++) {

@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "core/kernels.h"
+#include "quant/grid.h"
 
 /* Smallest scale a grid gets: the smallest normal float. It keeps x / s and
  * s * (q - z) out of denormals when a range is tiny, and gives a zero-width
@@ -47,16 +48,6 @@ static qs_status check_finite(const float *x, size_t n, const char *what, qs_err
             return qs_fail(err, QS_ERR_NAN, "%s[%zu] = %g: expected a finite value", what, i,
                            (double)x[i]);
     return QS_OK;
-}
-
-static void min_max(const float *x, size_t n, float *mn, float *mx) {
-    float lo = x[0], hi = x[0];
-    for (size_t i = 1; i < n; i++) {
-        if (x[i] < lo) lo = x[i];
-        if (x[i] > hi) hi = x[i];
-    }
-    *mn = lo;
-    *mx = hi;
 }
 
 /* ----------------------------------------------------------- grid from range */
@@ -108,21 +99,6 @@ qs_status qs_qparams_from_range(float min, float max, int bits, int symmetric,
 
 /* ------------------------------------------------------------ fake quantize */
 
-/* round(v) half to even for |v| <= 2^22, in the current rounding mode like
- * nearbyintf: adding 1.5 * 2^23 leaves no fraction bits, so the FPU rounds,
- * and subtracting it back is exact. Unlike a nearbyintf call (inlined only
- * with SSE4.1) it vectorises, which makes the MSE search several times
- * faster. Needs float arithmetic done in float (FLT_EVAL_METHOD 0: SSE,
- * wasm, NEON); elsewhere nearbyintf itself. */
-static inline float round_half_even(float v) {
-#if defined(FLT_EVAL_METHOD) && FLT_EVAL_METHOD == 0
-    const float shift = 12582912.0f; /* 1.5 * 2^23 */
-    return (v + shift) - shift;
-#else
-    return nearbyintf(v);
-#endif
-}
-
 /* Grid in the form the inner loops use: x_hat = s round(clip(x / s, lo, hi))
  * with lo = qmin - z and hi = qmax - z. This equals s (clip(round(x/s) + z,
  * qmin, qmax) - z) bit for bit, since rounding is monotone and the bounds are
@@ -132,15 +108,8 @@ typedef struct step_grid {
 } step_grid;
 
 static step_grid step_grid_of(qs_qparams p) {
-    step_grid g = {p.scale, (float)p.qmin - (float)p.zero, (float)p.qmax - (float)p.zero};
-    /* Ranges near +-FLT_MAX give grid ends s (q - z) past FLT_MAX (the scale
-     * rounds up, or 2^b levels cannot span 2 FLT_MAX with finite ends): stop
-     * the clip at the last finite grid point so finite inputs stay finite
-     * (found by tests/fuzz/fuzz_quant.c). s k is exact in double (k <= 2^22). */
-    double k = floor((double)FLT_MAX / (double)p.scale);
-    if ((double)p.scale * k > (double)FLT_MAX) k -= 1.0;
-    if (g.hi > k) g.hi = (float)k;
-    if (g.lo < -k) g.lo = (float)-k;
+    step_grid g = {p.scale, 0.0f, 0.0f};
+    qs_grid_clip_bounds(p, &g.lo, &g.hi);
     return g;
 }
 
@@ -162,7 +131,7 @@ static inline float fake_quant_step(float x, step_grid g) {
     float v = x / g.s;
     v = v < g.lo ? g.lo : v;
     v = v > g.hi ? g.hi : v;
-    return g.s * round_half_even(v);
+    return g.s * qs_round_half_even(v);
 }
 
 float qs_fake_quant_value(float x, qs_qparams p) {
@@ -187,7 +156,7 @@ static void fake_quant_each_row(float *x, int rows, int cols, int bits, int symm
     for (int r = 0; r < rows; r++) {
         float *row = x + (size_t)r * (size_t)cols;
         float mn, mx;
-        min_max(row, (size_t)cols, &mn, &mx);
+        qs_min_max(row, (size_t)cols, &mn, &mx);
         qs_fake_quant(row, (size_t)cols, grid_for_range(mn, mx, bits, symmetric));
     }
 }
@@ -230,7 +199,7 @@ qs_status qs_quantize_weights(const float *w, float *out, int rows, int cols, in
         fake_quant_each_row(out, rows, cols, bits, symmetric); /* one grid per output row */
     } else {
         float mn, mx;
-        min_max(out, n, &mn, &mx);
+        qs_min_max(out, n, &mn, &mx);
         qs_fake_quant(out, n, grid_for_range(mn, mx, bits, symmetric));
     }
     return QS_OK;
@@ -339,7 +308,7 @@ static double range_mse(const float *x, size_t n, double lo, double hi, int bits
 static void mse_optimal_range(const float *x, size_t n, int bits, int symmetric, double *lo,
                               double *hi) {
     float mn, mx;
-    min_max(x, n, &mn, &mx);
+    qs_min_max(x, n, &mn, &mx);
     double a_lo = 1.0, a_hi = 1.0;
     double best = range_mse(x, n, mn, mx, bits, symmetric);
     for (int k = 1; k < MSE_GRID_SIZE; k++) {
@@ -423,13 +392,13 @@ qs_status qs_observer_update(qs_observer *o, const float *x, size_t n, float *sc
     float mn, mx;
     switch (o->kind) {
     case QS_EST_MINMAX: /* min and max of everything seen */
-        min_max(x, n, &mn, &mx);
+        qs_min_max(x, n, &mn, &mx);
         if (o->n_batches == 0 || mn < o->min) o->min = mn;
         if (o->n_batches == 0 || mx > o->max) o->max = mx;
         o->n_batches++;
         return QS_OK;
     case QS_EST_RUNNING_MINMAX: /* new = m old + (1 - m) batch; the first batch sets it */
-        min_max(x, n, &mn, &mx);
+        qs_min_max(x, n, &mn, &mx);
         if (o->n_batches == 0) {
             o->min = mn;
             o->max = mx;
