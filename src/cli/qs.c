@@ -1,5 +1,6 @@
 /* cli/qs.c: the native `qs` command: logits, stats, quant and eval on a model
- * folder, as text tables or --json. Only uses the public C API. */
+ * folder, as text tables or --json. Uses the public C API, plus core/size.h
+ * (checked sizes for 32-bit builds) and core/threads.h (the processor count). */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>

@@ -480,10 +480,8 @@ int qs_remove_stale_tmp(const char *dir, const char *const *names, int n_names) 
             long pid = stale_tmp_pid(e->d_name, names[i]);
             /* A live writer's file (another process, or this one) is left alone. */
             if (pid < 0 || pid == (long)getpid() || (pid > 0 && kill((pid_t)pid, 0) == 0)) continue;
-            size_t n = strlen(dir) + strlen(e->d_name) + 2;
-            char *path = malloc(n);
+            char *path = qs_path_join(dir, e->d_name);
             if (!path) continue;
-            snprintf(path, n, "%s/%s", dir, e->d_name);
             removed += remove(path) == 0;
             free(path);
         }
@@ -525,4 +523,29 @@ qs_status qs_read_file(const char *path, size_t max_bytes, uint8_t **out, size_t
     *out = buf;
     *out_len = (size_t)size;
     return QS_OK;
+}
+
+char *qs_path_join(const char *dir, const char *name) {
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *path = malloc(n);
+    if (path) snprintf(path, n, "%s/%s", dir, name);
+    return path;
+}
+
+qs_status qs_read_file_in(const char *dir, const char *name, size_t max_bytes, uint8_t **out,
+                          size_t *out_len, qs_error *err) {
+    char *path = qs_path_join(dir, name);
+    if (!path) return qs_fail(err, QS_ERR_NOMEM, "%s/%s: out of memory for the path", dir, name);
+    qs_status s = qs_read_file(path, max_bytes, out, out_len, err);
+    free(path);
+    return s;
+}
+
+qs_status qs_write_file_atomic_in(const char *dir, const char *name, const void *bytes, size_t len,
+                                  qs_error *err) {
+    char *path = qs_path_join(dir, name);
+    if (!path) return qs_fail(err, QS_ERR_NOMEM, "%s/%s: out of memory for the path", dir, name);
+    qs_status s = qs_write_file_atomic(path, bytes, len, err);
+    free(path);
+    return s;
 }

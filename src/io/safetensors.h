@@ -79,4 +79,12 @@ int qs_remove_stale_tmp(const char *dir, const char *const *names, int n_names);
 qs_status qs_read_file(const char *path, size_t max_bytes, uint8_t **out, size_t *out_len,
                        qs_error *err);
 
+/* The same for the file `name` in folder dir (model folders, run folders). */
+qs_status qs_read_file_in(const char *dir, const char *name, size_t max_bytes, uint8_t **out,
+                          size_t *out_len, qs_error *err);
+qs_status qs_write_file_atomic_in(const char *dir, const char *name, const void *bytes, size_t len,
+                                  qs_error *err);
+/* dir + "/" + name, malloc'd (caller frees); NULL when out of memory. */
+char *qs_path_join(const char *dir, const char *name);
+
 #endif

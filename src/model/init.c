@@ -104,18 +104,8 @@ qs_status qs_model_save_dir(const qs_model *m, const char *dir, qs_error *err) {
     size_t len, jlen;
     qs_status s = qs_model_save_memory(m, &buf, &len, &json, &jlen, err);
     if (s) return s;
-    size_t plen = strlen(dir) + 32;
-    char *path = malloc(plen);
-    if (!path) s = qs_fail(err, QS_ERR_NOMEM, "save: out of memory");
-    if (!s) {
-        snprintf(path, plen, "%s/model.safetensors", dir);
-        s = qs_write_file_atomic(path, buf, len, err);
-    }
-    if (!s) {
-        snprintf(path, plen, "%s/config.json", dir);
-        s = qs_write_file_atomic(path, json, jlen, err);
-    }
-    free(path);
+    s = qs_write_file_atomic_in(dir, "model.safetensors", buf, len, err);
+    if (!s) s = qs_write_file_atomic_in(dir, "config.json", json, jlen, err);
     free(buf);
     free(json);
     return s;

@@ -348,7 +348,6 @@ static qs_status load_params(qs_model *m, const qs_safetensors *st, qs_error *er
     const qs_config *c = &m->cfg;
     const char *strip = name_prefix(c, st);
     char buf[160];
-    int used = 0;
     for (int i = 0; i < m->n_table; i++) {
         const param_entry *p = &m->table[i];
         const char *name = file_name(p->name, strip, buf, sizeof buf);
@@ -359,7 +358,6 @@ static qs_status load_params(qs_model *m, const qs_safetensors *st, qs_error *er
                                "attn_gate_type set; the checkpoint has no such gate)", st->what, name);
             return s;
         }
-        used++;
     }
     /* Every tensor in the file must be used, tied, or known to be ignorable:
      * a stray gate or layer means config and weights disagree. */
@@ -386,7 +384,6 @@ static qs_status load_params(qs_model *m, const qs_safetensors *st, qs_error *er
                        tied, c->vocab_size, c->hidden_size);
     qs_status s = check_tied(st, tied, m->w.wte, c, tmp, err);
     free(tmp);
-    (void)used;
     return s;
 }
 
@@ -510,20 +507,14 @@ qs_status qs_model_load_memory(const char *config_json, size_t config_len,
 qs_status qs_model_load_dir(const char *dir, qs_model **out, qs_error *err) {
     if (!dir || !out) return qs_fail(err, QS_ERR_ARG, "qs_model_load_dir: NULL argument");
     *out = NULL;
-    size_t n = strlen(dir) + 32;
-    char *path = malloc(n);
-    if (!path) return qs_fail(err, QS_ERR_NOMEM, "out of memory");
     uint8_t *cfg = NULL, *st = NULL, *vocab = NULL;
     size_t cfg_len = 0, st_len = 0, vocab_len = 0;
-    snprintf(path, n, "%s/config.json", dir);
-    qs_status s = qs_read_file(path, QS_CONFIG_MAX_BYTES, &cfg, &cfg_len, err);
-    if (!s) {
-        snprintf(path, n, "%s/model.safetensors", dir);
-        s = qs_read_file(path, QS_MODEL_FILE_MAX_BYTES, &st, &st_len, err);
-    }
+    qs_status s = qs_read_file_in(dir, "config.json", QS_CONFIG_MAX_BYTES, &cfg, &cfg_len, err);
+    if (!s) s = qs_read_file_in(dir, "model.safetensors", QS_MODEL_FILE_MAX_BYTES, &st, &st_len, err);
     /* A WordPiece vocabulary beside the weights (HF BERT folders have one). */
-    snprintf(path, n, "%s/vocab.txt", dir);
-    FILE *vf = s ? NULL : fopen(path, "rb");
+    char *path = s ? NULL : qs_path_join(dir, "vocab.txt");
+    if (!s && !path) s = qs_fail(err, QS_ERR_NOMEM, "%s: out of memory", dir);
+    FILE *vf = path ? fopen(path, "rb") : NULL;
     if (vf) {
         fclose(vf);
         s = qs_read_file(path, QS_MODEL_FILE_MAX_BYTES, &vocab, &vocab_len, err);
