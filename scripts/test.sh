@@ -14,6 +14,8 @@ ctest --test-dir build/native --output-on-failure
 # WebAssembly's size_t has 32 bits: sizes that wrap there (heads x T x T x 4
 # bytes, a wide model's parameter count) fit in 64 bits, so the same suite
 # runs built with gcc -m32 (preset native-m32; test_sizes checks those cases).
+echo "== installed C library: cmake --install, then an outside consumer via pkg-config and find_package"
+scripts/test-install.sh
 echo "== C unit tests, 32-bit (-m32: the size_t of WASM)"
 cmake --preset native-m32 >/dev/null
 cmake --build build/m32 -j"$(nproc)" >/dev/null
