@@ -1,0 +1,138 @@
+// wasm/js/runtime.mjs: which WebAssembly build runs (configure), starting the one
+// instance all models share, and starting a fresh one after a trap dropped it.
+import { argError, qsError } from './errors.mjs';
+import { checkOptions } from './checks.mjs';
+import { Core } from './heap.mjs';
+
+// The Emscripten artefacts: the default single-threaded build, and the optional
+// pthreads build (scripts/build-wasm.sh --threads), each in its own folder.
+const BUILD_DIRS = {
+  single: new URL('../../build/wasm/', import.meta.url),
+  threads: new URL('../../build/wasm-threads/', import.meta.url),
+};
+const MAX_THREADS = 16; // QS_MAX_THREADS in src/core/threads.h
+
+export const IS_NODE = typeof process === 'object' && typeof process.versions?.node === 'string';
+
+// ---------------------------------------------------------------- the core
+
+let corePromise = null;
+let currentCore = null; // what corePromise resolved to, until a trap drops it
+let wantThreads = 1; // set by configure() before the core starts
+
+/**
+ * Chooses the WebAssembly build; call it before anything that starts the core.
+ * `threads` > 1 loads the pthreads build: evaluation windows and training
+ * sequences then run on that many threads (Web Workers started with the
+ * module). That needs SharedArrayBuffer, so a cross-origin isolated page
+ * (COOP/COEP headers, as scripts/serve.mjs sends) and a browser: this build's
+ * threads do not run in Node, where the native `qs` has threads instead.
+ * Blocking joins are fine in a Worker; on a page's main thread they stall it.
+ */
+export function configure(options) {
+  const { threads = 1 } = checkOptions(options, ['threads'], 'configure');
+  if (!Number.isInteger(threads) || threads < 1 || threads > MAX_THREADS) {
+    throw argError(`configure: threads must be an integer in [1, ${MAX_THREADS}], got ${threads}`);
+  }
+  if (corePromise && threads !== wantThreads) {
+    throw argError(`configure: the WebAssembly core already started with ${wantThreads} thread(s)`);
+  }
+  wantThreads = threads;
+}
+
+/** The WASM instance shared by all models, started on first use. */
+export function core() {
+  corePromise ??= startCore(wantThreads).then((c) => {
+    currentCore = c;
+    return c;
+  }, (e) => {
+    corePromise = null; // let a later call retry (e.g. after a network error)
+    throw e;
+  });
+  return corePromise;
+}
+
+/** After a trap: the next core() call starts a fresh instance. */
+function dropCore(c) {
+  if (currentCore !== c) return;
+  currentCore = null;
+  corePromise = null;
+}
+
+async function compileWasm(url) {
+  if (IS_NODE) {
+    // 3.1.6's glue would fetch() the file path, which Node 20 refuses (docs/toolchain.md).
+    const { readFile } = await import('node:fs/promises');
+    return WebAssembly.compile(await readFile(url));
+  }
+  const res = await fetch(url);
+  if (!res.ok) throw qsError('QS_ERR_IO', `${url}: HTTP ${res.status}`);
+  // Streaming compilation needs the application/wasm MIME type.
+  if (res.headers.get('content-type')?.startsWith('application/wasm')) {
+    return WebAssembly.compileStreaming(res);
+  }
+  return WebAssembly.compile(await res.arrayBuffer());
+}
+
+function checkThreadsPossible() {
+  if (IS_NODE) {
+    throw argError('configure: the pthreads build runs in browsers only; in Node use threads: 1 '
+      + '(or the native qs eval --threads)');
+  }
+  if (typeof SharedArrayBuffer !== 'function' || globalThis.crossOriginIsolated === false) {
+    throw argError('configure: threads need a cross-origin isolated page (headers '
+      + 'Cross-Origin-Opener-Policy: same-origin and Cross-Origin-Embedder-Policy: require-corp)');
+  }
+}
+
+// The glue and the compiled module of each build, kept so that a restart
+// after a trap only instantiates (fresh memory) instead of compiling again.
+const compiled = new Map();
+
+function loadBuild(threads) {
+  const key = threads > 1 ? 'threads' : 'single';
+  if (!compiled.has(key)) {
+    const dir = BUILD_DIRS[key];
+    const coreUrl = new URL('quantscope_core.mjs', dir);
+    const build = threads > 1 ? 'npm run build:wasm -- --threads' : 'npm run build:wasm';
+    const p = Promise.all([
+      import(coreUrl.href).catch((e) => {
+        throw qsError('QS_ERR_IO', `quantscope: cannot load ${coreUrl} (run ${build}): ${e.message}`);
+      }),
+      compileWasm(new URL('quantscope_core.wasm', dir)),
+    ]).then(([glue, wasmModule]) => ({ factory: glue.default, wasmModule, dir, coreUrl }));
+    p.catch(() => compiled.delete(key)); // a failed fetch or compile may be retried
+    compiled.set(key, p);
+  }
+  return compiled.get(key);
+}
+
+async function startCore(threads) {
+  if (threads > 1) checkThreadsPossible();
+  const { factory, wasmModule, dir, coreUrl } = await loadBuild(threads);
+  // The glue's ready promise never settles when instantiateWasm fails, so a
+  // failure rejects this one instead.
+  let failed;
+  const failure = new Promise((_, reject) => { failed = reject; });
+  const mod = await Promise.race([
+    factory({
+      instantiateWasm(imports, receive) {
+        // The compiled module also goes to the pthread workers (threaded build).
+        WebAssembly.instantiate(wasmModule, imports).then((inst) => receive(inst, wasmModule), failed);
+        return {};
+      },
+      // Inside a module Worker the glue cannot tell its own folder: the pthread
+      // workers' script and the glue they import live next to coreUrl.
+      locateFile: (path) => new URL(path, dir).href,
+      mainScriptUrlOrBlob: coreUrl.href,
+    }),
+    failure,
+  ]);
+  const pool = mod._qsw_thread_pool();
+  if (threads > pool) {
+    throw argError(`configure: threads ${threads} exceeds the ${pool} workers of this build's pthread pool `
+      + '(QS_WASM_THREAD_POOL in CMakeLists.txt)');
+  }
+  return new Core(mod, threads, dropCore);
+}
+
