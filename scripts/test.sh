@@ -35,6 +35,8 @@ echo "== fuzzing (libFuzzer + ASan + UBSan, 30,000 seeded runs per target, corpo
 FUZZ_RUNS=30000 FUZZ_FLAGS=-seed=1 scripts/fuzz.sh
 echo "== Node tests (WASM module, CLI, load and concurrency)"
 node --expose-gc --test tests/node/
+echo "== WASM mutation fuzzing (2,000 seeded runs per target through the module)"
+node tests/fuzz/wasm/fuzz.mjs --runs 2000 --seed 1
 
 echo "== Browser tests (server headers and traversal; the demo page in headless Chromium)"
 scripts/test-browser.sh
