@@ -17,17 +17,29 @@
 #include <simde/wasm/simd128.h>
 
 /* ------------------------------------------------------------ vector types
- * The integer kernel is written once over `vi` (int32 lanes holding int16
- * pairs) and `vf` (float lanes): 8 lanes with AVX2 natively (the native
- * preset compiles with -march=native), else SIMDe's wasm SIMD128 API, which
- * is real wasm SIMD under Emscripten and SSE natively. vi_dot_add(acc, a, b)
- * adds a0 b0 + a1 b1 of each lane's int16 pair to its int32: WASM's
+ * The integer kernel is written once over core/simd.h's `vi` (int32 lanes
+ * holding int16 pairs) and `vf` (float lanes), so it takes the branch the
+ * float kernels take: 16 lanes with AVX-512, 8 with AVX2 (the native preset
+ * compiles with -march=native), else SIMDe's wasm SIMD128 API, which is real
+ * wasm SIMD under Emscripten and SSE natively. vi_dot_add(acc, a, b) adds
+ * a0 b0 + a1 b1 of each lane's int16 pair to its int32: WASM's
  * i32x4.dot_i16x8_s, x86's pmaddwd, fused into one vpdpwssd with VNNI. */
-#if defined(__AVX2__)
-#include <simde/x86/avx2.h>
-typedef simde__m256i vi;
-typedef simde__m256 vf;
-#define LANES 8
+#include "core/simd.h"
+#define LANES VW
+#if VW == 16
+#include <simde/x86/avx512/dpwssd.h>
+#define vi_zero() simde_mm512_setzero_si512()
+#define vi_load(p) simde_mm512_loadu_si512((const void *)(p))
+#define vi_store(p, v) simde_mm512_storeu_si512((void *)(p), (v))
+#define vi_splat32(x) simde_mm512_set1_epi32(x)
+#if defined(__AVX512VNNI__)
+#define vi_dot_add(acc, a, b) simde_mm512_dpwssd_epi32((acc), (a), (b))
+#define KERNEL_ISA "avx512vnni"
+#else
+#define vi_dot_add(acc, a, b) simde_mm512_add_epi32((acc), simde_mm512_madd_epi16((a), (b)))
+#define KERNEL_ISA "avx512bw"
+#endif
+#elif VW == 8
 #define vi_zero() simde_mm256_setzero_si256()
 #define vi_load(p) simde_mm256_loadu_si256((const void *)(p))
 #define vi_store(p, v) simde_mm256_storeu_si256((void *)(p), (v))
@@ -40,27 +52,12 @@ typedef simde__m256 vf;
 #define vi_dot_add(acc, a, b) simde_mm256_add_epi32((acc), simde_mm256_madd_epi16((a), (b)))
 #define KERNEL_ISA "avx2"
 #endif
-#define vf_of_vi(v) simde_mm256_cvtepi32_ps(v)
-#define vf_load(p) simde_mm256_loadu_ps(p)
-#define vf_store(p, v) simde_mm256_storeu_ps((p), (v))
-#define vf_splat(x) simde_mm256_set1_ps(x)
-#define vf_mul(a, b) simde_mm256_mul_ps((a), (b))
-#define vf_add(a, b) simde_mm256_add_ps((a), (b))
 #else
-typedef simde_v128_t vi;
-typedef simde_v128_t vf;
-#define LANES 4
 #define vi_zero() simde_wasm_i32x4_splat(0)
 #define vi_load(p) simde_wasm_v128_load(p)
 #define vi_store(p, v) simde_wasm_v128_store((p), (v))
 #define vi_splat32(x) simde_wasm_i32x4_splat(x)
 #define vi_dot_add(acc, a, b) simde_wasm_i32x4_add((acc), simde_wasm_i32x4_dot_i16x8((a), (b)))
-#define vf_of_vi(v) simde_wasm_f32x4_convert_i32x4(v)
-#define vf_load(p) simde_wasm_v128_load(p)
-#define vf_store(p, v) simde_wasm_v128_store((p), (v))
-#define vf_splat(x) simde_wasm_f32x4_splat(x)
-#define vf_mul(a, b) simde_wasm_f32x4_mul((a), (b))
-#define vf_add(a, b) simde_wasm_f32x4_add((a), (b))
 #if defined(__wasm_simd128__)
 #define KERNEL_ISA "wasm-simd128"
 #else
@@ -443,15 +440,15 @@ static inline void emit_row(const emit_target *e, int t, int n0, int ncols, vi c
             vi_store(e->acc + o, c0);
             vi_store(e->acc + o + LANES, c1);
         } else {
-            vf s = vf_splat(e->sx[t]);
-            vf r0 = vf_mul(vf_of_vi(c0), vf_mul(s, vf_load(e->sw + n0)));
-            vf r1 = vf_mul(vf_of_vi(c1), vf_mul(s, vf_load(e->sw + n0 + LANES)));
+            vf s = vset1(e->sx[t]);
+            vf r0 = vmul(vcvt_i32(c0), vmul(s, vload(e->sw + n0)));
+            vf r1 = vmul(vcvt_i32(c1), vmul(s, vload(e->sw + n0 + LANES)));
             if (e->bias) {
-                r0 = vf_add(r0, vf_load(e->bias + n0));
-                r1 = vf_add(r1, vf_load(e->bias + n0 + LANES));
+                r0 = vadd(r0, vload(e->bias + n0));
+                r1 = vadd(r1, vload(e->bias + n0 + LANES));
             }
-            vf_store(e->out + o, r0);
-            vf_store(e->out + o + LANES, r1);
+            vstore(e->out + o, r0);
+            vstore(e->out + o + LANES, r1);
         }
         return;
     }
