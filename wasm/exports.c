@@ -1,6 +1,7 @@
 /* wasm/exports.c: the C functions JavaScript calls (qsw_ prefix), thin wrappers
  * over the public API that return a status and keep results in a qsw_ctx. */
 #include <emscripten/emscripten.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,24 +12,304 @@
 
 #define KEEP EMSCRIPTEN_KEEPALIVE
 
-/* Numbers a call hands back (handles, counts, pointers, statistics) go into
- * ctx->out as doubles: every int32, pointer and float fits one exactly, and
- * JS reads them with one Float64Array view instead of per-field getters. */
-#define QSW_OUT_MAX 64
+/* ---- what a call hands back: one struct per kind, in ctx->out ----
+ * Library structs where the library has one; these for the rest. */
 
-/* One per JS model (and one for loading): the last error and the buffers that
- * encode/decode results live in until the next call on the same context. */
+/* A new model or trainer, and the trainer's clipped-softmax warning (a
+ * static string, or NULL). */
+typedef struct qsw_handle {
+    void *handle;
+    const char *warning;
+} qsw_handle;
+
+/* Bytes the context owns until its next call of the same kind (text, or a
+ * file such as model.safetensors); text may hold NULs, so JS reads len bytes. */
+typedef struct qsw_bytes {
+    const void *data;
+    size_t len;
+} qsw_bytes;
+
+/* qsw_tok_encode: n tokens, each with its id, the byte offset it starts at
+ * in the text (-1 for added specials) and whether it is a delimiter. */
+typedef struct qsw_encoding {
+    int n;
+    const int32_t *ids, *offsets;
+    const uint8_t *delimiters;
+} qsw_encoding;
+
+/* The tokenizer's special ids (-1 when absent) and its vocabulary size. */
+typedef struct qsw_specials {
+    int vocab_size;
+    int32_t pad, cls, sep, mask, unk;
+} qsw_specials;
+
+/* The config as config.json text; layer_norm_eps too, which the OPT form of
+ * the text leaves out, and the parameter count (qs_model_num_params). */
+typedef struct qsw_config_text {
+    const char *json;
+    size_t json_len;
+    float layer_norm_eps;
+    size_t n_params;
+} qsw_config_text;
+
+/* An evaluation in steps: the run, whether it finished, windows done and in
+ * all (over every pass: float, calibration, quantized). */
+typedef struct qsw_eval_state {
+    qs_eval_run *run;
+    int finished;
+    long done, total;
+} qsw_eval_state;
+
+typedef union qsw_out {
+    qsw_handle handle;
+    qsw_bytes bytes;
+    qsw_encoding encoding;
+    qsw_specials specials;
+    qsw_config_text config_text;
+    qs_point_stats point_stats;
+    qs_head_stats head_stats;
+    qs_outlier_summary outlier_summary;
+    qsw_eval_state eval_state;
+    qs_eval_result eval_result;
+    qs_qparams qparams;
+    qs_step_log step_log;
+    qs_eval_log eval_log;
+} qsw_out;
+
+/* One per JS model (and one for loading): the last error, the last result,
+ * the settings JS fills by name before the calls that take them, and the
+ * buffers results point into until the next call on the same context. */
 typedef struct qsw_ctx {
     qs_error err;
-    double out[QSW_OUT_MAX];
+    qsw_out out;
+    qs_quant_config quant; /* read by qsw_set_quant and qsw_eval_begin */
+    qs_train_config train; /* read by qsw_trainer_new */
+    qs_eval_opts eval;     /* read by qsw_eval_begin */
     int32_t *ids, *offsets;
     uint8_t *delims;
     int cap_ids;
     char *text;
     size_t cap_text;
-    qs_quant_config quant; /* staged by qsw_quant, used by set_quant / evaluate */
     uint8_t *blob;         /* the last serialised model or split text */
 } qsw_ctx;
+
+/* ---- field tables: the structs above as JavaScript reads and fills them ----
+ *
+ * For each struct JS reads (results) or fills (settings), a table names its
+ * fields with offset, size and how JS reads them. wasm/js/abi.mjs reads the
+ * tables once when the module starts and decodes by name, so a field is
+ * named in its struct and in its table, and JS uses the camelCase of the
+ * table's name (max_abs -> maxAbs): no position to keep in step by hand.
+ *
+ * Types: "i32", "u32", "f32", "f64", "u64" numbers; "ptr" a heap address;
+ * "bool" an int JS reads as false/true; "granularity" and "estimator" an
+ * enum JS reads as its name (qs_granularity_name, qs_estimator_name);
+ * "points" a QS_PT_BIT mask JS reads as a list of point names. A field
+ * larger than its type is an array of them (top_dims[8]). */
+typedef struct qsw_field {
+    const char *name, *type;
+    size_t offset, size;
+} qsw_field;
+
+#define FIELD(T, member, type) {#member, type, offsetof(T, member), sizeof(((T *)0)->member)}
+/* A field JS names otherwise: a nested member, or the API's shorter name. */
+#define FIELD_AS(name, T, member, type) {name, type, offsetof(T, member), sizeof(((T *)0)->member)}
+
+/* Settings: JS's option names are these (quant: {weightBits, ...}). */
+static const qsw_field quant_config_fields[] = {
+    FIELD(qs_quant_config, weight_bits, "i32"),
+    FIELD(qs_quant_config, weight_symmetric, "bool"),
+    FIELD(qs_quant_config, weight_granularity, "granularity"),
+    FIELD(qs_quant_config, act_bits, "i32"),
+    FIELD(qs_quant_config, act_symmetric, "bool"),
+    FIELD(qs_quant_config, act_granularity, "granularity"),
+    FIELD_AS("estimator", qs_quant_config, act_estimator, "estimator"),
+    FIELD_AS("percentile", qs_quant_config, act_percentile, "f32"),
+    FIELD_AS("points", qs_quant_config, act_points, "points"),
+    FIELD(qs_quant_config, int8, "bool"),
+};
+
+static const qsw_field train_config_fields[] = {
+    FIELD(qs_train_config, batch_size, "i32"),
+    FIELD(qs_train_config, seq_len, "i32"),
+    FIELD(qs_train_config, steps, "i32"),
+    FIELD(qs_train_config, warmup_steps, "i32"),
+    FIELD(qs_train_config, lr, "f32"),
+    FIELD(qs_train_config, min_lr_ratio, "f32"),
+    FIELD(qs_train_config, weight_decay, "f32"),
+    FIELD(qs_train_config, beta1, "f32"),
+    FIELD(qs_train_config, beta2, "f32"),
+    FIELD(qs_train_config, eps, "f32"),
+    FIELD(qs_train_config, grad_clip, "f32"),
+    FIELD(qs_train_config, mask_prob, "f32"),
+    FIELD(qs_train_config, val_fraction, "f64"),
+    FIELD(qs_train_config, gamma_ramp, "bool"),
+    FIELD(qs_train_config, seed, "u64"),
+    FIELD(qs_train_config, threads, "i32"),
+};
+
+/* evaluate()'s options; the special ids are its specials: {cls, sep, mask, bos}. */
+static const qsw_field eval_opts_fields[] = {
+    FIELD(qs_eval_opts, seq_len, "i32"),
+    FIELD(qs_eval_opts, max_windows, "i32"),
+    FIELD(qs_eval_opts, mask_seed, "u64"),
+    FIELD(qs_eval_opts, mask_prob, "f32"),
+    FIELD(qs_eval_opts, calib_windows, "i32"),
+    FIELD(qs_eval_opts, threads, "i32"),
+    FIELD_AS("cls", qs_eval_opts, cls_id, "i32"),
+    FIELD_AS("sep", qs_eval_opts, sep_id, "i32"),
+    FIELD_AS("mask", qs_eval_opts, mask_id, "i32"),
+    FIELD_AS("bos", qs_eval_opts, bos_id, "i32"),
+};
+
+/* Results. */
+static const qsw_field handle_fields[] = {
+    FIELD(qsw_handle, handle, "ptr"),
+    FIELD(qsw_handle, warning, "ptr"),
+};
+
+static const qsw_field bytes_fields[] = {
+    FIELD(qsw_bytes, data, "ptr"),
+    FIELD(qsw_bytes, len, "u32"),
+};
+
+static const qsw_field encoding_fields[] = {
+    FIELD(qsw_encoding, n, "i32"),
+    FIELD(qsw_encoding, ids, "ptr"),
+    FIELD(qsw_encoding, offsets, "ptr"),
+    FIELD(qsw_encoding, delimiters, "ptr"),
+};
+
+static const qsw_field specials_fields[] = {
+    FIELD(qsw_specials, vocab_size, "i32"),
+    FIELD(qsw_specials, pad, "i32"),
+    FIELD(qsw_specials, cls, "i32"),
+    FIELD(qsw_specials, sep, "i32"),
+    FIELD(qsw_specials, mask, "i32"),
+    FIELD(qsw_specials, unk, "i32"),
+};
+
+static const qsw_field config_text_fields[] = {
+    FIELD(qsw_config_text, json, "ptr"),
+    FIELD(qsw_config_text, json_len, "u32"),
+    FIELD(qsw_config_text, layer_norm_eps, "f32"),
+    FIELD(qsw_config_text, n_params, "u32"),
+};
+
+static const qsw_field point_stats_fields[] = {
+    FIELD(qs_point_stats, present, "bool"),
+    FIELD(qs_point_stats, rows, "i32"),
+    FIELD(qs_point_stats, cols, "i32"),
+    FIELD_AS("max_abs", qs_point_stats, s.max_abs, "f32"),
+    FIELD_AS("mean", qs_point_stats, s.mean, "f32"),
+    FIELD_AS("std", qs_point_stats, s.std, "f32"),
+    FIELD_AS("kurtosis", qs_point_stats, s.kurtosis, "f32"),
+    FIELD_AS("rms_kurtosis", qs_point_stats, s.rms_kurtosis, "f32"),
+    FIELD_AS("min", qs_point_stats, s.min, "f32"),
+    FIELD_AS("max", qs_point_stats, s.max, "f32"),
+    FIELD(qs_point_stats, quantized, "bool"),
+    FIELD(qs_point_stats, quant_mse, "f64"),
+    FIELD(qs_point_stats, quant_sqnr_db, "f64"),
+    FIELD(qs_point_stats, quant_min, "f32"),
+    FIELD(qs_point_stats, quant_max, "f32"),
+    FIELD(qs_point_stats, n_outliers, "i32"),
+    FIELD(qs_point_stats, top_dims, "i32"),
+    FIELD(qs_point_stats, top_vals, "f32"),
+    FIELD(qs_point_stats, top_tokens, "i32"),
+};
+
+static const qsw_field head_stats_fields[] = {
+    FIELD(qs_head_stats, delim_mass, "f32"),
+    FIELD(qs_head_stats, out_norm, "f32"),
+    FIELD(qs_head_stats, value_norm, "f32"),
+    FIELD(qs_head_stats, delim_value_norm, "f32"),
+    FIELD(qs_head_stats, entropy, "f32"),
+    FIELD(qs_head_stats, max_prob, "f32"),
+    FIELD(qs_head_stats, noop_score, "f32"),
+    FIELD(qs_head_stats, gate_mean, "f32"),
+};
+
+/* n_seqs is always 1 here (one sequence). */
+static const qsw_field outlier_summary_fields[] = {
+    FIELD(qs_outlier_summary, max_inf_norm, "f32"),
+    FIELD(qs_outlier_summary, max_inf_norm_layer, "i32"),
+    FIELD(qs_outlier_summary, max_ffn_out_inf_norm, "f32"),
+    FIELD(qs_outlier_summary, max_ln_out_inf_norm, "f32"),
+    FIELD(qs_outlier_summary, avg_kurtosis, "f32"),
+    FIELD(qs_outlier_summary, max_kurtosis, "f32"),
+    FIELD(qs_outlier_summary, avg_rms_kurtosis, "f32"),
+};
+
+static const qsw_field eval_state_fields[] = {
+    FIELD(qsw_eval_state, run, "ptr"),
+    FIELD(qsw_eval_state, finished, "bool"),
+    FIELD(qsw_eval_state, done, "i32"),
+    FIELD(qsw_eval_state, total, "i32"),
+};
+
+static const qsw_field eval_result_fields[] = {
+    FIELD(qs_eval_result, fp_nll, "f64"),
+    FIELD(qs_eval_result, fp_ppl, "f64"),
+    FIELD(qs_eval_result, q_nll, "f64"),
+    FIELD(qs_eval_result, q_ppl, "f64"),
+    FIELD(qs_eval_result, n_predicted, "i32"),
+    FIELD(qs_eval_result, n_windows, "i32"),
+};
+
+static const qsw_field qparams_fields[] = {
+    FIELD(qs_qparams, scale, "f32"),
+    FIELD(qs_qparams, zero, "i32"),
+    FIELD(qs_qparams, qmin, "i32"),
+    FIELD(qs_qparams, qmax, "i32"),
+};
+
+static const qsw_field step_log_fields[] = {
+    FIELD(qs_step_log, step, "i32"),
+    FIELD(qs_step_log, loss, "f64"),
+    FIELD(qs_step_log, grad_norm, "f64"),
+    FIELD(qs_step_log, lr, "f64"),
+    FIELD(qs_step_log, tokens, "f64"),
+};
+
+static const qsw_field eval_log_fields[] = {
+    FIELD(qs_eval_log, val_loss, "f64"),
+    FIELD(qs_eval_log, val_ppl, "f64"),
+    FIELD(qs_eval_log, max_inf_norm, "f32"),
+    FIELD(qs_eval_log, max_ffn_out_inf_norm, "f32"),
+    FIELD(qs_eval_log, avg_kurtosis, "f32"),
+    FIELD(qs_eval_log, max_kurtosis, "f32"),
+    FIELD(qs_eval_log, avg_rms_kurtosis, "f32"),
+};
+
+typedef struct qsw_record {
+    const char *name;
+    const qsw_field *fields;
+    int n_fields;
+} qsw_record;
+
+#define RECORD(name) {#name, name##_fields, (int)(sizeof name##_fields / sizeof name##_fields[0])}
+
+static const qsw_record records[] = {
+    RECORD(quant_config), RECORD(train_config), RECORD(eval_opts), RECORD(handle),
+    RECORD(bytes), RECORD(encoding), RECORD(specials), RECORD(config_text),
+    RECORD(point_stats), RECORD(head_stats), RECORD(outlier_summary), RECORD(eval_state),
+    RECORD(eval_result), RECORD(qparams), RECORD(step_log), RECORD(eval_log),
+};
+
+#define N_RECORDS ((int)(sizeof records / sizeof records[0]))
+
+static const qsw_field *field_at(int r, int f) {
+    if (r < 0 || r >= N_RECORDS || f < 0 || f >= records[r].n_fields) return NULL;
+    return &records[r].fields[f];
+}
+
+KEEP int qsw_records(void) { return N_RECORDS; }
+KEEP const char *qsw_record_name(int r) { return r >= 0 && r < N_RECORDS ? records[r].name : NULL; }
+KEEP int qsw_record_fields(int r) { return r >= 0 && r < N_RECORDS ? records[r].n_fields : 0; }
+KEEP const char *qsw_field_name(int r, int f) { return field_at(r, f) ? field_at(r, f)->name : NULL; }
+KEEP const char *qsw_field_type(int r, int f) { return field_at(r, f) ? field_at(r, f)->type : NULL; }
+KEEP size_t qsw_field_offset(int r, int f) { return field_at(r, f) ? field_at(r, f)->offset : 0; }
+KEEP size_t qsw_field_size(int r, int f) { return field_at(r, f) ? field_at(r, f)->size : 0; }
 
 /* Every wrapper ends here so the context always reflects the last call. */
 static int done(qsw_ctx *c, qs_status s) {
@@ -62,13 +343,36 @@ KEEP void qsw_ctx_free(qsw_ctx *c) {
 
 KEEP int qsw_ctx_status(const qsw_ctx *c) { return (int)c->err.status; }
 KEEP const char *qsw_ctx_message(const qsw_ctx *c) { return c->err.msg; }
-KEEP double *qsw_ctx_out(qsw_ctx *c) { return c->out; }
+/* The last call's result: the struct its comment names, read by field table. */
+KEEP const qsw_out *qsw_ctx_out(const qsw_ctx *c) { return &c->out; }
 
 KEEP const char *qsw_status_name(int s) { return qs_status_name((qs_status)s); }
+
+/* ---- settings JS fills by name: each starts from the library's defaults ---- */
+
+KEEP qs_quant_config *qsw_quant_reset(qsw_ctx *c) {
+    c->quant = qs_quant_config_default();
+    return &c->quant;
+}
+
+KEEP qs_train_config *qsw_train_reset(qsw_ctx *c) {
+    c->train = qs_train_config_default();
+    return &c->train;
+}
+
+/* The defaults for m: its tokenizer's special ids (eval.h). */
+KEEP qs_eval_opts *qsw_eval_reset(qsw_ctx *c, const qs_model *m) {
+    c->eval = qs_eval_opts_default(m);
+    return &c->eval;
+}
 
 /* ---- names, so that JS takes them from C instead of copying the lists ---- */
 
 KEEP int qsw_num_points(void) { return QS_NUM_POINTS; }
+KEEP const char *qsw_point_name(int p) { return qs_point_name((qs_point)p); }
+KEEP int qsw_point_is_global(int p) { return qs_point_is_global((qs_point)p); }
+KEEP const char *qsw_estimator_name(int e) { return qs_estimator_name((qs_estimator)e); }
+KEEP const char *qsw_granularity_name(int g) { return qs_granularity_name((qs_granularity)g); }
 
 /* Threads a call may use: the pthread pool of the threaded build (its
  * workers start with the module), 1 in the default single-threaded build. */
@@ -87,21 +391,17 @@ static qs_status check_threads(qsw_ctx *c, int threads, const char *what) {
     return qs_fail(&c->err, QS_ERR_RANGE, "%s: threads %d outside [1, %d] (this build's pthread "
                    "pool)", what, threads, qsw_thread_pool());
 }
-KEEP const char *qsw_point_name(int p) { return qs_point_name((qs_point)p); }
-KEEP int qsw_point_is_global(int p) { return qs_point_is_global((qs_point)p); }
-KEEP const char *qsw_estimator_name(int e) { return qs_estimator_name((qs_estimator)e); }
-KEEP const char *qsw_granularity_name(int g) { return qs_granularity_name((qs_granularity)g); }
 
 /* ---- model ---- */
 
 /* Config json + safetensors (+ optional vocab.txt for WordPiece): the
  * library's loader of a folder's files, so limits and messages are native's.
- * out[0] = handle. */
+ * Result: handle. */
 KEEP int qsw_model_load(qsw_ctx *c, const char *config, size_t config_len, const uint8_t *st,
                         size_t st_len, const char *vocab, size_t vocab_len) {
     qs_model *m = NULL;
     qs_status s = qs_model_load_files(config, config_len, st, st_len, vocab, vocab_len, &m, &c->err);
-    c->out[0] = (double)(uintptr_t)m;
+    c->out.handle = (qsw_handle){m, NULL};
     return done(c, s);
 }
 
@@ -129,23 +429,19 @@ static int reserve_text(qsw_ctx *c, size_t cap) {
 }
 
 /* The config as config.json text (the names of every enum come from C this
- * way): out[0] = length, out[1] = text (ctx-owned); out[2] = layer_norm_eps,
- * which the OPT form of the text leaves out; out[3] = qs_model_num_params. */
+ * way). Result: config_text (the text ctx-owned). */
 KEEP int qsw_model_config(qsw_ctx *c, const qs_model *m) {
     const qs_config *k = qs_model_config(m);
     if (!k) return fail(c, QS_ERR_ARG, "config: model is NULL");
+    int n = 0;
     for (size_t cap = 4096;; cap *= 2) {
         if (!reserve_text(c, cap)) return fail(c, QS_ERR_NOMEM, "config: out of memory");
-        int n = qs_config_write_json(k, c->text, c->cap_text);
-        if (n >= 0) {
-            c->out[0] = n;
-            break;
-        }
+        n = qs_config_write_json(k, c->text, c->cap_text);
+        if (n >= 0) break;
         if (cap > (1u << 20)) return fail(c, QS_ERR_ARG, "config: JSON text does not fit 1 MiB");
     }
-    c->out[1] = (double)(uintptr_t)c->text;
-    c->out[2] = k->layer_norm_eps;
-    c->out[3] = (double)qs_model_num_params(m);
+    c->out.config_text = (qsw_config_text){c->text, (size_t)n, k->layer_norm_eps,
+                                           qs_model_num_params(m)};
     return done(c, QS_OK);
 }
 
@@ -178,7 +474,7 @@ static int reserve_ids(qsw_ctx *c, int n) {
     return c->cap_ids > 0;
 }
 
-/* out[0] = n, out[1] = ids, out[2] = offsets, out[3] = delimiter flags (ctx-owned). */
+/* Result: encoding (the arrays ctx-owned). */
 KEEP int qsw_tok_encode(qsw_ctx *c, const qs_model *m, const char *text, size_t len,
                         int add_special) {
     const qs_tokenizer *t = tokenizer_of(c, m);
@@ -192,16 +488,13 @@ KEEP int qsw_tok_encode(qsw_ctx *c, const qs_model *m, const char *text, size_t 
     s = qs_tokenizer_encode(t, text, len, add_special, c->ids, c->offsets, c->cap_ids, &n, &c->err);
     if (s) return done(c, s);
     for (int i = 0; i < n; i++) c->delims[i] = (uint8_t)qs_tokenizer_is_delimiter(t, c->ids[i]);
-    c->out[0] = n;
-    c->out[1] = (double)(uintptr_t)c->ids;
-    c->out[2] = (double)(uintptr_t)c->offsets;
-    c->out[3] = (double)(uintptr_t)c->delims;
+    c->out.encoding = (qsw_encoding){n, c->ids, c->offsets, c->delims};
     return done(c, QS_OK);
 }
 
-/* out[0] = length in bytes, out[1] = text (ctx-owned; byte-level text may hold
- * NULs, so JS reads out[0] bytes). A short buffer gives QS_ERR_RANGE with the
- * needed length (>= cap), a bad id QS_ERR_RANGE with length 0. */
+/* Result: bytes, the text (ctx-owned). The decoder's QS_ERR_RANGE for a
+ * short buffer (with the length it needs) is answered here by growing it;
+ * a bad id stays QS_ERR_RANGE. */
 KEEP int qsw_tok_decode(qsw_ctx *c, const qs_model *m, const int32_t *ids, int n) {
     const qs_tokenizer *t = tokenizer_of(c, m);
     if (!t) return c->err.status;
@@ -213,17 +506,22 @@ KEEP int qsw_tok_decode(qsw_ctx *c, const qs_model *m, const int32_t *ids, int n
         s = qs_tokenizer_decode(t, ids, n, c->text, c->cap_text, &len, &c->err);
     }
     if (s) return done(c, s);
-    c->out[0] = (double)len;
-    c->out[1] = (double)(uintptr_t)c->text;
+    c->out.bytes = (qsw_bytes){c->text, len};
     return done(c, QS_OK);
 }
 
-/* out[0..4] = [PAD], [CLS], [SEP], [MASK], [UNK] ids (-1 when absent), out[5] = vocab size. */
+/* Result: specials. */
 KEEP int qsw_tok_specials(qsw_ctx *c, const qs_model *m) {
     const qs_tokenizer *t = tokenizer_of(c, m);
     if (!t) return c->err.status;
-    for (int k = 0; k < QS_TOK_NUM_SPECIAL; k++) c->out[k] = qs_tokenizer_special(t, (qs_special)k);
-    c->out[QS_TOK_NUM_SPECIAL] = qs_tokenizer_vocab_size(t);
+    c->out.specials = (qsw_specials){
+        .vocab_size = qs_tokenizer_vocab_size(t),
+        .pad = qs_tokenizer_special(t, QS_TOK_PAD),
+        .cls = qs_tokenizer_special(t, QS_TOK_CLS),
+        .sep = qs_tokenizer_special(t, QS_TOK_SEP),
+        .mask = qs_tokenizer_special(t, QS_TOK_MASK),
+        .unk = qs_tokenizer_special(t, QS_TOK_UNK),
+    };
     return done(c, QS_OK);
 }
 
@@ -240,34 +538,7 @@ KEEP int qsw_tok_is_delimiter(const qs_model *m, int32_t id) {
 
 /* ---- quantization ---- */
 
-/* out[0..9]: qs_quant_config_default() in qsw_quant's argument order, so JS
- * takes its defaults from C. */
-KEEP int qsw_quant_default(qsw_ctx *c) {
-    qs_quant_config q = qs_quant_config_default();
-    double v[] = {q.weight_bits, q.weight_symmetric, q.weight_granularity, q.act_bits,
-                  q.act_symmetric, q.act_granularity, q.act_estimator, q.act_percentile,
-                  q.act_points, q.int8};
-    memcpy(c->out, v, sizeof v);
-    return done(c, QS_OK);
-}
-
-/* Stages a quant config in the context; set_quant and evaluate use it. */
-KEEP void qsw_quant(qsw_ctx *c, int weight_bits, int weight_symmetric, int weight_gran,
-                    int act_bits, int act_symmetric, int act_gran, int estimator,
-                    float percentile, uint32_t points, int int8) {
-    qs_quant_config *q = &c->quant;
-    q->weight_bits = weight_bits;
-    q->weight_symmetric = weight_symmetric;
-    q->weight_granularity = (qs_granularity)weight_gran;
-    q->act_bits = act_bits;
-    q->act_symmetric = act_symmetric;
-    q->act_granularity = (qs_granularity)act_gran;
-    q->act_estimator = (qs_estimator)estimator;
-    q->act_percentile = percentile;
-    q->act_points = points;
-    q->int8 = int8;
-}
-
+/* Installs the config JS filled in ctx->quant. */
 KEEP int qsw_set_quant(qsw_ctx *c, qs_model *m) {
     return done(c, qs_model_set_quant(m, &c->quant, &c->err));
 }
@@ -277,23 +548,22 @@ KEEP int qsw_clear_quant(qsw_ctx *c, qs_model *m) {
     return done(c, QS_OK);
 }
 
-/* out[0] = calibration batches seen so far. */
 KEEP int qsw_calibrate(qsw_ctx *c, qs_model *m, const int32_t *ids, const int32_t *types, int T) {
-    qs_status s = qs_model_calibrate(m, ids, types, T, &c->err);
-    c->out[0] = qs_model_calibration_batches(m);
-    return done(c, s);
+    return done(c, qs_model_calibrate(m, ids, types, T, &c->err));
 }
+
+/* Calibration batches the installed ranges come from (0: none installed, or
+ * not calibrated since it was). */
+KEEP int qsw_calibration_batches(const qs_model *m) { return qs_model_calibration_batches(m); }
 
 /* ---- forward and its results ---- */
 
-/* types, mask, delims may be NULL; capture is a QS_PT_BIT mask. out[0] = T. */
+/* types, mask, delims may be NULL; capture is a QS_PT_BIT mask. */
 KEEP int qsw_forward(qsw_ctx *c, qs_model *m, const int32_t *ids, int T, const int32_t *types,
                      const uint8_t *mask, const uint8_t *delims, int quantize, uint32_t capture) {
     qs_forward_opts o = {.token_types = types, .attention_mask = mask, .delimiters = delims,
                          .quantize = quantize, .capture = capture};
-    qs_status s = qs_model_forward(m, ids, T, &o, &c->err);
-    c->out[0] = s ? 0 : qs_model_last_T(m);
-    return done(c, s);
+    return done(c, qs_model_forward(m, ids, T, &o, &c->err));
 }
 
 /* Pointers into the model's buffers, valid until the next forward; JS copies them. */
@@ -303,107 +573,59 @@ KEEP const float *qsw_capture(const qs_model *m, int layer, int p) {
     return qs_model_capture(m, layer, (qs_point)p);
 }
 
-/* out: present, rows, cols, the 7 qs_tensor_stats fields (max_abs, mean, std,
- * kurtosis, rms_kurtosis, min, max), quantized, quant_mse, quant_sqnr_db,
- * quant_min, quant_max, n_outliers, then top_dims[8], top_vals[8], top_tokens[8]. */
+/* Result: point_stats. */
 KEEP int qsw_point_stats(qsw_ctx *c, const qs_model *m, int layer, int p) {
     const qs_point_stats *ps = qs_model_point_stats(m, layer, (qs_point)p);
     if (!ps) return fail(c, QS_ERR_RANGE, "point stats: layer or point out of range");
-    double v[] = {ps->present, ps->rows, ps->cols, ps->s.max_abs, ps->s.mean, ps->s.std,
-                  ps->s.kurtosis, ps->s.rms_kurtosis, ps->s.min, ps->s.max, ps->quantized,
-                  ps->quant_mse, ps->quant_sqnr_db, ps->quant_min, ps->quant_max, ps->n_outliers};
-    size_t n = sizeof v / sizeof v[0];
-    memcpy(c->out, v, sizeof v);
-    for (int i = 0; i < 8; i++) {
-        c->out[n + i] = ps->top_dims[i];
-        c->out[n + 8 + i] = ps->top_vals[i];
-        c->out[n + 16 + i] = ps->top_tokens[i];
-    }
+    c->out.point_stats = *ps;
     return done(c, QS_OK);
 }
 
 /* The outlier summary (eval.h) of the last forward as one sequence.
- * out: max_inf_norm, max_inf_norm_layer, max_ffn_out_inf_norm,
- * max_ln_out_inf_norm, avg_kurtosis, max_kurtosis, avg_rms_kurtosis. */
+ * Result: outlier_summary. */
 KEEP int qsw_outlier_summary(qsw_ctx *c, const qs_model *m) {
-    qs_outlier_summary s;
-    qs_status st = qs_outlier_last(m, &s, &c->err);
-    double v[] = {s.max_inf_norm, s.max_inf_norm_layer, s.max_ffn_out_inf_norm,
-                  s.max_ln_out_inf_norm, s.avg_kurtosis, s.max_kurtosis, s.avg_rms_kurtosis};
-    memcpy(c->out, v, sizeof v);
-    return done(c, st);
+    return done(c, qs_outlier_last(m, &c->out.outlier_summary, &c->err));
 }
 
-/* out[0..7]: the qs_head_stats fields in declaration order. */
+/* Result: head_stats. */
 KEEP int qsw_head_stats(qsw_ctx *c, const qs_model *m, int layer, int head) {
     const qs_head_stats *h = qs_model_head_stats(m, layer, head);
     if (!h) return fail(c, QS_ERR_RANGE, "head stats: layer or head out of range");
-    double v[] = {h->delim_mass, h->out_norm, h->value_norm, h->delim_value_norm, h->entropy,
-                  h->max_prob, h->noop_score, h->gate_mean};
-    memcpy(c->out, v, sizeof v);
+    c->out.head_stats = *h;
     return done(c, QS_OK);
 }
 
 /* ---- evaluation ---- */
 
-/* Keeps the library's default for a special id (qs_eval_opts_default takes
- * them from the model's tokenizer); -1 is meaningful (bos: none). */
-#define QSW_DEFAULT_ID (-2)
-
 /* Perplexity over ids in windows, in steps (eval.h: qs_eval_begin), so that
  * JS returns to its event loop between them and an AbortSignal can stop the
- * call. cls/sep/mask/bos: QSW_DEFAULT_ID or an id; use_quant applies the
- * config staged by qsw_quant (copied: a later qsw_quant does not change the
- * run). ids must stay valid until qsw_eval_free. out[0] = run, out[1] =
- * windows to do over every stage. */
-KEEP int qsw_eval_begin(qsw_ctx *c, qs_model *m, const int32_t *ids, size_t n, int seq_len,
-                        int max_windows, double mask_seed, float mask_prob, int use_quant,
-                        int calib_windows, int32_t cls, int32_t sep, int32_t mask, int32_t bos,
-                        int threads) {
+ * call. The options are ctx->eval as JS filled it (qsw_eval_reset first);
+ * use_quant scores ctx->quant too (copied: a later fill does not change the
+ * run). ids must stay valid until qsw_eval_free. Result: eval_state. */
+KEEP int qsw_eval_begin(qsw_ctx *c, qs_model *m, const int32_t *ids, size_t n, int use_quant) {
     if (!m) return fail(c, QS_ERR_ARG, "evaluate: model is NULL");
-    if (check_threads(c, threads, "evaluate")) return c->err.status;
-    qs_eval_opts o = qs_eval_opts_default(m);
-    if (cls != QSW_DEFAULT_ID) o.cls_id = cls;
-    if (sep != QSW_DEFAULT_ID) o.sep_id = sep;
-    if (mask != QSW_DEFAULT_ID) o.mask_id = mask;
-    if (bos != QSW_DEFAULT_ID) o.bos_id = bos;
-    o.seq_len = seq_len;
-    o.max_windows = max_windows;
-    o.mask_seed = (uint64_t)mask_seed;
-    o.mask_prob = mask_prob;
+    if (check_threads(c, c->eval.threads, "evaluate")) return c->err.status;
+    qs_eval_opts o = c->eval;
     o.quant = use_quant ? &c->quant : NULL;
-    o.calib_windows = calib_windows;
-    o.threads = threads;
     qs_eval_run *r = NULL;
     qs_status s = qs_eval_begin(m, ids, n, &o, &r, &c->err);
-    long total = 0;
-    qs_eval_progress(r, NULL, &total);
-    c->out[0] = (double)(uintptr_t)r;
-    c->out[1] = (double)total;
+    c->out.eval_state = (qsw_eval_state){.run = r};
+    qs_eval_progress(r, &c->out.eval_state.done, &c->out.eval_state.total);
     return done(c, s);
 }
 
-/* Up to max_windows more windows (0: all the rest). out[0] = finished,
- * out[1] = windows done so far, out[2] = windows in all. */
+/* Up to max_windows more windows (0: all the rest). Result: eval_state. */
 KEEP int qsw_eval_step(qsw_ctx *c, qs_eval_run *r, int max_windows) {
     int finished = 0;
     qs_status s = qs_eval_step(r, max_windows, &finished, &c->err);
-    long n_done = 0, total = 0;
-    qs_eval_progress(r, &n_done, &total);
-    c->out[0] = finished;
-    c->out[1] = (double)n_done;
-    c->out[2] = (double)total;
+    c->out.eval_state = (qsw_eval_state){.run = r, .finished = finished};
+    qs_eval_progress(r, &c->out.eval_state.done, &c->out.eval_state.total);
     return done(c, s);
 }
 
-/* out: fp_nll, fp_ppl, q_nll, q_ppl, n_predicted, n_windows. */
+/* Result: eval_result. */
 KEEP int qsw_eval_result(qsw_ctx *c, const qs_eval_run *r) {
-    qs_eval_result e;
-    qs_status s = qs_eval_result_of(r, &e, &c->err);
-    if (s) return done(c, s);
-    double v[] = {e.fp_nll, e.fp_ppl, e.q_nll, e.q_ppl, (double)e.n_predicted, e.n_windows};
-    memcpy(c->out, v, sizeof v);
-    return done(c, QS_OK);
+    return done(c, qs_eval_result_of(r, &c->out.eval_result, &c->err));
 }
 
 KEEP void qsw_eval_free(qs_eval_run *r) { qs_eval_free(r); }
@@ -426,36 +648,35 @@ KEEP int qsw_test_trap(int kind) {
 
 /* ---- creating, training and saving models (the page's train-in-the-tab) ---- */
 
-/* A fresh model from config.json text (qs_model_create: BERT/OPT init). out[0] = handle. */
+/* A fresh model from config.json text (qs_model_create: BERT/OPT init). Result: handle. */
 KEEP int qsw_model_create(qsw_ctx *c, const char *config, size_t config_len, double seed) {
     qs_config cfg;
     qs_status s = qs_config_from_json(config, config_len, &cfg, &c->err);
     qs_model *m = NULL;
     if (!s) s = qs_model_create(&cfg, (uint64_t)seed, &m, &c->err);
-    c->out[0] = (double)(uintptr_t)m;
+    c->out.handle = (qsw_handle){m, NULL};
     return done(c, s);
 }
 
 /* The model as model.safetensors bytes (qs_model_save_memory: what
- * qs_model_save_dir writes, for a browser that has no folder). out[0] =
- * length, out[1] = bytes (ctx-owned until the next save). */
+ * qs_model_save_dir writes, for a browser that has no folder). Result:
+ * bytes (ctx-owned until the next save or text split). */
 KEEP int qsw_model_safetensors(qsw_ctx *c, const qs_model *m) {
     if (!m) return fail(c, QS_ERR_ARG, "save: model is NULL");
     uint8_t *buf = NULL;
     char *json = NULL;
     size_t len = 0, jlen = 0;
     qs_status s = qs_model_save_memory(m, &buf, &len, &json, &jlen, &c->err);
-    free(json); /* JS reads the config through qsw_config_json */
+    free(json); /* JS reads the config through qsw_model_config */
     if (s) return done(c, s);
     free(c->blob);
     c->blob = buf;
-    c->out[0] = (double)len;
-    c->out[1] = (double)(uintptr_t)buf;
+    c->out.bytes = (qsw_bytes){buf, len};
     return done(c, QS_OK);
 }
 
 /* qs_text_split: the training (0) or validation (1) blocks of a text, as the
- * trainer cuts them. out[0] = length, out[1] = text (ctx-owned until the next call). */
+ * trainer cuts them. Result: bytes, the text (ctx-owned until the next call). */
 KEEP int qsw_text_split(qsw_ctx *c, const char *text, size_t len, double val_fraction, int split) {
     char *o = NULL;
     size_t n = 0;
@@ -463,90 +684,43 @@ KEEP int qsw_text_split(qsw_ctx *c, const char *text, size_t len, double val_fra
     if (s) return done(c, s);
     free(c->blob);
     c->blob = (uint8_t *)o;
-    c->out[0] = (double)n;
-    c->out[1] = (double)(uintptr_t)o;
+    c->out.bytes = (qsw_bytes){o, n};
     return done(c, QS_OK);
 }
 
 /* The grid qs_qparams_from_range builds for [min, max], so the page draws the
- * grid the quantizer uses. out: scale, zero, qmin, qmax. */
+ * grid the quantizer uses. Result: qparams. */
 KEEP int qsw_qparams(qsw_ctx *c, float min, float max, int bits, int symmetric) {
-    qs_qparams p;
-    qs_status s = qs_qparams_from_range(min, max, bits, symmetric, &p, &c->err);
-    if (s) return done(c, s);
-    c->out[0] = p.scale;
-    c->out[1] = p.zero;
-    c->out[2] = p.qmin;
-    c->out[3] = p.qmax;
-    return done(c, QS_OK);
-}
-
-/* out[0..13]: qs_train_config_default() in qsw_trainer_new's argument order. */
-KEEP int qsw_train_default(qsw_ctx *c) {
-    qs_train_config t = qs_train_config_default();
-    double v[] = {t.batch_size, t.seq_len, t.steps, t.warmup_steps, t.lr, t.min_lr_ratio,
-                  t.weight_decay, t.beta1, t.beta2, t.eps, t.grad_clip, t.mask_prob,
-                  t.val_fraction, t.gamma_ramp};
-    memcpy(c->out, v, sizeof v);
-    return done(c, QS_OK);
+    return done(c, qs_qparams_from_range(min, max, bits, symmetric, &c->out.qparams, &c->err));
 }
 
 /* createTrainer's warmup when none is given (the library's rule). */
 KEEP int qsw_train_default_warmup(int steps) { return qs_train_default_warmup(steps); }
 
-/* A trainer over text for model m (kept, not owned: free the trainer first).
- * out[0] = handle, out[1] = the clipped-softmax warning (static string) or 0. */
-KEEP int qsw_trainer_new(qsw_ctx *c, qs_model *m, const char *text, size_t len, int batch_size,
-                         int seq_len, int steps, int warmup_steps, float lr, float min_lr_ratio,
-                         float weight_decay, float beta1, float beta2, float eps, float grad_clip,
-                         float mask_prob, double val_fraction, int gamma_ramp, double seed,
-                         int threads) {
-    if (check_threads(c, threads, "train")) return c->err.status;
-    qs_train_config t = qs_train_config_default();
-    t.batch_size = batch_size;
-    t.seq_len = seq_len;
-    t.steps = steps;
-    t.warmup_steps = warmup_steps;
-    t.lr = lr;
-    t.min_lr_ratio = min_lr_ratio;
-    t.weight_decay = weight_decay;
-    t.beta1 = beta1;
-    t.beta2 = beta2;
-    t.eps = eps;
-    t.grad_clip = grad_clip;
-    t.mask_prob = mask_prob;
-    t.val_fraction = val_fraction;
-    t.gamma_ramp = gamma_ramp;
-    t.seed = (uint64_t)seed;
-    t.threads = threads;
+/* A trainer over text for model m (kept, not owned: free the trainer first),
+ * with the config JS filled in ctx->train (qsw_train_reset first). Result:
+ * handle, with the clipped-softmax warning. */
+KEEP int qsw_trainer_new(qsw_ctx *c, qs_model *m, const char *text, size_t len) {
+    if (check_threads(c, c->train.threads, "train")) return c->err.status;
     qs_trainer *tr = NULL;
     const char *warning = NULL;
-    qs_status s = qs_trainer_new(m, &t, text, len, &tr, &warning, &c->err);
-    c->out[0] = (double)(uintptr_t)tr;
-    c->out[1] = (double)(uintptr_t)warning;
+    qs_status s = qs_trainer_new(m, &c->train, text, len, &tr, &warning, &c->err);
+    c->out.handle = (qsw_handle){tr, warning};
     return done(c, s);
 }
 
 KEEP void qsw_trainer_free(qs_trainer *t) { qs_trainer_free(t); }
 
-/* out: step, loss, grad_norm, lr, tokens (qs_step_log). */
+KEEP int qsw_trainer_steps_done(const qs_trainer *t) { return qs_trainer_steps_done(t); }
+
+/* Result: step_log. */
 KEEP int qsw_trainer_step(qsw_ctx *c, qs_trainer *t) {
-    qs_step_log log;
-    memset(&log, 0, sizeof log);
-    qs_status s = qs_trainer_step(t, &log, &c->err);
-    double v[] = {log.step, log.loss, log.grad_norm, log.lr, log.tokens};
-    memcpy(c->out, v, sizeof v);
-    return done(c, s);
+    memset(&c->out.step_log, 0, sizeof c->out.step_log);
+    return done(c, qs_trainer_step(t, &c->out.step_log, &c->err));
 }
 
-/* out: val_loss, val_ppl, max_inf_norm, max_ffn_out_inf_norm, avg_kurtosis,
- * max_kurtosis, avg_rms_kurtosis (qs_eval_log), steps done. */
+/* Result: eval_log. */
 KEEP int qsw_trainer_eval(qsw_ctx *c, qs_trainer *t, int n_batches) {
-    qs_eval_log e;
-    memset(&e, 0, sizeof e);
-    qs_status s = qs_trainer_eval(t, n_batches, &e, &c->err);
-    double v[] = {e.val_loss, e.val_ppl, e.max_inf_norm, e.max_ffn_out_inf_norm, e.avg_kurtosis,
-                  e.max_kurtosis, e.avg_rms_kurtosis, qs_trainer_steps_done(t)};
-    memcpy(c->out, v, sizeof v);
-    return done(c, s);
+    memset(&c->out.eval_log, 0, sizeof c->out.eval_log);
+    return done(c, qs_trainer_eval(t, n_batches, &c->out.eval_log, &c->err));
 }

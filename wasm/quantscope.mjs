@@ -3,7 +3,7 @@
 // The parts live in wasm/js/ (runtime, heap, checks, abi, sources, model, trainer);
 // this module is what callers import, and all they need.
 import { argError } from './js/errors.mjs';
-import { callbackOption, checkOptions, intOption, numberOption } from './js/checks.mjs';
+import { callbackOption, checkOptions, numberOption, seedOption } from './js/checks.mjs';
 import { configure, core } from './js/runtime.mjs';
 import { ByteProgress, contentBytes, inFolder, isBlob, readBlob, readSource } from './js/sources.mjs';
 import { Model, wrapModel } from './js/model.mjs';
@@ -30,7 +30,7 @@ export async function loadModel(source, options) {
     const handle = c.withHeap([config, st, vocab], (pc, ps, pv) => {
       inFolder(folder, () => c.check(c.ctx, c.m._qsw_model_load(c.ctx, pc, config.length, ps, st.length,
                                                                pv, vocab ? vocab.length : 0)));
-      return c.out(c.ctx, 1)[0] >>> 0;
+      return c.result(c.ctx, 'handle').handle;
     });
     return wrapModel(c, handle);
   });
@@ -47,13 +47,12 @@ export async function createModel(config, options) {
   if (!json) {
     throw argError('createModel: config must be an object, a string, ArrayBuffer, SharedArrayBuffer, typed array or Blob');
   }
-  const s = intOption(seed, 'createModel: seed');
-  if (s < 0 || s > Number.MAX_SAFE_INTEGER) throw argError(`createModel: seed ${s} must be in [0, 2^53)`);
+  const s = seedOption(seed, 'createModel: seed');
   return c.guard(() => {
     c.check(c.ctx, c.m._qsw_check_sizes(c.ctx, json.length, 0, 0)); // config.json's limit, before the copy
     const handle = c.withHeap([json], (p) => {
       c.check(c.ctx, c.m._qsw_model_create(c.ctx, p, json.length, s));
-      return c.out(c.ctx, 1)[0] >>> 0;
+      return c.result(c.ctx, 'handle').handle;
     });
     return wrapModel(c, handle);
   });
@@ -74,8 +73,8 @@ export async function textSplit(text, options) {
   return c.guard(() => c.withHeap([bytes], (p) => {
     c.check(c.ctx, c.m._qsw_text_split(c.ctx, p, bytes.length, numberOption(valFraction, 'textSplit: valFraction'),
                                        split === 'val' ? 1 : 0));
-    const [len, ptr] = c.out(c.ctx, 2);
-    return c.bytesToString(ptr >>> 0, len);
+    const { data, len } = c.result(c.ctx, 'bytes');
+    return c.bytesToString(data, len);
   }));
 }
 
@@ -90,7 +89,7 @@ export async function quantGrid(min, max, bits, symmetric = false) {
   return c.guard(() => {
     c.check(c.ctx, c.m._qsw_qparams(c.ctx, numberOption(min, 'quantGrid: min'), numberOption(max, 'quantGrid: max'),
       numberOption(bits, 'quantGrid: bits'), symmetric ? 1 : 0));
-    const [scale, zero, qmin, qmax] = c.out(c.ctx, 4);
+    const { scale, zero, qmin, qmax } = c.result(c.ctx, 'qparams');
     return { scale, zero, qmin, qmax, lo: scale * (qmin - zero), hi: scale * (qmax - zero) };
   });
 }
@@ -98,7 +97,8 @@ export async function quantGrid(min, max, bits, symmetric = false) {
 /** The trainer's defaults (qs_train_config_default; threads: configure()'s). */
 export async function defaultTrain() {
   const c = await core();
-  return { ...c.trainDefaults, threads: c.threads };
+  const { seed, ...defaults } = c.trainDefaults; // a seed is no default: createTrainer takes 0
+  return { ...defaults, threads: c.threads };
 }
 
 /** Which WebAssembly build runs: { threads, pool } (pool: its pthread workers, 1 = the single-threaded build). */

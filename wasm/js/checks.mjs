@@ -157,3 +157,10 @@ export function enumOption(v, names, what, dflt) {
   return i;
 }
 
+
+/** A seed: an integer in [0, 2^53), which C takes as a uint64_t. */
+export function seedOption(v, what, dflt = 0) {
+  const n = intOption(v, what, dflt);
+  if (n < 0 || n > Number.MAX_SAFE_INTEGER) throw argError(`${what} ${n} must be in [0, 2^53)`);
+  return n;
+}

@@ -1,8 +1,8 @@
 // wasm/js/heap.mjs: one started WebAssembly instance: its heap (copies in and
-// out, strings), the C status check, trap containment, and the C name tables.
-import { isTrap, qsError, argError, restartedError, trapError } from './errors.mjs';
-import { shortFloat } from './abi.mjs';
-import { TRAIN_KEYS } from './trainer.mjs';
+// out, strings, the structs of exports.c's field tables), the C status check,
+// trap containment, and the C name tables.
+import { isTrap, qsError, restartedError, trapError } from './errors.mjs';
+import { fillRecord, pointMask, readLayouts, readRecord, shortFloats } from './abi.mjs';
 
 /** Heap access and the name tables, over one Emscripten module instance. */
 export class Core {
@@ -20,22 +20,17 @@ export class Core {
       this.points.push({ name: this.str(m._qsw_point_name(p)), global: !!m._qsw_point_is_global(p) });
     }
     this.pointIndex = new Map(this.points.map((p, i) => [p.name, i]));
-    this.estimators = namesUntilUnknown((i) => this.str(m._qsw_estimator_name(i)));
-    this.granularities = namesUntilUnknown((i) => this.str(m._qsw_granularity_name(i)));
+    this.layouts = readLayouts(m, (p) => this.str(p));
+    // What enum and point-mask fields read as (abi.mjs).
+    this.names = {
+      granularity: namesUntilUnknown((i) => this.str(m._qsw_granularity_name(i))),
+      estimator: namesUntilUnknown((i) => this.str(m._qsw_estimator_name(i))),
+      points: this.points.map((p) => p.name),
+    };
     // A context for the calls that have no model yet (loading, defaults).
     this.ctx = this.newCtx();
-    this.check(this.ctx, m._qsw_quant_default(this.ctx));
-    const d = this.out(this.ctx, 10);
-    this.quantDefaults = {
-      weightBits: d[0], weightSymmetric: !!d[1], weightGranularity: this.granularities[d[2]],
-      actBits: d[3], actSymmetric: !!d[4], actGranularity: this.granularities[d[5]],
-      estimator: this.estimators[d[6]], percentile: shortFloat(d[7]),
-      points: this.points.filter((_, i) => d[8] & (1 << i)).map((p) => p.name),
-      int8: !!d[9],
-    };
-    this.check(this.ctx, m._qsw_train_default(this.ctx));
-    const t = this.out(this.ctx, TRAIN_KEYS.length);
-    this.trainDefaults = Object.fromEntries(TRAIN_KEYS.map((k, i) => [k, k === 'gammaRamp' ? !!t[i] : shortFloat(t[i])]));
+    this.quantDefaults = this.settings('quant_config', m._qsw_quant_reset(this.ctx));
+    this.trainDefaults = this.settings('train_config', m._qsw_train_reset(this.ctx));
   }
 
   // Views are taken fresh on every use: memory growth replaces the buffer.
@@ -86,12 +81,6 @@ export class Core {
     throw e;
   }
 
-  /** The first n numbers a call left in ctx->out. */
-  out(ctx, n) {
-    const ptr = this.m._qsw_ctx_out(ctx) >>> 0;
-    return Array.from(new Float64Array(this.u8.buffer, ptr, n));
-  }
-
   alloc(bytes) {
     const p = this.m._malloc(Math.max(bytes, 1)) >>> 0;
     if (!p) throw qsError('QS_ERR_NOMEM', `out of WASM memory allocating ${bytes} bytes`);
@@ -137,16 +126,28 @@ export class Core {
   i32(ptr, n) { return new Int32Array(this.u8.buffer, ptr >>> 0, n).slice(); }
   u8copy(ptr, n) { return this.u8.slice(ptr >>> 0, (ptr >>> 0) + n); }
 
-  pointMask(names, what) {
-    let mask = 0;
-    for (const name of names) {
-      const i = this.pointIndex.get(name);
-      if (i === undefined) {
-        throw argError(`${what}: unknown point '${name}' (one of: ${[...this.pointIndex.keys()].join(', ')})`);
-      }
-      mask |= 1 << i;
-    }
-    return mask >>> 0;
+  /** A QS_PT_BIT mask of point names (`what` names the list in messages). */
+  pointMask(names, what) { return pointMask(this.names.points, names, what); }
+
+  // ---- the structs of exports.c's field tables (abi.mjs), by field name
+
+  /** The keys of a record: the options of a settings struct. */
+  keys(kind) { return this.layouts[kind].map((f) => f.key); }
+
+  /** The struct of kind `kind` at ptr, as an object. */
+  read(kind, ptr) {
+    return readRecord(this.layouts[kind], new DataView(this.u8.buffer), ptr >>> 0, this.names);
+  }
+
+  /** What the last call on ctx handed back (exports.c: "Result: kind"). */
+  result(ctx, kind) { return this.read(kind, this.m._qsw_ctx_out(ctx)); }
+
+  /** A settings struct as a person writes it (shortest floats: percentile 99.999). */
+  settings(kind, ptr) { return shortFloats(this.layouts[kind], this.read(kind, ptr)); }
+
+  /** Sets the given fields of the settings struct at ptr, each checked (abi.mjs fillRecord). */
+  fill(kind, ptr, values, what) {
+    fillRecord(this.layouts[kind], new DataView(this.u8.buffer), ptr >>> 0, values, what, this.names);
   }
 }
 

@@ -2,15 +2,12 @@
 // forward passes with their statistics, quantization, calibration, evaluation.
 import { argError, qsError, restartedError } from './errors.mjs';
 import {
-  callbackOption, checkAborted, checkOptions, intOption, nextTask, numberOption, optionalInt32, signalOption,
-  threadsOption, toFlags, toInt32,
+  callbackOption, checkAborted, checkOptions, nextTask, optionalInt32, signalOption, threadsOption, toFlags,
+  toInt32,
 } from './checks.mjs';
-import { headStats, pointStats, readConfig, resolveQuant } from './abi.mjs';
+import { pointStats, readConfig } from './abi.mjs';
 import { contentBytes } from './sources.mjs';
-import { Trainer, TRAINER_KEYS } from './trainer.mjs';
-
-const SPECIALS = ['pad', 'cls', 'sep', 'mask', 'unk']; // qs_special order
-const DEFAULT_ID = -2; // QSW_DEFAULT_ID in exports.c: keep the library's default
+import { Trainer } from './trainer.mjs';
 
 // Frees models that were dropped without dispose().
 const finalizer = typeof FinalizationRegistry === 'function'
@@ -29,7 +26,7 @@ export class Model {
   #ctx;
   #tail = Promise.resolve(); // the queue: every call runs after the previous one
   #disposed = null;          // the promise of dispose(), once called
-  #quantKey = null;          // the quant config installed in C, as resolveQuant's key
+  #quantKey = null;          // the quant config this model installed in C (its fields as C holds them), null: none
   #hasTokenizer;
   #trainers = new Set();     // live trainers: they hold this model, so they go first
 
@@ -76,10 +73,10 @@ export class Model {
       const bytes = c.encoder.encode(text);
       c.withHeap([bytes], (p) => this.#call(c.m._qsw_tok_encode(this.#ctx, this.#handle, p, bytes.length,
                                                               addSpecial ? 1 : 0)));
-      const [n, idsPtr, offPtr, delimPtr] = c.out(this.#ctx, 4);
-      const ids = c.i32(idsPtr, n);
-      const offsets = utf16Offsets(text, bytes, c.i32(offPtr, n));
-      const delimiters = c.u8copy(delimPtr, n);
+      const enc = c.result(this.#ctx, 'encoding');
+      const ids = c.i32(enc.ids, enc.n);
+      const offsets = utf16Offsets(text, bytes, c.i32(enc.offsets, enc.n));
+      const delimiters = c.u8copy(enc.delimiters, enc.n);
       const pieces = Array.from(ids, (id) => c.str(c.m._qsw_tok_piece(this.#handle, id)));
       return { ids, offsets, pieces, delimiters };
     });
@@ -90,8 +87,8 @@ export class Model {
       const a = toInt32(ids, 'detokenize: ids');
       const c = this.#core;
       c.withHeap([a], (p) => this.#call(c.m._qsw_tok_decode(this.#ctx, this.#handle, p, a.length)));
-      const [len, textPtr] = c.out(this.#ctx, 2);
-      return c.bytesToString(textPtr >>> 0, len);
+      const { data, len } = c.result(this.#ctx, 'bytes');
+      return c.bytesToString(data, len);
     });
   }
 
@@ -108,22 +105,31 @@ export class Model {
   specialTokens() {
     return this.#enqueue(() => {
       this.#call(this.#core.m._qsw_tok_specials(this.#ctx, this.#handle));
-      const v = this.#core.out(this.#ctx, SPECIALS.length + 1);
-      const out = { vocabSize: v[SPECIALS.length] };
-      SPECIALS.forEach((name, i) => { out[name] = v[i]; });
-      return out;
+      return this.#core.result(this.#ctx, 'specials');
     });
+  }
+
+  /**
+   * Fills the context's quant config (read by qsw_set_quant and
+   * qsw_eval_begin) with C's defaults and q's fields, each checked; returns
+   * its key, the fields as C now holds them.
+   */
+  #stageQuant(q, what) {
+    if (q === null || typeof q !== 'object') throw argError(`${what}: quant must be an object`);
+    const c = this.#core;
+    checkOptions(q, c.keys('quant_config'), what, 'quant option');
+    const staged = c.m._qsw_quant_reset(this.#ctx);
+    c.fill('quant_config', staged, q, `${what}: quant.`);
+    return JSON.stringify(c.read('quant_config', staged));
   }
 
   /** Installs q unless the same config is installed already. */
   #installQuant(q, what, { fresh = false } = {}) {
-    const { args, key } = resolveQuant(this.#core, q, what);
-    if (!fresh && key === this.#quantKey) return args;
+    const key = this.#stageQuant(q, what);
+    if (!fresh && key === this.#quantKey) return;
     this.#quantKey = null; // a failed install leaves the model unquantized
-    this.#core.m._qsw_quant(this.#ctx, ...args);
     this.#call(this.#core.m._qsw_set_quant(this.#ctx, this.#handle));
     this.#quantKey = key;
-    return args;
   }
 
   clearQuant() {
@@ -153,7 +159,7 @@ export class Model {
       for (const [i, { ids, types }] of inputs.entries()) {
         c.guard(() => c.withHeap([ids, types], (pi, pt) => this.#call(
           c.m._qsw_calibrate(this.#ctx, this.#handle, pi, pt, ids.length))));
-        [seen] = c.out(this.#ctx, 1);
+        seen = c.m._qsw_calibration_batches(this.#handle);
         if (!signal || i === inputs.length - 1) continue;
         await nextTask();
         if (signal.aborted) {
@@ -180,7 +186,6 @@ export class Model {
     const types = optionalInt32(tokenTypes, T, 'forward: tokenTypes');
     const mask = toFlags(attentionMask, T, 'forward: attentionMask');
     const delims = toFlags(delimiters, T, 'forward: delimiters');
-    if (!Array.isArray(capture)) throw argError('forward: capture must be an array of point names');
     const captureMask = c.pointMask(capture, 'forward: capture');
     const quantize = quant != null;
     if (quantize) this.#installQuant(quant, 'forward');
@@ -200,7 +205,7 @@ export class Model {
     const points = [];
     const pointAt = (layer, p) => {
       this.#call(m._qsw_point_stats(this.#ctx, h, Math.max(layer, 0), p));
-      const s = pointStats(c.out(this.#ctx, 40), layer, c.points[p].name);
+      const s = pointStats(c.result(this.#ctx, 'point_stats'), layer, c.points[p].name);
       if (s) points.push(s);
     };
     // Data-flow order: global points listed before the per-layer ones in the
@@ -214,16 +219,13 @@ export class Model {
       const row = [];
       for (let k = 0; k < cfg.nHeads; k++) {
         this.#call(m._qsw_head_stats(this.#ctx, h, l, k));
-        row.push(headStats(c.out(this.#ctx, 8)));
+        row.push(c.result(this.#ctx, 'head_stats'));
       }
       heads.push(row);
     }
     // The paper's summary figures, defined once in C (qs_outlier_summary).
     this.#call(m._qsw_outlier_summary(this.#ctx, h));
-    const [maxInfNorm, maxInfNormLayer, maxFfnOutInfNorm, maxLnOutInfNorm, avgKurtosis, maxKurtosis,
-      avgRmsKurtosis] = c.out(this.#ctx, 7);
-    const summary = { maxInfNorm, maxInfNormLayer, maxFfnOutInfNorm, maxLnOutInfNorm, avgKurtosis,
-      maxKurtosis, avgRmsKurtosis };
+    const summary = c.result(this.#ctx, 'outlier_summary');
     const captures = {};
     for (const name of new Set(capture)) {
       const p = c.pointIndex.get(name);
@@ -249,21 +251,21 @@ export class Model {
       if (typeof idsOrText === 'string') {
         const bytes = c.encoder.encode(idsOrText);
         c.withHeap([bytes], (p) => this.#call(c.m._qsw_tok_encode(ctx, this.#handle, p, bytes.length, 0)));
-        const [n, idsPtr] = c.out(ctx, 2);
-        ids = c.i32(idsPtr, n);
+        const enc = c.result(ctx, 'encoding');
+        ids = c.i32(enc.ids, enc.n);
       } else {
         ids = toInt32(idsOrText, 'evaluate: ids');
       }
       const threads = threadsOption(c, o.threads, 'evaluate');
-      const seed = intOption(o.maskSeed, 'evaluate: maskSeed');
-      if (seed < 0 || seed > Number.MAX_SAFE_INTEGER) throw argError(`evaluate: maskSeed ${seed} must be in [0, 2^53)`);
       const specials = checkOptions(o.specials, ['cls', 'sep', 'mask', 'bos'], 'evaluate', 'specials key');
-      const sp = (name) => intOption(specials[name], `evaluate: specials.${name}`, DEFAULT_ID);
-      const args = [intOption(o.seqLen, 'evaluate: seqLen'), intOption(o.maxWindows, 'evaluate: maxWindows'), seed,
-        numberOption(o.maskProb, 'evaluate: maskProb'), o.quant != null ? 1 : 0,
-        intOption(o.calibWindows, 'evaluate: calibWindows'), sp('cls'), sp('sep'), sp('mask'), sp('bos'), threads];
-      if (o.quant != null) {
-        c.m._qsw_quant(ctx, ...resolveQuant(c, o.quant, 'evaluate').args);
+      // The options over C's defaults for this model (its tokenizer's special ids).
+      const opts = c.m._qsw_eval_reset(ctx, this.#handle);
+      c.fill('eval_opts', opts, { seqLen: o.seqLen, maxWindows: o.maxWindows, maskSeed: o.maskSeed,
+        maskProb: o.maskProb, calibWindows: o.calibWindows, threads }, 'evaluate: ');
+      c.fill('eval_opts', opts, specials, 'evaluate: specials.');
+      const quantize = o.quant != null;
+      if (quantize) {
+        this.#stageQuant(o.quant, 'evaluate');
         // qs_evaluate installs (and calibrates) this config itself: the next
         // quantized forward must install its own again.
         this.#quantKey = null;
@@ -276,13 +278,13 @@ export class Model {
       let run = 0;
       try {
         c.guard(() => {
-          this.#call(c.m._qsw_eval_begin(ctx, this.#handle, idsPtr, ids.length, ...args));
-          run = c.out(ctx, 1)[0] >>> 0;
+          this.#call(c.m._qsw_eval_begin(ctx, this.#handle, idsPtr, ids.length, quantize ? 1 : 0));
+          run = c.result(ctx, 'eval_state').run;
         });
         for (;;) {
-          const [finished, done, total] = c.guard(() => {
+          const { finished, done, total } = c.guard(() => {
             this.#call(c.m._qsw_eval_step(ctx, run, stepWindows));
-            return c.out(ctx, 3);
+            return c.result(ctx, 'eval_state');
           });
           onProgress?.({ done, total });
           if (finished) break;
@@ -291,11 +293,10 @@ export class Model {
         }
         return c.guard(() => {
           this.#call(c.m._qsw_eval_result(ctx, run));
-          const [fpNll, fpPpl, qNll, qPpl, nPredicted, nWindows] = c.out(ctx, 6);
-          return { fpNll, fpPpl, qNll, qPpl, nPredicted, nWindows };
+          return c.result(ctx, 'eval_result');
         });
       } finally {
-        // After a trap the heap is not touched again (see "traps").
+        // After a trap the heap is not touched again (errors.mjs: traps).
         if (!c.broken) {
           if (run) c.m._qsw_eval_free(run);
           if (idsPtr) c.m._free(idsPtr);
@@ -312,11 +313,11 @@ export class Model {
     return this.#enqueue(() => {
       const c = this.#core;
       this.#call(c.m._qsw_model_safetensors(this.#ctx, this.#handle));
-      const [len, ptr] = c.out(this.#ctx, 2);
-      const safetensors = c.u8copy(ptr, len);
+      const { data, len } = c.result(this.#ctx, 'bytes');
+      const safetensors = c.u8copy(data, len);
       this.#call(c.m._qsw_model_config(this.#ctx, this.#handle));
-      const [clen, cptr] = c.out(this.#ctx, 2);
-      return { config: c.bytesToString(cptr >>> 0, clen), safetensors };
+      const { json, jsonLen } = c.result(this.#ctx, 'config_text');
+      return { config: c.bytesToString(json, jsonLen), safetensors };
     });
   }
 
@@ -328,29 +329,25 @@ export class Model {
   createTrainer(text, trainOptions) {
     return this.#enqueue(() => {
       const c = this.#core;
-      const options = checkOptions(trainOptions, TRAINER_KEYS, 'createTrainer');
+      // The options are the fields of qs_train_config that exports.c's table names.
+      const options = checkOptions(trainOptions, c.keys('train_config'), 'createTrainer');
       const bytes = contentBytes(text);
       if (!bytes) throw argError('createTrainer: text must be a string or bytes');
-      const d = c.trainDefaults;
-      const o = (k, what = `createTrainer: ${k}`) => numberOption(options[k], what, d[k]);
-      const int = (k) => intOption(options[k], `createTrainer: ${k}`, d[k]);
-      const seed = intOption(options.seed, 'createTrainer: seed', 0);
-      if (seed < 0 || seed > Number.MAX_SAFE_INTEGER) throw argError(`createTrainer: seed ${seed} must be in [0, 2^53)`);
       const threads = threadsOption(c, options.threads, 'createTrainer');
-      const steps = int('steps');
-      const warmupSteps = options.warmupSteps ?? c.m._qsw_train_default_warmup(steps);
-      const handle = c.withHeap([bytes], (p) => {
-        this.#call(c.m._qsw_trainer_new(
-          this.#ctx, this.#handle, p, bytes.length, int('batchSize'), int('seqLen'), steps,
-          intOption(warmupSteps, 'createTrainer: warmupSteps'), o('lr'), o('minLrRatio'), o('weightDecay'),
-          o('beta1'), o('beta2'), o('eps'), o('gradClip'), o('maskProb'), o('valFraction'),
-          (options.gammaRamp ?? d.gammaRamp) ? 1 : 0, seed, threads));
-        return c.out(this.#ctx, 2);
+      const config = c.m._qsw_train_reset(this.#ctx); // C's defaults, then the options
+      c.fill('train_config', config, { ...options, threads }, 'createTrainer: ');
+      const { steps } = c.read('train_config', config);
+      if (options.warmupSteps == null) {
+        c.fill('train_config', config, { warmupSteps: c.m._qsw_train_default_warmup(steps) }, 'createTrainer: ');
+      }
+      const made = c.withHeap([bytes], (p) => {
+        this.#call(c.m._qsw_trainer_new(this.#ctx, this.#handle, p, bytes.length));
+        return c.result(this.#ctx, 'handle');
       });
-      const trainer = new Trainer(this, handle[0] >>> 0, c.str(handle[1]), {
+      const trainer = new Trainer(this, made.handle, c.str(made.warning), {
         enqueue: (fn) => this.#enqueue(fn),
         call: (status) => this.#call(status),
-        out: (n) => c.out(this.#ctx, n),
+        result: (kind) => c.result(this.#ctx, kind),
         free: (h) => { if (!c.broken) c.m._qsw_trainer_free(h); this.#trainers.delete(trainer); },
         m: c.m, ctx: this.#ctx, steps,
       });

@@ -3,10 +3,6 @@
 import { qsError } from './errors.mjs';
 import { checkAborted, checkOptions, intOption, signalOption } from './checks.mjs';
 
-export const TRAIN_KEYS = ['batchSize', 'seqLen', 'steps', 'warmupSteps', 'lr', 'minLrRatio', 'weightDecay',
-  'beta1', 'beta2', 'eps', 'gradClip', 'maskProb', 'valFraction', 'gammaRamp']; // qsw_train_default order
-export const TRAINER_KEYS = [...TRAIN_KEYS, 'seed', 'threads'];
-
 /**
  * Trains its model in place, one optimiser step per step() call; calls share
  * the model's queue, so forwards in between see the parameters of that moment.
@@ -14,7 +10,7 @@ export const TRAINER_KEYS = [...TRAIN_KEYS, 'seed', 'threads'];
 export class Trainer {
   #model;
   #handle;
-  #h; // the model's queue and context
+  #h; // the model's queue and context, and how to read a call's result
   #stepsDone = 0;
 
   /** @internal Use model.createTrainer(). */
@@ -44,9 +40,9 @@ export class Trainer {
     return this.#h.enqueue(() => {
       checkAborted(signalOption(checkOptions(options, ['signal'], 'trainer.step').signal, 'trainer.step'));
       this.#h.call(this.#h.m._qsw_trainer_step(this.#h.ctx, this.#live()));
-      const [step, loss, gradNorm, lr, tokens] = this.#h.out(5);
-      this.#stepsDone = step;
-      return { step, loss, gradNorm, lr, tokens };
+      const log = this.#h.result('step_log');
+      this.#stepsDone = log.step;
+      return log;
     });
   }
 
@@ -57,9 +53,7 @@ export class Trainer {
       checkAborted(signalOption(signal, 'trainer.evaluate'));
       const n = intOption(batches, 'trainer.evaluate: batches');
       this.#h.call(this.#h.m._qsw_trainer_eval(this.#h.ctx, this.#live(), n));
-      const [valLoss, valPpl, maxInfNorm, maxFfnOutInfNorm, avgKurtosis, maxKurtosis, avgRmsKurtosis, step]
-        = this.#h.out(8);
-      return { step, valLoss, valPpl, maxInfNorm, maxFfnOutInfNorm, avgKurtosis, maxKurtosis, avgRmsKurtosis };
+      return { step: this.#h.m._qsw_trainer_steps_done(this.#handle), ...this.#h.result('eval_log') };
     });
   }
 
