@@ -119,7 +119,7 @@ export interface QuantConfig {
   actGranularity?: 'tensor' | 'token';
   /** Range estimator for per-tensor activations. Default 'running_minmax'. */
   estimator?: 'minmax' | 'running_minmax' | 'percentile' | 'mse';
-  /** For 'percentile', in (50, 100]. Default 99.999. */
+  /** For 'percentile', in [50, 100]. Default 99.999. */
   percentile?: number;
   /** Points whose activations are quantized. Default: all. */
   points?: PointName[];
@@ -376,6 +376,14 @@ export declare class Model {
   /** Drops the installed quant config (float weights remain untouched anyway). */
   clearQuant(): Promise<void>;
   /**
+   * How many calibration batches the ranges installed for `quant` come from:
+   * 0 when another config (or none) is installed, or this one was installed
+   * by a forward without calibrate() since (its ranges then come from each
+   * input), or evaluate() replaced it. Lets a caller calibrate only when the
+   * config changed.
+   */
+  calibratedBatches(quant: QuantConfig): Promise<number>;
+  /**
    * Perplexity over a token stream in consecutive windows, float and (with
    * `quant`) quantized; text is tokenized without specials first.
    * Replaces the installed quant config when `quant` is given.
@@ -543,11 +551,19 @@ export interface NamedBlob {
  *   (relative to the page) in the browser or an http(s) URL in Node.
  *   config.json and model.safetensors are required, vocab.txt optional.
  * - the files' contents ({config, safetensors, vocab?});
- * - a FileList or array of File: picked by name (config.json,
- *   model.safetensors or the one *.safetensors, vocab.txt).
+ * - a FileList or array of File: picked by name as pickModelFiles does
+ *   (C's size limits are checked before a File is read).
  */
 export declare function loadModel(
   source: string | URL | ModelFiles | ArrayLike<NamedBlob>, options?: LoadOptions): Promise<Model>;
+
+/**
+ * The files loadModel(files) takes from a list (FileList, array of File):
+ * config.json, model.safetensors (else the first *.safetensors) and
+ * vocab.txt, each null when absent; for callers that check the choice first.
+ */
+export declare function pickModelFiles<T extends NamedBlob>(files: ArrayLike<T>):
+  { config: T | null; safetensors: T | null; vocab: T | null };
 
 /** The capture points in C enum order; global ones exist once per model. */
 export declare function pointNames(): Promise<{ name: PointName; global: boolean }[]>;

@@ -3,9 +3,9 @@
 // The parts live in wasm/js/ (runtime, heap, checks, abi, sources, model, trainer);
 // this module is what callers import, and all they need.
 import { argError } from './js/errors.mjs';
-import { callbackOption, checkOptions, numberOption, seedOption } from './js/checks.mjs';
+import { arrayLength, callbackOption, checkOptions, numberOption, seedOption } from './js/checks.mjs';
 import { configure, core } from './js/runtime.mjs';
-import { ByteProgress, contentBytes, inFolder, isBlob, readBlob, readSource } from './js/sources.mjs';
+import { ByteProgress, contentBytes, inFolder, isBlob, pickFiles, readBlob, readSource } from './js/sources.mjs';
 import { Model, wrapModel } from './js/model.mjs';
 import { Trainer } from './js/trainer.mjs';
 
@@ -34,6 +34,16 @@ export async function loadModel(source, options) {
     });
     return wrapModel(c, handle);
   });
+}
+
+/**
+ * The files loadModel(files) takes from a list (a FileList, File objects):
+ * {config, safetensors, vocab}, each the File or null. For callers that
+ * check the choice before loading (the page names what is missing).
+ */
+export function pickModelFiles(files) {
+  const n = arrayLength(files, 'pickModelFiles: files', 'files');
+  return pickFiles(Array.from({ length: n }, (_, i) => files[i]));
 }
 
 /**

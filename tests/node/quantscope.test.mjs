@@ -426,6 +426,34 @@ test('calibration gives static ranges that later forwards use', async () => {
   await model.dispose();
 });
 
+test('calibratedBatches: the batches behind the installed ranges, 0 once the config is another', async () => {
+  const { dir, expected } = await golden('opt');
+  const model = await loadModel(dir);
+  const quant = { actBits: 6, estimator: 'minmax' };
+  const ids = expected.input_ids;
+  assert.equal(await model.calibratedBatches(quant), 0, 'nothing installed');
+  await model.calibrate([stream(40, 300), stream(30, 300)], { quant });
+  assert.equal(await model.calibratedBatches(quant), 2);
+  // The same config spelt out with its defaults is the same config.
+  assert.equal(await model.calibratedBatches({ ...await defaultQuant(), ...quant }), 2);
+  await model.forward(ids, { quant }); // the calibrated ranges stay in use
+  assert.equal(await model.calibratedBatches(quant), 2);
+  assert.equal(await model.calibratedBatches({ ...quant, actBits: 8 }), 0, 'another config');
+  await model.forward(ids, { quant: { ...quant, actBits: 8 } }); // installs it: ranges from this input
+  assert.equal(await model.calibratedBatches(quant), 0);
+  assert.equal(await model.calibratedBatches({ ...quant, actBits: 8 }), 0, 'installed, not calibrated');
+  await model.calibrate([stream(40, 300)], { quant });
+  assert.equal(await model.calibratedBatches(quant), 1);
+  await model.evaluate(stream(200, 300), { seqLen: 32, maxWindows: 2, quant }); // installs its own
+  assert.equal(await model.calibratedBatches(quant), 0);
+  await model.calibrate([stream(40, 300)], { quant });
+  await model.clearQuant();
+  assert.equal(await model.calibratedBatches(quant), 0);
+  await rejectsWith(model.calibratedBatches({ actbits: 4 }), 'QS_ERR_ARG',
+    /^calibratedBatches: unknown quant option 'actbits' \(valid: weightBits, /);
+  await model.dispose();
+});
+
 test('evaluate: finite perplexities, float and quantized', async () => {
   for (const name of ['opt', 'bert']) {
     const model = await loadModel((await golden(name)).dir);

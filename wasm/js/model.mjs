@@ -132,6 +132,18 @@ export class Model {
     this.#quantKey = key;
   }
 
+  /**
+   * The calibration batches behind the ranges installed for `quant`: 0 when
+   * another config (or none) is installed, or this one without calibrate()
+   * since (its ranges then come from each input).
+   */
+  calibratedBatches(quant) {
+    return this.#enqueue(() => {
+      const key = this.#stageQuant(quant, 'calibratedBatches');
+      return key === this.#quantKey ? this.#core.m._qsw_calibration_batches(this.#handle) : 0;
+    });
+  }
+
   clearQuant() {
     return this.#enqueue(() => {
       this.#call(this.#core.m._qsw_clear_quant(this.#ctx, this.#handle));

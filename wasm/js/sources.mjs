@@ -167,7 +167,7 @@ export async function readSource(source, progress, checkSizes) {
     return { config, safetensors, vocab, folder: null };
   }
   if (source !== null && typeof source === 'object' && typeof source.length === 'number') {
-    return readFiles(source, progress);
+    return readFiles(source, progress, checkSizes);
   }
   throw argError('loadModel: source must be a folder path or URL, {config, safetensors, vocab?}, '
                  + 'or a list of files');
@@ -258,17 +258,30 @@ async function fetchFolder(url, progress) {
   return { config, safetensors, vocab, folder: base.href.replace(/\/$/, '') };
 }
 
-/** Picks config.json, the .safetensors file and vocab.txt from File objects. */
-async function readFiles(list, progress) {
+/**
+ * The files of a model among a list (a FileList, File objects): config.json,
+ * model.safetensors or else the first *.safetensors, and vocab.txt; null
+ * where there is none. loadModel(list) loads these.
+ */
+export function pickFiles(files) {
+  const byName = (test) => files.find((f) => test(f?.name ?? '')) ?? null;
+  return {
+    config: byName((name) => name === 'config.json'),
+    safetensors: byName((name) => name === 'model.safetensors') ?? byName((name) => name.endsWith('.safetensors')),
+    vocab: byName((name) => name === 'vocab.txt'),
+  };
+}
+
+/** Reads the files pickFiles finds, C's size limits checked first when the sizes are known (File, Blob). */
+async function readFiles(list, progress, checkSizes) {
   const n = arrayLength(list, 'loadModel: source', 'files');
   const files = Array.from({ length: n }, (_, i) => list[i]);
-  const byName = (test) => files.find((f) => test(f?.name ?? ''));
-  const config = byName((name) => name === 'config.json');
-  const st = byName((name) => name === 'model.safetensors') ?? byName((name) => name.endsWith('.safetensors'));
-  const vocab = byName((name) => name === 'vocab.txt');
+  const { config, safetensors: st, vocab } = pickFiles(files);
   const names = files.map((f) => f?.name).join(', ');
   if (!config) throw argError(`loadModel: no config.json among the files (${names})`);
   if (!st) throw argError(`loadModel: no .safetensors file among the files (${names})`);
+  const sizes = [config, st, vocab].map((f) => (f && Number.isSafeInteger(f.size) ? f.size : null));
+  if (sizes[0] !== null && sizes[1] !== null && (sizes[2] !== null || !vocab)) checkSizes(...sizes);
   const [c, s, v] = await Promise.all([readBlob(config, progress), readBlob(st, progress),
     vocab ? readBlob(vocab, progress) : null]);
   return { config: c, safetensors: s, vocab: v, folder: null };

@@ -125,21 +125,16 @@ export async function quant({ models, input, quant: q, ranges, histPoint, histLa
     const t0 = performance.now();
     const held = await heldOutIds(e, heldOutText);
     let calibrated = 0;
-    const calibKey = JSON.stringify(q);
     if (ranges === 'static' && q.actGranularity !== 'token' && held) {
-      // Static ranges depend on the model and settings, not on the text: typing reuses them.
-      if (e.calibrated?.key === calibKey) {
-        calibrated = e.calibrated.batches;
-      } else {
+      // Static ranges depend on the model and settings, not on the text:
+      // typing reuses them. The model knows which config it has installed.
+      calibrated = await model.calibratedBatches(q);
+      if (!calibrated) {
         const batches = await calibBatches(e, held, 2);
         if (batches.length) calibrated = (await model.calibrate(batches, { quant: q })).batches;
-        e.calibrated = calibrated ? { key: calibKey, batches: calibrated } : null;
       }
     }
-    if (!calibrated) {
-      e.calibrated = null;
-      await model.clearQuant(); // the next forward installs q afresh: ranges from this input
-    }
+    if (!calibrated) await model.clearQuant(); // the next forward installs q afresh: ranges from this input
     const layer = Math.min(Math.max(histLayer ?? cfg.nLayers - 1, 0), cfg.nLayers - 1);
     const pred = await predictionInput(e, enc, maskPos);
     // The float passes do not depend on the quant settings: a slider move reuses them.
@@ -210,7 +205,6 @@ export async function ppl({ models, quant: q, heldOutText, windows = 6, calibWin
     }
     const seqLen = Math.min(128, e.model.config.maxPositions);
     const t0 = performance.now();
-    e.calibrated = null; // evaluate installs and calibrates its own ranges
     const r = await e.model.evaluate(held, { seqLen, maxWindows: windows, calibWindows, quant: q });
     out[id] = { ...r, seqLen, ms: performance.now() - t0 };
   }

@@ -1,6 +1,6 @@
 // web/worker/registry.js: the models the worker owns (shipped, imported, trained)
 // and what it caches per model: special ids, the held-out text as ids.
-import { loadModel } from '../../wasm/quantscope.mjs';
+import { loadModel, pickModelFiles } from '../../wasm/quantscope.mjs';
 
 /** An Error whose message is shown to the user as it is. */
 export function userError(message) {
@@ -40,8 +40,8 @@ export function variantOf(c) {
   return 'vanilla';
 }
 
-function add(model, { id, title, variant, source, note, rawConfig }) {
-  const e = { id, title, variant: variant ?? variantOf(model.config), source, note, model, rawConfig,
+function add(model, { id, title, variant, source, note }) {
+  const e = { id, title, variant: variant ?? variantOf(model.config), source, note, model,
     params: model.config.nParams, cache: new Map() };
   entries.set(id, e);
   return e;
@@ -55,19 +55,11 @@ export async function loadShipped(base) {
   const failed = [];
   await Promise.all((index.models ?? []).map(async (m) => {
     try {
-      // Fetched here rather than by loadModel(url), which also asks for an
-      // optional vocab.txt: our byte-level models have none, and a 404 is noise.
-      const url = new URL(`models/${m.id}/`, base);
-      const get = async (name) => {
-        const r = await fetch(new URL(name, url));
-        if (!r.ok) throw new Error(`${name}: HTTP ${r.status}`);
-        return r;
-      };
-      const [config, safetensors] = await Promise.all([
-        get('config.json').then((r) => r.text()), get('model.safetensors').then((r) => r.arrayBuffer())]);
-      const rawConfig = JSON.parse(config);
-      const model = await loadModel({ config, safetensors });
-      add(model, { id: m.id, title: m.title ?? m.id, variant: m.variant, source: 'shipped', rawConfig });
+      // The module fetches the folder; it asks for vocab.txt only when
+      // config.json names a WordPiece tokenizer, so our byte-level models
+      // cost no 404s.
+      const model = await loadModel(new URL(`models/${m.id}/`, base));
+      add(model, { id: m.id, title: m.title ?? m.id, variant: m.variant, source: 'shipped' });
     } catch (e) {
       failed.push(`${m.id}: ${e.message}`);
     }
@@ -84,14 +76,14 @@ export async function loadShipped(base) {
 export async function importFiles(files, limitBytes) {
   const list = Array.from(files);
   const names = list.map((f) => f.name).join(', ') || 'nothing';
-  const config = list.find((f) => f.name === 'config.json');
-  const st = list.find((f) => f.name === 'model.safetensors') ?? list.find((f) => f.name.endsWith('.safetensors'));
+  // The files loadModel(list) will take, so that the messages say what is missing
+  // (C's size limits, config.json's 1 MiB included, come from loadModel).
+  const { config, safetensors: st } = pickModelFiles(list);
   if (!config && !st) {
     throw userError(`Not a model: expected config.json and model.safetensors (and optionally vocab.txt), got ${names}.`);
   }
   if (!config) throw userError(`No config.json among the files (${names}): drop it together with the .safetensors file.`);
   if (!st) throw userError(`No .safetensors file among the files (${names}): drop it together with config.json.`);
-  if (config.size > 1 << 20) throw userError(`config.json is ${fmtBytes(config.size)}: too large for a model config.`);
   // The file and the float32 weights both have to fit the 2 GiB WASM memory.
   if (st.size > limitBytes) {
     throw userError(`${st.name} is ${fmtBytes(st.size)}: larger than this page can hold `

@@ -16,14 +16,16 @@ const VARIANT_KEYS = {
 };
 
 /** config.json for a tiny model of a variant: the shipped variant's keys, the page's sizes. */
-export function trainConfig(variant, size) {
-  const shipped = all().find((e) => e.source === 'shipped' && e.variant === variant && e.rawConfig
-    && e.rawConfig.model_type === 'bert');
-  const vanilla = all().find((e) => e.source === 'shipped' && e.variant === 'vanilla' && e.rawConfig);
-  const base = structuredClone(shipped?.rawConfig ?? vanilla?.rawConfig ?? {
+async function trainConfig(variant, size) {
+  const shipped = all().find((e) => e.source === 'shipped' && e.variant === variant && e.model.config.arch === 'bert');
+  const vanilla = all().find((e) => e.source === 'shipped' && e.variant === 'vanilla');
+  // The shipped model's config.json as the library writes it, which is the
+  // file it was loaded from (the shipped files are written by the library).
+  const from = shipped ?? vanilla;
+  const base = from ? JSON.parse((await from.model.toFiles()).config) : {
     model_type: 'bert', architectures: ['BertForMaskedLM'], vocab_size: 260, type_vocab_size: 2,
     layer_norm_eps: 1e-12, hidden_act: 'gelu', tie_word_embeddings: true, tokenizer: 'byte',
-  });
+  };
   if (!shipped) Object.assign(base, VARIANT_KEYS[variant] ?? {});
   const { layers, hidden, heads, seqLen } = size;
   Object.assign(base, {
@@ -38,7 +40,7 @@ export function trainConfig(variant, size) {
 export async function start({ runId, variant, size, options, label }, emit) {
   if (runs.has(runId)) throw userError(`run ${runId} exists`);
   if (!options.text) throw userError('No training text: the corpus slice is missing (run scripts/kjv.sh, then node scripts/web-corpus.mjs).');
-  const config = trainConfig(variant, size);
+  const config = await trainConfig(variant, size);
   const model = await createModel(config, { seed: options.seed ?? 0 });
   let trainer;
   try {
