@@ -216,7 +216,8 @@ export interface ForwardOptions {
   /**
    * Quantize this pass with this config. It is installed only when it differs
    * from the installed one, so ranges from calibrate() with the same config stay
-   * in use. Omitted or null: a float pass.
+   * in use; after a trainer step it is installed again, over the new weights.
+   * Omitted or null: a float pass.
    */
   quant?: QuantConfig | null;
   /** Points whose full tensors are returned in `captures`. */

@@ -88,6 +88,21 @@ test('a trainer lowers the loss, evaluates, and toFiles round-trips', async () =
   await model.dispose();
 });
 
+test('a quantized forward after training steps quantizes the trained weights, not the old ones', async () => {
+  const model = await createModel(tiny(), { seed: 1 });
+  const ids = [2, 15, 77, 120, 5, 9, 3];
+  const quant = { weightBits: 4 };
+  await model.forward(ids, { quant }); // installs quant over the initial weights
+  const trainer = await model.createTrainer(TEXT, { batchSize: 2, seqLen: 16, steps: 20, lr: 0.01, valFraction: 0.25 });
+  for (let i = 0; i < 5; i++) await trainer.step();
+  const after = await model.forward(ids, { quant });
+  const copy = await loadModel(await model.toFiles()); // the trained weights, quantized afresh
+  assert.deepEqual(after.logits, (await copy.forward(ids, { quant })).logits);
+  await copy.dispose();
+  await trainer.dispose();
+  await model.dispose();
+});
+
 test('a trainer is refused for models it cannot train, with the C message', async () => {
   const model = await createModel(tiny(), { seed: 1 });
   await rejectsWith(model.createTrainer(TEXT, { seqLen: 100, valFraction: 0.25 }), 'QS_ERR_RANGE', /seq_len 100/);

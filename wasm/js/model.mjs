@@ -360,6 +360,9 @@ export class Model {
         enqueue: (fn) => this.#enqueue(fn),
         call: (status) => this.#call(status),
         result: (kind) => c.result(this.#ctx, kind),
+        // The installed quant config's weights are a fake-quantized copy of
+        // the old parameters: the next quantized forward must install it again.
+        paramsChanged: () => { this.#quantKey = null; },
         free: (h) => { if (!c.broken) c.m._qsw_trainer_free(h); this.#trainers.delete(trainer); },
         m: c.m, ctx: this.#ctx, steps,
       });

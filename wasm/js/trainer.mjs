@@ -39,6 +39,7 @@ export class Trainer {
   step(options) {
     return this.#h.enqueue(() => {
       checkAborted(signalOption(checkOptions(options, ['signal'], 'trainer.step').signal, 'trainer.step'));
+      this.#h.paramsChanged();
       this.#h.call(this.#h.m._qsw_trainer_step(this.#h.ctx, this.#live()));
       const log = this.#h.result('step_log');
       this.#stepsDone = log.step;
