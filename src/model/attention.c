@@ -7,18 +7,6 @@
 #include "core/kernels.h"
 #include "model/pass.h"
 
-/* Slot of the point whose quantization made layer l's attention input: the
- * layer input is an alias of the previous layer's output (BERT: layer_out;
- * OP block: ffn_res, of which layer_out is an alias) or of the embeddings. */
-static int attn_in_slot(const fwd *f, int l) {
-    const qs_config *c = &f->m->cfg;
-    if (c->block == QS_BLOCK_OP)
-        return l == 0 ? qs_slot(f->mm, 0, QS_PT_ATTN_IN) : qs_slot(f->mm, l - 1, QS_PT_FFN_RES);
-    if (c->arch == QS_ARCH_BERT)
-        return l == 0 ? qs_slot(f->mm, 0, QS_PT_EMBED) : qs_slot(f->mm, l - 1, QS_PT_LAYER_OUT);
-    return qs_slot(f->mm, l, QS_PT_ATTN_IN);
-}
-
 /* sigmoid(G_h(x_i)) for every token and head (docs/science.md §2 gated attention). */
 static void gate_forward(const fwd *f, const layer_weights *L, const float *x, float *gate,
                          float *hidden) {
@@ -68,7 +56,7 @@ qs_status attention_forward(fwd *f, int l, layer_acts *A, uint8_t *valid) {
     int T = f->T, D = c->hidden_size, H = c->n_heads, dh = f->m->d_head;
     const float *x = A->attn_in;
     const layer_int8 *L8 = f->mm && f->mm->w8 ? &f->mm->w8[l] : &(layer_int8){0};
-    int src = f->mm ? attn_in_slot(f, l) : 0;
+    int src = f->mm ? qs_linear_source_slot(f->mm, l, QS_LIN_QKV) : 0;
     qs_status s;
     if (c->block == QS_BLOCK_OP) {
         /* QK-Norm keeps attention entropy in check without LayerNorms (He et al. 2024). */

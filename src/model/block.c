@@ -62,14 +62,14 @@ static qs_status opt_layer(fwd *f, int l, layer_acts *A, uint8_t *valid) {
     int T = f->T, D = c->hidden_size;
     size_t n = (size_t)T * D;
     qs_status s;
-    layernorm_forward(A->attn_in, A->ln1_mean, A->ln1_rstd, A->in, L->ln1_w, L->ln1_b, T, D,
-                      c->layer_norm_eps);
+    fwd_norm(f, A->attn_in, A->ln1_mean, A->ln1_rstd, A->in, L->ln1_w, L->ln1_b, T, D,
+             c->layer_norm_eps);
     if ((s = fwd_point(f, l, QS_PT_ATTN_IN, A->attn_in, 0))) return s;
     if ((s = attention_forward(f, l, A, valid))) return s;
     add_into(A->res, A->in, A->att_out, n);
     if ((s = fwd_point(f, l, QS_PT_ATTN_RES, A->res, 0))) return s;
-    layernorm_forward(A->ffn_in, A->ln2_mean, A->ln2_rstd, A->res, L->ln2_w, L->ln2_b, T, D,
-                      c->layer_norm_eps);
+    fwd_norm(f, A->ffn_in, A->ln2_mean, A->ln2_rstd, A->res, L->ln2_w, L->ln2_b, T, D,
+             c->layer_norm_eps);
     if ((s = fwd_point(f, l, QS_PT_FFN_IN, A->ffn_in, 0))) return s;
     if ((s = ffn_forward(f, l, A))) return s;
     add_into(A->out, A->res, A->ffn_out, n);

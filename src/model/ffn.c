@@ -19,8 +19,8 @@ qs_status ffn_forward(fwd *f, int l, layer_acts *A) {
     const layer_int8 *L8 = f->mm && f->mm->w8 ? &f->mm->w8[l] : &(layer_int8){0};
     qs_status s;
     /* OP block: ffn_in is an alias of attn_res, quantized there. */
-    qs_point in_pt = c->block == QS_BLOCK_OP ? QS_PT_ATTN_RES : QS_PT_FFN_IN;
-    int in_slot = f->mm ? qs_slot(f->mm, l, in_pt) : 0, act_slot = f->mm ? qs_slot(f->mm, l, QS_PT_FFN_ACT) : 0;
+    int in_slot = f->mm ? qs_linear_source_slot(f->mm, l, QS_LIN_FC1) : 0;
+    int act_slot = f->mm ? qs_slot(f->mm, l, QS_PT_FFN_ACT) : 0;
     if ((s = fwd_linear(f, A->ffn_h, A->ffn_in, L->w1, L8->w1, L->b1, D, I, in_slot))) return s;
     if ((s = fwd_point(f, l, QS_PT_FFN_H, A->ffn_h, 0))) return s;
     activation_forward(c, A->ffn_act, A->ffn_h, (size_t)T * I);

@@ -29,8 +29,7 @@ static void point_shape(const qs_model *m, qs_point p, int T, int *rows, int *co
 /* Fake quantization of one activation tensor in place (docs/science.md §4); the
  * float original goes to scratch for the error measure, a statistic like the
  * others (skip_stats leaves it out: NaN). */
-static qs_status quantize_point(fwd *f, int slot, float *x, int rows, int cols,
-                                qs_point_stats *ps) {
+qs_status fwd_quantize(fwd *f, int slot, float *x, int rows, int cols, qs_point_stats *ps) {
     qs_model *m = f->mm;
     const qs_quant_config *q = &m->quant;
     size_t n = (size_t)rows * cols;
@@ -89,8 +88,12 @@ qs_status fwd_point(fwd *f, int layer, qs_point p, float *x, int alias) {
                        "(row %zu, column %zu)", x[bad], qs_point_is_global(p) ? -1 : layer,
                        qs_point_name(p), bad / (size_t)cols, bad % (size_t)cols);
     const qs_quant_config *q = &m->quant;
-    if (f->quantize && !alias && q->act_bits && (q->act_points & QS_PT_BIT(p))) {
-        qs_status s = quantize_point(f, slot, x, rows, cols, ps);
+    int quantize = f->quantize && !alias && q->act_bits && (q->act_points & QS_PT_BIT(p));
+    if (!alias && fix_slot_active(m, slot)) {
+        qs_status s = fix_point(f, slot, x, rows, cols, ps, quantize);
+        if (s) return s;
+    } else if (quantize) {
+        qs_status s = fwd_quantize(f, slot, x, rows, cols, ps);
         if (s) return s;
     }
     if (f->calibrate) return QS_OK;
@@ -118,6 +121,12 @@ qs_status fwd_linear(fwd *f, float *out, const float *x, const float *w,
                       const qs_int8_weights *w8, const float *b, int in, int out_features,
                       int src) {
     qs_model *m = f->mm;
+    const float *x8 = x; /* what the int8 kernel quantizes */
+    int n_float = 0;     /* columns LLM.int8() kept in float */
+    if (m && m->fix) {
+        qs_status s = fix_linear_input(f, src, &x, &x8, &n_float);
+        if (s) return s;
+    }
     if (m && w8 && f->quantize && !f->calibrate && m->pstats[src].quantized) {
         const qs_quant_config *q = &m->quant;
         qs_int8_act_spec spec = {0};
@@ -125,13 +134,15 @@ qs_status fwd_linear(fwd *f, float *out, const float *x, const float *w,
         spec.symmetric = q->act_symmetric;
         spec.per_token = q->act_granularity == QS_GRAN_TOKEN;
         if (!spec.per_token) {
-            /* The range quantize_point used, through the same qparams function. */
+            /* The range fwd_quantize used, through the same qparams function. */
             const qs_point_stats *ps = &m->pstats[src];
             qs_status s = qs_qparams_from_range(ps->quant_min, ps->quant_max, q->act_bits,
                                                 q->act_symmetric, &spec.grid, f->err);
             if (s) return s;
         }
-        return qs_int8_linear(out, x, f->T, w8, b, &spec, m->a8, f->err);
+        qs_status s = qs_int8_linear(out, x8, f->T, w8, b, &spec, m->a8, f->err);
+        if (!s && n_float) fix_split_float_part(m, out, x, w, f->T, in, out_features);
+        return s;
     }
     qs_linear(out, x, w, b, f->T, in, out_features);
     return QS_OK;
@@ -160,6 +171,8 @@ static qs_status run_layers(fwd *f, const int32_t *ids, const int32_t *types, ui
     if (c->arch == QS_ARCH_BERT)
         layernorm_forward(a->x0, a->emb_mean, a->emb_rstd, a->emb_sum, W->emb_ln_w, W->emb_ln_b,
                           T, D, c->layer_norm_eps);
+    else
+        fix_stream_in(f, a->x0, T);
     qs_status s = fwd_point(f, 0, QS_PT_EMBED, a->x0, 0);
     if (s) return s;
     if (hidden) memcpy(hidden, a->x0, n * sizeof(float));
@@ -174,8 +187,7 @@ static qs_status run_layers(fwd *f, const int32_t *ids, const int32_t *types, ui
     /* Head: BERT MLM transform (dense, GELU, LayerNorm) or OPT final LayerNorm. */
     if (c->arch == QS_ARCH_BERT) {
         /* top is the last layer's output, quantized at layer_out (OP: ffn_res). */
-        int top_slot = f->mm ? qs_slot(f->mm, c->n_layers - 1, c->block == QS_BLOCK_OP
-                                           ? QS_PT_FFN_RES : QS_PT_LAYER_OUT) : 0;
+        int top_slot = f->mm ? qs_linear_source_slot(f->mm, 0, QS_LIN_HEAD) : 0;
         s = fwd_linear(f, a->head_h, top, W->head_w, f->mm ? f->mm->head_w8 : NULL, W->head_b, D, D,
                    top_slot);
         if (s) return s;
@@ -183,8 +195,11 @@ static qs_status run_layers(fwd *f, const int32_t *ids, const int32_t *types, ui
         layernorm_forward(a->final, a->head_mean, a->head_rstd, a->head_g, W->head_ln_w,
                           W->head_ln_b, T, D, c->layer_norm_eps);
     } else {
-        layernorm_forward(a->final, a->head_mean, a->head_rstd, top, W->final_ln_w, W->final_ln_b,
-                          T, D, c->layer_norm_eps);
+        if (f->m->fix && f->m->fix->stream_signs) /* QuaRot: the stream is rotated */
+            fix_final_norm(f, a->final, top, W->final_ln_w, W->final_ln_b, T, D, c->layer_norm_eps);
+        else
+            layernorm_forward(a->final, a->head_mean, a->head_rstd, top, W->final_ln_w,
+                              W->final_ln_b, T, D, c->layer_norm_eps);
         if (hidden) memcpy(hidden + (size_t)c->n_layers * n, a->final, n * sizeof(float));
     }
     return fwd_point(f, 0, QS_PT_FINAL, a->final, 0);
@@ -228,6 +243,9 @@ qs_status qs_forward_train(const qs_model *m, const model_weights *W, acts *a, c
                            int T, const qs_seq_opts *o, qs_error *err) {
     qs_status s = check_inputs(m, ids, T, o ? o->types : NULL, err);
     if (s) return s;
+    if (m->fix)
+        return qs_fail(err, QS_ERR_ARG, "forward_train: the model carries post-hoc fixes, which "
+                       "run at inference only (qs_model_forward)");
     if (T > a->cap_T || a->shared)
         return qs_fail(err, QS_ERR_ARG, "forward_train: activations sized for %d tokens (shared "
                        "%d), got %d", a->cap_T, a->shared, T);
@@ -276,6 +294,7 @@ static qs_status forward_impl(qs_model *m, const int32_t *ids, int T, const qs_f
     m->last_stats = 0;
     qs_status s = check_inputs(m, ids, T, types, err);
     if (!s) s = qs_workspace_reserve(m, T, err);
+    if (!s) s = qs_fix_reserve(m, T, err);
     if (!s && o) s = reserve_captures(m, o->capture, T, err);
     if (s) return s;
     if (quantize && !m->has_quant)

@@ -70,6 +70,11 @@ qs_status qs_model_save_memory(const qs_model *m, uint8_t **safetensors, size_t 
                                char **config_json, size_t *config_len, qs_error *err) {
     if (!m || !safetensors || !st_len || !config_json || !config_len)
         return qs_fail(err, QS_ERR_ARG, "save: NULL argument");
+    /* A checkpoint holds weights only: it would silently drop what runs at run time. */
+    if (m->fix)
+        return qs_fail(err, QS_ERR_ARG, "save: the model carries post-hoc fixes that act at run "
+                       "time (quantization in a smoothed or rotated basis, LLM.int8() columns or "
+                       "GPTQ weights), which a checkpoint cannot hold");
     qs_st_entry *e = calloc((size_t)m->n_table, sizeof *e);
     char *json = malloc(4096);
     int jlen = json ? qs_config_to_json(&m->cfg, json, 4096) : -1;

@@ -550,6 +550,7 @@ static void workspace_free(workspace *ws) {
 /* What a replica owns as well as a model. */
 static void free_results(qs_model *m) {
     workspace_free(&m->ws);
+    qs_fix_buffers_free(m);
     if (m->captures)
         for (int i = 0; i < m->n_slots; i++) free(m->captures[i]);
     free(m->captures);
@@ -570,6 +571,7 @@ void qs_model_free(qs_model *m) {
     qs_tokenizer_free(m->tok);
     free(m->params);
     qs_model_clear_quant(m); /* params_q and the int8 weights */
+    qs_fix_state_free(m->fix);
     free(m->w.layers);
     free(m->wq.layers);
     free(m->table);
@@ -599,6 +601,7 @@ qs_status qs_model_replica(const qs_model *src, qs_model **out, qs_error *err) {
     m->head_w8 = src->head_w8;
     m->n_calib = src->n_calib;
     m->n_slots = src->n_slots;
+    m->fix = src->fix;
     /* Owned: results, observers (a copy of the calibrated ranges), int8 activations. */
     const qs_config *c = &src->cfg;
     m->pstats = calloc((size_t)m->n_slots, sizeof *m->pstats);

@@ -10,6 +10,8 @@
 /* Byte-level models need at least the 260 byte + special ids. */
 #define QS_BYTE_VOCAB_SIZE_MIN QS_BYTE_VOCAB_SIZE
 
+typedef struct fix_state fix_state; /* post-hoc fixes at run time (below) */
+
 /* Views into one parameter buffer (llm.c style). Names follow the roles;
  * model.c maps them to Hugging Face tensor names. */
 typedef struct layer_weights {
@@ -139,6 +141,16 @@ struct qs_model {
     qs_int8_weights *head_w8;
     qs_int8_acts *a8;
     int n_calib;
+    /* Post-hoc fixes that act at run time (src/fix/ installs them, model/xform.c
+     * applies them); NULL when none, and every path is then the unfixed one.
+     * A replica borrows its base's and owns only the buffers below. */
+    fix_state *fix;
+    float *fix_buf;       /* [3][fix_cap_T][widest]: transformed input, its int8 copy, inliers */
+    uint8_t *fix_mask;    /* [widest] LLM.int8(): the columns kept in float */
+    int fix_cap_T;
+    int fix_buf_slot;     /* slot whose transformed input fix_buf holds, -1 = none */
+    int fix_split_slot;   /* slot whose split (fix_mask, int8 copy) is current, -1 = none */
+    int fix_n_float;      /* its number of float columns */
     workspace ws;
     int last_T;
     uint32_t last_capture;
@@ -252,5 +264,74 @@ qs_status qs_backward_train(const qs_model *m, const model_weights *W, model_wei
                             bwd_scratch *g, const int32_t *ids, const int32_t *types, int T,
                             const int32_t *rows, const int32_t *targets, int n_rows, float scale,
                             double *loss_sum, qs_error *err);
+
+/* ---- post-hoc fixes at run time (xform.c; src/fix/ installs them) ---- */
+
+/* The groups of linear layers that read one tensor, and the slot whose
+ * quantization made that tensor (attention's q, k, v read the previous
+ * layer's output in BERT, the OP block's FFN reads attn_res, ...). */
+typedef enum qs_linear_group {
+    QS_LIN_QKV = 0, /* q, k, v (and the gate, which reads the same input) */
+    QS_LIN_OUT,     /* out_proj, input ctx */
+    QS_LIN_FC1,
+    QS_LIN_FC2,     /* input ffn_act */
+    QS_LIN_HEAD,    /* BERT's MLM transform dense, input the last layer's output */
+    QS_LIN_GROUPS
+} qs_linear_group;
+/* Layer and point of the group's input (a global point for QS_PT_EMBED). */
+void qs_linear_source(const qs_model *m, int layer, qs_linear_group g, int *src_layer,
+                      qs_point *src_point);
+int qs_linear_source_slot(const qs_model *m, int layer, qs_linear_group g);
+
+/* What fixes do to one slot that feeds linear layers. With scale or signs the
+ * tensor is quantized in a new basis
+ *     x~ = ((x / scale) * signs) H / sqrt(n)          (each part optional)
+ * (H the n x n Walsh-Hadamard matrix, so x~ = x Q with Q orthogonal up to the
+ * scale) and the linears reading it get x~, their weights having been turned
+ * into W diag(scale) diag(signs) H / sqrt(n) so that x~ W'^T = x W^T: exact in
+ * float up to rounding. A slot that is also the residual stream gets back
+ * Q^-1 applied to the quantized x~. split: LLM.int8()'s decomposition, the
+ * columns with any |x~| >= threshold skip quantization. */
+typedef struct slot_fix {
+    float *scale; /* [n] SmoothQuant's s, NULL = none */
+    float *signs; /* [n] +-1 of the randomized Hadamard rotation, NULL = none */
+    int split;
+} slot_fix;
+
+struct fix_state {
+    int n_slots;
+    slot_fix *slots;       /* [n_slots] */
+    float split_threshold; /* LLM.int8() */
+    long split_float, split_cols, split_inputs; /* counts over quantized forwards (atomic adds) */
+    /* QuaRot's rotated residual stream (OPT pre-LN): the embeddings are
+     * centred and rotated on the way in, LN1 / LN2 are RMSNorms (their gains
+     * and biases folded into the linears), and the final norm's output is
+     * rotated back before the final LayerNorm's gain and bias. NULL = none. */
+    float *stream_signs;   /* [hidden] */
+    /* GPTQ's weights, which qs_model_set_quant installs in place of round to
+     * nearest when the config asks for the grid they were made on. */
+    float *gptq;           /* [n_params], only rows of gptq_done are valid */
+    uint8_t *gptq_done;    /* [n_table] */
+    int gptq_bits, gptq_symmetric;
+    qs_granularity gptq_granularity;
+    int gptq_group;
+    unsigned kinds;        /* 1 << qs_fix_kind of each fix applied */
+};
+
+/* A zeroed state for m's slots (fix code fills it); NULL when out of memory. */
+fix_state *qs_fix_state_new(const qs_model *m);
+void qs_fix_state_free(fix_state *f);
+/* The buffers a forward of T tokens needs for m's fixes (allocates only when T grows). */
+qs_status qs_fix_reserve(qs_model *m, int T, qs_error *err);
+void qs_fix_buffers_free(qs_model *m);
+
+/* Fast Walsh-Hadamard transform of each of the rows of x [rows][n], n a power
+ * of two, scaled by 1/sqrt(n) after the signs: x <- (x * signs) H / sqrt(n)
+ * (signs NULL = all +1); and its inverse x <- (x H / sqrt(n)) * signs. */
+void qs_rotate_rows(float *x, int rows, int n, const float *signs);
+void qs_unrotate_rows(float *x, int rows, int n, const float *signs);
+/* x <- x~ of slot_fix sf and back, for [rows][n]. */
+void qs_slot_fix_forward(const slot_fix *sf, float *x, int rows, int n);
+void qs_slot_fix_inverse(const slot_fix *sf, float *x, int rows, int n);
 
 #endif

@@ -32,6 +32,30 @@ qs_status fwd_point(fwd *f, int layer, qs_point p, float *x, int alias);
 qs_status fwd_linear(fwd *f, float *out, const float *x, const float *w,
                      const qs_int8_weights *w8, const float *b, int in, int out_features, int src);
 
+/* Fake quantization of one activation tensor in place at the point of slot
+ * (its observer, or its own range): what fwd_point does at a quantized point. */
+qs_status fwd_quantize(fwd *f, int slot, float *x, int rows, int cols, qs_point_stats *ps);
+
+/* xform.c: the post-hoc fixes at run time (model_internal.h, slot_fix).
+ * fix_point stands in for fwd_quantize at a slot with a fix (quantize: the
+ * point is quantized); fix_linear_input gives a linear reading slot src its
+ * input (x, and x8 for the int8 kernel) and how many columns LLM.int8() kept
+ * in float, which fix_split_float_part adds after the int8 product. */
+int fix_slot_active(const qs_model *m, int slot);
+qs_status fix_point(fwd *f, int slot, float *x, int rows, int cols, qs_point_stats *ps,
+                    int quantize);
+qs_status fix_linear_input(fwd *f, int src, const float **x, const float **x8, int *n_float);
+void fix_split_float_part(const qs_model *m, float *out, const float *x, const float *w, int T,
+                          int in, int out_features);
+/* LayerNorm, or RMSNorm when the residual stream is rotated (QuaRot). */
+void fwd_norm(const fwd *f, float *out, float *mean, float *rstd, const float *x, const float *w,
+              const float *b, int T, int C, float eps);
+/* The rotated stream: centres and rotates the embeddings x0 [T][D] (no-op
+ * without); the final norm rotated back, then the final LayerNorm's w, b. */
+void fix_stream_in(const fwd *f, float *x0, int T);
+void fix_final_norm(const fwd *f, float *out, const float *x, const float *w, const float *b,
+                    int T, int C, float eps);
+
 /* The backward passes add into their gradients: buffers start at zero. */
 static inline void zero_floats(float *x, size_t n) { memset(x, 0, n * sizeof(float)); }
 

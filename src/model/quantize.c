@@ -58,6 +58,30 @@ static qs_status check_quant_config(const qs_quant_config *q, qs_error *err) {
     return QS_OK;
 }
 
+/* GPTQ's weights (src/fix/gptq.c) stand in for round to nearest, on the grid
+ * they were made for only: quantizing them again on another one would give
+ * neither GPTQ's nor round to nearest's result, so any other grid is refused. */
+static qs_status use_gptq(const qs_model *m, const qs_quant_config *q, float *pq, qs_error *err) {
+    const fix_state *fx = m->fix;
+    if (!fx || !fx->gptq || !q->weight_bits) return QS_OK;
+    if (q->weight_bits != fx->gptq_bits || q->weight_symmetric != fx->gptq_symmetric ||
+        q->weight_granularity != fx->gptq_granularity)
+        return qs_fail(err, QS_ERR_CONFIG, "quant: the weights were quantized by GPTQ at %d bits, "
+                       "%s, %s; this config asks for %d bits, %s, %s (apply GPTQ for it)",
+                       fx->gptq_bits, fx->gptq_symmetric ? "symmetric" : "asymmetric",
+                       qs_granularity_name(fx->gptq_granularity), q->weight_bits,
+                       q->weight_symmetric ? "symmetric" : "asymmetric",
+                       qs_granularity_name(q->weight_granularity));
+    if (q->int8)
+        return qs_fail(err, QS_ERR_CONFIG, "quant: GPTQ's weights run on the fake-quantization "
+                       "path; the int8 kernels would quantize them again");
+    for (int i = 0; i < m->n_table; i++)
+        if (fx->gptq_done[i])
+            memcpy(pq + m->table[i].offset, fx->gptq + m->table[i].offset,
+                   m->table[i].numel * sizeof(float));
+    return QS_OK;
+}
+
 static void free_int8(qs_model *m) {
     for (int l = 0; m->w8 && l < m->cfg.n_layers; l++) {
         layer_int8 *L = &m->w8[l];
@@ -124,6 +148,7 @@ qs_status qs_model_set_quant(qs_model *m, const qs_quant_config *q, qs_error *er
             s = qs_quantize_weights(m->params + p->offset, pq + p->offset, p->rows, p->cols,
                                     q->weight_bits, q->weight_granularity, q->weight_symmetric, err);
         }
+    if (!s) s = use_gptq(m, q, pq, err);
     for (int i = 0; i < m->n_slots && !s; i++)
         s = qs_observer_init(&m->observers[i], q->act_estimator, q->act_bits ? q->act_bits : 8,
                              q->act_symmetric, q->act_percentile, err);
