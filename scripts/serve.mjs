@@ -11,8 +11,8 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
 // URL paths mirror the repository layout, so the page's relative imports
-// (web/worker.js -> ../wasm/quantscope.mjs -> ../build/wasm/...) resolve the same
-// way on disk and over HTTP. Only these folders are reachable.
+// (web/worker.js -> ../wasm/quantscope.mjs -> js/runtime.mjs -> ../../build/wasm/...)
+// resolve the same way on disk and over HTTP. Only these folders are reachable.
 export const ALLOWED = [
   'web',                  // the page
   'wasm',                 // the ES module API
