@@ -3,6 +3,7 @@
 #define QUANTSCOPE_H
 
 #include "quantscope/eval.h"
+#include "quantscope/fix.h"
 #include "quantscope/int8.h"
 #include "quantscope/model.h"
 #include "quantscope/quant.h"

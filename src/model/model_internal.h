@@ -145,6 +145,7 @@ struct qs_model {
      * applies them); NULL when none, and every path is then the unfixed one.
      * A replica borrows its base's and owns only the buffers below. */
     fix_state *fix;
+    unsigned fused_fixes; /* 1 << qs_fix_kind of the fixes that changed only the weights */
     float *fix_buf;       /* [3][fix_cap_T][widest]: transformed input, its int8 copy, inliers */
     uint8_t *fix_mask;    /* [widest] LLM.int8(): the columns kept in float */
     int fix_cap_T;
