@@ -22,6 +22,8 @@ cmake --build build/m32 -j"$(nproc)" >/dev/null
 ctest --test-dir build/m32 --output-on-failure
 echo "== PyTorch step parity (trainer vs torch, 20 steps per variant)"
 tests/python/test_train_parity.sh
+echo "== GPTQ against a PyTorch reference (random layers)"
+tests/python/test_gptq_reference.sh
 echo "== C unit tests (ASan + UBSan, leak checks on)"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build/sanitize --output-on-failure
