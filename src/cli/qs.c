@@ -1,5 +1,5 @@
-/* cli/qs.c: the native `qs` command: logits, stats, quant and eval on a model
- * folder, as text tables or --json. Uses the public C API, plus core/size.h
+/* cli/qs.c: the native `qs` command: logits, stats, quant, eval (also with
+ * post-hoc fixes) and fix on a model folder, as text tables or --json. Uses the public C API, plus core/size.h
  * (checked sizes for 32-bit builds) and core/threads.h (the processor count). */
 #include <errno.h>
 #include <math.h>
@@ -13,7 +13,11 @@
 #include "quantscope/quantscope.h"
 #include "quantscope/train.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
+
+#define MAX_FIXES 16   /* --fix rows */
+#define MAX_CHAIN 4    /* fixes stacked in one row: smoothquant+rotate+int8split+gptq */
 
 typedef struct args {
     const char *cmd;
@@ -24,6 +28,11 @@ typedef struct args {
     int split, split_given; /* --data: 1 validation, 0 training, -1 the whole file */
     qs_quant_config q;
     int have_quant;
+    const char *fixes[MAX_FIXES]; /* --fix, each NAME[:K=V,...][+NAME...] */
+    int n_fixes;
+    const char *settings; /* --settings: comma-separated setting names */
+    int fix_calib, fix_calib_given; /* --fix-calib: calibration windows of the fixes */
+    const char *out;      /* qs fix --out */
 } args;
 
 static void usage(FILE *f) {
@@ -35,6 +44,11 @@ static void usage(FILE *f) {
             "  quant   (--ids ... | --text STR | --text-file F)  fake-quant error per point, FP vs quantized\n"
             "  eval    (--data FILE | --text STR | --text-file F | --ids ...)  perplexity FP and W8A8\n"
             "          (or as set)\n"
+            "          --fix SPEC [--fix SPEC ...] [--settings LIST]: a table of perplexity, rows\n"
+            "          the fixes (and none), columns the settings (w8a8, w8a8-token, w4a16, w4a8,\n"
+            "          w4a4; default all)\n"
+            "  fix     --fix SPEC ... --out DIR (--data FILE | --text STR | --text-file F)  apply\n"
+            "          fixes that live in the weights and save the model\n"
             "  train   --out DIR [...]                  train a model (qs train --help)\n"
             "options:\n"
             "  --json                   machine-readable output\n"
@@ -48,7 +62,12 @@ static void usage(FILE *f) {
             "  --split val|train|all    eval --data: which part of the file is scored (default val:\n"
             "                           the trainer's validation split, one 16 KiB block in 20)\n"
             "  --threads N              eval: windows scored side by side (default: the processors,\n"
-            "                           at most 16; the figures do not depend on it)\n");
+            "                           at most 16; the figures do not depend on it)\n"
+            "  --fix SPEC               eval, fix: smoothquant[:alpha=0.5] | rotate[:seed=1] |\n"
+            "                           int8split[:threshold=6] | gptq[:bits=N,group=G,damp=0.01,\n"
+            "                           block=128] | none; A+B stacks fixes in one row\n"
+            "  --fix-calib N            eval, fix: calibration windows of the fixes (default 32;\n"
+            "                           --data: from the file's training split)\n");
 }
 
 static int parse_int(const char *s, const char *flag, int lo, int *out) {
@@ -104,7 +123,7 @@ static int parse_points(const char *list, uint32_t *mask) {
 
 /* The subcommands a flag applies to: any other use is refused, so nothing
  * given on the command line is silently dropped. */
-enum { LOGITS = 1, STATS = 2, QUANT = 4, EVAL = 8, ANY = 15 };
+enum { LOGITS = 1, STATS = 2, QUANT = 4, EVAL = 8, FIX = 16, ANY = 31 };
 
 typedef struct flag {
     const char *name;
@@ -114,12 +133,14 @@ typedef struct flag {
 static const flag flags[] = {
     {"--json", 0, ANY},         {"--model", 1, ANY},        {"--ids", 1, ANY},
     {"--text", 1, ANY},         {"--text-file", 1, ANY},    {"--types", 1, LOGITS | STATS | QUANT},
-    {"--data", 1, EVAL},        {"--split", 1, EVAL},       {"--seq-len", 1, EVAL},
+    {"--data", 1, EVAL | FIX},  {"--split", 1, EVAL},       {"--seq-len", 1, EVAL | FIX},
     {"--windows", 1, EVAL},     {"--calib", 1, EVAL},       {"--threads", 1, EVAL},
     {"--wbits", 1, QUANT | EVAL}, {"--abits", 1, QUANT | EVAL}, {"--wgran", 1, QUANT | EVAL},
     {"--agran", 1, QUANT | EVAL}, {"--estimator", 1, QUANT | EVAL},
     {"--percentile", 1, QUANT | EVAL}, {"--points", 1, QUANT | EVAL},
     {"--asym-weights", 0, QUANT | EVAL}, {"--sym-acts", 0, QUANT | EVAL},
+    {"--fix", 1, EVAL | FIX},   {"--settings", 1, EVAL},    {"--fix-calib", 1, EVAL | FIX},
+    {"--out", 1, FIX},
 };
 #define N_FLAGS (int)(sizeof flags / sizeof flags[0])
 
@@ -128,6 +149,7 @@ static int command_bit(const char *cmd) {
     if (!strcmp(cmd, "stats")) return STATS;
     if (!strcmp(cmd, "quant")) return QUANT;
     if (!strcmp(cmd, "eval")) return EVAL;
+    if (!strcmp(cmd, "fix")) return FIX;
     return 0;
 }
 
@@ -137,6 +159,7 @@ static int parse_args(int argc, char **argv, args *a) {
     a->calib = 4;
     a->split = 1; /* the validation split */
     a->threads = qs_cpu_count();
+    a->fix_calib = 32;
     if (argc < 2) return 0;
     a->cmd = argv[1];
     int cmd = command_bit(a->cmd);
@@ -154,7 +177,7 @@ static int parse_args(int argc, char **argv, args *a) {
             fprintf(stderr, "qs: %s does not apply to qs %s\n", f, a->cmd);
             return 0;
         }
-        if (given[k]++ && !(cmd == EVAL && !strcmp(f, "--model"))) {
+        if (given[k]++ && !(cmd == EVAL && !strcmp(f, "--model")) && strcmp(f, "--fix")) {
             fprintf(stderr, "qs: %s given twice%s\n", f,
                     strcmp(f, "--model") ? "" : " (only qs eval compares several models)");
             return 0;
@@ -198,6 +221,13 @@ static int parse_args(int argc, char **argv, args *a) {
             if (e < 0) { fprintf(stderr, "qs: unknown estimator '%s'\n", v); return 0; }
             a->q.act_estimator = (qs_estimator)e;
         } else if (!strcmp(f, "--points")) ok = parse_points(v, &a->q.act_points);
+        else if (!strcmp(f, "--fix")) {
+            if (a->n_fixes == MAX_FIXES) { fprintf(stderr, "qs: at most %d --fix\n", MAX_FIXES); return 0; }
+            a->fixes[a->n_fixes++] = v;
+        }
+        else if (!strcmp(f, "--settings")) a->settings = v;
+        else if (!strcmp(f, "--fix-calib")) ok = parse_int(v, f, 1, &a->fix_calib), a->fix_calib_given = 1;
+        else if (!strcmp(f, "--out")) a->out = v;
         if (!ok) return 0;
         if (flags[k].commands == (QUANT | EVAL)) a->have_quant = 1;
         if (!strcmp(f, "--split")) a->split_given = 1;
@@ -205,11 +235,31 @@ static int parse_args(int argc, char **argv, args *a) {
     if (a->n_models == 0) { fprintf(stderr, "qs: --model DIR is required\n"); return 0; }
     int sources = !!a->ids + !!a->text + !!a->text_file + !!a->data;
     if (sources > 1) {
-        fprintf(stderr, "qs: give one input: --ids, --text, --text-file%s\n", cmd == EVAL ? " or --data" : "");
+        fprintf(stderr, "qs: give one input: --ids, --text, --text-file%s\n",
+                cmd & (EVAL | FIX) ? " or --data" : "");
         return 0;
     }
     if (a->types && !a->ids) { fprintf(stderr, "qs: --types goes with --ids\n"); return 0; }
     if (a->split_given && !a->data) { fprintf(stderr, "qs: --split goes with --data\n"); return 0; }
+    if (cmd == EVAL && (a->n_fixes || a->settings) && a->have_quant) {
+        fprintf(stderr, "qs: eval --fix and --settings compare named settings; --wbits, --abits, "
+                        "--wgran, --agran, --estimator, --percentile, --points and the symmetry "
+                        "flags set one config of their own: leave them out\n");
+        return 0;
+    }
+    if (cmd == EVAL && a->fix_calib_given && !a->n_fixes) {
+        fprintf(stderr, "qs: --fix-calib goes with --fix\n");
+        return 0;
+    }
+    if (cmd == FIX && (!a->out || !a->n_fixes)) {
+        fprintf(stderr, "qs: fix needs --fix SPEC and --out DIR\n");
+        return 0;
+    }
+    if (cmd == FIX && !sources) {
+        fprintf(stderr, "qs: fix needs calibration text: --data FILE (its training split), "
+                        "--text STR, --text-file F or --ids\n");
+        return 0;
+    }
     if (a->threads > QS_MAX_THREADS) {
         fprintf(stderr, "qs: --threads %d outside [1, %d]\n", a->threads, QS_MAX_THREADS);
         return 0;
@@ -626,10 +676,10 @@ static int cmd_stats_or_quant(const args *a, qs_model *m, int quant) {
     return ok ? 0 : 1;
 }
 
-/* Token stream to score: --ids, --text, --text-file, or --data FILE (its
- * validation split, cut exactly as the trainer cuts it, unless --split says
- * otherwise). */
-static int read_stream(const args *a, const qs_model *m, int32_t **ids, size_t *n) {
+/* Token stream to score: --ids, --text, --text-file, or --data FILE (split:
+ * 1 its validation split, cut exactly as the trainer cuts it, 0 its
+ * training split, -1 all of it). */
+static int read_stream(const args *a, const qs_model *m, int split, int32_t **ids, size_t *n) {
     const qs_tokenizer *tok = qs_model_tokenizer(m);
     if (a->ids) {
         int k = 0;
@@ -644,11 +694,11 @@ static int read_stream(const args *a, const qs_model *m, int32_t **ids, size_t *
         size_t got;
         char *all = read_file(a->data, &got);
         if (!all) return 0;
-        if (a->split < 0) {
+        if (split < 0) {
             text = all;
             len = got;
         } else {
-            int bad = qs_text_split(all, got, qs_train_config_default().val_fraction, a->split, &text,
+            int bad = qs_text_split(all, got, qs_train_config_default().val_fraction, split, &text,
                                     &len, &err);
             free(all);
             if (bad) {
@@ -658,10 +708,10 @@ static int read_stream(const args *a, const qs_model *m, int32_t **ids, size_t *
             if (len == 0) {
                 fprintf(stderr, "qs: %s: its %s split is empty: the trainer's split gives validation "
                                 "one block of %d KiB in %d, and this file has %zu bytes; score it all "
-                                "with --split all%s\n", a->data, a->split ? "validation" : "training",
+                                "with --split all%s\n", a->data, split ? "validation" : "training",
                         QS_TEXT_BLOCK_BYTES / 1024,
                         (int)(1.0 / qs_train_config_default().val_fraction + 0.5), got,
-                        a->split ? ", or its training part with --split train" : "");
+                        split ? ", or its training part with --split train" : "");
                 free(text);
                 return 0;
             }
@@ -731,7 +781,10 @@ static void json_error(const char *model, const qs_error *e, int first) {
     printf("}}");
 }
 
+static int cmd_fix_table(const args *a);
+
 static int cmd_eval(const args *a) {
+    if (a->n_fixes || a->settings) return cmd_fix_table(a);
     int status = 0, n_cfg = a->have_quant ? 1 : N_EVAL_BITS;
     if (a->json) printf("{\"models\":[");
     else {
@@ -752,7 +805,7 @@ static int cmd_eval(const args *a) {
         qs_eval_result fp, qr[N_EVAL_BITS];
         qs_outlier_summary s = {0};
         int ok = !qs_model_load_dir(a->models[i], &m, &err);
-        ok = ok && read_stream(a, m, &ids, &n);
+        ok = ok && read_stream(a, m, a->split, &ids, &n);
         qs_eval_opts o = ok ? qs_eval_opts_default(m) : (qs_eval_opts){0};
         eval_progress shown = {a->models[i], "float", -1};
         if (isatty(2)) o.progress = show_progress, o.progress_user = &shown;
@@ -824,6 +877,416 @@ static int cmd_eval(const args *a) {
     return status;
 }
 
+/* ---- post-hoc fixes: qs eval --fix, qs fix ---- */
+
+/* One row of the fix table: the fixes stacked in it, in order. */
+typedef struct fix_row {
+    const char *spec;
+    qs_fix chain[MAX_CHAIN];
+    int n;
+} fix_row;
+
+/* "A+B+C" into row->chain; a message naming the part on error. */
+static int parse_fix_row(const char *spec, fix_row *row) {
+    row->spec = spec;
+    row->n = 0;
+    for (const char *p = spec;;) {
+        size_t len = strcspn(p, "+");
+        char part[128];
+        if (len == 0 || len >= sizeof part) {
+            fprintf(stderr, "qs: --fix '%s': %s\n", spec, len ? "a fix is too long" : "empty fix");
+            return 0;
+        }
+        if (row->n == MAX_CHAIN) {
+            fprintf(stderr, "qs: --fix '%s': at most %d fixes in a row\n", spec, MAX_CHAIN);
+            return 0;
+        }
+        memcpy(part, p, len);
+        part[len] = 0;
+        qs_error err = {0};
+        if (qs_fix_parse(part, &row->chain[row->n++], &err)) {
+            print_error(&err);
+            return 0;
+        }
+        p += len;
+        if (!*p) return 1;
+        p++;
+    }
+}
+
+static int row_has(const fix_row *r, qs_fix_kind k) {
+    for (int i = 0; i < r->n; i++)
+        if (r->chain[i].kind == k) return 1;
+    return 0;
+}
+
+/* GPTQ without bits= is made for each setting's weight grid again. */
+static int row_per_setting(const fix_row *r) {
+    for (int i = 0; i < r->n; i++)
+        if (r->chain[i].kind == QS_FIX_GPTQ && !r->chain[i].bits) return 1;
+    return 0;
+}
+
+/* Calibration stream of the fixes: --data's training split (the scored
+ * split is the validation one), else the scored input itself. */
+static int read_calibration(const args *a, const qs_model *m, int32_t **ids, size_t *n) {
+    return read_stream(a, m, a->data ? 0 : a->split, ids, n);
+}
+
+/* Applies a row's fixes to m for setting q (NULL: none in particular); the
+ * last report of each kind goes to reps. */
+static qs_status apply_row(qs_model *m, const fix_row *r, const int32_t *ids, size_t n,
+                           const args *a, const qs_quant_config *q, qs_fix_report *reps,
+                           qs_error *err) {
+    qs_calib c = qs_calib_default(m, ids, n);
+    c.seq_len = a->seq_len;
+    c.max_windows = a->fix_calib;
+    for (int i = 0; i < r->n; i++) {
+        qs_status s = qs_fix_apply(m, &r->chain[i], &c, q, &reps[r->chain[i].kind], err);
+        if (s) return s;
+    }
+    return QS_OK;
+}
+
+/* The settings of --settings (default all), validated. */
+static int parse_settings(const args *a, const char **names, int *count) {
+    *count = 0;
+    if (!a->settings) {
+        for (int i = 0; i < qs_setting_count(); i++) names[(*count)++] = qs_setting_name(i);
+        return 1;
+    }
+    for (const char *p = a->settings;;) {
+        size_t len = strcspn(p, ",");
+        int found = -1;
+        for (int i = 0; i < qs_setting_count(); i++)
+            if (strlen(qs_setting_name(i)) == len && !strncmp(p, qs_setting_name(i), len)) found = i;
+        if (found < 0 || *count == 16) {
+            fprintf(stderr, "qs: --settings: unknown setting '%.*s' (expected w8a8, w8a8-token, "
+                            "w4a16, w4a8 or w4a4)\n", (int)len, p);
+            return 0;
+        }
+        names[(*count)++] = qs_setting_name(found);
+        p += len;
+        if (!*p) return 1;
+        p++;
+    }
+}
+
+/* One cell: perplexity, or why there is none. */
+typedef struct fix_cell {
+    double ppl;
+    const char *skip;    /* the fix does not apply to this setting */
+    double float_share;  /* int8split: columns kept in float / columns, NaN otherwise */
+    double gptq_ratio;   /* gptq: its layer-output error / round to nearest's, NaN otherwise */
+} fix_cell;
+
+typedef struct fix_result {
+    double fp;
+    fix_cell cells[16];
+    qs_fix_report reps[QS_FIX_KINDS];
+    qs_error err; /* status != 0: the row failed (message) */
+} fix_result;
+
+/* Perplexity of m on the stream, float (q NULL) or under setting q. */
+static qs_status score(const args *a, qs_model *m, const int32_t *ids, size_t n,
+                       const qs_quant_config *q, eval_progress *shown, double *ppl, qs_error *err) {
+    qs_eval_opts o = qs_eval_opts_default(m);
+    o.seq_len = a->seq_len;
+    o.max_windows = a->windows;
+    o.calib_windows = a->calib;
+    o.threads = a->threads;
+    if (isatty(2)) o.progress = show_progress, o.progress_user = shown;
+    shown->last_percent = -1;
+    o.quant = q;
+    o.quant_only = q != NULL;
+    qs_eval_result er;
+    qs_status s = qs_evaluate(m, ids, n, &o, &er, err);
+    *ppl = q ? er.q_ppl : er.fp_ppl;
+    return s;
+}
+
+/* One row of the table: the fixes applied once (or, for GPTQ without bits,
+ * once for each setting, on a fresh copy of the model), then the float
+ * pass and each setting. */
+static void eval_row(const args *a, const char *dir, const fix_row *r, const int32_t *ids,
+                     size_t n, const int32_t *cids, size_t cn, const char **settings,
+                     int n_settings, fix_result *res) {
+    memset(res, 0, sizeof *res);
+    res->fp = NAN;
+    qs_error *err = &res->err;
+    int per_setting = row_per_setting(r), gptq = row_has(r, QS_FIX_GPTQ),
+        split = row_has(r, QS_FIX_INT8SPLIT), fresh = 1;
+    eval_progress shown = {dir, "", -1};
+    qs_model *m = NULL;
+    qs_quant_config q[16];
+    qs_status s = qs_model_load_dir(dir, &m, err);
+    for (int k = 0; k < n_settings && !s; k++) s = qs_setting_quant(settings[k], m, &q[k], err);
+    if (!s && !per_setting) s = apply_row(m, r, cids, cn, a, NULL, res->reps, err);
+    for (int k = 0; k < n_settings && !s; k++) {
+        fix_cell *cell = &res->cells[k];
+        *cell = (fix_cell){NAN, NULL, NAN, NAN};
+        for (int i = 0; i < r->n; i++)
+            if (r->chain[i].kind == QS_FIX_GPTQ && r->chain[i].bits &&
+                r->chain[i].bits != q[k].weight_bits)
+                cell->skip = "GPTQ at other bits";
+        if (split && !q[k].act_bits) cell->skip = "float activations";
+        if (cell->skip) continue;
+        /* LLM.int8() through the real int8 kernels; GPTQ's weights run on the
+         * fake-quantization path (qs_model_set_quant refuses int8 for them). */
+        q[k].int8 = split && !gptq;
+        if (per_setting) {
+            if (!fresh) {
+                qs_model_free(m);
+                m = NULL;
+                if ((s = qs_model_load_dir(dir, &m, err))) break;
+            }
+            if ((s = apply_row(m, r, cids, cn, a, &q[k], res->reps, err))) break;
+            fresh = 0;
+        }
+        if (!isfinite(res->fp)) { /* float pass once the fixes are on (GPTQ: no float weight moves) */
+            snprintf(shown.pass, sizeof shown.pass, "%.8s float", r->spec);
+            if ((s = score(a, m, ids, n, NULL, &shown, &res->fp, err))) break;
+        }
+        snprintf(shown.pass, sizeof shown.pass, "%.8s %s", r->spec, settings[k]);
+        qs_fix_split_reset(m);
+        if ((s = score(a, m, ids, n, &q[k], &shown, &cell->ppl, err))) break;
+        qs_split_counts sc;
+        qs_fix_split_counts(m, &sc);
+        if (split && sc.cols) cell->float_share = (double)sc.float_cols / sc.cols;
+        const qs_fix_report *g = &res->reps[QS_FIX_GPTQ];
+        if (gptq && g->rtn_error > 0) cell->gptq_ratio = g->gptq_error / g->rtn_error;
+    }
+    if (!s && !isfinite(res->fp) && !per_setting) {
+        snprintf(shown.pass, sizeof shown.pass, "%.8s float", r->spec);
+        s = score(a, m, ids, n, NULL, &shown, &res->fp, err);
+    }
+    if (s) err->status = s;
+    qs_model_free(m);
+}
+
+static void print_fix_table(const args *a, const char *model, const fix_row *rows, int n_rows,
+                            const fix_result *res, const char **settings, int n_settings) {
+    printf("%s: perplexity (FP: float; then each setting), fixes calibrated on up to %d windows "
+           "of %s\n", model, a->fix_calib, a->data ? "the file's training split" : "the input");
+    printf("%-26s %9s", "fix", "FP");
+    for (int k = 0; k < n_settings; k++) printf(" %10s", settings[k]);
+    printf("\n");
+    for (int r = 0; r < n_rows; r++) {
+        printf("%-26s", rows[r].spec);
+        if (res[r].err.status) {
+            printf(" error: %s (%s)\n", res[r].err.msg, qs_status_name(res[r].err.status));
+            continue;
+        }
+        printf(" %9.3f", res[r].fp);
+        for (int k = 0; k < n_settings; k++) {
+            if (res[r].cells[k].skip) printf(" %10s", "-");
+            else printf(" %10.3f", res[r].cells[k].ppl);
+        }
+        printf("\n");
+    }
+    for (int r = 0; r < n_rows; r++) {
+        if (res[r].err.status) continue;
+        for (int i = 0; i < rows[r].n; i++) {
+            qs_fix_kind k = rows[r].chain[i].kind;
+            if (k == QS_FIX_NONE) continue;
+            printf("  %s: %s\n", qs_fix_name(k), res[r].reps[k].covers);
+        }
+        /* per setting: LLM.int8()'s float columns, GPTQ against round to nearest */
+        for (int what = 0; what < 2; what++) {
+            int shown = 0;
+            for (int k = 0; k < n_settings; k++) {
+                double v = what ? res[r].cells[k].gptq_ratio : 100.0 * res[r].cells[k].float_share;
+                if (res[r].cells[k].skip || !isfinite(v)) continue;
+                if (!shown++)
+                    printf("  %s: %s", rows[r].spec, what ? "GPTQ's layer-output error / round to "
+                           "nearest's on the calibration data:" : "linear-input columns kept float:");
+                printf("%s %s %.*f%s", shown > 1 ? "," : "", settings[k], what ? 2 : 3, v, what ? "" : " %");
+            }
+            if (shown) printf("\n");
+        }
+    }
+}
+
+static void json_fix_table(const char *model, const fix_row *rows, int n_rows,
+                           const fix_result *res, const char **settings, int n_settings, int first) {
+    printf("%s{\"model\":", first ? "" : ",");
+    jstr(model);
+    printf(",\"settings\":[");
+    for (int k = 0; k < n_settings; k++) printf("%s\"%s\"", k ? "," : "", settings[k]);
+    printf("],\"rows\":[");
+    for (int r = 0; r < n_rows; r++) {
+        printf("%s{\"fix\":", r ? "," : "");
+        jstr(rows[r].spec);
+        if (res[r].err.status) {
+            printf(",\"error\":{\"code\":\"%s\",\"message\":", qs_status_name(res[r].err.status));
+            jstr(res[r].err.msg);
+            printf("}}");
+            continue;
+        }
+        printf(",\"fp_ppl\":");
+        jnum(res[r].fp);
+        printf(",\"ppl\":[");
+        for (int k = 0; k < n_settings; k++) {
+            if (k) putchar(',');
+            jnum(res[r].cells[k].skip ? NAN : res[r].cells[k].ppl);
+        }
+        printf("],\"skipped\":[");
+        for (int k = 0; k < n_settings; k++) {
+            if (k) putchar(',');
+            if (res[r].cells[k].skip) jstr(res[r].cells[k].skip);
+            else printf("null");
+        }
+        printf("],\"float_column_share\":[");
+        for (int k = 0; k < n_settings; k++) {
+            if (k) putchar(',');
+            jnum(res[r].cells[k].skip ? NAN : res[r].cells[k].float_share);
+        }
+        printf("],\"gptq_error_ratio\":[");
+        for (int k = 0; k < n_settings; k++) {
+            if (k) putchar(',');
+            jnum(res[r].cells[k].skip ? NAN : res[r].cells[k].gptq_ratio);
+        }
+        printf("],\"covers\":{");
+        int any = 0;
+        for (int i = 0; i < rows[r].n; i++) {
+            qs_fix_kind k = rows[r].chain[i].kind;
+            if (k == QS_FIX_NONE) continue;
+            printf("%s\"%s\":", any++ ? "," : "", qs_fix_name(k));
+            jstr(res[r].reps[k].covers);
+        }
+        printf("}}");
+    }
+    printf("]}");
+}
+
+/* qs eval --fix: per model a table, rows the fixes (none first), columns
+ * the named settings, cells perplexity. */
+static int cmd_fix_table(const args *a) {
+    fix_row rows[MAX_FIXES + 1];
+    int n_rows = 0, n_settings, status = 0;
+    const char *settings[16];
+    if (!parse_settings(a, settings, &n_settings)) return 2;
+    if (!a->n_fixes || strcmp(a->fixes[0], "none")) parse_fix_row("none", &rows[n_rows++]);
+    for (int i = 0; i < a->n_fixes; i++)
+        if (!parse_fix_row(a->fixes[i], &rows[n_rows++])) return 2;
+    if (a->json) printf("{\"models\":[");
+    for (int i = 0; i < a->n_models; i++) {
+        qs_model *m = NULL;
+        qs_error err = {0};
+        int32_t *ids = NULL, *cids = NULL;
+        size_t n = 0, cn = 0;
+        int ok = !qs_model_load_dir(a->models[i], &m, &err);
+        ok = ok && read_stream(a, m, a->split, &ids, &n) && read_calibration(a, m, &cids, &cn);
+        qs_model_free(m);
+        fix_result *res = ok ? calloc((size_t)n_rows, sizeof *res) : NULL;
+        for (int r = 0; res && r < n_rows; r++) {
+            eval_row(a, a->models[i], &rows[r], ids, n, cids, cn, settings, n_settings, &res[r]);
+            if (res[r].err.status) {
+                fprintf(stderr, "qs: %s, fix '%s': ", a->models[i], rows[r].spec);
+                print_error(&res[r].err);
+                status = 1;
+            }
+        }
+        if (!ok || !res) {
+            if (err.status) print_error(&err);
+            if (!err.status) snprintf(err.msg, sizeof err.msg, "the input could not be read (see stderr)");
+            err.status = err.status ? err.status : QS_ERR_ARG;
+            if (a->json) json_error(a->models[i], &err, i == 0);
+            status = 1;
+        } else if (a->json) {
+            json_fix_table(a->models[i], rows, n_rows, res, settings, n_settings, i == 0);
+        } else {
+            print_fix_table(a, a->models[i], rows, n_rows, res, settings, n_settings);
+        }
+        free(res);
+        free(ids);
+        free(cids);
+    }
+    if (a->json) printf("]}\n");
+    else
+        for (int k = 0; k < n_settings; k++)
+            for (int i = 0; i < qs_setting_count(); i++)
+                if (!strcmp(qs_setting_name(i), settings[k]))
+                    printf("%s%s = %s\n", k ? "" : "settings: ", settings[k], qs_setting_describe(i));
+    return status;
+}
+
+/* Copies dir/vocab.txt (a WordPiece model's) into out, atomically. */
+static int copy_vocab(const char *dir, const char *out) {
+    char src[4096], dst[4096], tmp[4200];
+    snprintf(src, sizeof src, "%s/vocab.txt", dir);
+    FILE *f = fopen(src, "rb");
+    if (!f) return 1; /* none: byte-level or ids only */
+    fclose(f);
+    size_t len;
+    char *text = read_file(src, &len);
+    if (!text) return 0;
+    snprintf(dst, sizeof dst, "%s/vocab.txt", out);
+    snprintf(tmp, sizeof tmp, "%s.tmp", dst);
+    FILE *o = fopen(tmp, "wb");
+    int ok = o && fwrite(text, 1, len, o) == len;
+    if (o) ok = !fclose(o) && ok;
+    ok = ok && !rename(tmp, dst);
+    if (!ok) fprintf(stderr, "qs: %s: cannot write: %s\n", dst, strerror(errno));
+    free(text);
+    return ok;
+}
+
+/* qs fix: applies the fixes, calibrated on the input, and saves the model
+ * when all of them live in its weights. */
+static int cmd_fix(const args *a) {
+    fix_row rows[MAX_FIXES];
+    for (int i = 0; i < a->n_fixes; i++)
+        if (!parse_fix_row(a->fixes[i], &rows[i])) return 2;
+    qs_model *m = NULL;
+    qs_error err = {0};
+    int32_t *ids = NULL;
+    size_t n = 0;
+    qs_fix_report reps[QS_FIX_KINDS];
+    memset(reps, 0, sizeof reps);
+    int ok = !qs_model_load_dir(a->models[0], &m, &err);
+    ok = ok && read_calibration(a, m, &ids, &n);
+    for (int i = 0; ok && i < a->n_fixes; i++) ok = !apply_row(m, &rows[i], ids, n, a, NULL, reps, &err);
+    if (ok && qs_fix_runtime(m)) {
+        fprintf(stderr, "qs: fix: on this model (%s, %s block) part of what was asked acts at run "
+                        "time (BERT's SmoothQuant scales, rotations, LLM.int8() columns, GPTQ "
+                        "weights), which a checkpoint cannot hold; only fixes that live in the "
+                        "weights are saved (SmoothQuant on OPT). Compare the others with qs eval "
+                        "--fix\n", qs_model_config(m)->arch == QS_ARCH_BERT ? "BERT" : "OPT",
+                qs_model_config(m)->block == QS_BLOCK_OP ? "OP" : "standard");
+        ok = 0;
+    } else if (ok) {
+        if (mkdir(a->out, 0755) && errno != EEXIST) {
+            fprintf(stderr, "qs: %s: cannot create: %s\n", a->out, strerror(errno));
+            ok = 0;
+        }
+        ok = ok && !qs_model_save_dir(m, a->out, &err) && copy_vocab(a->models[0], a->out);
+    }
+    if (!ok && err.status) print_error(&err);
+    if (ok) {
+        if (a->json) printf("{\"model\":");
+        if (a->json) jstr(a->out);
+        if (a->json) printf(",\"fixes\":{");
+        else printf("%s: saved with", a->out);
+        int first = 1;
+        for (int k = 1; k < QS_FIX_KINDS; k++) {
+            if (!(qs_fix_applied(m) & (1u << k))) continue;
+            if (a->json) {
+                printf("%s\"%s\":{\"covers\":", first ? "" : ",", qs_fix_name((qs_fix_kind)k));
+                jstr(reps[k].covers);
+                printf(",\"calibration_windows\":%d}", reps[k].n_windows);
+            } else {
+                printf("%s %s (%s)", first ? "" : ";", qs_fix_name((qs_fix_kind)k), reps[k].covers);
+            }
+            first = 0;
+        }
+        printf(a->json ? "}}\n" : "\n");
+    }
+    free(ids);
+    qs_model_free(m);
+    return ok ? 0 : 1;
+}
+
 int main(int argc, char **argv) {
     args a;
     if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
@@ -836,6 +1299,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     if (!strcmp(a.cmd, "eval")) return cmd_eval(&a);
+    if (!strcmp(a.cmd, "fix")) return cmd_fix(&a);
     int is_logits = !strcmp(a.cmd, "logits"), is_quant = !strcmp(a.cmd, "quant");
     qs_model *m = NULL;
     qs_error err = {0};

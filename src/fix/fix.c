@@ -105,8 +105,8 @@ static qs_status parse_param(qs_fix *f, const char *spec, const char *kv, size_t
         } else if (!strcmp(key, "group")) f->group = (int)v;
         else f->block = (int)v;
     } else {
-        return qs_fail(err, QS_ERR_CONFIG, "fix '%s': unknown parameter '%s' (%s %s)", spec, key,
-                       qs_fix_name(k), k == QS_FIX_NONE ? "takes none" : kind_keys[k]);
+        return qs_fail(err, QS_ERR_CONFIG, "fix '%s': unknown parameter '%s' (%s takes %s)", spec,
+                       key, qs_fix_name(k), k == QS_FIX_NONE ? "no parameters" : kind_keys[k]);
     }
     return QS_OK;
 }

@@ -377,9 +377,10 @@ qs_status gptq_apply(qs_model *m, const qs_fix *fx, const qs_calib *calib,
         if (g.o.group) snprintf(grid, sizeof grid, "groups of %d columns", g.o.group);
         else snprintf(grid, sizeof grid, "per %s", g.o.granularity == QS_GRAN_TENSOR ? "tensor" : "channel");
         snprintf(rep->covers, sizeof rep->covers, "the weights of q, k, v, out_proj, fc1, fc2%s at "
-                 "%d bits, %s, %s (other linears: round to nearest); layer by layer on %d windows",
+                 "%d bits%s, %s, %s (other linears: round to nearest); layer by layer on %d windows",
                  c->arch == QS_ARCH_BERT ? " and the MLM head dense" : "", g.o.bits,
-                 g.o.symmetric ? "symmetric" : "asymmetric", grid, g.w.n);
+                 fx->bits ? "" : " (the setting's)", g.o.symmetric ? "symmetric" : "asymmetric",
+                 grid, g.w.n);
     }
     calib_end(&g.w);
     free(g.gq);

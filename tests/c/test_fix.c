@@ -123,9 +123,9 @@ static void test_parse(void) {
 
     CHECK_FAILS(qs_fix_parse("smoothqant", &f, &err), QS_ERR_CONFIG, &err, "unknown fix 'smoothqant'");
     CHECK_FAILS(qs_fix_parse("smoothquant:beta=1", &f, &err), QS_ERR_CONFIG, &err,
-                "unknown parameter 'beta' (smoothquant alpha)");
+                "unknown parameter 'beta' (smoothquant takes alpha)");
     CHECK_FAILS(qs_fix_parse("rotate:alpha=1", &f, &err), QS_ERR_CONFIG, &err, "unknown parameter 'alpha'");
-    CHECK_FAILS(qs_fix_parse("none:x=1", &f, &err), QS_ERR_CONFIG, &err, "none takes none");
+    CHECK_FAILS(qs_fix_parse("none:x=1", &f, &err), QS_ERR_CONFIG, &err, "none takes no parameters");
     CHECK_FAILS(qs_fix_parse("smoothquant:alpha=1.5", &f, &err), QS_ERR_RANGE, &err,
                 "alpha = 1.5 outside [0, 1]");
     CHECK_FAILS(qs_fix_parse("smoothquant:alpha=-0.1", &f, &err), QS_ERR_RANGE, &err, "outside [0, 1]");

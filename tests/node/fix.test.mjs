@@ -1,0 +1,170 @@
+// tests/node/fix.test.mjs: the post-hoc fixes in the native CLI (issue 14):
+// `qs eval --fix` tables (text and --json), `qs fix` checkpoints that load like
+// any other model, and a clear refusal for each kind of bad input.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const qs = process.env.QS_BIN ?? path.join(root, 'build/native/qs');
+const golden = (name) => path.join(root, 'tests/golden', name);
+const shipped = path.join(root, 'models/bert-vanilla');
+
+function run(args) {
+  const r = spawnSync(qs, args, { encoding: 'utf8', maxBuffer: 64 << 20 });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+// A corpus of ~400 KB (the trainer's validation split needs > 176 KiB) and
+// two models trained for one step: a byte-level OPT for `qs fix`, and a BERT
+// whose sizes are not powers of two, which rotation refuses.
+const dir = mkdtempSync(path.join(tmpdir(), 'qs-fix-'));
+const corpus = path.join(dir, 'corpus.txt');
+const words = ['and', 'the', 'lord', 'said', 'unto', 'moses', 'light', 'was', 'good'];
+let text = '';
+for (let i = 0; text.length < 400000; i++) text += words[(i * 7 + (i >> 3)) % words.length] + (i % 11 ? ' ' : '\n');
+writeFileSync(corpus, text);
+const small = path.join(dir, 'small.txt');
+writeFileSync(small, text.slice(0, 6000));
+function train(name, extra) {
+  const out = path.join(dir, name);
+  const r = run(['train', '--out', out, '--data', corpus, '--layers', '2', '--heads', '2', '--max-pos', '32',
+    '--seq-len', '32', '--batch', '2', '--steps', '1', '--warmup', '1', '--eval-every', '0', '--save-every', '0',
+    '--log-every', '0', ...extra]);
+  assert.equal(r.code, 0, r.err);
+  return out;
+}
+
+test.after(() => rmSync(dir, { recursive: true, force: true }));
+
+test('qs eval --fix --json: rows none + each fix, columns the settings; exact fixes keep FP', () => {
+  const r = run(['eval', '--model', shipped, '--text-file', small, '--windows', '4', '--calib', '2',
+    '--fix-calib', '4', '--fix', 'smoothquant', '--fix', 'rotate', '--fix', 'int8split', '--fix', 'gptq',
+    '--fix', 'gptq:bits=4', '--fix', 'smoothquant:alpha=0.8+rotate', '--json']);
+  assert.equal(r.code, 0, r.err);
+  const j = JSON.parse(r.out);
+  assert.equal(j.models.length, 1);
+  const t = j.models[0];
+  assert.deepEqual(t.settings, ['w8a8', 'w8a8-token', 'w4a16', 'w4a8', 'w4a4']);
+  assert.deepEqual(t.rows.map((x) => x.fix), ['none', 'smoothquant', 'rotate', 'int8split', 'gptq',
+    'gptq:bits=4', 'smoothquant:alpha=0.8+rotate']);
+  const none = t.rows[0];
+  for (const row of t.rows) {
+    assert.ok(!row.error, `${row.fix}: ${JSON.stringify(row.error)}`);
+    // every fix is exact in float: the same perplexity up to rounding
+    assert.ok(Math.abs(row.fp_ppl / none.fp_ppl - 1) < 1e-4, `${row.fix}: FP ${row.fp_ppl} vs ${none.fp_ppl}`);
+    assert.equal(row.ppl.length, 5);
+  }
+  assert.ok(none.ppl.every((p) => p > none.fp_ppl * 0.9 && Number.isFinite(p)));
+  const split = t.rows[3];
+  assert.equal(split.ppl[2], null); // w4a16: float activations, nothing to split
+  assert.equal(split.skipped[2], 'float activations');
+  assert.ok(split.float_column_share[0] >= 0 && split.float_column_share[0] < 0.1);
+  const gptq = t.rows[4];
+  assert.ok(gptq.gptq_error_ratio.every((x) => x > 0 && x < 1), `GPTQ beats round to nearest: ${gptq.gptq_error_ratio}`);
+  assert.ok(gptq.ppl[2] < none.ppl[2], `w4a16: GPTQ ${gptq.ppl[2]} vs RTN ${none.ppl[2]}`);
+  const gptq4 = t.rows[5]; // made for 4-bit weights: the 8-bit settings are not its
+  assert.deepEqual(gptq4.ppl.map((p) => p === null), [true, true, false, false, false]);
+  assert.equal(gptq4.skipped[0], 'GPTQ at other bits');
+  assert.match(t.rows[1].covers.smoothquant, /run time/);
+  assert.match(t.rows[6].covers.rotate, /online rotation/);
+});
+
+test('qs eval --fix: one text table per model, the settings named', () => {
+  const r = run(['eval', '--model', shipped, '--model', golden('bert'), '--text-file', small, '--windows', '2',
+    '--fix-calib', '2', '--fix', 'rotate', '--settings', 'w8a8,w4a8']);
+  assert.equal(r.code, 1, 'the golden model has no tokenizer: its table fails, the other stands');
+  assert.match(r.out, /models\/bert-vanilla: perplexity/);
+  assert.match(r.out, /^fix +FP +w8a8 +w4a8$/m);
+  assert.match(r.out, /^none +\d+\.\d{3} +\d+\.\d{3} +\d+\.\d{3}$/m);
+  assert.match(r.out, /^rotate +\d+\.\d{3}/m);
+  assert.match(r.out, /w4a8 = the rotations'/);
+  assert.match(r.err, /no tokenizer/);
+});
+
+test('qs fix: SmoothQuant on OPT is saved in the weights and loads like any other model', () => {
+  const opt = train('opt', ['--arch', 'opt', '--hidden', '32', '--ffn', '64']);
+  const out = path.join(dir, 'opt-smooth');
+  const r = run(['fix', '--model', opt, '--out', out, '--fix', 'smoothquant:alpha=0.6', '--text-file', small,
+    '--fix-calib', '8', '--json']);
+  assert.equal(r.code, 0, r.err);
+  const j = JSON.parse(r.out);
+  assert.match(j.fixes.smoothquant.covers, /folded/);
+  assert.equal(j.fixes.smoothquant.calibration_windows, 8);
+  const ids = '5,70,80,90,100,36,40,50,60,12,3';
+  const a = JSON.parse(run(['logits', '--model', opt, '--ids', ids, '--json']).out).logits;
+  const b = run(['logits', '--model', out, '--ids', ids, '--json']);
+  assert.equal(b.code, 0, b.err);
+  const lb = JSON.parse(b.out).logits;
+  let worst = 0;
+  a.forEach((v, i) => { worst = Math.max(worst, Math.abs(v - lb[i])); });
+  assert.ok(worst < 1e-4, `max |logit change| ${worst}`);
+  // the weights did move: the quantized model differs
+  const qa = JSON.parse(run(['quant', '--model', opt, '--ids', ids, '--abits', '4', '--agran', 'token', '--json']).out);
+  const qb = JSON.parse(run(['quant', '--model', out, '--ids', ids, '--abits', '4', '--agran', 'token', '--json']).out);
+  assert.notEqual(qa.max_logit_error, qb.max_logit_error);
+  // a golden (Hugging Face) OPT without a tokenizer, calibrated on ids
+  const g = run(['fix', '--model', golden('opt'), '--out', path.join(dir, 'golden-smooth'), '--fix', 'smoothquant',
+    '--ids', '2,15,77,120,5,299,31,8,44,45,46,47,48,49,50,51']);
+  assert.equal(g.code, 0, g.err);
+  assert.match(g.out, /saved with smoothquant \(folded/);
+});
+
+test('qs fix refuses fixes that act at run time, and writes nothing', () => {
+  const out = path.join(dir, 'refused');
+  for (const fix of ['smoothquant', 'rotate', 'int8split', 'gptq:bits=4']) {
+    const r = run(['fix', '--model', shipped, '--out', out, '--fix', fix, '--text-file', small, '--fix-calib', '2']);
+    assert.equal(r.code, 1, `${fix}: ${r.err}`);
+    assert.match(r.err, /acts at run time.*qs eval --fix/s);
+    assert.ok(!existsSync(out) || readdirSync(out).length === 0, `${fix} wrote ${out}`);
+  }
+});
+
+test('bad input: each a clear error', () => {
+  const base = ['eval', '--model', shipped, '--text-file', small, '--windows', '1', '--fix-calib', '1'];
+  const cases = [
+    [[...base, '--fix', 'smoothqant'], 2, /unknown fix 'smoothqant'/],
+    [[...base, '--fix', 'smoothquant:beta=1'], 2, /unknown parameter 'beta' \(smoothquant takes alpha\)/],
+    [[...base, '--fix', 'smoothquant:alpha=1.5'], 2, /alpha = 1.5 outside \[0, 1\]/],
+    [[...base, '--fix', 'smoothquant:alpha=-0.2'], 2, /outside \[0, 1\]/],
+    [[...base, '--fix', 'gptq:bits=1'], 2, /bits = 1 outside 2..16/],
+    [[...base, '--fix', 'gptq:bits=17'], 2, /bits = 17 outside 2..16/],
+    [[...base, '--fix', 'int8split:threshold=0'], 2, /threshold = 0/],
+    [[...base, '--fix', 'rotate+'], 2, /empty fix/],
+    [[...base, '--fix', 'rotate', '--settings', 'w3a3'], 2, /unknown setting 'w3a3'/],
+    [[...base, '--fix', 'rotate', '--wbits', '4'], 2, /compare named settings/],
+    [[...base, '--fix', 'rotate+rotate'], 1, /already applied/],
+    [[...base, '--fix', 'gptq+rotate'], 1, /apply it last/],
+    [[...base, '--fix', 'rotate+smoothquant'], 1, /apply it before rotate/],
+    [['eval', '--model', shipped, '--text-file', small, '--fix-calib', '2'], 2, /--fix-calib goes with --fix/],
+    [['fix', '--model', shipped, '--fix', 'rotate', '--text-file', small], 2, /needs --fix SPEC and --out DIR/],
+    [['fix', '--model', shipped, '--fix', 'rotate', '--out', path.join(dir, 'x')], 2, /needs calibration text/],
+    [['fix', '--model', shipped, '--fix', 'rotate', '--out', path.join(dir, 'x'), '--text', ''], 1, /is empty/],
+    [['fix', '--model', shipped, '--out', path.join(dir, 'x'), '--fix', 'rotate', '--windows', '3', '--text', 'a'], 2,
+      /--windows does not apply to qs fix/],
+    [['logits', '--model', shipped, '--text', 'a', '--fix', 'rotate'], 2, /--fix does not apply to qs logits/],
+  ];
+  for (const [args, code, msg] of cases) {
+    const r = run(args);
+    assert.equal(r.code, code, `${args.join(' ')}: exit ${r.code}, ${r.err}`);
+    assert.match(r.err, msg, args.join(' '));
+  }
+});
+
+test('a fix that does not apply to the architecture: rotation needs powers of two', () => {
+  const odd = train('odd', ['--arch', 'bert', '--hidden', '48', '--ffn', '96']);
+  const r = run(['eval', '--model', odd, '--text-file', small, '--windows', '1', '--fix-calib', '1',
+    '--fix', 'rotate', '--fix', 'smoothquant', '--settings', 'w8a8', '--json']);
+  assert.equal(r.code, 1);
+  const rows = JSON.parse(r.out).models[0].rows;
+  assert.equal(rows[1].error.code, 'QS_ERR_CONFIG');
+  assert.match(rows[1].error.message, /hidden_size 48 is not a power of two/);
+  assert.ok(!rows[2].error && rows[2].ppl[0] > 1, 'the other rows are scored');
+  const f = run(['fix', '--model', odd, '--out', path.join(dir, 'odd-rot'), '--fix', 'rotate', '--text', 'and the']);
+  assert.equal(f.code, 1);
+  assert.match(f.err, /not a power of two/);
+});
