@@ -229,8 +229,9 @@ static const qsw_field head_stats_fields[] = {
     FIELD(qs_head_stats, gate_mean, "f32"),
 };
 
-/* n_seqs is always 1 here (one sequence). */
+/* n_seqs: the sequences averaged (1 for the last forward alone). */
 static const qsw_field outlier_summary_fields[] = {
+    FIELD(qs_outlier_summary, n_seqs, "i32"),
     FIELD(qs_outlier_summary, max_inf_norm, "f32"),
     FIELD(qs_outlier_summary, max_inf_norm_layer, "i32"),
     FIELD(qs_outlier_summary, max_ffn_out_inf_norm, "f32"),
@@ -585,6 +586,14 @@ KEEP int qsw_point_stats(qsw_ctx *c, const qs_model *m, int layer, int p) {
  * Result: outlier_summary. */
 KEEP int qsw_outlier_summary(qsw_ctx *c, const qs_model *m) {
     return done(c, qs_outlier_last(m, &c->out.outlier_summary, &c->err));
+}
+
+/* The outlier summary over the first max_windows windows (0 = 64) that
+ * evaluate() scores with ctx->eval as JS filled it (qsw_eval_reset first):
+ * what qs eval prints beside the perplexities. Float, on the calling thread.
+ * Result: outlier_summary. */
+KEEP int qsw_outlier_windows(qsw_ctx *c, qs_model *m, const int32_t *ids, size_t n, int max_windows) {
+    return done(c, qs_outlier_windows(m, ids, n, &c->eval, max_windows, &c->out.outlier_summary, &c->err));
 }
 
 /* Result: head_stats. */

@@ -254,6 +254,8 @@ export interface ForwardResult {
  * the maximum or mean over layers.
  */
 export interface OutlierSummary {
+  /** Sequences the figures are averaged over: 1 for forward(), the windows for outlierSummary(). */
+  nSeqs: number;
   /** max over layers of ‖x‖∞ at the LayerNorm input x + FFN(x) (point 'ffn_res'). */
   maxInfNorm: number;
   /** the layer holding maxInfNorm. */
@@ -364,6 +366,8 @@ export declare class Model {
   /** Decodes ids into text (invalid UTF-8 from byte-level ids becomes U+FFFD). */
   detokenize(ids: TokenIds): Promise<string>;
   specialTokens(): Promise<SpecialTokens>;
+  /** 1 for each id the tokenizer counts as a delimiter, as tokenize() marks them (for ForwardOptions.delimiters). Needs a tokenizer. */
+  delimiters(ids: TokenIds): Promise<Uint8Array>;
   /** The display text of each id ("[MASK]", "##ing", "\\n" for byte 10); null for ids out of range. Needs a tokenizer. */
   pieces(ids: TokenIds): Promise<(string | null)[]>;
   /** Runs the model on token ids (1 .. maxPositions of them). */
@@ -390,6 +394,13 @@ export declare class Model {
    * Replaces the installed quant config when `quant` is given.
    */
   evaluate(idsOrText: TokenIds | string, options?: EvaluateOptions): Promise<EvaluateResult>;
+  /**
+   * The outlier figures over the first `maxWindows` windows (0 = 64) that
+   * evaluate() scores with the same options (BERT windows masked as for
+   * perplexity; C: qs_outlier_windows): what `qs eval` prints beside the
+   * perplexities. A float pass, whatever quant config is installed.
+   */
+  outlierSummary(idsOrText: TokenIds | string, options?: Pick<EvaluateOptions, 'seqLen' | 'maxWindows' | 'maskSeed' | 'maskProb' | 'specials'>): Promise<OutlierSummary>;
   /**
    * The model's files as qs_model_save_dir writes them (Hugging Face tensor
    * names, tied head stored once): config.json text and model.safetensors bytes,

@@ -2,8 +2,8 @@
 // forward passes with their statistics, quantization, calibration, evaluation.
 import { argError, qsError, restartedError } from './errors.mjs';
 import {
-  callbackOption, checkAborted, checkOptions, nextTask, optionalInt32, signalOption, threadsOption, toFlags,
-  toInt32,
+  callbackOption, checkAborted, checkOptions, intOption, nextTask, optionalInt32, signalOption, threadsOption,
+  toFlags, toInt32,
 } from './checks.mjs';
 import { pointStats, readConfig } from './abi.mjs';
 import { contentBytes } from './sources.mjs';
@@ -99,6 +99,15 @@ export class Model {
       const c = this.#core;
       if (!this.#hasTokenizer) throw qsError('QS_ERR_ARG', 'pieces: the model has no tokenizer');
       return Array.from(a, (id) => c.str(c.m._qsw_tok_piece(this.#handle, id)));
+    });
+  }
+
+  /** 1 for each id the tokenizer counts as a delimiter, as tokenize() marks them. Needs a tokenizer. */
+  delimiters(ids) {
+    return this.#enqueue(() => {
+      const a = toInt32(ids, 'delimiters: ids');
+      if (!this.#hasTokenizer) throw qsError('QS_ERR_ARG', 'delimiters: the model has no tokenizer');
+      return Uint8Array.from(a, (id) => this.#core.m._qsw_tok_is_delimiter(this.#handle, id));
     });
   }
 
@@ -259,15 +268,7 @@ export class Model {
       const signal = signalOption(o.signal, 'evaluate');
       const onProgress = callbackOption(o.onProgress, 'evaluate: onProgress');
       checkAborted(signal);
-      let ids;
-      if (typeof idsOrText === 'string') {
-        const bytes = c.encoder.encode(idsOrText);
-        c.withHeap([bytes], (p) => this.#call(c.m._qsw_tok_encode(ctx, this.#handle, p, bytes.length, 0)));
-        const enc = c.result(ctx, 'encoding');
-        ids = c.i32(enc.ids, enc.n);
-      } else {
-        ids = toInt32(idsOrText, 'evaluate: ids');
-      }
+      const ids = this.#streamIds(idsOrText, 'evaluate');
       const threads = threadsOption(c, o.threads, 'evaluate');
       const specials = checkOptions(o.specials, ['cls', 'sep', 'mask', 'bos'], 'evaluate', 'specials key');
       // The options over C's defaults for this model (its tokenizer's special ids).
@@ -314,6 +315,38 @@ export class Model {
           if (idsPtr) c.m._free(idsPtr);
         }
       }
+    });
+  }
+
+  /** Token ids as given, or text tokenized without specials, as evaluate() scores them. */
+  #streamIds(idsOrText, what) {
+    if (typeof idsOrText !== 'string') return toInt32(idsOrText, `${what}: ids`);
+    const c = this.#core;
+    const bytes = c.encoder.encode(idsOrText);
+    c.withHeap([bytes], (p) => this.#call(c.m._qsw_tok_encode(this.#ctx, this.#handle, p, bytes.length, 0)));
+    const enc = c.result(this.#ctx, 'encoding');
+    return c.i32(enc.ids, enc.n);
+  }
+
+  /**
+   * The outlier summary over the first maxWindows windows (0 = 64) that
+   * evaluate() scores with the same options (qs_outlier_windows): the figures
+   * qs eval prints beside the perplexities. A float pass, whatever quant
+   * config is installed.
+   */
+  outlierSummary(idsOrText, options) {
+    return this.#enqueue(() => {
+      const c = this.#core, ctx = this.#ctx;
+      const o = checkOptions(options, ['seqLen', 'maxWindows', 'maskSeed', 'maskProb', 'specials'], 'outlierSummary');
+      const ids = this.#streamIds(idsOrText, 'outlierSummary');
+      const maxWindows = intOption(o.maxWindows, 'outlierSummary: maxWindows');
+      const specials = checkOptions(o.specials, ['cls', 'sep', 'mask', 'bos'], 'outlierSummary', 'specials key');
+      const opts = c.m._qsw_eval_reset(ctx, this.#handle);
+      c.fill('eval_opts', opts, { seqLen: o.seqLen, maskSeed: o.maskSeed, maskProb: o.maskProb }, 'outlierSummary: ');
+      c.fill('eval_opts', opts, specials, 'outlierSummary: specials.');
+      c.withHeap([ids.length ? ids : null], (p) => this.#call(
+        c.m._qsw_outlier_windows(ctx, this.#handle, p, ids.length, maxWindows)));
+      return c.result(ctx, 'outlier_summary');
     });
   }
 
