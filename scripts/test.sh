@@ -35,7 +35,7 @@ TSAN_OPTIONS=halt_on_error=1 ctest --test-dir build/tsan --output-on-failure -R 
 # open-ended search is the long local run (README "Reliability").
 echo "== fuzzing (libFuzzer + ASan + UBSan, 30,000 seeded runs per target, corpora replayed first)"
 FUZZ_RUNS=30000 FUZZ_FLAGS=-seed=1 scripts/fuzz.sh
-echo "== Node tests (WASM module, CLI, load and concurrency)"
+echo "== Node tests (WASM module, CLI, npx quantscope against qs, the npm tarball packed and installed, load and concurrency)"
 node --expose-gc --test tests/node/
 echo "== WASM mutation fuzzing (2,000 seeded runs per target through the module)"
 node tests/fuzz/wasm/fuzz.mjs --runs 2000 --seed 1
