@@ -1066,8 +1066,11 @@ static void eval_row(const args *a, const char *dir, const fix_row *r, const int
 
 static void print_fix_table(const args *a, const char *model, const fix_row *rows, int n_rows,
                             const fix_result *res, const char **settings, int n_settings) {
-    printf("%s: perplexity (FP: float; then each setting), fixes calibrated on up to %d windows "
-           "of %s\n", model, a->fix_calib, a->data ? "the file's training split" : "the input");
+    char scored[32] = "all";
+    if (a->windows) snprintf(scored, sizeof scored, "up to %d", a->windows);
+    printf("%s: perplexity over %s windows (FP: float, then each setting); fixes calibrated on up "
+           "to %d windows of %s\n", model, scored, a->fix_calib,
+           a->data ? "the file's training split" : "the input");
     printf("%-26s %9s", "fix", "FP");
     for (int k = 0; k < n_settings; k++) printf(" %10s", settings[k]);
     printf("\n");
@@ -1088,8 +1091,13 @@ static void print_fix_table(const args *a, const char *model, const fix_row *row
         if (res[r].err.status) continue;
         for (int i = 0; i < rows[r].n; i++) {
             qs_fix_kind k = rows[r].chain[i].kind;
-            if (k == QS_FIX_NONE) continue;
-            printf("  %s: %s\n", qs_fix_name(k), res[r].reps[k].covers);
+            const char *covers = res[r].reps[k].covers;
+            int seen = k == QS_FIX_NONE; /* each description once */
+            for (int r2 = 0; r2 < r && !seen; r2++)
+                for (int i2 = 0; i2 < rows[r2].n && !seen; i2++)
+                    seen = !res[r2].err.status &&
+                           !strcmp(res[r2].reps[rows[r2].chain[i2].kind].covers, covers);
+            if (!seen) printf("  %s: %s\n", qs_fix_name(k), covers);
         }
         /* per setting: LLM.int8()'s float columns, GPTQ against round to nearest */
         for (int what = 0; what < 2; what++) {
@@ -1105,6 +1113,20 @@ static void print_fix_table(const args *a, const char *model, const fix_row *row
             if (shown) printf("\n");
         }
     }
+}
+
+/* One of a row's figures per setting as a JSON array, null where the
+ * setting was skipped. */
+enum { CELL_PPL, CELL_FLOAT_SHARE, CELL_GPTQ_RATIO };
+static void json_cells(const char *key, const fix_result *res, int n_settings, int what) {
+    printf(",\"%s\":[", key);
+    for (int k = 0; k < n_settings; k++) {
+        const fix_cell *c = &res->cells[k];
+        double v = what == CELL_PPL ? c->ppl : what == CELL_FLOAT_SHARE ? c->float_share : c->gptq_ratio;
+        if (k) putchar(',');
+        jnum(c->skip ? NAN : v);
+    }
+    printf("]");
 }
 
 static void json_fix_table(const char *model, const fix_row *rows, int n_rows,
@@ -1125,28 +1147,17 @@ static void json_fix_table(const char *model, const fix_row *rows, int n_rows,
         }
         printf(",\"fp_ppl\":");
         jnum(res[r].fp);
-        printf(",\"ppl\":[");
-        for (int k = 0; k < n_settings; k++) {
-            if (k) putchar(',');
-            jnum(res[r].cells[k].skip ? NAN : res[r].cells[k].ppl);
-        }
-        printf("],\"skipped\":[");
+        json_cells("ppl", &res[r], n_settings, CELL_PPL);
+        printf(",\"skipped\":[");
         for (int k = 0; k < n_settings; k++) {
             if (k) putchar(',');
             if (res[r].cells[k].skip) jstr(res[r].cells[k].skip);
             else printf("null");
         }
-        printf("],\"float_column_share\":[");
-        for (int k = 0; k < n_settings; k++) {
-            if (k) putchar(',');
-            jnum(res[r].cells[k].skip ? NAN : res[r].cells[k].float_share);
-        }
-        printf("],\"gptq_error_ratio\":[");
-        for (int k = 0; k < n_settings; k++) {
-            if (k) putchar(',');
-            jnum(res[r].cells[k].skip ? NAN : res[r].cells[k].gptq_ratio);
-        }
-        printf("],\"covers\":{");
+        printf("]");
+        json_cells("float_column_share", &res[r], n_settings, CELL_FLOAT_SHARE);
+        json_cells("gptq_error_ratio", &res[r], n_settings, CELL_GPTQ_RATIO);
+        printf(",\"covers\":{");
         int any = 0;
         for (int i = 0; i < rows[r].n; i++) {
             qs_fix_kind k = rows[r].chain[i].kind;

@@ -376,11 +376,12 @@ qs_status gptq_apply(qs_model *m, const qs_fix *fx, const qs_calib *calib,
         char grid[48];
         if (g.o.group) snprintf(grid, sizeof grid, "groups of %d columns", g.o.group);
         else snprintf(grid, sizeof grid, "per %s", g.o.granularity == QS_GRAN_TENSOR ? "tensor" : "channel");
+        char bits[32] = "the setting's bits";
+        if (fx->bits) snprintf(bits, sizeof bits, "%d bits", fx->bits);
         snprintf(rep->covers, sizeof rep->covers, "the weights of q, k, v, out_proj, fc1, fc2%s at "
-                 "%d bits%s, %s, %s (other linears: round to nearest); layer by layer on %d windows",
-                 c->arch == QS_ARCH_BERT ? " and the MLM head dense" : "", g.o.bits,
-                 fx->bits ? "" : " (the setting's)", g.o.symmetric ? "symmetric" : "asymmetric",
-                 grid, g.w.n);
+                 "%s, %s, %s (other linears: round to nearest); layer by layer on %d windows",
+                 c->arch == QS_ARCH_BERT ? " and the MLM head dense" : "", bits,
+                 g.o.symmetric ? "symmetric" : "asymmetric", grid, g.w.n);
     }
     calib_end(&g.w);
     free(g.gq);

@@ -433,8 +433,30 @@ static void test_int8split(void) {
     double d = max_diff(logits[0], logits[1], 24 * 260), e = max_diff(logits[0], fp_logits, 24 * 260);
     printf("  int8split: int8 kernels vs fake quantization %.3g, quantized vs float %.3g\n", d, e);
     CHECK(d < 1e-3 && e > 0.0);
+    /* static per-tensor ranges: the observer sees the inlier columns only,
+     * and they land on its grid while the others stay float */
+    CHECK_OK(qs_setting_quant("w8a8", m, &q, &err), &err);
+    q.act_points = QS_PT_BIT(QS_PT_ATTN_IN); /* so that its input is the float one */
+    CHECK_OK(qs_model_set_quant(m, &q, &err), &err);
+    for (int k = 0; k < 3; k++) CHECK_OK(qs_model_calibrate(m, probe + k, NULL, 20, &err), &err);
+    CHECK_OK(qs_model_forward(m, probe, 24, &(qs_forward_opts){.quantize = 1,
+                              .capture = QS_PT_BIT(QS_PT_ATTN_IN)}, &err), &err);
+    const qs_point_stats *ps = qs_model_point_stats(m, 0, QS_PT_ATTN_IN);
+    qs_qparams g;
+    CHECK_OK(qs_qparams_from_range(ps->quant_min, ps->quant_max, 8, 0, &g, &err), &err);
+    CHECK(ps->quantized && ps->quant_max < thr && ps->quant_min > -thr);
+    const float *xs = qs_model_capture(m, 0, QS_PT_ATTN_IN);
+    int exact = 1, on_grid = 1;
+    for (int t = 0; t < 24; t++)
+        for (int j = 0; j < 32; j++) {
+            float v = xs[t * 32 + j];
+            if (is_float[j]) exact &= v == fp[t * 32 + j];
+            else on_grid &= v == qs_fake_quant_value(fp[t * 32 + j], g);
+        }
+    CHECK(exact && on_grid);
     /* a threshold no value reaches: the plain setting */
     qs_model *plain = outlier_model("opt", "", 9);
+    CHECK_OK(qs_setting_quant("w8a8-token", plain, &q, &err), &err);
     CHECK_OK(qs_model_set_quant(plain, &q, &err), &err);
     CHECK_OK(qs_model_forward(plain, probe, 24, &(qs_forward_opts){.quantize = 1}, &err), &err);
     qs_model *high = outlier_model("opt", "", 9);
