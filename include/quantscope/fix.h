@@ -120,6 +120,13 @@ int qs_fix_runtime(const qs_model *m);
 /* Bit (1 << kind) of each fix applied to m. */
 unsigned qs_fix_applied(const qs_model *m);
 
+/* For display (the page's heatmap and histogram): on = 1 makes the
+ * statistics and captures of a point whose tensor a fix quantizes in another
+ * basis (BERT's SmoothQuant scales, online rotations) describe that tensor
+ * x~ = x Q, what the quantizer sees, instead of x. Per model: replicas do
+ * not inherit it. OPT's rotated stream is rotated in the model itself. */
+void qs_fix_show_transformed(qs_model *m, int on);
+
 /* LLM.int8(): over the quantized forwards since the fix was applied (or the
  * last reset), the linear inputs decomposed, their columns, and how many of
  * those stayed in float. */

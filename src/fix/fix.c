@@ -294,6 +294,10 @@ void qs_fix_split_counts(const qs_model *m, qs_split_counts *out) {
     }
 }
 
+void qs_fix_show_transformed(qs_model *m, int on) {
+    if (m) m->fix_show = on != 0;
+}
+
 void qs_fix_split_reset(qs_model *m) {
     if (m && m->fix && !m->base) m->fix->split_float = m->fix->split_cols = m->fix->split_inputs = 0;
 }

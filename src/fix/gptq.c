@@ -41,34 +41,24 @@ static int cholesky(double *a, int n) {
     return 0;
 }
 
-/* U upper with U^T U = H^-1 from L lower with L L^T = H, as gptq.py's
- * cholesky -> cholesky_inverse -> cholesky(upper=True). In place of l;
- * work holds n * n doubles. */
-static int upper_factor_of_inverse(double *l, int n, double *work) {
-    /* work = L^-1 (lower), by forward substitution column by column */
-    memset(work, 0, (size_t)n * n * sizeof(double));
-    for (int j = 0; j < n; j++) {
-        work[(size_t)j * n + j] = 1.0 / l[(size_t)j * n + j];
-        for (int i = j + 1; i < n; i++) {
-            double v = 0.0;
-            for (int k = j; k < i; k++) v -= l[(size_t)i * n + k] * work[(size_t)k * n + j];
-            work[(size_t)i * n + j] = v / l[(size_t)i * n + i];
+/* U upper with U^T U = H^-1, which gptq.py gets by cholesky ->
+ * cholesky_inverse -> cholesky(upper=True). With J the reversal
+ * permutation, J H J = M M^T (M lower) gives H = (J M J)(J M J)^T with J M J
+ * upper, so U = (J M J)^-1 = J M^-1 J: one factorisation and one triangular
+ * inverse. r holds J H J on entry (destroyed); col is n doubles. */
+static int inverse_upper_factor(double *r, int n, double *u, double *col) {
+    int bad = cholesky(r, n);
+    if (bad) return -1 - (n - 1 - (-1 - bad)); /* the pivot in H's order */
+    memset(u, 0, (size_t)n * n * sizeof(double));
+    for (int c = 0; c < n; c++) { /* column c of M^-1: M x = e_c by forward substitution */
+        for (int i = c; i < n; i++) {
+            const double *mi = r + (size_t)i * n;
+            double v = i == c ? 1.0 : 0.0;
+            for (int k = c; k < i; k++) v -= mi[k] * col[k];
+            col[i] = v / mi[i];
         }
+        for (int i = c; i < n; i++) u[(size_t)(n - 1 - i) * n + (n - 1 - c)] = col[i];
     }
-    /* H^-1 = L^-T L^-1: entry (i, j) = sum_{k >= max(i, j)} Linv[k][i] Linv[k][j] */
-    for (int i = 0; i < n; i++)
-        for (int j = 0; j <= i; j++) {
-            double v = 0.0;
-            for (int k = i; k < n; k++) v += work[(size_t)k * n + i] * work[(size_t)k * n + j];
-            l[(size_t)i * n + j] = l[(size_t)j * n + i] = v;
-        }
-    int bad = cholesky(l, n); /* H^-1 = M M^T, U = M^T */
-    if (bad) return bad;
-    for (int i = 0; i < n; i++)
-        for (int j = i + 1; j < n; j++) {
-            l[(size_t)i * n + j] = l[(size_t)j * n + i];
-            l[(size_t)j * n + i] = 0.0;
-        }
     return 0;
 }
 
@@ -123,7 +113,8 @@ qs_status qs_gptq_quantize(const float *w, int rows, int cols, const double *h,
         return qs_fail_size(err, "gptq: H", "%d x %d doubles", cols, cols);
     int bw = o->block < cols ? o->block : cols;
     double *W = malloc(nw * sizeof(double)), *U = malloc(nh * sizeof(double)),
-           *work = malloc(nh * sizeof(double)), *W1 = malloc((size_t)rows * bw * sizeof(double)),
+           *work = malloc((nh + cols) * sizeof(double)),
+           *W1 = malloc((size_t)rows * bw * sizeof(double)),
            *E1 = malloc((size_t)rows * bw * sizeof(double));
     qs_qparams *g = malloc((size_t)rows * sizeof *g);
     if (!W || !U || !work || !W1 || !E1 || !g) {
@@ -133,10 +124,14 @@ qs_status qs_gptq_quantize(const float *w, int rows, int cols, const double *h,
     for (size_t i = 0; i < nw; i++) W[i] = w[i];
     /* The grids of the original weights, before dead columns are zeroed. */
     if (o->group == 0) grids_of(W, rows, cols, 0, cols, o, g);
-    memcpy(U, h, nh * sizeof(double));
+    /* work = J H J, the reversed Hessian, with the dead columns' diagonal 1
+     * and the dampening added */
+    for (int i = 0; i < cols; i++)
+        for (int j = 0; j < cols; j++)
+            work[(size_t)i * cols + j] = h[(size_t)(cols - 1 - i) * cols + (cols - 1 - j)];
     double mean = 0.0;
     for (int d = 0; d < cols; d++) {
-        double *hd = U + (size_t)d * cols + d;
+        double *hd = work + (size_t)(cols - 1 - d) * cols + (cols - 1 - d);
         if (*hd == 0.0) { /* never active: nothing to fit, the weight is dropped */
             *hd = 1.0;
             for (int r = 0; r < rows; r++) W[(size_t)r * cols + d] = 0.0;
@@ -145,9 +140,8 @@ qs_status qs_gptq_quantize(const float *w, int rows, int cols, const double *h,
         mean += *hd;
     }
     double damp = o->damp * mean / cols;
-    for (int d = 0; d < cols; d++) U[(size_t)d * cols + d] += damp;
-    int bad = cholesky(U, cols);
-    if (!bad) bad = upper_factor_of_inverse(U, cols, work);
+    for (int d = 0; d < cols; d++) work[(size_t)d * cols + d] += damp;
+    int bad = inverse_upper_factor(work, cols, U, work + nh);
     if (bad) {
         s = qs_fail(err, QS_ERR_RANGE, "gptq: H + %g * mean(diag H) * I is not positive definite "
                     "(pivot %d of %d): calibrate on more tokens, or raise damp", (double)o->damp,
@@ -220,17 +214,20 @@ static qs_status rtn_of(const float *w, int rows, int cols, const qs_gptq_opts *
     return QS_OK;
 }
 
-/* sum over the calibration tokens of ||x (w - q)^T||^2 = N/2 sum_r d_r H d_r^T. */
+/* sum over the calibration tokens of ||x (w - q)^T||^2 = N/2 sum_r d_r H d_r^T,
+ * d = w - q; H symmetric: its diagonal and twice its upper triangle. d holds
+ * cols doubles. */
 static double output_error(const float *w, const float *q, int rows, int cols, const double *h,
-                           int n_seq) {
+                           int n_seq, double *d) {
     double total = 0.0;
     for (int r = 0; r < rows; r++) {
-        const float *wr = w + (size_t)r * cols, *qr = q + (size_t)r * cols;
+        for (int j = 0; j < cols; j++) d[j] = (double)w[(size_t)r * cols + j] - q[(size_t)r * cols + j];
         for (int i = 0; i < cols; i++) {
-            double di = (double)wr[i] - qr[i], acc = 0.0;
-            if (di == 0.0) continue;
-            for (int j = 0; j < cols; j++) acc += h[(size_t)i * cols + j] * ((double)wr[j] - qr[j]);
-            total += di * acc;
+            if (d[i] == 0.0) continue;
+            const double *hi = h + (size_t)i * cols;
+            double acc = 0.0;
+            for (int j = i + 1; j < cols; j++) acc += hi[j] * d[j];
+            total += d[i] * (hi[i] * d[i] + 2.0 * acc);
         }
     }
     return total * n_seq / 2.0;
@@ -254,6 +251,7 @@ typedef struct gptq_run {
     float *acc[4];   /* H accumulators of a pass's groups [widest^2] */
     float *x;        /* a transformed input [T][widest] */
     double *h;       /* [widest^2] */
+    double *d;       /* [widest] */
     float *q, *rtn;  /* [widest^2] one layer's result */
     qs_fix_report *rep;
 } gptq_run;
@@ -305,8 +303,8 @@ static qs_status gptq_pass(gptq_run *g, int l, const qs_linear_group *groups, in
             memcpy(g->gq + off, g->q, numel * sizeof(float));
             g->done[idx] = 1;
             g->rep->n_dead += dead;
-            g->rep->gptq_error += output_error(r[k].w[j], g->q, r[k].rows, n, g->h, g->w.n);
-            g->rep->rtn_error += output_error(r[k].w[j], g->rtn, r[k].rows, n, g->h, g->w.n);
+            g->rep->gptq_error += output_error(r[k].w[j], g->q, r[k].rows, n, g->h, g->w.n, g->d);
+            g->rep->rtn_error += output_error(r[k].w[j], g->rtn, r[k].rows, n, g->h, g->w.n, g->d);
         }
     }
     return QS_OK;
@@ -344,10 +342,11 @@ qs_status gptq_apply(qs_model *m, const qs_fix *fx, const qs_calib *calib,
     for (int k = 0; k < 4; k++) g.acc[k] = malloc(W * W * sizeof(float));
     g.x = malloc((size_t)g.w.c.seq_len * W * sizeof(float));
     g.h = malloc(W * W * sizeof(double));
+    g.d = malloc(W * sizeof(double));
     g.q = malloc(W * W * sizeof(float));
     g.rtn = malloc(W * W * sizeof(float));
     if (!g.gq || !g.done || !g.acc[0] || !g.acc[1] || !g.acc[2] || !g.acc[3] || !g.x || !g.h ||
-        !g.q || !g.rtn)
+        !g.d || !g.q || !g.rtn)
         s = qs_fail(err, QS_ERR_NOMEM, "fix 'gptq': out of memory");
     /* Float weights in the shadow copy, float activations: each pass then
      * quantizes one layer's weights there (opt_sequential's order). */
@@ -389,6 +388,7 @@ qs_status gptq_apply(qs_model *m, const qs_fix *fx, const qs_calib *calib,
     for (int k = 0; k < 4; k++) free(g.acc[k]);
     free(g.x);
     free(g.h);
+    free(g.d);
     free(g.q);
     free(g.rtn);
     return s;

@@ -97,6 +97,8 @@ qs_status fwd_point(fwd *f, int layer, qs_point p, float *x, int alias) {
         if (s) return s;
     }
     if (f->calibrate) return QS_OK;
+    /* Shown: the tensor, or what the quantizer saw in a fix's basis (qs_fix_show_transformed). */
+    if (!alias && m->fix_show && m->fix_buf_slot == slot) x = m->fix_buf;
     if (f->o && (f->o->capture & QS_PT_BIT(p)) && m->captures[slot])
         memcpy(m->captures[slot], x, n * sizeof(float));
     if (!stats) return QS_OK;

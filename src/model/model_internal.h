@@ -152,6 +152,7 @@ struct qs_model {
     int fix_buf_slot;     /* slot whose transformed input fix_buf holds, -1 = none */
     int fix_split_slot;   /* slot whose split (fix_mask, int8 copy) is current, -1 = none */
     int fix_n_float;      /* its number of float columns */
+    int fix_show;         /* statistics and captures of x~ where a slot has a basis */
     workspace ws;
     int last_T;
     uint32_t last_capture;

@@ -348,6 +348,21 @@ static void test_rotate_formula(void) {
     int slots[] = {qs_slot(m, 0, QS_PT_EMBED), qs_slot(m, 0, QS_PT_LAYER_OUT), qs_slot(m, 1, QS_PT_LAYER_OUT),
                    qs_slot(m, 0, QS_PT_CTX), qs_slot(m, 1, QS_PT_FFN_IN), qs_slot(m, 1, QS_PT_FFN_ACT)};
     for (int i = 0; i < 6; i++) CHECK(m->fix->slots[slots[i]].signs != NULL);
+    /* shown transformed: the capture at layer 0's output is x Q */
+    qs_forward_opts o = {0};
+    o.capture = QS_PT_BIT(QS_PT_LAYER_OUT);
+    CHECK_OK(qs_model_forward(m, probe, 24, &o, &err), &err);
+    float xs[24 * 32];
+    memcpy(xs, qs_model_capture(m, 0, QS_PT_LAYER_OUT), sizeof xs);
+    float max_x = qs_model_point_stats(m, 0, QS_PT_LAYER_OUT)->s.max_abs;
+    qs_slot_fix_forward(&m->fix->slots[slots[1]], xs, 24, 32);
+    qs_fix_show_transformed(m, 1);
+    CHECK_OK(qs_model_forward(m, probe, 24, &o, &err), &err);
+    CHECK(memcmp(xs, qs_model_capture(m, 0, QS_PT_LAYER_OUT), sizeof xs) == 0);
+    /* the rotation spreads the outlier channels: a smaller max |x| */
+    float max_xq = qs_model_point_stats(m, 0, QS_PT_LAYER_OUT)->s.max_abs;
+    printf("  bert layer 0 output max |x| %.3g, rotated %.3g\n", max_x, max_xq);
+    CHECK(max_xq < max_x);
     qs_model_free(m);
 }
 
