@@ -85,6 +85,10 @@ void qs_eval_free(qs_eval_run *r);
  *   avg/max_kurtosis      Pearson kurtosis at the FFN output and the layer
  *                         output (2 values a layer, as the official BERT script)
  *   avg_rms_kurtosis      He et al.'s kurtosis of neuron RMS at the layer output
+ *   avg_input_corr        He et al.'s signal propagation (qs_input_correlation)
+ *                         of each layer's output (Hugging Face's hidden state
+ *                         l + 1), over all the tokens added (as their code
+ *                         pools a batch), then the mean over layers
  * This one definition feeds `qs eval`, `qs stats`, the trainer's curve, the JS
  * API and the page. */
 typedef struct qs_outlier_summary {
@@ -93,13 +97,15 @@ typedef struct qs_outlier_summary {
     int max_inf_norm_layer;
     float max_ffn_out_inf_norm, max_ln_out_inf_norm;
     float avg_kurtosis, max_kurtosis, avg_rms_kurtosis;
+    float avg_input_corr;
 } qs_outlier_summary;
 
 /* Running sums per layer; add one sequence after each forward with statistics. */
 typedef struct qs_outlier_acc {
-    int n_layers;
-    long n_seqs;
-    double *sum; /* [n_layers][6] (eval.c names them), owned */
+    int n_layers, d;
+    long n_seqs, n_tokens;
+    double *sum;  /* [n_layers][6] (eval.c names them), owned */
+    double *corr; /* [n_layers][d + 2]: qs_input_correlation's sums (eval.c), owned */
 } qs_outlier_acc;
 
 qs_status qs_outlier_acc_init(qs_outlier_acc *a, const qs_model *m, qs_error *err);
@@ -109,6 +115,17 @@ qs_status qs_outlier_acc_add(qs_outlier_acc *a, const qs_model *m, qs_error *err
 /* The summary of what was added so far (all zero when nothing was). */
 void qs_outlier_acc_result(const qs_outlier_acc *a, qs_outlier_summary *out);
 void qs_outlier_acc_free(qs_outlier_acc *a);
+
+/* He et al.'s (2024) signal propagation, as their train_utils.py logs it
+ * (batch_corr_mean): n token representations x_i (rows of x, d wide), each
+ * centred across its width and divided by their common RMS
+ * r = sqrt(sum_i |x_i - mean(x_i)|^2 / (n d)); the mean over pairs i != j of
+ * <x_i, x_j> / (d r^2), the off-diagonal mean of the input-wise Gram matrix.
+ * When the tokens' norms are equal it is their mean cosine similarity: near 1
+ * when all tokens look alike (rank collapse, which goes with outlier
+ * features), near 0 for unrelated ones. 0 for n < 2 or when every row is
+ * constant. Cannot fail, so it returns the value. */
+double qs_input_correlation(const float *x, int n, int d);
 
 /* The summary of m's last forward alone (one sequence): what `qs stats` and
  * the JS forward() report. All zero on failure. */

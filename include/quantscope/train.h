@@ -75,6 +75,7 @@ typedef struct qs_eval_log {
     float avg_kurtosis;
     float max_kurtosis;
     float avg_rms_kurtosis;
+    float avg_input_corr;       /* He et al.'s signal propagation (eval.h), mean over layers */
 } qs_eval_log;
 
 /* Validation loss on n_batches fixed batches plus the outlier summary of the

@@ -387,6 +387,15 @@ int qs_cli_train(int argc, char **argv) {
         if (!trace_init(&tr, a.tc.steps, a.tc.batch_size, a.tc.seq_len)) goto out;
     }
     snprintf(path, sizeof path, "%s/curve.csv", a.out);
+    /* A resumed run appends rows in the layout of the header it finds: a
+     * curve begun before avg_input_corr existed keeps its columns. */
+    int corr_column = 1;
+    if (a.resume) {
+        FILE *old = fopen(path, "r");
+        char head[512] = "";
+        if (old && fgets(head, sizeof head, old) && head[0]) corr_column = strstr(head, "avg_input_corr") != NULL;
+        if (old) fclose(old);
+    }
     FILE *curve = fopen(path, a.resume ? "a" : "w");
     if (!curve) {
         fprintf(stderr, "qs train: cannot write %s: %s\n", path, strerror(errno));
@@ -394,7 +403,8 @@ int qs_cli_train(int argc, char **argv) {
     }
     if (!a.resume)
         fprintf(curve, "step,loss,lr,grad_norm,val_loss,val_ppl,max_inf_norm,max_ffn_out_inf_norm,"
-                       "avg_kurtosis,max_kurtosis,avg_rms_kurtosis,tokens_per_s,elapsed_s\n");
+                       "avg_kurtosis,max_kurtosis,avg_rms_kurtosis,avg_input_corr,tokens_per_s,"
+                       "elapsed_s\n");
     const qs_config *c = qs_model_config(m);
     fprintf(stderr, "qs train: %s %s%s%s, %d layers, d %d, %d heads, ffn %d; batch %d x %d tokens, "
             "%d steps from step %d, %d threads\n", a.init || a.resume ? (c->arch == QS_ARCH_BERT ? "bert" : "opt") : a.arch,
@@ -436,6 +446,8 @@ int qs_cli_train(int argc, char **argv) {
                         ev.max_kurtosis, ev.avg_rms_kurtosis);
             else
                 fprintf(curve, ",,,,,,,");
+            if (corr_column && have_eval) fprintf(curve, ",%.6f", ev.avg_input_corr);
+            else if (corr_column) fprintf(curve, ",");
             fprintf(curve, ",%.1f,%.1f\n", tps, now - t0);
             fflush(curve);
             if (a.json)
@@ -445,11 +457,13 @@ int qs_cli_train(int argc, char **argv) {
                 printf("step %6d  loss %.4f  lr %.2e  |g| %.3f  %.0f tok/s", step, log.loss,
                        log.lr, log.grad_norm, tps);
             if (have_eval && a.json)
-                printf(",\"val_ppl\":%.4f,\"max_inf_norm\":%.4f,\"avg_kurtosis\":%.4f}\n", ev.val_ppl,
-                       ev.max_inf_norm, ev.avg_kurtosis);
+                printf(",\"val_ppl\":%.4f,\"max_inf_norm\":%.4f,\"avg_kurtosis\":%.4f,"
+                       "\"avg_input_corr\":%.4f}\n", ev.val_ppl, ev.max_inf_norm, ev.avg_kurtosis,
+                       ev.avg_input_corr);
             else if (have_eval)
-                printf("  val ppl %.3f  max|x| %.2f  kurt %.2f  rms-kurt %.2f\n", ev.val_ppl,
-                       ev.max_inf_norm, ev.avg_kurtosis, ev.avg_rms_kurtosis);
+                printf("  val ppl %.3f  max|x| %.2f  kurt %.2f  rms-kurt %.2f  corr %.3f\n",
+                       ev.val_ppl, ev.max_inf_norm, ev.avg_kurtosis, ev.avg_rms_kurtosis,
+                       ev.avg_input_corr);
             else if (!a.json)
                 printf("\n");
             fflush(stdout);

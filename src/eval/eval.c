@@ -414,25 +414,71 @@ qs_status qs_evaluate(qs_model *m, const int32_t *ids, size_t n_ids, const qs_ev
 enum { SUM_RES_INF, SUM_FFN_INF, SUM_OUT_INF, SUM_FFN_KURT, SUM_OUT_KURT, SUM_OUT_RMS,
        QS_OUTLIER_SUMS };
 
+/* ---- He et al.'s input-wise correlation (eval.h qs_input_correlation) ----
+ * With x~_i the centred rows, s = sum_i x~_i and q = sum_i |x~_i|^2:
+ * sum_{i != j} <x~_i, x~_j> = |s|^2 - q and d r^2 = q / n, so the mean over
+ * the n (n - 1) ordered pairs divided by d r^2 is (|s|^2 - q) / ((n - 1) q).
+ * Sums: s as the column sums of x minus the sum of the row means, so that
+ * rows can be added one sequence at a time (the summary pools all tokens). */
+
+/* Adds one row: its mean to *mean_sum, its centred sum of squares to *sq. */
+static void corr_row(const float *x, int d, double *mean_sum, double *sq) {
+    double mu = 0.0, q = 0.0;
+    for (int k = 0; k < d; k++) mu += x[k];
+    mu /= d;
+    for (int k = 0; k < d; k++) q += (x[k] - mu) * (x[k] - mu);
+    *mean_sum += mu;
+    *sq += q;
+}
+
+/* The correlation from |s|^2, q and the row count. */
+static double corr_value(double s2, double q, long n) {
+    return n < 2 || q <= 0.0 ? 0.0 : (s2 - q) / ((double)(n - 1) * q);
+}
+
+double qs_input_correlation(const float *x, int n, int d) {
+    if (!x || n < 2 || d < 1) return 0.0;
+    double mean_sum = 0.0, q = 0.0, s2 = 0.0;
+    for (int i = 0; i < n; i++) corr_row(x + (size_t)i * d, d, &mean_sum, &q);
+    for (int k = 0; k < d; k++) { /* s_k = column sum - sum of row means */
+        double c = 0.0;
+        for (int i = 0; i < n; i++) c += x[(size_t)i * d + k];
+        s2 += (c - mean_sum) * (c - mean_sum);
+    }
+    return corr_value(s2, q, n);
+}
+
 qs_status qs_outlier_acc_init(qs_outlier_acc *a, const qs_model *m, qs_error *err) {
     if (!a || !m) return qs_fail(err, QS_ERR_ARG, "outlier summary: NULL argument");
     a->n_layers = qs_model_config(m)->n_layers;
-    a->n_seqs = 0;
+    a->d = qs_model_config(m)->hidden_size;
+    a->n_seqs = a->n_tokens = 0;
     a->sum = calloc((size_t)a->n_layers * QS_OUTLIER_SUMS, sizeof(double));
-    return a->sum ? QS_OK : qs_fail(err, QS_ERR_NOMEM, "outlier summary: out of memory");
+    a->corr = calloc((size_t)a->n_layers * ((size_t)a->d + 2), sizeof(double));
+    if (!a->sum || !a->corr) {
+        qs_outlier_acc_free(a);
+        return qs_fail(err, QS_ERR_NOMEM, "outlier summary: out of memory");
+    }
+    return QS_OK;
 }
 
 void qs_outlier_acc_free(qs_outlier_acc *a) {
     if (!a) return;
     free(a->sum);
+    free(a->corr);
     a->sum = NULL;
+    a->corr = NULL;
 }
 
 qs_status qs_outlier_acc_add(qs_outlier_acc *a, const qs_model *m, qs_error *err) {
-    if (!a || !a->sum || !m) return qs_fail(err, QS_ERR_ARG, "outlier summary: NULL argument");
+    if (!a || !a->sum || !a->corr || !m)
+        return qs_fail(err, QS_ERR_ARG, "outlier summary: NULL argument");
     if (qs_model_config(m)->n_layers != a->n_layers)
         return qs_fail(err, QS_ERR_ARG, "outlier summary: the model has %d layers, the sums %d",
                        qs_model_config(m)->n_layers, a->n_layers);
+    if (qs_model_config(m)->hidden_size != a->d)
+        return qs_fail(err, QS_ERR_ARG, "outlier summary: the model is %d wide, the sums %d",
+                       qs_model_config(m)->hidden_size, a->d);
     if (!m->last_T || !m->last_stats)
         return qs_fail(err, QS_ERR_ARG, "outlier summary: the last forward computed no "
                        "statistics (it failed, or ran with skip_stats)");
@@ -447,14 +493,24 @@ qs_status qs_outlier_acc_add(qs_outlier_acc *a, const qs_model *m, qs_error *err
         s[SUM_FFN_KURT] += ffn->kurtosis;
         s[SUM_OUT_KURT] += out->kurtosis;
         s[SUM_OUT_RMS] += out->rms_kurtosis;
+        /* the layer output as Hugging Face's hidden state l + 1: column sums,
+         * then the sum of row means and of centred squares */
+        const float *x = qs_model_hidden_state(m, l + 1);
+        double *c = a->corr + (size_t)l * (a->d + 2);
+        for (int t = 0; t < m->last_T; t++) {
+            const float *row = x + (size_t)t * a->d;
+            for (int k = 0; k < a->d; k++) c[k] += row[k];
+            corr_row(row, a->d, &c[a->d], &c[a->d + 1]);
+        }
     }
     a->n_seqs++;
+    a->n_tokens += m->last_T;
     return QS_OK;
 }
 
 void qs_outlier_acc_result(const qs_outlier_acc *a, qs_outlier_summary *out) {
     memset(out, 0, sizeof *out);
-    if (!a || !a->sum || !a->n_seqs) return;
+    if (!a || !a->sum || !a->corr || !a->n_seqs) return;
     double n = (double)a->n_seqs, kurt = 0.0, rms = 0.0;
     out->n_seqs = a->n_seqs;
     for (int l = 0; l < a->n_layers; l++) {
@@ -470,6 +526,14 @@ void qs_outlier_acc_result(const qs_outlier_acc *a, qs_outlier_summary *out) {
     }
     out->avg_kurtosis = (float)(kurt / (2.0 * a->n_layers));
     out->avg_rms_kurtosis = (float)(rms / a->n_layers);
+    double corr = 0.0;
+    for (int l = 0; l < a->n_layers; l++) {
+        const double *c = a->corr + (size_t)l * (a->d + 2);
+        double s2 = 0.0;
+        for (int k = 0; k < a->d; k++) s2 += (c[k] - c[a->d]) * (c[k] - c[a->d]);
+        corr += corr_value(s2, c[a->d + 1], a->n_tokens);
+    }
+    out->avg_input_corr = (float)(corr / a->n_layers);
 }
 
 qs_status qs_outlier_last(const qs_model *m, qs_outlier_summary *out, qs_error *err) {

@@ -455,6 +455,7 @@ qs_status qs_trainer_eval(qs_trainer *t, int n_batches, qs_eval_log *out, qs_err
     out->avg_kurtosis = sum.avg_kurtosis;
     out->max_kurtosis = sum.max_kurtosis;
     out->avg_rms_kurtosis = sum.avg_rms_kurtosis;
+    out->avg_input_corr = sum.avg_input_corr;
     return QS_OK;
 }
 

@@ -1,6 +1,8 @@
 /* tests/c/test_train.c: the trainer: loss goes down, runs are deterministic
  * for a seed and thread count, resume continues bit-exactly, bad configs and
- * non-finite losses stop with clear errors and keep the last good weights. */
+ * non-finite losses stop with clear errors and keep the last good weights;
+ * He et al.'s input-wise correlation of the curve against a hand
+ * computation. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdint.h>
 #include <stdio.h>
@@ -10,6 +12,7 @@
 #include "check.h"
 #include "test_util.h"
 #include "model/model_internal.h"
+#include "quantscope/eval.h"
 #include "quantscope/train.h"
 
 static char *corpus(size_t *len) { return word_corpus(400000, 7, len); }
@@ -204,10 +207,58 @@ static void test_bad_configs_and_nan(void) {
     free(text);
 }
 
+/* qs_input_correlation (He et al.'s signal propagation) by hand: rows
+ * (1, 2, 3), (3, 2, 1), (0, 0, 3) centre to (-1, 0, 1), (1, 0, -1),
+ * (-1, -1, 2); their pairwise dot products are -2, 3 and -3 (sum -2, each
+ * pair twice: -4 over 6 ordered pairs), the squared norms sum to 10, so
+ * d r^2 = 10 / 3 and the mean off-diagonal Gram entry is (-4 / 6) / (10 / 3) = -0.2. */
+static void test_input_correlation(void) {
+    const float x[9] = {1, 2, 3, 3, 2, 1, 0, 0, 3};
+    CHECK_NEAR(qs_input_correlation(x, 3, 3), -0.2, 1e-12);
+    /* equal rows: 1; opposite rows: -1; constant rows and a single row: 0 */
+    const float same[6] = {1, 5, 2, 1, 5, 2}, opposite[4] = {1, -1, -1, 1}, flat[4] = {2, 2, 7, 7};
+    CHECK_NEAR(qs_input_correlation(same, 2, 3), 1.0, 1e-12);
+    CHECK_NEAR(qs_input_correlation(opposite, 2, 2), -1.0, 1e-12);
+    CHECK(qs_input_correlation(flat, 2, 2) == 0.0 && qs_input_correlation(x, 1, 3) == 0.0);
+    /* a common offset per row changes nothing (rows are centred), nor does scale */
+    float shifted[9];
+    for (int i = 0; i < 9; i++) shifted[i] = 3.0f * x[i] + (float)(i / 3) * 10.0f;
+    CHECK_NEAR(qs_input_correlation(shifted, 3, 3), -0.2, 1e-6);
+
+    /* the summary's figure: per layer output (hidden state l + 1), pooled over
+     * the sequences added, averaged over layers */
+    qs_model *m = model("bert", "");
+    qs_error err = {0};
+    qs_outlier_acc acc;
+    CHECK_OK(qs_outlier_acc_init(&acc, m, &err), &err);
+    int32_t ids[2][20];
+    for (int s = 0; s < 2; s++)
+        for (int i = 0; i < 20; i++) ids[s][i] = (i * 7 + s * 13) % 250 + 4;
+    int D = m->cfg.hidden_size;
+    float *both = malloc((size_t)2 * 2 * 20 * D * sizeof(float)); /* [layer][2 x 20 tokens][D] */
+    for (int s = 0; s < 2; s++) {
+        CHECK_OK(qs_model_forward(m, ids[s], 20, NULL, &err), &err);
+        CHECK_OK(qs_outlier_acc_add(&acc, m, &err), &err);
+        for (int l = 0; l < 2; l++)
+            memcpy(both + ((size_t)l * 40 + s * 20) * D, qs_model_hidden_state(m, l + 1),
+                   (size_t)20 * D * sizeof(float));
+    }
+    qs_outlier_summary sum;
+    qs_outlier_acc_result(&acc, &sum);
+    double want = 0.5 * (qs_input_correlation(both, 40, D) + qs_input_correlation(both + (size_t)40 * D, 40, D));
+    printf("  input correlation of an untrained model over 2 x 20 tokens: %.4f\n", want);
+    CHECK_NEAR(sum.avg_input_corr, want, 1e-6);
+    CHECK(want > -1 && want < 1);
+    free(both);
+    qs_outlier_acc_free(&acc);
+    qs_model_free(m);
+}
+
 int main(void) {
     RUN(test_loss_decreases_all_variants);
     RUN(test_deterministic);
     RUN(test_resume_bit_exact);
     RUN(test_bad_configs_and_nan);
+    RUN(test_input_correlation);
     return TEST_DONE();
 }
