@@ -45,8 +45,11 @@ for (const arch of ['bert', 'opt']) {
     const dir = `models/${id}`;
     const variant = id.split('-')[1];
     const cfg = JSON.parse(readFileSync(`${dir}/config.json`, 'utf8'));
-    const command = existsSync(`${dir}/command.txt`) ? readFileSync(`${dir}/command.txt`, 'utf8').trim() : '(not recorded)';
-    const flag = (name) => Number((command.match(new RegExp(`--${name} (\\S+)`)) ?? [])[1]);
+    // One line per training phase (BERT: a second phase from the first one's model).
+    const commands = existsSync(`${dir}/command.txt`) ? readFileSync(`${dir}/command.txt`, 'utf8').trim().split('\n') : [];
+    const command = commands.length ? commands.join(' ; then ') : '(not recorded)';
+    const flagOf = (cmd, name) => Number((cmd.match(new RegExp(`--${name} (\\S+)`)) ?? [])[1]);
+    const phases = commands.map((c) => ({ steps: flagOf(c, 'steps'), tokensPerStep: flagOf(c, 'batch') * flagOf(c, 'seq-len') }));
     const wall = existsSync(`${dir}/wall_s.txt`) ? Number(readFileSync(`${dir}/wall_s.txt`, 'utf8')) : NaN;
     const curve = readFileSync(`${dir}/curve.csv`, 'utf8').trim().split('\n');
     const cols = curve[0].split(',');
@@ -55,10 +58,13 @@ for (const arch of ['bert', 'opt']) {
     /* the last evaluated row: training may have been stopped between evaluations */
     const lastEval = rows.slice().reverse().find((c) => c[cols.indexOf('val_ppl')] !== '');
     const evalAt = (name) => lastEval?.[cols.indexOf(name)];
-    const planned = flag('steps');
-    const tokens = stepsDone * flag('batch') * flag('seq-len');
+    const planned = phases.reduce((a, p) => a + p.steps, 0);
+    // The tokens of every phase done; the last one may have stopped early.
+    let left = stepsDone, tokens = 0;
+    for (const p of phases) { const k = Math.min(left, p.steps); tokens += k * p.tokensPerStep; left -= k; }
+    const tokenText = phases.map((p) => `${p.steps} × ${p.tokensPerStep}`).join(' + ');
     const stopped = Number.isFinite(planned) && stepsDone < planned
-      ? `\n- stopped at step ${stepsDone} of the ${planned}-step schedule: the learning rate had not finished its cosine decay`
+      ? `\n- stopped at step ${stepsDone} of the ${planned}-step schedule${phases.length > 1 ? ' (all phases)' : ''}: the learning rate had not finished its cosine decay`
       : '';
     index.push({ id, title: titles[variant] ?? id, variant, arch: cfg.model_type });
     const ffn = cfg.intermediate_size ?? cfg.ffn_dim;
@@ -73,8 +79,8 @@ every 20th 16 KiB block. Recipe and the pilots behind it: [models/RECIPES.md](..
 - model: ${cfg.num_hidden_layers} layers, d ${cfg.hidden_size}, ${cfg.num_attention_heads} heads, FFN ${ffn}, T ≤ ${cfg.max_position_embeddings}, vocab ${cfg.vocab_size} (bytes + 4 specials)
 - variant keys: \`attn_softmax\` ${cfg.attn_softmax}, \`clip_alpha\` ${cfg.clip_alpha}, \`attn_gate_type\` ${cfg.attn_gate_type}, \`attn_gate_init\` ${cfg.attn_gate_init}, \`block_type\` ${cfg.block_type}
 - command (\`scripts/train-models.sh ${id}\`; the run folder's config, weights, curve and log are copied here): \`${command}\`
-- tokens seen: ${Number.isFinite(tokens) ? `${(tokens / 1e6).toFixed(1)} M (${stepsDone} steps × ${flag('batch')} × ${flag('seq-len')})` : 'unknown'}
-- wall time: ${Number.isFinite(wall) ? `${wall} s (${(wall / 60).toFixed(1)} min)` : 'not recorded'} on ${hardware}, one thread, next to another run on the other core
+- tokens seen: ${Number.isFinite(tokens) && tokens > 0 ? `${(tokens / 1e6).toFixed(1)} M (${stepsDone} steps: ${tokenText} tokens per step)` : 'unknown'}
+- wall time: ${Number.isFinite(wall) ? `${wall} s (${(wall / 60).toFixed(1)} min)` : 'not recorded'} on ${hardware}, one thread, sharing the 2 cores with the other runs (two or three at a time)
 - curve: [curve.csv](curve.csv) (loss, lr, gradient norm; every 100 steps: validation perplexity and the outlier summary)
 - steps done: ${stepsDone}${stopped}${note}
 - last evaluation (step ${evalAt('step')}): validation perplexity ${Number(evalAt('val_ppl')).toFixed(3)}, max ‖x‖∞ ${Number(evalAt('max_inf_norm')).toFixed(2)} (LayerNorm input), max FFN output ‖x‖∞ ${Number(evalAt('max_ffn_out_inf_norm')).toFixed(2)}, avg kurtosis ${Number(evalAt('avg_kurtosis')).toFixed(2)}
