@@ -33,12 +33,9 @@ static qs_status bert_layer(fwd *f, int l, layer_acts *A, uint8_t *valid) {
     return fwd_point(f, l, QS_PT_LAYER_OUT, A->out, 0);
 }
 
-static void bert_layer_backward(const qs_model *m, int l, const model_weights *W, model_weights *dW,
-                                const acts *a, bwd_scratch *g, int T) {
+static void bert_layer_backward(const qs_model *m, int l, const layer_weights *L, layer_weights *dL,
+                                const layer_acts *A, bwd_scratch *g, int T) {
     const qs_config *c = &m->cfg;
-    const layer_weights *L = &W->layers[l];
-    layer_weights *dL = &dW->layers[l];
-    const layer_acts *A = &a->L[l];
     int D = c->hidden_size;
     size_t n = (size_t)T * D;
     float *dout = g->d_stream, *da = g->d_a, *db = g->d_b;
@@ -77,12 +74,9 @@ static qs_status opt_layer(fwd *f, int l, layer_acts *A, uint8_t *valid) {
     return fwd_point(f, l, QS_PT_LAYER_OUT, A->out, 1);
 }
 
-static void opt_layer_backward(const qs_model *m, int l, const model_weights *W, model_weights *dW,
-                               const acts *a, bwd_scratch *g, int T) {
+static void opt_layer_backward(const qs_model *m, int l, const layer_weights *L, layer_weights *dL,
+                               const layer_acts *A, bwd_scratch *g, int T) {
     const qs_config *c = &m->cfg;
-    const layer_weights *L = &W->layers[l];
-    layer_weights *dL = &dW->layers[l];
-    const layer_acts *A = &a->L[l];
     int D = c->hidden_size;
     size_t n = (size_t)T * D;
     float *dout = g->d_stream, *da = g->d_a, *db = g->d_b;
@@ -124,12 +118,9 @@ static qs_status op_layer(fwd *f, int l, layer_acts *A, uint8_t *valid) {
     return fwd_point(f, l, QS_PT_LAYER_OUT, A->out, 1);
 }
 
-static void op_layer_backward(const qs_model *m, int l, const model_weights *W, model_weights *dW,
-                              const acts *a, bwd_scratch *g, int T) {
+static void op_layer_backward(const qs_model *m, int l, const layer_weights *L, layer_weights *dL,
+                              const layer_acts *A, bwd_scratch *g, int T) {
     const qs_config *c = &m->cfg;
-    const layer_weights *L = &W->layers[l];
-    layer_weights *dL = &dW->layers[l];
-    const layer_acts *A = &a->L[l];
     int D = c->hidden_size;
     size_t n = (size_t)T * D;
     float *dout = g->d_stream, *da = g->d_a, *db = g->d_b;
@@ -157,7 +148,10 @@ qs_status block_forward(fwd *f, int l, layer_acts *A, uint8_t *valid) {
 void block_backward(const qs_model *m, int l, const model_weights *W, model_weights *dW,
                     const acts *a, bwd_scratch *g, int T) {
     const qs_config *c = &m->cfg;
-    if (c->block == QS_BLOCK_OP) op_layer_backward(m, l, W, dW, a, g, T);
-    else if (c->arch == QS_ARCH_BERT) bert_layer_backward(m, l, W, dW, a, g, T);
-    else opt_layer_backward(m, l, W, dW, a, g, T);
+    const layer_weights *L = &W->layers[l];
+    layer_weights *dL = &dW->layers[l];
+    const layer_acts *A = &a->L[l];
+    if (c->block == QS_BLOCK_OP) op_layer_backward(m, l, L, dL, A, g, T);
+    else if (c->arch == QS_ARCH_BERT) bert_layer_backward(m, l, L, dL, A, g, T);
+    else opt_layer_backward(m, l, L, dL, A, g, T);
 }
