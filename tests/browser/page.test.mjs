@@ -335,7 +335,7 @@ test('quantization view: sliders, settings, numbers equal the Node API, latency 
   await quantised(b.page);
 });
 
-test('W8A8 and W8A6 on the shipped models: vanilla loses more than gated attention, side by side', { skip }, async () => {
+test('W8A8 and W8A6 on the shipped models side by side: at W8A6 vanilla loses more than twice what gated attention loses', { skip }, async () => {
   const s0 = await state(b.page);
   const vanilla = s0.models.find((m) => m.variant === 'vanilla' && m.source === 'shipped');
   const gated = s0.models.find((m) => m.variant === 'gated' && m.source === 'shipped');
@@ -367,12 +367,19 @@ test('W8A8 and W8A6 on the shipped models: vanilla loses more than gated attenti
     await pplDone(b.page);
     const w8a6 = { vanilla: await loss(vanilla.id), gated: await loss(gated.id) };
     timings.shippedQuant = { w8a8, w8a6 };
-    // The ordering of the shipped models' quantization damage (qs eval over
-    // 400 windows: W8A8 +2.6 % against +1.0 %, W8A6 +59 % against +22 %), seen
-    // on the page's 6 held-out windows.
-    assert.ok(w8a8.vanilla.increase > w8a8.gated.increase,
-      `W8A8 perplexity increase: vanilla ${w8a8.vanilla.increase} vs gated ${w8a8.gated.increase}`);
-    assert.ok(w8a6.vanilla.increase > w8a6.gated.increase,
+    // The shipped models' quantization damage (qs eval over 400 windows:
+    // W8A8 +1.9 % against +0.9 %, W8A6 +65 % against +17 %). The page scores
+    // 6 held-out windows (about 115 masked bytes): at W8A8 a 1 % difference
+    // is below that sample's noise (natively on the same text, 6 to 48
+    // windows and 2 or 4 calibration windows gave vanilla -4.1 % to +2.4 %
+    // and gated +0.3 % to +3.0 %), so W8A8 is shown and reported, not
+    // ordered; at W8A6 the gap (vanilla +57 % to +78 %, gated +15 % to +20 %
+    // in the same runs) is far outside it and the test asserts it.
+    console.log(`# shipped models on the page: W8A8 vanilla ${(100 * w8a8.vanilla.increase).toFixed(2)} % `
+      + `gated ${(100 * w8a8.gated.increase).toFixed(2)} %, W8A6 vanilla ${(100 * w8a6.vanilla.increase).toFixed(1)} % `
+      + `gated ${(100 * w8a6.gated.increase).toFixed(1)} %`);
+    for (const r of [w8a8, w8a6]) assert.ok(r.vanilla.q >= r.vanilla.fp * 0.9 && r.gated.q >= r.gated.fp * 0.9, JSON.stringify(r));
+    assert.ok(w8a6.vanilla.increase > 2 * w8a6.gated.increase,
       `W8A6 perplexity increase: vanilla ${w8a6.vanilla.increase} vs gated ${w8a6.gated.increase}`);
   } finally {
     await b.page.click('.presets button >> text=W8A8 (paper)');
