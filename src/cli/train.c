@@ -14,6 +14,7 @@
 #include "io/safetensors.h"
 #include "quantscope/quantscope.h"
 #include "quantscope/train.h"
+#include "train/optim.h"
 
 static double now_s(void) {
     struct timespec ts;
@@ -30,11 +31,16 @@ static void train_usage(FILE *f) {
             "          --gate-type unconditional_per_head|conditional_per_token --gate-mlp\n"
             "          --gate-all-features --gate-init P  --op-beta B\n"
             "training: --steps N --batch N --seq-len N --lr X --min-lr-ratio X --warmup N\n"
-            "          --wd X --beta2 X --eps X --clip X --mask-prob X --seed N --threads N\n"
+            "          --wd X --beta1 X --beta2 X --eps X --clip X --mask-prob X --seed N --threads N\n"
+            "          --optimizer adamw|soap|shampoo (default adamw; soap's own defaults when\n"
+            "          not given: --lr 3e-3 --beta1 0.95 --beta2 0.95)\n"
+            "soap and shampoo: --precond-every N (10) --max-precond-dim N (10000)\n"
+            "          --shampoo-beta X (soap's L, R moving average, 0.95)\n"
+            "          --precond-eps X (shampoo's eps I before the inverse root, 1e-6)\n"
             "logging:  --eval-every N --eval-batches N --save-every N --log-every N --json\n"
             "          --resume (continue from DIR/train_state.safetensors)\n"
             "          --init SRC (start from the model saved in SRC, e.g. a finished run,\n"
-            "          with this training config and fresh AdamW moments; no model flags)\n"
+            "          with this training config and a fresh optimiser state; no model flags)\n"
             "          --trace FILE (the model before step 1 to DIR/init/, every step's batch,\n"
             "          loss, gradient norm and lr to FILE: tests/python/test_train_parity.sh;\n"
             "          not with --resume)\n"
@@ -71,7 +77,20 @@ static int parse(int argc, char **argv, targs *a) {
     a->clip_alpha = NAN, a->clip_gamma = NAN, a->clip_zeta = 1.0f, a->gate_init = 0.25f;
     a->op_beta = 0.2f;
     a->eval_every = 250, a->eval_batches = 4, a->save_every = 500, a->log_every = 50;
-    a->tc = qs_train_config_default();
+    /* The optimiser first: its defaults (SOAP's lr and betas) apply to
+     * whatever the other flags leave unset. */
+    const char *opt_name = "adamw";
+    for (int i = 2; i + 1 < argc; i++)
+        if (!strcmp(argv[i], "--optimizer")) opt_name = argv[i + 1];
+    int opt = qs_optimizer_from_name(opt_name);
+    if (opt < 0) {
+        fprintf(stderr, "qs train: unknown --optimizer '%s' (adamw, soap, shampoo)\n", opt_name);
+        return 0;
+    }
+    a->tc = qs_train_config_for((qs_optimizer)opt);
+    /* the last flag that only SOAP and Shampoo, only SOAP, only Shampoo use:
+     * with another optimiser it would be silently ignored */
+    const char *precond_flag = NULL, *soap_flag = NULL, *shampoo_flag = NULL;
     int warmup_set = 0;
     for (int i = 2; i < argc; i++) {
         const char *f = argv[i];
@@ -95,6 +114,7 @@ static int parse(int argc, char **argv, targs *a) {
         else if (!strcmp(f, "--variant")) a->variant = v;
         else if (!strcmp(f, "--gate-type")) a->gate_type = v;
         else if (!strcmp(f, "--trace")) a->trace = v;
+        else if (!strcmp(f, "--optimizer")) continue; /* read above */
         else {
             if (!num(f, v, &x)) return 0;
             int xi = (int)x;
@@ -115,7 +135,12 @@ static int parse(int argc, char **argv, targs *a) {
             else if (!strcmp(f, "--min-lr-ratio")) a->tc.min_lr_ratio = (float)x;
             else if (!strcmp(f, "--warmup")) { a->tc.warmup_steps = xi; warmup_set = 1; }
             else if (!strcmp(f, "--wd")) a->tc.weight_decay = (float)x;
+            else if (!strcmp(f, "--beta1")) a->tc.beta1 = (float)x;
             else if (!strcmp(f, "--beta2")) a->tc.beta2 = (float)x;
+            else if (!strcmp(f, "--shampoo-beta")) a->tc.shampoo_beta = (float)x, soap_flag = f;
+            else if (!strcmp(f, "--precond-every")) a->tc.precond_every = xi, precond_flag = f;
+            else if (!strcmp(f, "--max-precond-dim")) a->tc.max_precond_dim = xi, precond_flag = f;
+            else if (!strcmp(f, "--precond-eps")) a->tc.precond_eps = (float)x, shampoo_flag = f;
             else if (!strcmp(f, "--eps")) a->tc.eps = (float)x;
             else if (!strcmp(f, "--clip")) a->tc.grad_clip = (float)x;
             else if (!strcmp(f, "--mask-prob")) a->tc.mask_prob = (float)x;
@@ -129,6 +154,15 @@ static int parse(int argc, char **argv, targs *a) {
         }
     }
     if (!a->out) { fprintf(stderr, "qs train: --out DIR is required\n"); return 0; }
+    qs_optimizer o = a->tc.optimizer;
+    const char *ignored = o == QS_OPT_ADAMW ? (precond_flag ? precond_flag : soap_flag ? soap_flag : shampoo_flag)
+                          : o == QS_OPT_SOAP ? shampoo_flag : soap_flag;
+    if (ignored) {
+        fprintf(stderr, "qs train: %s is a setting of %s, not of --optimizer %s\n", ignored,
+                ignored == soap_flag ? "soap" : ignored == shampoo_flag ? "shampoo" : "soap and shampoo",
+                qs_optimizer_name(o));
+        return 0;
+    }
     /* --init continues training a saved model under a new training config
      * (e.g. a hotter second phase): the model, its variant included, is the
      * folder's, so a flag describing another model would be silently ignored. */
@@ -196,11 +230,26 @@ static int config_json(const targs *a, char *buf, size_t cap) {
  * the figures it logged, so that an independent implementation
  * (tests/python/torch_reference.py) can replay the run step by step from the
  * saved initial model and compare. */
+typedef struct trace_basis {
+    char name[224]; /* "bases.STEP.NAME" with NAME the state tensor's (train/optim.h) */
+    int64_t n;      /* [n][n], or [n] for an order */
+    int ndim;
+    float *data;
+} trace_basis;
+
 typedef struct trace {
     int cap, B, T, n;             /* steps allocated, batch shape, steps recorded */
     float *ids, *types, *targets; /* [cap][B][T]; F32 because qs_st_serialize writes F32
                                    * only, exact for ids and -1 (all below 2^24) */
     float *loss, *grad_norm, *lr; /* [cap] */
+    /* SOAP's eigenbases and column orders and Shampoo's inverse roots after
+     * every step that recomputed them. A zero eigenvalue's eigenvectors (a
+     * rank-deficient G G^T) may be any basis of its space, near-equal
+     * eigenvalue estimates are ordered by round-off, and which choice the C
+     * makes changes the steps: the replay checks that these are valid for its
+     * own L and R and then uses them (tests/python/torch_reference.py). */
+    trace_basis *bases;
+    int n_bases, cap_bases;
 } trace;
 
 static void trace_free(trace *tr) {
@@ -210,7 +259,37 @@ static void trace_free(trace *tr) {
     free(tr->loss);
     free(tr->grad_norm);
     free(tr->lr);
+    for (int i = 0; i < tr->n_bases; i++) free(tr->bases[i].data);
+    free(tr->bases);
     memset(tr, 0, sizeof *tr);
+}
+
+/* Copies the optimiser's bases when the last step recomputed them. */
+static int trace_bases(trace *tr, const qs_trainer *t, int step) {
+    const qs_optim *o = qs_trainer_optim(t);
+    if (!o->refreshed) return 1;
+    for (int i = 0; i < qs_optim_state_count(o); i++) {
+        optim_state st;
+        qs_optim_state_at(o, i, &st);
+        if (!st.is_basis) continue;
+        if (tr->n_bases == tr->cap_bases) {
+            int cap = tr->cap_bases ? 2 * tr->cap_bases : 64;
+            trace_basis *nb = realloc(tr->bases, (size_t)cap * sizeof *nb);
+            if (!nb) return 0;
+            tr->bases = nb;
+            tr->cap_bases = cap;
+        }
+        trace_basis *b = &tr->bases[tr->n_bases];
+        size_t bytes = (size_t)st.shape[0] * (st.ndim > 1 ? (size_t)st.shape[1] : 1) * sizeof(float);
+        b->data = malloc(bytes);
+        if (!b->data) return 0;
+        memcpy(b->data, st.data, bytes);
+        b->n = st.shape[0];
+        b->ndim = st.ndim;
+        snprintf(b->name, sizeof b->name, "bases.%d.%s", step, st.name);
+        tr->n_bases++;
+    }
+    return 1;
 }
 
 static int trace_init(trace *tr, int steps, int B, int T) {
@@ -259,6 +338,10 @@ static int trace_add(trace *tr, const qs_trainer *t, const qs_step_log *log) {
     tr->grad_norm[tr->n] = (float)log->grad_norm;
     tr->lr[tr->n] = (float)log->lr;
     tr->n++;
+    if (!trace_bases(tr, t, log->step)) {
+        fprintf(stderr, "qs train: out of memory for --trace's eigenbases at step %d\n", log->step);
+        return 0;
+    }
     return 1;
 }
 
@@ -270,12 +353,25 @@ static int trace_write(const trace *tr, const char *path, const targs *a) {
         return 0;
     }
     int64_t S = tr->n, B = tr->B, T = tr->T;
-    qs_st_entry e[6] = {{"ids", tr->ids, 3, {S, B, T}},       {"types", tr->types, 3, {S, B, T}},
-                        {"targets", tr->targets, 3, {S, B, T}}, {"loss", tr->loss, 1, {S}},
-                        {"grad_norm", tr->grad_norm, 1, {S}},   {"lr", tr->lr, 1, {S}}};
+    qs_st_entry *e = calloc((size_t)tr->n_bases + 6, sizeof *e);
+    if (!e) {
+        fprintf(stderr, "qs train: out of memory writing --trace %s\n", path);
+        return 0;
+    }
+    qs_st_entry fixed[6] = {{"ids", tr->ids, 3, {S, B, T}},       {"types", tr->types, 3, {S, B, T}},
+                            {"targets", tr->targets, 3, {S, B, T}}, {"loss", tr->loss, 1, {S}},
+                            {"grad_norm", tr->grad_norm, 1, {S}},   {"lr", tr->lr, 1, {S}}};
+    memcpy(e, fixed, sizeof fixed);
+    for (int i = 0; i < tr->n_bases; i++) {
+        qs_st_entry *b = &e[6 + i];
+        b->name = tr->bases[i].name;
+        b->data = tr->bases[i].data;
+        b->ndim = tr->bases[i].ndim;
+        b->shape[0] = b->shape[1] = tr->bases[i].n;
+    }
     const qs_train_config *tc = &a->tc;
     char steps[16], lr[32], min_lr[32], warmup[16], wd[32], b1[32], b2[32], eps[32], clip[32],
-        ramp[8], threads[16];
+        ramp[8], threads[16], sbeta[32], every[16], maxdim[16], peps[32];
     snprintf(steps, sizeof steps, "%d", tc->steps);
     snprintf(lr, sizeof lr, "%.9g", tc->lr);
     snprintf(min_lr, sizeof min_lr, "%.9g", tc->min_lr_ratio);
@@ -287,15 +383,22 @@ static int trace_write(const trace *tr, const char *path, const targs *a) {
     snprintf(clip, sizeof clip, "%.9g", tc->grad_clip);
     snprintf(ramp, sizeof ramp, "%d", tc->gamma_ramp);
     snprintf(threads, sizeof threads, "%d", tc->threads);
+    snprintf(sbeta, sizeof sbeta, "%.9g", tc->shampoo_beta);
+    snprintf(every, sizeof every, "%d", tc->precond_every);
+    snprintf(maxdim, sizeof maxdim, "%d", tc->max_precond_dim);
+    snprintf(peps, sizeof peps, "%.9g", tc->precond_eps);
     const char *meta[] = {"format", "quantscope-train-trace-1", "steps", steps, "lr", lr,
                           "min_lr_ratio", min_lr, "warmup_steps", warmup, "weight_decay", wd,
                           "beta1", b1, "beta2", b2, "eps", eps, "grad_clip", clip,
-                          "gamma_ramp", ramp, "threads", threads};
+                          "gamma_ramp", ramp, "threads", threads,
+                          "optimizer", qs_optimizer_name(tc->optimizer), "shampoo_beta", sbeta,
+                          "precond_every", every, "max_precond_dim", maxdim, "precond_eps", peps};
     qs_error err = {0};
     uint8_t *buf = NULL;
     size_t len = 0;
-    qs_status s = qs_st_serialize(e, 6, meta, (int)(sizeof meta / sizeof meta[0] / 2), &buf,
-                                  &len, &err);
+    qs_status s = qs_st_serialize(e, 6 + tr->n_bases, meta, (int)(sizeof meta / sizeof meta[0] / 2),
+                                  &buf, &len, &err);
+    free(e);
     if (!s) s = qs_write_file_atomic(path, buf, len, &err);
     free(buf);
     if (s) {
@@ -407,12 +510,17 @@ int qs_cli_train(int argc, char **argv) {
                        "elapsed_s\n");
     const qs_config *c = qs_model_config(m);
     fprintf(stderr, "qs train: %s %s%s%s, %d layers, d %d, %d heads, ffn %d; batch %d x %d tokens, "
-            "%d steps from step %d, %d threads\n", a.init || a.resume ? (c->arch == QS_ARCH_BERT ? "bert" : "opt") : a.arch,
+            "%d steps from step %d, %d threads; %s lr %g\n", a.init || a.resume ? (c->arch == QS_ARCH_BERT ? "bert" : "opt") : a.arch,
             a.init || a.resume ? "model" : a.variant, a.init ? " from " : "", a.init ? a.init : "",
             c->n_layers, c->hidden_size, c->n_heads, c->intermediate_size, a.tc.batch_size,
-            a.tc.seq_len, a.tc.steps, qs_trainer_steps_done(t), a.tc.threads);
+            a.tc.seq_len, a.tc.steps, qs_trainer_steps_done(t), a.tc.threads,
+            qs_optimizer_name(a.tc.optimizer), a.tc.lr);
+    fprintf(stderr, "qs train: optimiser state %.1f MB (%s)\n", qs_trainer_optimizer_bytes(t) / 1e6,
+            qs_optimizer_name(a.tc.optimizer));
     double t0 = now_s(), tokens = 0, window_start = t0;
-    double window_tokens = 0;
+    double window_tokens = 0, update_s = 0;
+    int steps_run = 0;
+    clock_t cpu0 = clock();
     rc = 0;
     while (qs_trainer_steps_done(t) < a.tc.steps) {
         qs_step_log log;
@@ -431,6 +539,8 @@ int qs_cli_train(int argc, char **argv) {
         }
         tokens += log.tokens;
         window_tokens += log.tokens;
+        update_s += log.update_s;
+        steps_run++;
         int step = log.step, last = step == a.tc.steps;
         int do_eval = a.eval_every > 0 && (step % a.eval_every == 0 || last);
         int do_log = do_eval || (a.log_every > 0 && step % a.log_every == 0);
@@ -480,9 +590,14 @@ int qs_cli_train(int argc, char **argv) {
     }
     fclose(curve);
     if (a.trace && tr.n > 0 && !trace_write(&tr, a.trace, &a)) rc = 1;
-    double wall = now_s() - t0;
+    double wall = now_s() - t0, cpu = (double)(clock() - cpu0) / CLOCKS_PER_SEC;
     fprintf(stderr, "qs train: %d steps, %.0f tokens in %.1f s (%.0f tokens/s); saved to %s\n",
             qs_trainer_steps_done(t), tokens, wall, tokens / (wall > 0 ? wall : 1), a.out);
+    /* CPU time, which other work on the machine does not inflate; it counts
+     * every thread, and evaluations and saves when they ran */
+    if (steps_run)
+        fprintf(stderr, "qs train: %.3f CPU s a step, of which the %s update %.3f s\n",
+                cpu / steps_run, qs_optimizer_name(a.tc.optimizer), update_s / steps_run);
 out:
     trace_free(&tr);
     qs_trainer_free(t);

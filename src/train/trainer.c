@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/error.h"
 #include "core/kernels.h"
@@ -19,7 +20,7 @@
 #include "io/safetensors.h"
 #include "model/model_internal.h"
 #include "train/data.h"
-
+#include "train/optim.h"
 
 int qs_train_default_warmup(int steps) { return steps > 0 ? steps / 20 : 0; }
 
@@ -40,6 +41,22 @@ qs_train_config qs_train_config_default(void) {
     c.mask_prob = 0.15f;
     c.val_fraction = QS_CORPUS_VAL_FRACTION;
     c.threads = 2;
+    c.optimizer = QS_OPT_ADAMW;
+    c.shampoo_beta = 0.95f;
+    c.precond_every = 10;
+    c.max_precond_dim = 10000;
+    c.precond_eps = 1e-6f;
+    return c;
+}
+
+qs_train_config qs_train_config_for(qs_optimizer optimizer) {
+    qs_train_config c = qs_train_config_default();
+    c.optimizer = optimizer;
+    if (optimizer == QS_OPT_SOAP) { /* soap.py's defaults */
+        c.lr = 3e-3f;
+        c.beta1 = 0.95f;
+        c.beta2 = 0.95f;
+    }
     return c;
 }
 
@@ -63,8 +80,9 @@ struct qs_trainer {
     qs_corpus corpus;
     int n_workers;
     worker w[QS_MAX_THREADS];
-    float *adam_m, *adam_v;
+    qs_optim opt;
     uint8_t *decay;     /* per parameter: 1 if weight decay applies */
+    int broken;         /* the step that failed inside the optimiser update, else 0 */
     int32_t *ids, *types, *targets; /* [B][T] */
     int step;
     float clip_gamma, clip_alpha;   /* targets when gamma is ramped */
@@ -78,7 +96,9 @@ static uint64_t fnv1a(uint64_t h, const void *p, size_t n) {
     return h;
 }
 
-/* Everything that changes the trajectory except the thread count. */
+/* Everything that changes the trajectory except the thread count. An AdamW
+ * run hashes exactly what it hashed before SOAP and Shampoo existed, so that
+ * checkpoints of runs under way still resume. */
 static uint64_t fingerprint(const qs_model *m, const qs_train_config *tc) {
     char json[4096];
     int n = qs_config_to_json(&m->cfg, json, sizeof json);
@@ -88,6 +108,10 @@ static uint64_t fingerprint(const qs_model *m, const qs_train_config *tc) {
                  tc->batch_size, tc->seq_len, tc->steps, tc->warmup_steps, tc->lr, tc->min_lr_ratio,
                  tc->weight_decay, tc->beta1, tc->beta2, tc->eps, tc->grad_clip, tc->mask_prob,
                  tc->val_fraction, (unsigned long long)tc->seed, tc->gamma_ramp);
+    h = fnv1a(h, buf, n > 0 ? (size_t)n : 0);
+    if (tc->optimizer == QS_OPT_ADAMW) return h;
+    n = snprintf(buf, sizeof buf, " %s %.9g %d %d %.9g", qs_optimizer_name(tc->optimizer),
+                 tc->shampoo_beta, tc->precond_every, tc->max_precond_dim, tc->precond_eps);
     return fnv1a(h, buf, n > 0 ? (size_t)n : 0);
 }
 
@@ -111,6 +135,16 @@ static qs_status check_config(const qs_model *m, const qs_train_config *tc, qs_e
                        "min_lr_ratio %g, wd %g, betas %g %g, eps %g, clip %g)", tc->lr,
                        tc->min_lr_ratio, tc->weight_decay, tc->beta1, tc->beta2, tc->eps,
                        tc->grad_clip);
+    if (!qs_optimizer_name(tc->optimizer))
+        return qs_fail(err, QS_ERR_RANGE, "train: optimizer %d is not one of adamw (%d), soap (%d), "
+                       "shampoo (%d)", (int)tc->optimizer, QS_OPT_ADAMW, QS_OPT_SOAP, QS_OPT_SHAMPOO);
+    if (tc->optimizer != QS_OPT_ADAMW &&
+        (!(tc->shampoo_beta >= 0 && tc->shampoo_beta < 1) || tc->precond_every < 1 ||
+         tc->max_precond_dim < 1 || !(tc->precond_eps > 0 && isfinite(tc->precond_eps))))
+        return qs_fail(err, QS_ERR_RANGE, "train: %s settings out of range (shampoo_beta %g outside "
+                       "[0, 1)?, precond_every %d < 1?, max_precond_dim %d < 1?, precond_eps %g "
+                       "not > 0?)", qs_optimizer_name(tc->optimizer), tc->shampoo_beta,
+                       tc->precond_every, tc->max_precond_dim, tc->precond_eps);
     if (c->arch == QS_ARCH_BERT && !(tc->mask_prob > 0 && tc->mask_prob <= 1))
         return qs_fail(err, QS_ERR_RANGE, "train: mask_prob %g outside (0, 1]", tc->mask_prob);
     if (tc->threads < 1 || tc->threads > QS_MAX_THREADS)
@@ -144,8 +178,7 @@ void qs_trainer_free(qs_trainer *t) {
         free(w->targets);
     }
     qs_corpus_free(&t->corpus);
-    free(t->adam_m);
-    free(t->adam_v);
+    qs_optim_free(&t->opt);
     free(t->decay);
     free(t->ids);
     free(t->types);
@@ -177,14 +210,16 @@ qs_status qs_trainer_new(qs_model *m, const qs_train_config *tc, const char *tex
                qs_size_mul(&batch_bytes, BT, sizeof(int32_t))))
         s = qs_fail_size(err, "train: the batch", "%d x %d token ids", tc->batch_size, tc->seq_len);
     if (!s) {
-        t->adam_m = calloc(n, sizeof(float));
-        t->adam_v = calloc(n, sizeof(float));
         t->decay = malloc(n);
         t->ids = malloc(batch_bytes);
         t->types = malloc(batch_bytes);
         t->targets = malloc(batch_bytes);
-        if (!t->adam_m || !t->adam_v || !t->decay || !t->ids || !t->types || !t->targets)
+        if (!t->decay || !t->ids || !t->types || !t->targets)
             s = qs_fail(err, QS_ERR_NOMEM, "train: out of memory for optimiser state");
+    }
+    if (!s) {
+        build_decay_mask(m, t->decay);
+        s = qs_optim_init(&t->opt, m, tc, t->decay, err);
     }
     for (int i = 0; i < t->n_workers && !s; i++) {
         worker *w = &t->w[i];
@@ -207,7 +242,6 @@ qs_status qs_trainer_new(qs_model *m, const qs_train_config *tc, const char *tex
         qs_trainer_free(t);
         return s;
     }
-    build_decay_mask(m, t->decay);
     const qs_config *c = &m->cfg;
     if (c->softmax == QS_SOFTMAX_CLIPPED && warning) {
         float gamma = qs_clip_gamma(c, tc->seq_len);
@@ -222,6 +256,29 @@ qs_status qs_trainer_new(qs_model *m, const qs_train_config *tc, const char *tex
 }
 
 int qs_trainer_steps_done(const qs_trainer *t) { return t ? t->step : 0; }
+
+const qs_optim *qs_trainer_optim(const qs_trainer *t) { return t ? &t->opt : NULL; }
+
+size_t qs_trainer_optimizer_bytes(const qs_trainer *t) { return t ? qs_optim_bytes(&t->opt) : 0; }
+
+/* CPU seconds of this thread where the platform tells them (the update runs
+ * on the calling thread), else wall seconds; only ever reported. */
+static double cpu_now(void) {
+    struct timespec ts;
+#ifdef CLOCK_THREAD_CPUTIME_ID
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) == 0) return ts.tv_sec + ts.tv_nsec * 1e-9;
+#endif
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* After an optimiser update that stopped half-way the state is neither the
+ * last step's nor this one's: nothing may continue from it or save it. */
+static qs_status refuse_broken(const qs_trainer *t, const char *what, qs_error *err) {
+    return qs_fail(err, QS_ERR_NAN, "train: %s refused: the update of step %d stopped on a "
+                   "non-finite preconditioner, so the trainer's state is not a step's (the last "
+                   "checkpoint saved stays the last good state)", what, t->broken);
+}
 
 qs_status qs_trainer_last_batch(const qs_trainer *t, const int32_t **ids, const int32_t **types,
                                 const int32_t **targets, int *B, int *T) {
@@ -347,6 +404,7 @@ static void locate_nonfinite(qs_trainer *t, const float *grad, char *buf, size_t
 
 qs_status qs_trainer_step(qs_trainer *t, qs_step_log *log, qs_error *err) {
     if (!t) return qs_fail(err, QS_ERR_ARG, "train: trainer is NULL");
+    if (t->broken) return refuse_broken(t, "step", err);
     qs_model *m = t->m;
     size_t n = m->n_params;
     set_gamma(t, t->step);
@@ -376,21 +434,15 @@ qs_status qs_trainer_step(qs_trainer *t, qs_step_log *log, qs_error *err) {
     }
     float clip = t->tc.grad_clip > 0 && norm > t->tc.grad_clip ? (float)(t->tc.grad_clip / norm) : 1.0f;
 
-    /* AdamW (Loshchilov & Hutter): decay applied to the weight, not the gradient. */
     const qs_train_config *tc = &t->tc;
     double lr = lr_at(tc, t->step);
     int step = t->step + 1;
-    float bc1 = (float)(1.0 - pow(tc->beta1, step)), bc2 = (float)(1.0 - pow(tc->beta2, step));
-    float *p = m->params, *mm = t->adam_m, *vv = t->adam_v;
-    float b1 = tc->beta1, b2 = tc->beta2, eps = tc->eps, wd = tc->weight_decay, flr = (float)lr;
-    for (size_t j = 0; j < n; j++) {
-        float gj = g[j] * clip;
-        mm[j] = b1 * mm[j] + (1.0f - b1) * gj;
-        vv[j] = b2 * vv[j] + (1.0f - b2) * gj * gj;
-        float upd = (mm[j] / bc1) / (sqrtf(vv[j] / bc2) + eps);
-        if (t->decay[j]) upd += wd * p[j];
-        p[j] -= flr * upd;
+    double t0 = cpu_now();
+    if ((s = qs_optim_step(&t->opt, m->params, g, clip, step, lr, err))) {
+        t->broken = step;
+        return s;
     }
+    double update_s = cpu_now() - t0;
     t->step = step;
     if (log) {
         log->step = step;
@@ -398,6 +450,7 @@ qs_status qs_trainer_step(qs_trainer *t, qs_step_log *log, qs_error *err) {
         log->grad_norm = norm;
         log->lr = lr;
         log->tokens = (double)tc->batch_size * tc->seq_len;
+        log->update_s = update_s;
     }
     return QS_OK;
 }
@@ -465,8 +518,51 @@ qs_status qs_trainer_eval(qs_trainer *t, int n_batches, qs_eval_log *out, qs_err
 static const char *const checkpoint_files[] = {"config.json", "model.safetensors",
                                                "train_state.safetensors"};
 
+/* The tensors of train_state.safetensors: the parameters, then the
+ * optimiser's state (train/optim.h) in its order. AdamW's are "params",
+ * "adam.m", "adam.v": the file of the trainer before SOAP and Shampoo. */
+typedef struct state_list {
+    int n;
+    qs_st_entry *e;
+    optim_state *s; /* the names e points into */
+} state_list;
+
+static void state_list_free(state_list *l) {
+    free(l->e);
+    free(l->s);
+    memset(l, 0, sizeof *l);
+}
+
+static qs_status state_list_make(const qs_trainer *t, state_list *l, qs_error *err) {
+    int k = qs_optim_state_count(&t->opt);
+    l->e = calloc((size_t)k + 1, sizeof *l->e);
+    l->s = calloc((size_t)k + 1, sizeof *l->s);
+    if (!l->e || !l->s) {
+        state_list_free(l);
+        return qs_fail(err, QS_ERR_NOMEM, "train: out of memory for the list of state tensors");
+    }
+    snprintf(l->s[0].name, sizeof l->s[0].name, "params");
+    l->s[0].data = t->m->params;
+    l->s[0].ndim = 1;
+    l->s[0].shape[0] = (int64_t)t->m->n_params;
+    l->n = 1;
+    for (int i = 0; i < k; i++) {
+        qs_optim_state_at(&t->opt, i, &l->s[l->n]);
+        if (l->s[l->n].checkpoint) l->n++;
+    }
+    for (int i = 0; i < l->n; i++) {
+        l->e[i].name = l->s[i].name;
+        l->e[i].data = l->s[i].data;
+        l->e[i].ndim = l->s[i].ndim;
+        l->e[i].shape[0] = l->s[i].shape[0];
+        l->e[i].shape[1] = l->s[i].shape[1];
+    }
+    return QS_OK;
+}
+
 qs_status qs_trainer_save(const qs_trainer *t, const char *dir, qs_error *err) {
     if (!t || !dir) return qs_fail(err, QS_ERR_ARG, "train save: NULL argument");
+    if (t->broken) return refuse_broken(t, "save", err);
     qs_remove_stale_tmp(dir, checkpoint_files, 3);
     /* The saved config carries the target gamma even mid-ramp. */
     qs_config live = t->m->cfg;
@@ -476,17 +572,21 @@ qs_status qs_trainer_save(const qs_trainer *t, const char *dir, qs_error *err) {
     t->m->cfg = live;
     if (s) return s;
     /* One file holds everything resume needs, so it is replaced atomically as
-     * a whole: parameters, both AdamW moments, the step and the fingerprint. */
+     * a whole: parameters, the optimiser's state, the step and the
+     * fingerprint. AdamW files name no optimiser: that is how they were. */
     char step[32], fp[32];
     snprintf(step, sizeof step, "%d", t->step);
     snprintf(fp, sizeof fp, "%016" PRIx64, t->fingerprint);
-    const char *meta[] = {"format", STATE_FORMAT, "step", step, "fingerprint", fp};
-    int64_t n = (int64_t)t->m->n_params;
-    qs_st_entry e[3] = {{"params", t->m->params, 1, {n}}, {"adam.m", t->adam_m, 1, {n}},
-                        {"adam.v", t->adam_v, 1, {n}}};
-    uint8_t *buf;
+    const char *meta[] = {"format", STATE_FORMAT, "step", step, "fingerprint", fp,
+                          "optimizer", qs_optimizer_name(t->tc.optimizer)};
+    int n_meta = t->tc.optimizer == QS_OPT_ADAMW ? 3 : 4;
+    state_list l = {0};
+    if ((s = state_list_make(t, &l, err))) return s;
+    uint8_t *buf = NULL;
     size_t len;
-    if ((s = qs_st_serialize(e, 3, meta, 3, &buf, &len, err))) return s;
+    s = qs_st_serialize(l.e, l.n, meta, n_meta, &buf, &len, err);
+    state_list_free(&l);
+    if (s) return s;
     size_t plen = strlen(dir) + 32;
     char *path = malloc(plen);
     if (!path) {
@@ -513,26 +613,65 @@ static int parse_step(const char *text, int steps, int *out) {
     return 1;
 }
 
+/* Reads every tensor of the list from st into one temporary buffer and copies
+ * them into the trainer only when all are there, with their shapes, finite. */
+static qs_status read_state(qs_trainer *t, const qs_safetensors *st, const state_list *l,
+                            size_t total, qs_error *err) {
+    float *tmp = malloc((total ? total : 1) * sizeof(float));
+    if (!tmp) return qs_fail(err, QS_ERR_NOMEM, "train resume: out of memory");
+    qs_status s = QS_OK;
+    size_t off = 0;
+    for (int i = 0; i < l->n && !s; i++) {
+        s = qs_st_read_f32(st, l->e[i].name, l->e[i].shape, l->e[i].ndim, tmp + off, err);
+        off += (size_t)l->e[i].shape[0] * (l->e[i].ndim > 1 ? (size_t)l->e[i].shape[1] : 1);
+    }
+    off = 0;
+    for (int i = 0; i < l->n && !s; i++) {
+        size_t k = (size_t)l->e[i].shape[0] * (l->e[i].ndim > 1 ? (size_t)l->e[i].shape[1] : 1);
+        memcpy(l->s[i].data, tmp + off, k * sizeof(float));
+        off += k;
+    }
+    free(tmp);
+    return s;
+}
+
 qs_status qs_trainer_resume(qs_trainer *t, const char *dir, qs_error *err) {
     if (!t || !dir) return qs_fail(err, QS_ERR_ARG, "train resume: NULL argument");
+    if (t->broken) return refuse_broken(t, "resume", err);
     qs_remove_stale_tmp(dir, checkpoint_files, 3);
+    state_list l = {0};
+    qs_status s = state_list_make(t, &l, err);
+    if (s) return s;
+    size_t total = 0;
+    for (int i = 0; i < l.n; i++)
+        total = qs_size_sat_add(total, qs_size_sat_mul((size_t)l.e[i].shape[0],
+                                                       l.e[i].ndim > 1 ? (size_t)l.e[i].shape[1] : 1));
     int saved_step = 0;
     size_t plen = strlen(dir) + 32;
     char *path = malloc(plen);
-    if (!path) return qs_fail(err, QS_ERR_NOMEM, "train resume: out of memory");
+    if (!path) {
+        state_list_free(&l);
+        return qs_fail(err, QS_ERR_NOMEM, "train resume: out of memory");
+    }
     snprintf(path, plen, "%s/train_state.safetensors", dir);
     uint8_t *buf = NULL;
     size_t len;
-    qs_status s = qs_read_file(path, (size_t)3 * 4 * t->m->n_params + (1 << 20), &buf, &len, err);
+    s = qs_read_file(path, qs_size_sat_add(qs_size_sat_mul(total, 4), (size_t)1 << 20), &buf, &len, err);
     qs_safetensors st = {0};
     if (!s) s = qs_st_parse(buf, len, path, &st, err);
     if (!s) {
         const char *format = qs_st_meta(&st, "format"), *step = qs_st_meta(&st, "step"),
-                   *fp = qs_st_meta(&st, "fingerprint");
+                   *fp = qs_st_meta(&st, "fingerprint"), *opt = qs_st_meta(&st, "optimizer");
+        /* files from before SOAP and Shampoo name no optimiser: AdamW's */
+        const char *saved_opt = opt ? opt : "adamw", *this_opt = qs_optimizer_name(t->tc.optimizer);
         char want[32];
         snprintf(want, sizeof want, "%016" PRIx64, t->fingerprint);
         if (!format || strcmp(format, STATE_FORMAT) || !step || !fp)
             s = qs_fail(err, QS_ERR_FORMAT, "%s: not a quantscope training state", path);
+        else if (strcmp(saved_opt, this_opt))
+            s = qs_fail(err, QS_ERR_CONFIG, "%s: saved by a run with the %s optimiser; this run "
+                        "uses %s (resume with the optimiser the run started with)", path,
+                        saved_opt, this_opt);
         else if (strcmp(fp, want))
             s = qs_fail(err, QS_ERR_CONFIG, "%s: saved by a run with another model or training "
                         "config (fingerprint %s, this run %s); resume needs the same settings",
@@ -540,26 +679,13 @@ qs_status qs_trainer_resume(qs_trainer *t, const char *dir, qs_error *err) {
         else if (!parse_step(step, t->tc.steps, &saved_step))
             s = qs_fail(err, QS_ERR_FORMAT, "%s: step \"%s\" is not a step of this run (0 to %d)",
                         path, step, t->tc.steps);
-        else {
-            int64_t n = (int64_t)t->m->n_params;
-            /* read into the trainer only when all three tensors are valid */
-            float *tmp = malloc((size_t)n * 3 * sizeof(float));
-            if (!tmp) s = qs_fail(err, QS_ERR_NOMEM, "train resume: out of memory");
-            if (!s) s = qs_st_read_f32(&st, "params", &n, 1, tmp, err);
-            if (!s) s = qs_st_read_f32(&st, "adam.m", &n, 1, tmp + n, err);
-            if (!s) s = qs_st_read_f32(&st, "adam.v", &n, 1, tmp + 2 * n, err);
-            if (!s) {
-                memcpy(t->m->params, tmp, (size_t)n * sizeof(float));
-                memcpy(t->adam_m, tmp + n, (size_t)n * sizeof(float));
-                memcpy(t->adam_v, tmp + 2 * n, (size_t)n * sizeof(float));
-                t->step = saved_step;
-            }
-            free(tmp);
-        }
+        else if (!(s = read_state(t, &st, &l, total, err)))
+            t->step = saved_step;
     }
     qs_st_free(&st);
     free(buf);
     free(path);
+    state_list_free(&l);
     return s;
 }
 

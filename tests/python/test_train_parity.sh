@@ -41,7 +41,8 @@ ref=(--lr 3e-3 --wd 0.01 --clip 1.0 --warmup 5)
 
 # name | qs train flags | deliberate bugs the replay must catch (the
 # reference's --mutate: shows the tolerances would see a real bug; each costs
-# a replay, so they run where they apply). Clipped softmax must really clip
+# a replay, so they run where they apply) | the reference's own flags beyond
+# ${ref[*]} (the optimiser's). Clipped softmax must really clip
 # for the test to mean anything (the reference prints the share clipped):
 # BERT alpha 0.9 (clip threshold 0.028, just below 1/T = 0.031: 0.5 %), the
 # ramp case alpha 2 (90 %; above 1/T, which is what --gamma-ramp is for), OPT
@@ -49,6 +50,20 @@ ref=(--lr 3e-3 --wd 0.01 --clip 1.0 --warmup 5)
 # qs warns that the threshold is above 1/T, as it should).
 generic=adam-eps-in-sqrt,no-bias-correction,decay-everything,no-decay,lr-next-step
 generic+=,no-grad-clip,loss-per-sequence,gelu-tanh,ln-eps-1e-5
+# SOAP and Shampoo (src/train/optim.c) on BERT only: why not OPT, the top of
+# torch_reference.py. SOAP's betas are its defaults (0.95, 0.95); shampoo_beta
+# 0.9 tells a mix-up with beta2 apart, and a refresh every 5 updates makes
+# three of them (steps 6, 11, 16) in 20 steps; Shampoo recomputes its roots at
+# steps 1, 6, 11 and 16. The SOAP case with bugs decays by 0.1: at 0.01 the
+# decay bugs move SOAP's loss by only 1.5x its bound.
+soap="--optimizer soap --shampoo-beta 0.9 --precond-every 5"
+soap_ref="$soap --beta1 0.95 --beta2 0.95"
+soap_bugs=soap-update-first-step,soap-stats-with-beta2,soap-no-moment-rotation
+soap_bugs+=,soap-no-v-permutation,soap-no-refresh,soap-ascending-basis,soap-adamw-bias-correction
+soap_bugs+=,decay-everything,no-decay,lr-next-step,no-grad-clip
+shampoo="--optimizer shampoo --precond-every 5"
+shampoo_bugs=shampoo-no-graft,shampoo-root-half,shampoo-stats-ema,shampoo-root-before-stats
+shampoo_bugs+=,adam-eps-in-sqrt,no-bias-correction,decay-everything
 cases=(
   "bert-vanilla|--arch bert --variant vanilla --threads 1|"
   "bert-vanilla-2threads|--arch bert --variant vanilla --threads 2|"
@@ -64,13 +79,21 @@ cases=(
   "opt-clipped|--arch opt --variant clipped --clip-alpha 1.2 --threads 1|clip-straight-through"
   "opt-gated|--arch opt --variant gated --threads 1|gate-from-residual"
   "opt-op|--arch opt --variant op --threads 1|op-normalised-residual"
+  "bert-soap|--arch bert --variant vanilla --threads 1 $soap --wd 0.1|$soap_bugs|$soap_ref --wd 0.1"
+  "bert-soap-2threads|--arch bert --variant vanilla --threads 2 $soap||$soap_ref"
+  "bert-soap-op|--arch bert --variant op --threads 1 $soap||$soap_ref"
+  "bert-soap-gated-mlp|--arch bert --variant gated --gate-mlp --threads 1 $soap||$soap_ref"
+  "bert-shampoo|--arch bert --variant vanilla --threads 1 $shampoo|$shampoo_bugs|$shampoo"
+  "bert-shampoo-2threads|--arch bert --variant vanilla --threads 2 $shampoo||$shampoo"
+  "bert-shampoo-gated-mlp|--arch bert --variant gated --gate-mlp --threads 1 $shampoo||$shampoo"
 )
 
 start=$(date +%s)
 passed=0 failed=0
 for c in "${cases[@]}"; do
-  IFS='|' read -r name flagtext mutations <<< "$c"
+  IFS='|' read -r name flagtext mutations reftext <<< "$c"
   read -r -a flags <<< "$flagtext"
+  read -r -a refflags <<< "$reftext"
   dir=$tmp/$name
   mkdir -p "$dir"
   if ! "$QS" train --out "$dir" --data "$data" --trace "$dir/trace.safetensors" "${model[@]}" \
@@ -82,7 +105,7 @@ for c in "${cases[@]}"; do
   extra=()
   [[ " ${flags[*]} " == *" --gamma-ramp "* ]] && extra=(--gamma-ramp)
   if "$PY" tests/python/torch_reference.py --dir "$dir" --trace "$dir/trace.safetensors" \
-       --name "$name" "${ref[@]}" "${extra[@]}" --mutate "$mutations"; then
+       --name "$name" "${ref[@]}" "${extra[@]}" "${refflags[@]}" --mutate "$mutations"; then
     passed=$((passed + 1))
   else
     failed=$((failed + 1))
