@@ -42,10 +42,10 @@ static void key_flags(const fwd *f, int i, uint8_t *valid) {
         valid[j] = (uint8_t)((!f->key_mask || f->key_mask[j]) && (!causal || j <= i));
 }
 
-float qs_clip_gamma(const qs_config *c, int T) {
+float qs_clip_gamma(const qs_config *c) {
     /* gamma = -alpha / T makes the effect independent of the length (§2); like
-     * the official code, T is the training length (clip_seq_len), fixed. */
-    (void)T;
+     * the official code, T is the training length (clip_seq_len), fixed, not
+     * the length of the sequence at hand. */
     return c->clip_alpha > 0.0f ? -c->clip_alpha / (float)c->clip_seq_len : c->clip_gamma;
 }
 
@@ -79,7 +79,7 @@ qs_status attention_forward(fwd *f, int l, layer_acts *A, uint8_t *valid) {
                    NULL, scale);
     if ((s = fwd_point(f, l, QS_PT_SCORES, A->scores, 0))) return s;
 
-    float gamma = qs_clip_gamma(c, T);
+    float gamma = qs_clip_gamma(c);
     for (int i = 0; i < T; i++) {
         key_flags(f, i, valid);
         for (int h = 0; h < H; h++) {
@@ -199,7 +199,7 @@ void attention_backward(const qs_model *m, const layer_weights *L, layer_weights
     zero_floats(g->dq, n);
     zero_floats(g->dk, n);
     zero_floats(g->dv, n);
-    float scale = 1.0f / sqrtf((float)dh), gamma = qs_clip_gamma(c, T);
+    float scale = 1.0f / sqrtf((float)dh), gamma = qs_clip_gamma(c);
     float *dp = g->dp, *ds = g->ds; /* [T][T] of one head */
     for (int h = 0; h < H; h++) {
         const float *P = A->probs + (size_t)h * T * T, *dch = dctx_pre + h * dh;

@@ -66,9 +66,12 @@ qs_status qs_model_create(const qs_config *c, uint64_t seed, qs_model **out, qs_
     return QS_OK;
 }
 
-qs_status qs_model_save_memory(const qs_model *m, uint8_t **safetensors, size_t *st_len,
-                               char **config_json, size_t *config_len, qs_error *err) {
-    if (!m || !safetensors || !st_len || !config_json || !config_len)
+/* The model's weights with config cfg written beside them (the trainer saves
+ * the target clip gamma while its ramp is under way). */
+static qs_status save_memory_as(const qs_model *m, const qs_config *cfg, uint8_t **safetensors,
+                                size_t *st_len, char **config_json, size_t *config_len,
+                                qs_error *err) {
+    if (!m || !cfg || !safetensors || !st_len || !config_json || !config_len)
         return qs_fail(err, QS_ERR_ARG, "save: NULL argument");
     /* A checkpoint holds weights only: it would silently drop what runs at run time. */
     if (m->fix)
@@ -77,7 +80,7 @@ qs_status qs_model_save_memory(const qs_model *m, uint8_t **safetensors, size_t 
                        "GPTQ weights), which a checkpoint cannot hold");
     qs_st_entry *e = calloc((size_t)m->n_table, sizeof *e);
     char *json = malloc(4096);
-    int jlen = json ? qs_config_to_json(&m->cfg, json, 4096) : -1;
+    int jlen = json ? qs_config_to_json(cfg, json, 4096) : -1;
     if (!e || jlen < 0) {
         free(e);
         free(json);
@@ -102,12 +105,22 @@ qs_status qs_model_save_memory(const qs_model *m, uint8_t **safetensors, size_t 
     return QS_OK;
 }
 
+qs_status qs_model_save_memory(const qs_model *m, uint8_t **safetensors, size_t *st_len,
+                               char **config_json, size_t *config_len, qs_error *err) {
+    return save_memory_as(m, m ? &m->cfg : NULL, safetensors, st_len, config_json, config_len, err);
+}
+
 qs_status qs_model_save_dir(const qs_model *m, const char *dir, qs_error *err) {
+    return qs_model_save_dir_as(m, m ? &m->cfg : NULL, dir, err);
+}
+
+qs_status qs_model_save_dir_as(const qs_model *m, const qs_config *cfg, const char *dir,
+                               qs_error *err) {
     if (!m || !dir) return qs_fail(err, QS_ERR_ARG, "save: NULL argument");
     uint8_t *buf;
     char *json;
     size_t len, jlen;
-    qs_status s = qs_model_save_memory(m, &buf, &len, &json, &jlen, err);
+    qs_status s = save_memory_as(m, cfg, &buf, &len, &json, &jlen, err);
     if (s) return s;
     s = qs_write_file_atomic_in(dir, "model.safetensors", buf, len, err);
     if (!s) s = qs_write_file_atomic_in(dir, "config.json", json, jlen, err);

@@ -239,7 +239,10 @@ typedef struct qs_seq_opts {
 /* The training path: no statistics, no quantization, no capture; writes only
  * into a (which must be unshared) and reads weights W. Thread-safe for
  * distinct acts. Logits go to a->logits in the order of logit_rows. */
-float qs_clip_gamma(const qs_config *c, int T);
+float qs_clip_gamma(const qs_config *c);
+/* qs_model_save_dir with another config in config.json (same architecture). */
+qs_status qs_model_save_dir_as(const qs_model *m, const qs_config *cfg, const char *dir,
+                               qs_error *err);
 qs_status qs_forward_train(const qs_model *m, const model_weights *W, acts *a,
                            const int32_t *ids, int T, const qs_seq_opts *o, qs_error *err);
 

@@ -158,11 +158,7 @@ static void build_decay_mask(const qs_model *m, uint8_t *decay) {
     memset(decay, 0, m->n_params);
     for (int i = 0; i < m->n_table; i++) {
         const param_entry *p = &m->table[i];
-        const char *dot = strrchr(p->name, '.');
-        int is_weight = dot && strcmp(dot, ".weight") == 0;
-        int is_gain = strstr(p->name, "LayerNorm") || strstr(p->name, "layer_norm") ||
-                      strstr(p->name, "layernorm") || strstr(p->name, "qk_norm");
-        if (is_weight && !is_gain) memset(decay + p->offset, 1, p->numel);
+        if (p->kind == QS_PARAM_MATRIX) memset(decay + p->offset, 1, p->numel);
     }
 }
 
@@ -244,7 +240,7 @@ qs_status qs_trainer_new(qs_model *m, const qs_train_config *tc, const char *tex
     }
     const qs_config *c = &m->cfg;
     if (c->softmax == QS_SOFTMAX_CLIPPED && warning) {
-        float gamma = qs_clip_gamma(c, tc->seq_len);
+        float gamma = qs_clip_gamma(c);
         float threshold = -gamma / (c->clip_zeta - gamma);
         if (threshold > 1.0f / (float)tc->seq_len)
             *warning = "clipped softmax: the clip threshold -gamma/(zeta-gamma) is above 1/T, so "
@@ -565,11 +561,10 @@ qs_status qs_trainer_save(const qs_trainer *t, const char *dir, qs_error *err) {
     if (t->broken) return refuse_broken(t, "save", err);
     qs_remove_stale_tmp(dir, checkpoint_files, 3);
     /* The saved config carries the target gamma even mid-ramp. */
-    qs_config live = t->m->cfg;
-    t->m->cfg.clip_gamma = t->clip_gamma;
-    t->m->cfg.clip_alpha = t->clip_alpha;
-    qs_status s = qs_model_save_dir(t->m, dir, err);
-    t->m->cfg = live;
+    qs_config saved = t->m->cfg;
+    saved.clip_gamma = t->clip_gamma;
+    saved.clip_alpha = t->clip_alpha;
+    qs_status s = qs_model_save_dir_as(t->m, &saved, dir, err);
     if (s) return s;
     /* One file holds everything resume needs, so it is replaced atomically as
      * a whole: parameters, the optimiser's state, the step and the
@@ -587,15 +582,7 @@ qs_status qs_trainer_save(const qs_trainer *t, const char *dir, qs_error *err) {
     s = qs_st_serialize(l.e, l.n, meta, n_meta, &buf, &len, err);
     state_list_free(&l);
     if (s) return s;
-    size_t plen = strlen(dir) + 32;
-    char *path = malloc(plen);
-    if (!path) {
-        free(buf);
-        return qs_fail(err, QS_ERR_NOMEM, "train save: out of memory");
-    }
-    snprintf(path, plen, "%s/train_state.safetensors", dir);
-    s = qs_write_file_atomic(path, buf, len, err);
-    free(path);
+    s = qs_write_file_atomic_in(dir, "train_state.safetensors", buf, len, err);
     free(buf);
     return s;
 }
@@ -647,13 +634,11 @@ qs_status qs_trainer_resume(qs_trainer *t, const char *dir, qs_error *err) {
         total = qs_size_sat_add(total, qs_size_sat_mul((size_t)l.e[i].shape[0],
                                                        l.e[i].ndim > 1 ? (size_t)l.e[i].shape[1] : 1));
     int saved_step = 0;
-    size_t plen = strlen(dir) + 32;
-    char *path = malloc(plen);
+    char *path = qs_path_join(dir, "train_state.safetensors");
     if (!path) {
         state_list_free(&l);
         return qs_fail(err, QS_ERR_NOMEM, "train resume: out of memory");
     }
-    snprintf(path, plen, "%s/train_state.safetensors", dir);
     uint8_t *buf = NULL;
     size_t len;
     s = qs_read_file(path, qs_size_sat_add(qs_size_sat_mul(total, 4), (size_t)1 << 20), &buf, &len, err);
