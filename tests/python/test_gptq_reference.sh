@@ -6,17 +6,10 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 
-PY=${QS_PYTHON:-/usr/bin/python3} # Debian's, where python3-torch installs
+. tests/python/common.sh
 BIN=${QS_TEST_FIX:-build/native/test_fix}
-if ! "$PY" -c 'import torch, numpy' 2>/dev/null; then
-  echo "SKIP GPTQ against PyTorch: $PY cannot import torch (install Debian's python3-torch:" \
-       "scripts/setup.sh --torch)"
-  exit 0
-fi
-if [ ! -x "$BIN" ]; then
-  echo "test_gptq_reference: $BIN not found; build it first (cmake --build build/native)" >&2
-  exit 1
-fi
+require_torch "GPTQ against PyTorch"
+require_bin test_gptq_reference "$BIN"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 "$PY" tests/python/gptq_reference.py --bin "$BIN" --tmp "$tmp"

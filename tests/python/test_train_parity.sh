@@ -7,17 +7,10 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 
-PY=${QS_PYTHON:-/usr/bin/python3} # Debian's, where python3-torch installs
+. tests/python/common.sh
 QS=${QS:-build/native/qs}
-if ! "$PY" -c 'import torch, numpy' 2>/dev/null; then
-  echo "SKIP PyTorch step parity: $PY cannot import torch (install Debian's python3-torch:" \
-       "scripts/setup.sh --torch)"
-  exit 0
-fi
-if [ ! -x "$QS" ]; then
-  echo "test_train_parity: $QS not found; build it first (cmake --build build/native)" >&2
-  exit 1
-fi
+require_torch "PyTorch step parity"
+require_bin test_train_parity "$QS"
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
