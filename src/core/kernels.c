@@ -229,6 +229,18 @@ int qs_all_finite(const float *x, size_t n, size_t *bad_index) {
     return 1;
 }
 
+double qs_cross_entropy(const float *z, int V, int y, float scale, float *dz) {
+    float mx = z[0];
+    for (int v = 1; v < V; v++) mx = z[v] > mx ? z[v] : mx;
+    double sum = 0.0;
+    for (int v = 0; v < V; v++) sum += exp((double)(z[v] - mx));
+    if (dz) {
+        for (int v = 0; v < V; v++) dz[v] = scale * (float)(exp((double)(z[v] - mx)) / sum);
+        dz[y] -= scale;
+    }
+    return log(sum) + mx - z[y];
+}
+
 void qs_linear_backward_ref(float *dx, float *dw, float *db, const float *dy, const float *x,
                             const float *w, int T, int in, int out_features) {
     for (int t = 0; t < T; t++)

@@ -54,6 +54,13 @@ void qs_gelu_backward_ref(float *dx, const float *x, const float *dout, size_t n
 
 int qs_all_finite(const float *x, size_t n, size_t *bad_index);
 
+/* Cross-entropy of logits z[0..V) against target y: -log softmax(z)[y], the
+ * log-sum-exp in double around the float maximum. When dz is not NULL it also
+ * writes the gradient dz = scale (softmax(z) - onehot(y)). Training, the
+ * trainer's validation and qs eval all score with this one function, so their
+ * losses agree to the last bit on the same logits. */
+double qs_cross_entropy(const float *z, int V, int y, float scale, float *dz);
+
 /* QS_ERR_NAN naming what[row, col] and the value when a matrix holds a
  * non-finite element; the one input check the quantizers share. */
 qs_status qs_check_finite_matrix(const float *x, int rows, int cols, const char *what,

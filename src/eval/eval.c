@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/kernels.h"
 #include "core/rng.h"
 #include "core/threads.h"
 #include "model/model_internal.h"
@@ -23,16 +24,6 @@ qs_eval_opts qs_eval_opts_default(const qs_model *m) {
     return o;
 }
 
-
-/* -log softmax(row)[target], in double for a stable log-sum-exp. */
-static double token_nll(const float *row, int V, int target) {
-    float m = row[0];
-    for (int j = 1; j < V; j++)
-        if (row[j] > m) m = row[j];
-    double sum = 0.0;
-    for (int j = 0; j < V; j++) sum += exp((double)row[j] - m);
-    return log(sum) + m - row[target];
-}
 
 /* One window laid out as the model sees it, with the targets to score. */
 typedef struct window {
@@ -144,7 +135,7 @@ static void score_windows(void *arg) {
         long c = 0;
         for (int t = 0; t < w->T; t++)
             if (w->target[t] >= 0) {
-                total += token_nll(logits + (size_t)t * V, V, w->target[t]);
+                total += qs_cross_entropy(logits + (size_t)t * V, V, w->target[t], 0.0f, NULL);
                 c++;
             }
         j->nll[k] = total;

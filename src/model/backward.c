@@ -61,17 +61,11 @@ qs_status qs_backward_train(const qs_model *m, const model_weights *W, model_wei
     /* Cross-entropy: d logits = scale (softmax - onehot). */
     double loss = 0.0;
     for (int r = 0; r < n_rows; r++) {
-        const float *z = a->logits + (size_t)r * V;
-        float *dz = g->dlogits + (size_t)r * V;
         int y = targets[r];
         if (y < 0 || y >= V) return qs_fail(err, QS_ERR_RANGE, "backward: target %d out of range", y);
-        float mx = z[0];
-        for (int v = 1; v < V; v++) mx = z[v] > mx ? z[v] : mx;
-        double sum = 0.0;
-        for (int v = 0; v < V; v++) sum += exp((double)(z[v] - mx));
-        loss += log(sum) + mx - z[y];
-        for (int v = 0; v < V; v++) dz[v] = scale * (float)(exp((double)(z[v] - mx)) / sum);
-        dz[y] -= scale;
+        const float *z = a->logits + (size_t)r * V;
+        float *dz = g->dlogits + (size_t)r * V;
+        loss += qs_cross_entropy(z, V, y, scale, dz);
     }
     *loss_sum = loss; /* a non-finite loss is the caller's to report, with its step */
 

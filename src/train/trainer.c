@@ -451,14 +451,6 @@ qs_status qs_trainer_step(qs_trainer *t, qs_step_log *log, qs_error *err) {
     return QS_OK;
 }
 
-static double cross_entropy(const float *z, int V, int y) {
-    float mx = z[0];
-    for (int v = 1; v < V; v++) mx = z[v] > mx ? z[v] : mx;
-    double sum = 0.0;
-    for (int v = 0; v < V; v++) sum += exp((double)(z[v] - mx));
-    return log(sum) + mx - z[y];
-}
-
 qs_status qs_trainer_eval(qs_trainer *t, int n_batches, qs_eval_log *out, qs_error *err) {
     if (!t || !out || n_batches < 1) return qs_fail(err, QS_ERR_ARG, "train eval: bad argument");
     memset(out, 0, sizeof *out);
@@ -476,7 +468,8 @@ qs_status qs_trainer_eval(qs_trainer *t, int n_batches, qs_eval_log *out, qs_err
             if (!nk) continue;
             qs_seq_opts o = {bert ? t->types + (size_t)b * T : NULL, NULL, w->rows, nk};
             s = qs_forward_train(m, &m->w, &w->a, t->ids + (size_t)b * T, T, &o, err);
-            for (int r = 0; !s && r < nk; r++) loss += cross_entropy(w->a.logits + (size_t)r * V, V, w->targets[r]);
+            for (int r = 0; !s && r < nk; r++)
+                loss += qs_cross_entropy(w->a.logits + (size_t)r * V, V, w->targets[r], 0.0f, NULL);
             count += nk;
         }
     }
