@@ -128,23 +128,31 @@ static qs_status check_config(const qs_model *m, const qs_train_config *tc, qs_e
     if (tc->steps < 1 || tc->warmup_steps < 0 || tc->warmup_steps > tc->steps)
         return qs_fail(err, QS_ERR_RANGE, "train: need steps >= 1 and 0 <= warmup_steps <= steps "
                        "(got %d, %d)", tc->steps, tc->warmup_steps);
+    const float betas[2] = {tc->beta1, tc->beta2};
+    for (int i = 0; i < 2; i++)
+        if (!(betas[i] >= 0 && betas[i] < 1))
+            return qs_fail(err, QS_ERR_RANGE, "train: beta%d %g outside [0, 1)", i + 1, betas[i]);
     if (!(tc->lr > 0 && tc->lr < 1) || !(tc->min_lr_ratio >= 0 && tc->min_lr_ratio <= 1) ||
-        !(tc->weight_decay >= 0) || !(tc->beta1 >= 0 && tc->beta1 < 1) ||
-        !(tc->beta2 >= 0 && tc->beta2 < 1) || !(tc->eps > 0) || !(tc->grad_clip >= 0))
+        !(tc->weight_decay >= 0) || !(tc->eps > 0) || !(tc->grad_clip >= 0))
         return qs_fail(err, QS_ERR_RANGE, "train: optimiser settings out of range (lr %g, "
-                       "min_lr_ratio %g, wd %g, betas %g %g, eps %g, clip %g)", tc->lr,
-                       tc->min_lr_ratio, tc->weight_decay, tc->beta1, tc->beta2, tc->eps,
-                       tc->grad_clip);
+                       "min_lr_ratio %g, wd %g, eps %g, clip %g)", tc->lr, tc->min_lr_ratio,
+                       tc->weight_decay, tc->eps, tc->grad_clip);
     if (!qs_optimizer_name(tc->optimizer))
         return qs_fail(err, QS_ERR_RANGE, "train: optimizer %d is not one of adamw (%d), soap (%d), "
                        "shampoo (%d)", (int)tc->optimizer, QS_OPT_ADAMW, QS_OPT_SOAP, QS_OPT_SHAMPOO);
-    if (tc->optimizer != QS_OPT_ADAMW &&
-        (!(tc->shampoo_beta >= 0 && tc->shampoo_beta < 1) || tc->precond_every < 1 ||
-         tc->max_precond_dim < 1 || !(tc->precond_eps > 0 && isfinite(tc->precond_eps))))
-        return qs_fail(err, QS_ERR_RANGE, "train: %s settings out of range (shampoo_beta %g outside "
-                       "[0, 1)?, precond_every %d < 1?, max_precond_dim %d < 1?, precond_eps %g "
-                       "not > 0?)", qs_optimizer_name(tc->optimizer), tc->shampoo_beta,
-                       tc->precond_every, tc->max_precond_dim, tc->precond_eps);
+    if (tc->optimizer != QS_OPT_ADAMW) {
+        const char *o = qs_optimizer_name(tc->optimizer);
+        if (!(tc->shampoo_beta >= 0 && tc->shampoo_beta < 1))
+            return qs_fail(err, QS_ERR_RANGE, "train: %s: shampoo_beta %g outside [0, 1)", o,
+                           tc->shampoo_beta);
+        if (tc->precond_every < 1 || tc->max_precond_dim < 1)
+            return qs_fail(err, QS_ERR_RANGE, "train: %s: %s %d must be at least 1", o,
+                           tc->precond_every < 1 ? "precond_every" : "max_precond_dim",
+                           tc->precond_every < 1 ? tc->precond_every : tc->max_precond_dim);
+        if (!(tc->precond_eps > 0 && isfinite(tc->precond_eps)))
+            return qs_fail(err, QS_ERR_RANGE, "train: %s: precond_eps %g must be finite and > 0", o,
+                           tc->precond_eps);
+    }
     if (c->arch == QS_ARCH_BERT && !(tc->mask_prob > 0 && tc->mask_prob <= 1))
         return qs_fail(err, QS_ERR_RANGE, "train: mask_prob %g outside (0, 1]", tc->mask_prob);
     if (tc->threads < 1 || tc->threads > QS_MAX_THREADS)

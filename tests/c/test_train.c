@@ -465,7 +465,7 @@ static void test_optimizer_configs(void) {
         CHECK_FAILS(qs_trainer_new(m, &tc, text, len, &t, NULL, &err), QS_ERR_RANGE, &err, "shampoo_beta");
         tc = small_for(QS_OPT_SHAMPOO);
         tc.beta1 = bad_betas[i];
-        CHECK_FAILS(qs_trainer_new(m, &tc, text, len, &t, NULL, &err), QS_ERR_RANGE, &err, "betas");
+        CHECK_FAILS(qs_trainer_new(m, &tc, text, len, &t, NULL, &err), QS_ERR_RANGE, &err, "beta1");
     }
     tc = small_for(QS_OPT_SHAMPOO);
     tc.precond_eps = 0;
