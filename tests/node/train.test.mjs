@@ -1,14 +1,20 @@
 // tests/node/train.test.mjs: the module's model making and training API over the
 // WASM build (what the page's "train in the tab" uses): createModel, trainers,
-// toFiles round trip, textSplit, pieces, and their bad input.
+// toFiles round trip, textSplit, pieces, and their bad input; the optimisers
+// (AdamW, SOAP, Shampoo) against the native qs train on the same model and batches.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { createModel, loadModel, textSplit, defaultTrain } from '../../wasm/quantscope.mjs';
 
 const GOLDEN = fileURLToPath(new URL('../golden/', import.meta.url));
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 /** A tiny byte-level BERT config.json (variant keys on top). */
 const tiny = (extra = {}) => ({
@@ -134,4 +140,147 @@ test('textSplit cuts the trainer\'s train and validation blocks', async () => {
   await assert.rejects(textSplit(big, { valFraction: 0.9 }), (e) => e.code === 'QS_ERR_ARG');
   const golden = await readFile(`${GOLDEN}bert/config.json`, 'utf8');
   assert.equal((await textSplit(golden, { valFraction: 0, split: 'train' })), golden);
+});
+
+test('defaultTrain gives each optimiser its C defaults (qs_train_config_for)', async () => {
+  const [adamw, soap, shampoo] = await Promise.all(['adamw', 'soap', 'shampoo'].map((o) => defaultTrain(o)));
+  assert.deepEqual(await defaultTrain(), adamw);
+  assert.equal(adamw.optimizer, 'adamw');
+  // soap.py's lr and betas; Shampoo's step length is Adam's (grafted).
+  assert.deepEqual([soap.optimizer, soap.lr, soap.beta1, soap.beta2], ['soap', 0.003, 0.95, 0.95]);
+  assert.deepEqual([shampoo.lr, shampoo.beta1, shampoo.beta2], [0.001, 0.9, 0.999]);
+  assert.deepEqual([soap.shampooBeta, soap.precondEvery, soap.maxPrecondDim, shampoo.precondEps], [0.95, 10, 10000, 1e-6]);
+  await rejectsWith(defaultTrain('adam'), 'QS_ERR_ARG', /unknown value 'adam' \(one of: adamw, soap, shampoo\)/);
+});
+
+test('createTrainer takes the optimiser and refuses bad settings with a clear message', async () => {
+  const model = await createModel(tiny(), { seed: 1 });
+  const base = { batchSize: 2, seqLen: 16, steps: 4, valFraction: 0.25 };
+  for (const optimizer of ['adamw', 'soap', 'shampoo']) {
+    const t = await model.createTrainer(TEXT, { ...base, optimizer });
+    assert.equal(t.optimizer, optimizer);
+    await t.dispose();
+  }
+  assert.equal((await model.createTrainer(TEXT, base)).optimizer, 'adamw');
+  const bad = [
+    [{ optimizer: 'adam' }, 'QS_ERR_ARG', /optimizer: unknown value 'adam' \(one of: adamw, soap, shampoo\)/],
+    [{ optimizer: 3 }, 'QS_ERR_ARG', /optimizer: unknown value '3'/],
+    [{ optimizer: 'soap', precondEvery: 0 }, 'QS_ERR_RANGE', /soap: precond_every 0 must be at least 1/],
+    [{ optimizer: 'shampoo', precondEvery: -2 }, 'QS_ERR_RANGE', /shampoo: precond_every -2 must be at least 1/],
+    [{ optimizer: 'soap', maxPrecondDim: 0 }, 'QS_ERR_RANGE', /max_precond_dim 0 must be at least 1/],
+    [{ optimizer: 'soap', precondEvery: 2.5 }, 'QS_ERR_ARG', /precondEvery must be an integer/],
+    [{ optimizer: 'soap', shampooBeta: 1 }, 'QS_ERR_RANGE', /shampoo_beta 1 outside \[0, 1\)/],
+    [{ optimizer: 'soap', shampooBeta: -0.5 }, 'QS_ERR_RANGE', /shampoo_beta -0.5 outside \[0, 1\)/],
+    [{ optimizer: 'soap', beta1: 1 }, 'QS_ERR_RANGE', /beta1 1 outside \[0, 1\)/],
+    [{ optimizer: 'shampoo', beta2: 1.5 }, 'QS_ERR_RANGE', /beta2 1.5 outside \[0, 1\)/],
+    [{ optimizer: 'shampoo', precondEps: 0 }, 'QS_ERR_RANGE', /precond_eps 0 must be finite and > 0/],
+    // A setting the chosen optimiser does not read would be silently ignored.
+    [{ precondEvery: 5 }, 'QS_ERR_ARG', /precondEvery is a setting of soap and shampoo, not of optimizer 'adamw'/],
+    [{ optimizer: 'soap', precondEps: 1e-4 }, 'QS_ERR_ARG', /precondEps is a setting of shampoo, not of optimizer 'soap'/],
+    [{ optimizer: 'shampoo', shampooBeta: 0.9 }, 'QS_ERR_ARG', /shampooBeta is a setting of soap, not of optimizer 'shampoo'/],
+  ];
+  for (const [o, code, pattern] of bad) await rejectsWith(model.createTrainer(TEXT, { ...base, ...o }), code, pattern);
+  await model.dispose();
+});
+
+test('evaluate() reports He et al.\'s signal propagation beside max ||x||inf and kurtosis', async () => {
+  const model = await createModel(tiny(), { seed: 2 });
+  const trainer = await model.createTrainer(TEXT, { batchSize: 4, seqLen: 32, steps: 6, optimizer: 'soap', valFraction: 0.25 });
+  const evs = [await trainer.evaluate()];
+  for (let i = 0; i < 6; i++) await trainer.step();
+  evs.push(await trainer.evaluate());
+  for (const ev of evs) {
+    assert.ok(ev.avgInputCorr >= -1 && ev.avgInputCorr <= 1, `avgInputCorr ${ev.avgInputCorr}`);
+    assert.ok(ev.avgInputCorr !== 0, 'measured, not a zero left in the struct');
+    assert.ok(Number.isFinite(ev.maxInfNorm) && Number.isFinite(ev.avgRmsKurtosis));
+  }
+  // forward()'s one-sequence summary has it too (the same qs_outlier_summary).
+  const { summary } = await model.forward((await model.tokenize('And God said, Let there be light')).ids);
+  assert.ok(summary.avgInputCorr > -1 && summary.avgInputCorr < 1 && summary.avgInputCorr !== 0, `${summary.avgInputCorr}`);
+  await model.dispose();
+});
+
+// The same model, batches and config through createTrainer (WebAssembly) and
+// the native qs train (--init from the JS model's files). build/m32/qs has
+// WebAssembly's arithmetic (SSE2 lanes, no FMA, see npx-cli.test.mjs) but
+// glibc's libm where WebAssembly has musl's: pow and hypot differ in the last
+// bit of a double for some inputs. AdamW uses neither where it matters, and
+// trains to the same bits. SOAP's and Shampoo's eigendecompositions (hypot)
+// and inverse roots (pow) carry those bits into the update: their curves agree
+// as qs train prints them (%.6f) while only the first eigendecomposition has
+// been used, not to the last bit of every weight. build/native/qs adds FMA's
+// rounding: AdamW and Shampoo stay within 1e-4 nats; SOAP is left out there,
+// since Adam in an eigenbasis of a rank-deficient G G^T divides round-off in
+// the null space by its own square root (as soap.py does) and moves the loss
+// by 2e-3 from the first update.
+const M32 = path.join(ROOT, 'build/m32/qs'), NATIVE = path.join(ROOT, 'build/native/qs');
+const haveBin = (bin) => existsSync(bin) && spawnSync(bin, ['train', '--help']).stdout?.includes('--optimizer');
+
+async function trainBoth(bin, optimizer, extra, work) {
+  const config = tiny({ num_hidden_layers: 2 });
+  const steps = 8;
+  const model = await createModel(config, { seed: 1 });
+  const init = path.join(work, 'init'), out = path.join(work, `out-${optimizer}`);
+  rmSync(init, { recursive: true, force: true });
+  mkdirSync(init);
+  const files = await model.toFiles();
+  writeFileSync(path.join(init, 'config.json'), files.config);
+  writeFileSync(path.join(init, 'model.safetensors'), files.safetensors);
+  // val_fraction 0.05 (qs train's): the corpus needs 20 blocks of 16 KiB.
+  const text = path.join(work, 'text.txt');
+  if (!existsSync(text)) writeFileSync(text, Array.from({ length: 5200 }, (_, i) => `And it came to pass on day ${i}, that the people said: let us go up.`).join('\n'));
+  const trainer = await model.createTrainer(readFileSync(text), { batchSize: 4, seqLen: 32, steps, seed: 3, threads: 1, optimizer, ...extra });
+  const js = [];
+  for (let i = 0; i < steps; i++) js.push((await trainer.step()).loss);
+  const ev = await trainer.evaluate({ batches: 4 });
+  const flags = Object.entries(extra).flatMap(([k, v]) => [`--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`, String(v)]);
+  const r = spawnSync(bin, ['train', '--init', init, '--out', out, '--data', text, '--steps', String(steps), '--batch', '4',
+    '--seq-len', '32', '--seed', '3', '--threads', '1', '--optimizer', optimizer, '--log-every', '1', '--eval-every', String(steps),
+    ...flags], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  const rows = readFileSync(path.join(out, 'curve.csv'), 'utf8').trim().split('\n');
+  const head = rows[0].split(','), cells = rows.slice(1).map((row) => row.split(','));
+  const native = cells.map((c) => Number(c[head.indexOf('loss')]));
+  const nativeCorr = Number(cells.at(-1)[head.indexOf('avg_input_corr')]);
+  const sameWeights = Buffer.compare(Buffer.from((await model.toFiles()).safetensors), readFileSync(path.join(out, 'model.safetensors'))) === 0;
+  await model.dispose();
+  return { js, native, corr: ev.avgInputCorr, nativeCorr, sameWeights };
+}
+
+test('createTrainer trains as the native qs train does (build/m32/qs: WebAssembly\'s arithmetic)', { skip: !haveBin(M32) && 'no build/m32/qs with --optimizer' }, async () => {
+  const work = mkdtempSync(path.join(tmpdir(), 'qs-jstrain-'));
+  try {
+    const adamw = await trainBoth(M32, 'adamw', {}, work);
+    assert.ok(adamw.sameWeights, 'AdamW: the same model.safetensors, byte for byte');
+    assert.deepEqual(adamw.js.map((l) => l.toFixed(6)), adamw.native.map((l) => l.toFixed(6)));
+    assert.equal(adamw.corr.toFixed(6), adamw.nativeCorr.toFixed(6));
+    // SOAP: the eigenbases of step 1 only (precond_every 10 > 8 steps); Shampoo: roots at steps 1, 4, 7.
+    for (const [optimizer, extra] of [['soap', {}], ['shampoo', { precondEvery: 3 }]]) {
+      const r = await trainBoth(M32, optimizer, extra, work);
+      assert.deepEqual(r.js.map((l) => l.toFixed(6)), r.native.map((l) => l.toFixed(6)), optimizer);
+      assert.ok(Math.abs(r.corr - r.nativeCorr) < 1e-5, `${optimizer} corr ${r.corr} vs ${r.nativeCorr}`);
+      assert.ok(r.js.at(-1) < r.js[0], `${optimizer} trains: ${r.js[0]} -> ${r.js.at(-1)}`);
+    }
+    // SOAP with refreshed bases (a power step and QR after updates 3 and 6): the curves stay within 1e-3 nats.
+    const soap = await trainBoth(M32, 'soap', { precondEvery: 3 }, work);
+    const gap = Math.max(...soap.js.map((l, i) => Math.abs(l - soap.native[i])));
+    assert.ok(gap < 1e-3, `SOAP with refreshes: max |loss difference| ${gap}`);
+    console.log(`# SOAP with refreshes every 3 steps, JS against build/m32/qs: max |loss difference| ${gap.toExponential(2)} over 8 steps`);
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+});
+
+test('createTrainer trains as the native qs train does (build/native/qs: FMA\'s rounding)', { skip: !haveBin(NATIVE) && 'no build/native/qs with --optimizer' }, async () => {
+  const work = mkdtempSync(path.join(tmpdir(), 'qs-jstrain-'));
+  try {
+    for (const [optimizer, extra] of [['adamw', {}], ['shampoo', { precondEvery: 3 }]]) {
+      const r = await trainBoth(NATIVE, optimizer, extra, work);
+      const gap = Math.max(...r.js.map((l, i) => Math.abs(l - r.native[i])));
+      assert.ok(gap < 1e-4, `${optimizer}: max |loss difference| ${gap}`);
+      assert.ok(Math.abs(r.corr - r.nativeCorr) < 1e-4, `${optimizer} corr ${r.corr} vs ${r.nativeCorr}`);
+    }
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
 });

@@ -5,7 +5,7 @@ import { enumOption, intOption, numberOption, seedOption } from './checks.mjs';
 
 /** Bytes of one element of each field type of exports.c's tables. */
 const TYPE_BYTES = { i32: 4, u32: 4, f32: 4, f64: 8, u64: 8, ptr: 4, bool: 4, granularity: 4, estimator: 4,
-  points: 4 };
+  optimizer: 4, points: 4 };
 
 /** C's snake_case as JavaScript's camelCase: max_abs -> maxAbs. */
 const camelCase = (name) => name.replace(/_([a-z0-9])/g, (_, ch) => ch.toUpperCase());
@@ -81,7 +81,7 @@ function checkValue(type, v, what, names) {
     case 'f32': case 'f64': return numberOption(v, what);
     case 'bool': return v ? 1 : 0;
     case 'points': return pointMask(names.points, v, what);
-    case 'granularity': case 'estimator': return enumOption(v, names[type], what);
+    case 'granularity': case 'estimator': case 'optimizer': return enumOption(v, names[type], what);
     default: throw argError(`${what}: a ${type} field is not set from JavaScript`);
   }
 }

@@ -25,12 +25,15 @@ export class Core {
     this.names = {
       granularity: namesUntilUnknown((i) => this.str(m._qsw_granularity_name(i))),
       estimator: namesUntilUnknown((i) => this.str(m._qsw_estimator_name(i))),
+      optimizer: namesUntilUnknown((i) => this.str(m._qsw_optimizer_name(i))),
       points: this.points.map((p) => p.name),
     };
     // A context for the calls that have no model yet (loading, defaults).
     this.ctx = this.newCtx();
     this.quantDefaults = this.settings('quant_config', m._qsw_quant_reset(this.ctx));
-    this.trainDefaults = this.settings('train_config', m._qsw_train_reset(this.ctx));
+    // Each optimiser's (qs_train_config_for: SOAP has its own lr and betas).
+    this.trainDefaults = Object.fromEntries(this.names.optimizer.map(
+      (name, i) => [name, this.settings('train_config', m._qsw_train_reset(this.ctx, i))]));
   }
 
   // Views are taken fresh on every use: memory growth replaces the buffer.

@@ -1,7 +1,37 @@
 // wasm/js/trainer.mjs: Trainer, training a model in place one optimiser step at a
 // time (the page's train-in-the-tab), with validation and outlier statistics.
-import { qsError } from './errors.mjs';
-import { checkAborted, checkOptions, intOption, signalOption } from './checks.mjs';
+import { argError, qsError } from './errors.mjs';
+import { checkAborted, checkOptions, enumOption, intOption, signalOption } from './checks.mjs';
+
+// The settings only some optimisers read (qs_train_config's comments, as qs
+// train refuses their flags): given with another optimiser they would be
+// silently ignored, so they are refused.
+const OPTIMIZER_ONLY = {
+  shampooBeta: ['soap'], precondEvery: ['soap', 'shampoo'], maxPrecondDim: ['soap', 'shampoo'],
+  precondEps: ['shampoo'],
+};
+
+/**
+ * Fills the context's qs_train_config for createTrainer(options): the chosen
+ * optimiser's C defaults (qs_train_config_for: SOAP's lr and betas are its
+ * own), then the options, each checked; warmup by the library's rule when not
+ * given. Ranges are C's to check (qs_trainer_new). Returns the config's address,
+ * its steps and the optimiser's name.
+ */
+export function fillTrainConfig(c, ctx, options, threads) {
+  const what = 'createTrainer: ';
+  const optimizer = c.names.optimizer[enumOption(options.optimizer, c.names.optimizer, `${what}optimizer`, 0)];
+  for (const [key, users] of Object.entries(OPTIMIZER_ONLY)) {
+    if (options[key] != null && !users.includes(optimizer)) {
+      throw argError(`${what}${key} is a setting of ${users.join(' and ')}, not of optimizer '${optimizer}'`);
+    }
+  }
+  const config = c.m._qsw_train_reset(ctx, c.names.optimizer.indexOf(optimizer));
+  c.fill('train_config', config, { ...options, threads }, what);
+  const { steps } = c.read('train_config', config);
+  if (options.warmupSteps == null) c.fill('train_config', config, { warmupSteps: c.m._qsw_train_default_warmup(steps) }, what);
+  return { config, steps, optimizer };
+}
 
 /**
  * Trains its model in place, one optimiser step per step() call; calls share
@@ -20,6 +50,7 @@ export class Trainer {
     this.#h = helpers;
     this.warning = warning;
     this.totalSteps = helpers.steps;
+    this.optimizer = helpers.optimizer; // 'adamw', 'soap' or 'shampoo'
   }
 
   get model() { return this.#model; }
@@ -47,7 +78,11 @@ export class Trainer {
     });
   }
 
-  /** Validation loss on fixed batches and outlier statistics of the first validation sequence. */
+  /**
+   * Validation loss on fixed batches and the outlier statistics of the first
+   * QS_TRAIN_STAT_SEQS validation sequences: max ||x||inf, kurtosis and He et
+   * al.'s signal propagation (avgInputCorr).
+   */
   evaluate(options) {
     return this.#h.enqueue(() => {
       const { batches = 2, signal } = checkOptions(options, ['batches', 'signal'], 'trainer.evaluate');
