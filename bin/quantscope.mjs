@@ -278,9 +278,9 @@ function jsonHeads(heads) {
 
 /** The summary's figures as JSON members, the same keys for stats and eval. */
 const jsonSummary = (s) => sprintf('"max_inf_norm":%.9g,"max_inf_norm_layer":%d,"max_ffn_out_inf_norm":%.9g,'
-  + '"max_ln_out_inf_norm":%.9g,"avg_kurtosis":%.9g,"max_kurtosis":%.9g,"avg_rms_kurtosis":%.9g',
+  + '"max_ln_out_inf_norm":%.9g,"avg_kurtosis":%.9g,"max_kurtosis":%.9g,"avg_rms_kurtosis":%.9g,"avg_input_corr":%.9g',
 s.maxInfNorm, s.maxInfNormLayer, s.maxFfnOutInfNorm, s.maxLnOutInfNorm, s.avgKurtosis, s.maxKurtosis,
-s.avgRmsKurtosis);
+s.avgRmsKurtosis, s.avgInputCorr);
 
 // ------------------------------------------------------------ logits, stats, quant
 
@@ -352,8 +352,8 @@ async function cmdStatsOrQuant(a, model, quant) {
   }
   print('%s: %d tokens\n', a.models[0], n);
   print('max ||x||_inf (FFN input + output, layer %d) %.4g | FFN output %.4g | layer output %.4g | '
-    + 'avg kurtosis %.3f | max kurtosis %.3f | avg RMS kurtosis %.3f\n', s.maxInfNormLayer, s.maxInfNorm,
-  s.maxFfnOutInfNorm, s.maxLnOutInfNorm, s.avgKurtosis, s.maxKurtosis, s.avgRmsKurtosis);
+    + 'avg kurtosis %.3f | max kurtosis %.3f | avg RMS kurtosis %.3f | avg input corr %.3f\n', s.maxInfNormLayer,
+  s.maxInfNorm, s.maxFfnOutInfNorm, s.maxLnOutInfNorm, s.avgKurtosis, s.maxKurtosis, s.avgRmsKurtosis, s.avgInputCorr);
   if (quant) {
     print('W%dA%d: max |logit error| %.4g, top-1 agreement %.1f%%\n', a.quant.weightBits, a.quant.actBits,
       logitErr, (100 * agree) / n);
@@ -438,7 +438,7 @@ async function cmdEval(a) {
   let status = 0;
   const rows = [];
   if (!a.json) {
-    print('%-24s %8s %9s %9s %9s', 'model', 'FP ppl', 'max|x|inf', 'avg kurt', 'rms kurt');
+    print('%-24s %8s %9s %9s %9s %9s', 'model', 'FP ppl', 'max|x|inf', 'avg kurt', 'rms kurt', 'in corr');
     for (const q of configs) print(' %8s', `W${q.weightBits}A${q.actBits}`);
     print('\n');
   }
@@ -463,7 +463,8 @@ async function cmdEval(a) {
         + '"quantized":[%s]}', jstr(path), jnum(fp.fpPpl), fp.nPredicted, fp.nWindows, s.nSeqs,
       jsonSummary(s), q.join(',')));
     } else {
-      print('%-24s %8.3f %9.2f %9.2f %9.2f', path, fp.fpPpl, s.maxInfNorm, s.avgKurtosis, s.avgRmsKurtosis);
+      print('%-24s %8.3f %9.2f %9.2f %9.2f %9.3f', path, fp.fpPpl, s.maxInfNorm, s.avgKurtosis, s.avgRmsKurtosis,
+        s.avgInputCorr);
       for (const q of quantized) print(' %8.3f', q);
       print('\n');
     }
@@ -474,7 +475,8 @@ async function cmdEval(a) {
     const over = a.data === undefined ? 'the input' : a.split === 'all' ? 'the whole file'
       : a.split === 'val' ? "the file's validation split" : "the file's training split";
     print('perplexity over %s; max|x|inf (at the LayerNorm input x + FFN(x)) and kurtosis (at the FFN and layer '
-      + 'outputs): per sequence, averaged over up to 64 windows, max / mean over layers; activations %s %s, '
+      + 'outputs): per sequence, averaged over up to 64 windows, max / mean over layers; in corr: mean input-wise '
+      + 'correlation at the layer outputs (He et al.\'s signal propagation), mean over layers; activations %s %s, '
       + 'weights %s %s\n', over, a.quant.actGranularity, a.quant.estimator, a.quant.weightGranularity,
     a.quant.weightSymmetric ? 'symmetric' : 'asymmetric');
   }

@@ -586,9 +586,9 @@ static void json_heads(const qs_model *m) {
 static void json_summary(const qs_outlier_summary *s) {
     printf("\"max_inf_norm\":%.9g,\"max_inf_norm_layer\":%d,\"max_ffn_out_inf_norm\":%.9g,"
            "\"max_ln_out_inf_norm\":%.9g,\"avg_kurtosis\":%.9g,\"max_kurtosis\":%.9g,"
-           "\"avg_rms_kurtosis\":%.9g", s->max_inf_norm, s->max_inf_norm_layer,
-           s->max_ffn_out_inf_norm, s->max_ln_out_inf_norm, s->avg_kurtosis, s->max_kurtosis,
-           s->avg_rms_kurtosis);
+           "\"avg_rms_kurtosis\":%.9g,\"avg_input_corr\":%.9g", s->max_inf_norm,
+           s->max_inf_norm_layer, s->max_ffn_out_inf_norm, s->max_ln_out_inf_norm, s->avg_kurtosis,
+           s->max_kurtosis, s->avg_rms_kurtosis, s->avg_input_corr);
 }
 
 static int cmd_stats_or_quant(const args *a, qs_model *m, int quant) {
@@ -663,8 +663,9 @@ static int cmd_stats_or_quant(const args *a, qs_model *m, int quant) {
             printf("%s: %d tokens\n", a->models[0], in.n);
             printf("max ||x||_inf (FFN input + output, layer %d) %.4g | FFN output %.4g | "
                    "layer output %.4g | avg kurtosis %.3f | max kurtosis %.3f | avg RMS kurtosis "
-                   "%.3f\n", s.max_inf_norm_layer, s.max_inf_norm, s.max_ffn_out_inf_norm,
-                   s.max_ln_out_inf_norm, s.avg_kurtosis, s.max_kurtosis, s.avg_rms_kurtosis);
+                   "%.3f | avg input corr %.3f\n", s.max_inf_norm_layer, s.max_inf_norm,
+                   s.max_ffn_out_inf_norm, s.max_ln_out_inf_norm, s.avg_kurtosis, s.max_kurtosis,
+                   s.avg_rms_kurtosis, s.avg_input_corr);
             if (quant)
                 printf("W%dA%d: max |logit error| %.4g, top-1 agreement %.1f%%\n", a->q.weight_bits,
                        a->q.act_bits, logit_err, 100.0 * agree / in.n);
@@ -788,7 +789,8 @@ static int cmd_eval(const args *a) {
     int status = 0, n_cfg = a->have_quant ? 1 : N_EVAL_BITS;
     if (a->json) printf("{\"models\":[");
     else {
-        printf("%-24s %8s %9s %9s %9s", "model", "FP ppl", "max|x|inf", "avg kurt", "rms kurt");
+        printf("%-24s %8s %9s %9s %9s %9s", "model", "FP ppl", "max|x|inf", "avg kurt", "rms kurt",
+               "in corr");
         for (int q = 0; q < n_cfg; q++) {
             char h[16];
             snprintf(h, sizeof h, "W%dA%d", a->have_quant ? a->q.weight_bits : eval_bits[q][0],
@@ -856,8 +858,8 @@ static int cmd_eval(const args *a) {
             }
             printf("]}");
         } else {
-            printf("%-24s %8.3f %9.2f %9.2f %9.2f", a->models[i], fp.fp_ppl, s.max_inf_norm,
-                   s.avg_kurtosis, s.avg_rms_kurtosis);
+            printf("%-24s %8.3f %9.2f %9.2f %9.2f %9.3f", a->models[i], fp.fp_ppl, s.max_inf_norm,
+                   s.avg_kurtosis, s.avg_rms_kurtosis, s.avg_input_corr);
             for (int q = 0; q < n_cfg; q++) printf(" %8.3f", qr[q].q_ppl);
             printf("\n");
         }
@@ -868,7 +870,8 @@ static int cmd_eval(const args *a) {
     else
         printf("perplexity over %s; max|x|inf (at the LayerNorm input x + FFN(x)) and kurtosis (at "
                "the FFN and layer outputs): per sequence, averaged over up to 64 windows, max / mean "
-               "over layers; activations %s %s, weights %s %s\n",
+               "over layers; in corr: mean input-wise correlation at the layer outputs (He et al.'s "
+               "signal propagation), mean over layers; activations %s %s, weights %s %s\n",
                a->data ? (a->split < 0 ? "the whole file" : a->split ? "the file's validation split"
                                                     : "the file's training split") : "the input",
                qs_granularity_name(a->q.act_granularity), qs_estimator_name(a->q.act_estimator),

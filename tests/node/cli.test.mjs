@@ -69,7 +69,7 @@ test('the outlier summary is one definition: qs stats (native) and forward().sum
     await model.dispose();
     const pairs = [['max_inf_norm', 'maxInfNorm'], ['max_ffn_out_inf_norm', 'maxFfnOutInfNorm'],
       ['max_ln_out_inf_norm', 'maxLnOutInfNorm'], ['avg_kurtosis', 'avgKurtosis'],
-      ['max_kurtosis', 'maxKurtosis'], ['avg_rms_kurtosis', 'avgRmsKurtosis']];
+      ['max_kurtosis', 'maxKurtosis'], ['avg_rms_kurtosis', 'avgRmsKurtosis'], ['avg_input_corr', 'avgInputCorr']];
     for (const [c, j] of pairs) assert.ok(Math.abs(cli[c] - js[j]) <= 1e-4 * Math.abs(cli[c]), `${name} ${c}: ${cli[c]} vs ${js[j]}`);
     assert.equal(cli.max_inf_norm_layer, js.maxInfNormLayer);
   }
@@ -98,6 +98,29 @@ test('qs eval prints the paper-style table: FP, outlier stats, five bit widths',
     '--abits', '6', '--json']).out).models[0];
   assert.equal(one.quantized.length, 1);
   assert.equal(one.quantized[0].act_bits, 6);
+});
+
+test('qs stats and qs eval print He et al.\'s signal propagation beside kurtosis, text and --json', () => {
+  const ids = Array.from({ length: 300 }, (_, i) => 4 + (i * 13) % 250).join(',');
+  for (const name of ['bert', 'opt']) {
+    const stats = ['stats', '--model', golden(name), '--ids', ids.split(',').slice(0, 40).join(',')];
+    const j = JSON.parse(run([...stats, '--json']).out).summary;
+    assert.ok(j.avg_input_corr > -1 && j.avg_input_corr < 1 && j.avg_input_corr !== 0, `${name} ${j.avg_input_corr}`);
+    assert.match(run(stats).out, new RegExp(`avg RMS kurtosis ${j.avg_rms_kurtosis.toFixed(3)} \\| avg input corr ${j.avg_input_corr.toFixed(3)}\n`));
+  }
+  // eval: the golden BERT has no tokenizer for masked-LM scoring; the shipped one has
+  const text = 'In the beginning God created the heaven and the earth. And the earth was without form, and void; '
+    + 'and darkness was upon the face of the deep. And the Spirit of God moved upon the face of the waters.';
+  for (const [name, input] of [['opt', ['--model', golden('opt'), '--ids', ids]],
+    ['bert', ['--model', path.join(root, 'models/bert-vanilla'), '--text', text]]]) {
+    const evalArgs = ['eval', ...input, '--seq-len', '32'];
+    const m = JSON.parse(run([...evalArgs, '--json']).out).models[0];
+    assert.ok(m.avg_input_corr > -1 && m.avg_input_corr < 1 && m.avg_input_corr !== 0, `${name} eval ${m.avg_input_corr}`);
+    const [head, row, note] = run(evalArgs).out.split('\n');
+    assert.match(head, /avg kurt +rms kurt +in corr +W8A8/);
+    assert.equal(row.trim().split(/ +/)[5], m.avg_input_corr.toFixed(3));
+    assert.match(note, /in corr: mean input-wise correlation at the layer outputs/);
+  }
 });
 
 test('qs eval --threads: the same table from 1, 2 and 5 threads', () => {
