@@ -46,6 +46,7 @@ export async function start({ runId, variant, size, options, label }, emit) {
   try {
     trainer = await model.createTrainer(options.text, {
       batchSize: size.batch, seqLen: size.seqLen, steps: options.steps, lr: options.lr,
+      optimizer: options.optimizer, // its other settings: the library's defaults for it
       seed: options.seed ?? 0, // warmup: the library's default (5 % of the steps)
       gammaRamp: variant === 'clipped',
     });
@@ -56,7 +57,7 @@ export async function start({ runId, variant, size, options, label }, emit) {
   const run = { runId, variant, label, model, trainer, status: 'running', steps: options.steps,
     evalEvery: options.evalEvery ?? 10, t0: performance.now(), tokens: 0, busyMs: 0, config };
   runs.set(runId, run);
-  emit({ runId, status: run.status, warning: trainer.warning, config });
+  emit({ runId, status: run.status, warning: trainer.warning, config, optimizer: trainer.optimizer });
   // The curve starts at the initialisation.
   emit({ runId, eval: await trainer.evaluate({ batches: 2 }) });
   return { runId, warning: trainer.warning };
