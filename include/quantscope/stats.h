@@ -28,6 +28,18 @@ void qs_tensor_stats_compute(const float *x, int rows, int cols, qs_tensor_stats
  * (argmax_row may be NULL). */
 void qs_dim_max(const float *x, int rows, int cols, float *dim_max, int *argmax_row);
 
+/* Both of the above in one walk over x (what a forward with statistics runs at
+ * every point); out, dim_max and argmax_row may each be NULL. Equal to the
+ * _ref forms below: dim maxima, their rows, extremes and rms_kurtosis bit for
+ * bit, mean / std / kurtosis to float rounding (the double sums add the same
+ * terms in another order). */
+void qs_tensor_stats_dims(const float *x, int rows, int cols, qs_tensor_stats *out,
+                          float *dim_max, int *argmax_row);
+
+/* One plain pass per statistic: the references the tests compare against. */
+void qs_tensor_stats_compute_ref(const float *x, int rows, int cols, qs_tensor_stats *out);
+void qs_dim_max_ref(const float *x, int rows, int cols, float *dim_max, int *argmax_row);
+
 /* Outlier dims: columns whose dim_max exceeds ratio x the median of dim_max,
  * sorted by dim_max descending, at most k written to dims. Returns how many. */
 int qs_outlier_dims(const float *dim_max, int cols, float ratio, int k, int *dims);
@@ -49,10 +61,13 @@ typedef struct qs_head_stats {
 } qs_head_stats;
 
 /* probs: [n_heads][T][T] rows sum to <= 1 (query rows, key columns);
- * v: [T][n_heads*d_head] (head h uses columns h*d_head ...); delim: T flags
+ * v: [T][n_heads*d_head] (head h uses columns h*d_head ...); ctx: the head
+ * outputs sum_j p_ij v_j in the same layout as v when the caller has them (a
+ * forward does), else NULL and they are computed here; delim: T flags
  * (NULL = no delimiters). out: n_heads entries. */
-void qs_attention_head_stats(const float *probs, const float *v, const uint8_t *delim,
-                             int n_heads, int T, int d_head, qs_head_stats *out);
+void qs_attention_head_stats(const float *probs, const float *v, const float *ctx,
+                             const uint8_t *delim, int n_heads, int T, int d_head,
+                             qs_head_stats *out);
 
 #ifdef __cplusplus
 }

@@ -101,7 +101,8 @@ qs_status attention_forward(fwd *f, int l, layer_acts *A, uint8_t *valid) {
                 T, 0);
     qs_head_stats *hs = f->mm ? f->mm->hstats + (size_t)l * H : NULL;
     if (hs && !f->calibrate && !(f->o && f->o->skip_stats))
-        qs_attention_head_stats(A->probs, A->v, f->o ? f->o->delimiters : NULL, H, T, dh, hs);
+        qs_attention_head_stats(A->probs, A->v, A->ctx_pre, f->o ? f->o->delimiters : NULL, H,
+                                T, dh, hs);
 
     if (c->gate != QS_GATE_NONE) {
         gate_forward(f, L, x, A->gate, A->gate_hidden);

@@ -102,8 +102,7 @@ qs_status fwd_point(fwd *f, int layer, qs_point p, float *x, int alias) {
     if (f->o && (f->o->capture & QS_PT_BIT(p)) && m->captures[slot])
         memcpy(m->captures[slot], x, n * sizeof(float));
     if (!stats) return QS_OK;
-    qs_tensor_stats_compute(x, rows, cols, &ps->s);
-    qs_dim_max(x, rows, cols, m->ws.dim_max, m->ws.dim_arg);
+    qs_tensor_stats_dims(x, rows, cols, &ps->s, m->ws.dim_max, m->ws.dim_arg);
     int k = qs_top_k(m->ws.dim_max, cols, 8, ps->top_dims);
     for (int i = 0; i < k; i++) {
         ps->top_vals[i] = m->ws.dim_max[ps->top_dims[i]];

@@ -5,6 +5,7 @@
 #include "check.h"
 
 #include <stdint.h>
+#include <string.h>
 
 /* Deterministic PRNG (splitmix64) so the sampled kurtoses are reproducible. */
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
@@ -378,7 +379,7 @@ static void test_head_stats(void) {
     };
     uint8_t delim[T] = {1, 0, 0, 0};
     qs_head_stats st[H];
-    qs_attention_head_stats(probs, v, delim, H, T, DH, st);
+    qs_attention_head_stats(probs, v, NULL, delim, H, T, DH, st);
 
     CHECK_NEAR(st[0].delim_mass, 1.0, 1e-7);
     CHECK_NEAR(st[0].out_norm, 0.0, 0);
@@ -399,13 +400,13 @@ static void test_head_stats(void) {
     /* Two delimiters (tokens 0 and 3): delim_mass of the uniform head is the
      * fraction of delimiters, 2/4; delim_value_norm averages |v_0| and |v_3|. */
     uint8_t delim2[T] = {1, 0, 0, 1};
-    qs_attention_head_stats(probs, v, delim2, H, T, DH, st);
+    qs_attention_head_stats(probs, v, NULL, delim2, H, T, DH, st);
     CHECK_NEAR(st[1].delim_mass, 0.5, 1e-7);
     CHECK_NEAR(st[1].delim_value_norm, 2.0, 1e-6);
     CHECK_NEAR(st[0].delim_value_norm, (0 + sqrt(2.0)) / 2, 1e-6);
 
     /* No delimiters: no delimiter mass, no no-op score. */
-    qs_attention_head_stats(probs, v, NULL, H, T, DH, st);
+    qs_attention_head_stats(probs, v, NULL, NULL, H, T, DH, st);
     CHECK(st[0].delim_mass == 0.0f && st[0].noop_score == 0.0f);
     CHECK(st[1].delim_value_norm == 0.0f);
     CHECK_NEAR(st[1].entropy, log(4.0), 1e-6);
@@ -415,13 +416,13 @@ static void test_head_stats(void) {
         v[j * H * DH + 2] = 1;
         v[j * H * DH + 3] = 0;
     }
-    qs_attention_head_stats(probs, v, delim, H, T, DH, st);
+    qs_attention_head_stats(probs, v, NULL, delim, H, T, DH, st);
     CHECK_NEAR(st[1].out_norm, 1.0, 1e-6);
     CHECK_NEAR(st[1].noop_score, 0.0, 1e-6);
 
     /* All values zero: value_norm 0 -> noop_score = delim_mass. */
     memset(v, 0, sizeof v);
-    qs_attention_head_stats(probs, v, delim, H, T, DH, st);
+    qs_attention_head_stats(probs, v, NULL, delim, H, T, DH, st);
     CHECK(st[1].value_norm == 0.0f);
     CHECK_NEAR(st[1].noop_score, 0.25, 1e-7);
     CHECK_NEAR(st[0].noop_score, 1.0, 1e-7);
@@ -438,7 +439,7 @@ static void test_head_stats_causal(void) {
     float v[T * DH] = {1, 0, 0, 0, 1, 0, 0, 0, 1, 1, 1, 1};
     uint8_t delim[T] = {1, 0, 0, 0};
     qs_head_stats st;
-    qs_attention_head_stats(probs, v, delim, 1, T, DH, &st);
+    qs_attention_head_stats(probs, v, NULL, delim, 1, T, DH, &st);
     double hmean = (1.0 + 0.5 + 1.0 / 3 + 0.25) / 4;
     CHECK_NEAR(st.entropy, (log(2.0) + log(3.0) + log(4.0)) / 4, 1e-6);
     CHECK_NEAR(st.max_prob, hmean, 1e-6);
@@ -452,7 +453,7 @@ static void test_head_stats_causal(void) {
 
     /* NaN in a probability row shows as NaN, no crash. */
     probs[2 * T + 1] = NAN;
-    qs_attention_head_stats(probs, v, delim, 1, T, DH, &st);
+    qs_attention_head_stats(probs, v, NULL, delim, 1, T, DH, &st);
     CHECK(isnan(st.entropy) && isnan(st.out_norm) && isnan(st.max_prob));
 }
 
@@ -470,7 +471,7 @@ static void test_head_stats_wide(void) {
     for (int i = 0; i < T * H * DH; i++) v[i] = (float)rng_normal();
     uint8_t delim[T] = {0, 1, 0, 0, 1};
     qs_head_stats st[H];
-    qs_attention_head_stats(probs, v, delim, H, T, DH, st);
+    qs_attention_head_stats(probs, v, NULL, delim, H, T, DH, st);
     for (int h = 0; h < H; h++) {
         double dm, on, en;
         head_stats_ref(probs, v, delim, H, T, DH, h, &dm, &on, &en);
@@ -478,6 +479,107 @@ static void test_head_stats_wide(void) {
         CHECK_NEAR(st[h].out_norm, on, 1e-5);
         CHECK_NEAR(st[h].entropy, en, 1e-6);
         CHECK(st[h].noop_score >= 0.0f && st[h].noop_score <= 1.0f);
+    }
+}
+
+
+/* The fused pass (qs_tensor_stats_dims, what every forward runs) against the
+ * one-pass-per-statistic references, over shapes around the 64-column block
+ * and tensors with a large offset, a single huge value, NaN and inf: dim
+ * maxima, their rows, extremes and rms_kurtosis exactly, mean, std and
+ * kurtosis to float rounding. */
+static void test_fused_equals_reference(void) {
+    static const int shapes[][2] = {{1, 1}, {1, 64}, {7, 63}, {3, 65}, {128, 128}, {64, 512},
+                                    {5, 130}, {200, 3}};
+    enum { MAX_N = 64 * 512 };
+    static float x[MAX_N], dm[512], dm_ref[512];
+    static int arg[512], arg_ref[512];
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
+        for (int kind = 0; kind < 5; kind++) {
+            int R = shapes[si][0], D = shapes[si][1], n = R * D;
+            for (int i = 0; i < n; i++) {
+                double v = rng_normal();
+                x[i] = (float)(kind == 1 ? 1000.0 + v : v);
+                if (i % 5 == 2) x[i] = x[(i * 7) % (i + 1)]; /* ties in the dim maxima */
+            }
+            if (kind == 2) x[n / 2] = 5e3f;
+            if (kind == 3) x[n - 1] = NAN;
+            if (kind == 4) x[n / 3] = -INFINITY;
+            qs_tensor_stats a, b;
+            qs_tensor_stats_dims(x, R, D, &a, dm, arg);
+            qs_tensor_stats_compute_ref(x, R, D, &b);
+            qs_dim_max_ref(x, R, D, dm_ref, arg_ref);
+            for (int j = 0; j < D; j++) {
+                CHECK(memcmp(&dm[j], &dm_ref[j], sizeof dm[j]) == 0);
+                CHECK(arg[j] == arg_ref[j]);
+            }
+            CHECK(memcmp(&a.max_abs, &b.max_abs, sizeof a.max_abs) == 0);
+            CHECK(memcmp(&a.min, &b.min, sizeof a.min) == 0);
+            CHECK(memcmp(&a.max, &b.max, sizeof a.max) == 0);
+            CHECK(memcmp(&a.rms_kurtosis, &b.rms_kurtosis, sizeof a.rms_kurtosis) == 0 ||
+                  fabs(a.rms_kurtosis - b.rms_kurtosis) <= 1e-6 * fabs(b.rms_kurtosis));
+            if (kind >= 3) {
+                CHECK(isnan(a.mean) == isnan(b.mean) && isnan(a.kurtosis) == isnan(b.kurtosis));
+                continue;
+            }
+            CHECK_NEAR(a.mean, b.mean, 1e-6 * fabs(b.mean) + 1e-12);
+            CHECK_NEAR(a.std, b.std, 1e-6 * b.std);
+            CHECK_NEAR(a.kurtosis, b.kurtosis, 1e-6 * b.kurtosis);
+            /* The one-statistic entry points are the same pass. */
+            qs_tensor_stats c;
+            qs_tensor_stats_compute(x, R, D, &c);
+            CHECK(memcmp(&a, &c, sizeof a) == 0);
+        }
+}
+
+/* Head statistics with the forward's head outputs (ctx) equal those computed
+ * from probs and v, and the float entropy equals libm's in double. */
+static void test_head_stats_ctx(void) {
+    enum { H = 3, T = 77, DH = 16 };
+    static float probs[H * T * T], v[T * H * DH], ctx[T * H * DH];
+    uint8_t delim[T];
+    for (int j = 0; j < T; j++) delim[j] = j % 9 == 0;
+    for (int h = 0; h < H; h++)
+        for (int q = 0; q < T; q++) {
+            float *p = probs + ((size_t)h * T + q) * T;
+            double sum = 0.0;
+            for (int j = 0; j < T; j++) {
+                /* causal rows with a sharp head: zeros, tiny and large p */
+                p[j] = j > q ? 0.0f : (float)exp(4.0 * (h + 1) * rng_normal());
+                sum += p[j];
+            }
+            for (int j = 0; j < T; j++) p[j] = (float)(p[j] / sum);
+        }
+    for (int i = 0; i < T * H * DH; i++) v[i] = (float)rng_normal();
+    for (int q = 0; q < T; q++)
+        for (int h = 0; h < H; h++)
+            for (int c = 0; c < DH; c++) {
+                double o = 0.0;
+                for (int j = 0; j < T; j++)
+                    o += (double)probs[((size_t)h * T + q) * T + j] * v[(size_t)j * H * DH + h * DH + c];
+                ctx[(size_t)q * H * DH + h * DH + c] = (float)o;
+            }
+    qs_head_stats a[H], b[H];
+    qs_attention_head_stats(probs, v, ctx, delim, H, T, DH, a);
+    qs_attention_head_stats(probs, v, NULL, delim, H, T, DH, b);
+    for (int h = 0; h < H; h++) {
+        double ent = 0.0, dm = 0.0, pmax = 0.0;
+        for (int q = 0; q < T; q++) {
+            const float *p = probs + ((size_t)h * T + q) * T;
+            float mx = 0.0f;
+            for (int j = 0; j < T; j++) {
+                if (p[j] > 0.0f) ent -= (double)p[j] * log((double)p[j]);
+                if (delim[j]) dm += p[j];
+                if (p[j] > mx) mx = p[j];
+            }
+            pmax += mx;
+        }
+        CHECK_NEAR(a[h].entropy, ent / T, 1e-6 * (ent / T) + 1e-7);
+        CHECK_NEAR(a[h].delim_mass, dm / T, 1e-6);
+        CHECK_NEAR(a[h].max_prob, pmax / T, 1e-7);
+        CHECK_NEAR(a[h].out_norm, b[h].out_norm, 1e-6 * b[h].out_norm);
+        CHECK_NEAR(a[h].noop_score, b[h].noop_score, 1e-6);
+        CHECK(a[h].value_norm == b[h].value_norm && a[h].entropy == b[h].entropy);
     }
 }
 
@@ -494,5 +596,7 @@ int main(void) {
     RUN(test_head_stats);
     RUN(test_head_stats_causal);
     RUN(test_head_stats_wide);
+    RUN(test_fused_equals_reference);
+    RUN(test_head_stats_ctx);
     return TEST_DONE();
 }
