@@ -20,13 +20,14 @@ const OPTIMIZER_ONLY = {
  */
 export function fillTrainConfig(c, ctx, options, threads) {
   const what = 'createTrainer: ';
-  const optimizer = c.names.optimizer[enumOption(options.optimizer, c.names.optimizer, `${what}optimizer`, 0)];
+  const index = enumOption(options.optimizer, c.names.optimizer, `${what}optimizer`, 0);
+  const optimizer = c.names.optimizer[index];
   for (const [key, users] of Object.entries(OPTIMIZER_ONLY)) {
     if (options[key] != null && !users.includes(optimizer)) {
       throw argError(`${what}${key} is a setting of ${users.join(' and ')}, not of optimizer '${optimizer}'`);
     }
   }
-  const config = c.m._qsw_train_reset(ctx, c.names.optimizer.indexOf(optimizer));
+  const config = c.m._qsw_train_reset(ctx, index);
   c.fill('train_config', config, { ...options, threads }, what);
   const { steps } = c.read('train_config', config);
   if (options.warmupSteps == null) c.fill('train_config', config, { warmupSteps: c.m._qsw_train_default_warmup(steps) }, what);
