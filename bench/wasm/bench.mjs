@@ -259,7 +259,9 @@ function loadInto(b, files) {
   return model;
 }
 
-const VARIANTS = [['f32', 0], ['w8a8 fake-quant', 1], ['w8a8 int8', 2]];
+// [name, variant for bw_model_variant]; 3 is f32 without statistics.
+const VARIANTS = [['f32', 0], ['f32 no statistics', 3], ['w8a8 fake-quant', 1], ['w8a8 int8', 2]];
+const forwardMode = (v) => (v === 3 ? 2 : v ? 1 : 0);
 
 async function benchModel(dir, rounds, minMs) {
   const b = await loadBenchCore();
@@ -297,7 +299,7 @@ async function benchModel(dir, rounds, minMs) {
     for (let r = -1; r < rounds; r++) {
       variants.forEach(([name, v], i) => {
         b.check(m._bw_model_variant(model, v), name);
-        const s = sample(() => b.check(m._bw_model_forward(model, pids, T, v ? 1 : 0), 'forward'), minMs);
+        const s = sample(() => b.check(m._bw_model_forward(model, pids, T, forwardMode(v)), 'forward'), minMs);
         if (r >= 0) secs[i].push(s);
       });
     }
@@ -307,6 +309,12 @@ async function benchModel(dir, rounds, minMs) {
       console.log(`  T = ${String(T).padStart(3)}  ${`${name} (C API)`.padEnd(34)} ${fmt(ms, 8, 3)} ms  `
                   + `(${(median(secs[i]) / base).toFixed(2)} x f32)`);
     });
+    const at = (name) => variants.findIndex(([n]) => n === name);
+    const [off, int8] = [at('f32 no statistics'), at('w8a8 int8')];
+    if (off >= 0) {
+      console.log(`  T = ${String(T).padStart(3)}  statistics on / off: ${(base / median(secs[off])).toFixed(2)} x (goal <= 1.3)`
+                  + (int8 >= 0 ? `; f32 / int8 w8a8, both with statistics: ${(base / median(secs[int8])).toFixed(2)} x (goal >= 1.5)` : ''));
+    }
     if (api) {
       const apiVariants = [['f32', undefined], ['w8a8 fake-quant', api.quant]];
       if (api.int8) apiVariants.push(['w8a8 int8', { ...api.quant, int8: true }]);
@@ -349,7 +357,7 @@ async function benchMem(dir) {
       const T = Math.min(T0, maxT);
       const pids = m._malloc(4 * T);
       new Int32Array(m.HEAPU8.buffer, pids, T).set(sentenceIds(T, files.vocab));
-      b.check(m._bw_model_forward(model, pids, T, v ? 1 : 0), 'forward');
+      b.check(m._bw_model_forward(model, pids, T, forwardMode(v)), 'forward');
       m._free(pids);
     }
   }
