@@ -1,6 +1,7 @@
-// web/panels/quant.js: the quantization view: bit-width sliders and settings, then
-// live per-layer SQNR, one activation's histogram under its quantization grid, FP vs
-// quantized perplexity on held-out text, and top-5 predictions FP vs quantized.
+// web/panels/quant.js: the quantization view: bit-width sliders and settings, a
+// post-hoc fix (panels/fix.js), then live per-layer SQNR, one activation's histogram
+// under its quantization grid and its heatmap, FP vs quantized perplexity on held-out
+// text beside every shipped model under every fix, and top-5 predictions FP vs quantized.
 import { h, fill, select, caption } from '../dom.js';
 import * as act from '../actions.js';
 import { shownModels, update, getState } from '../state.js';
@@ -12,6 +13,7 @@ import { modelColor, quality, css, ink } from '../charts/colors.js';
 import { OUTLIER_POINTS, pointLabel } from './outliers.js';
 import { tokenStrip } from './tokens.js';
 import { num, db, change, piece, pct, ms } from '../format.js';
+import { fixControl, fixTable, heatFigure } from './fix.js';
 
 const ESTIMATORS = [
   { value: 'minmax', label: 'min-max' }, { value: 'running_minmax', label: 'running min-max (EMA)' },
@@ -28,19 +30,26 @@ function slider(id, label, value, onInput) {
 
 export function mount(root) {
   const controls = quantControls();
+  const fixCtl = fixControl();
   const pplBox = h('div.ppl-cards#ppl');
+  const fixTableBox = h('div#fix-table-box');
   const hists = h('div.models');
+  const heats = h('div.models');
   const sqnrFig = h('figure.chart.wide');
   const sqnrTable = h('div.table-wrap');
   const top5 = h('div.models');
   const results = h('div#quant-results', { 'aria-live': 'polite' });
   fill(results,
     h('h3', {}, 'Perplexity on held-out text, float vs quantized'), pplBox,
+    h('h3', {}, 'Architectural against post-hoc fixes'), fixTableBox,
     h('h3', {}, 'One activation and its quantization grid'),
     caption('Blue lines: the levels of the quantization grid, which spans the shaded range between the red clip '
       + 'lines. An outlier stretches the range, so nearly all values fall into a handful of levels around zero; '
       + 'the other levels are wasted.'),
     controls.histTools, hists,
+    caption('The same activation as tokens × hidden dimensions, colour |x|: with a post-hoc fix, what the quantizer '
+      + 'sees there. A rotation spreads an outlier column over every dimension; SmoothQuant divides it down.'),
+    heats,
     h('h3', {}, 'Signal-to-quantization-noise ratio per layer'),
     caption('SQNR = 10·log10(‖x‖² / ‖x − x̂‖²) of the chosen activation; every 6 dB is one bit of precision left. '
       + 'Outliers cost vanilla most where they live.'),
@@ -48,11 +57,12 @@ export function mount(root) {
     h('h3', {}, 'Top-5 predictions, float vs quantized'),
     caption('Click a token to mask it (BERT) and see whether the quantized model still guesses it.'),
     top5);
-  fill(root, controls.form, results);
+  fill(root, controls.form, fixCtl.el, results);
   const sqnrChart = new LineChart(sqnrFig, { xTitle: 'layer', yTitle: 'SQNR (dB)', height: 220, integerX: true,
     format: (v) => num(v, 3), label: 'SQNR per layer' });
   sqnrFig.append(h('figcaption', {}, 'Higher is better; the legend and tooltip give exact values.'));
   let lastRendered = null;
+  let lastFixT0 = null;
   const last = {}; // what was drawn: redraw only when it changed
   const charts = pool(); // canvases kept between renders
 
@@ -61,12 +71,26 @@ export function mount(root) {
     const models = shownModels(s);
     const L = Math.max(1, ...models.map((m) => m.config.nLayers));
     controls.show(s, L);
+    fixCtl.show(s, models);
+    if (s.fixTable !== last.ft || s.postHocFix !== last.fx) {
+      Object.assign(last, { ft: s.fixTable, fx: s.postHocFix });
+      fill(fixTableBox, fixTable(s));
+    }
 
     // Perplexity cards (their own request: they arrive after the rest).
     const p = s.ppl;
     if (p?.byModel !== last.p || p?.pending !== last.pp || s.models !== last.pm) {
       Object.assign(last, { p: p?.byModel, pp: p?.pending, pm: s.models });
       fill(pplBox, models.map((m, i) => pplCard(m, i, p)));
+      // From choosing a fix until its perplexities are on screen.
+      if (p?.byModel && !p.pending && p.fixT0 && p.fixT0 !== lastFixT0) {
+        const t0 = lastFixT0 = p.fixT0;
+        drawn().then(() => {
+          const dt = performance.now() - t0;
+          pplBox.dataset.fixMs = String(dt);
+          update((st) => ({ timing: { ...st.timing, fixPplMs: dt } }));
+        });
+      }
     }
 
     const qr = s.quantResult;
@@ -76,6 +100,8 @@ export function mount(root) {
 
     fill(hists, shown.map((m, i) => histogramFigure(charts, m, i, qr, shown.length)));
     hists.classList.toggle('two', shown.length > 1);
+    fill(heats, shown.map((m, i) => heatFigure(charts, m, i, qr.byModel[m.id], shown.length, !!qr.byModel[m.id].fix)));
+    heats.classList.toggle('two', shown.length > 1);
     charts.sweep();
 
     // SQNR per layer at the histogram's point, then every point as a table.
@@ -191,7 +217,7 @@ function pplCard(m, i, p) {
   if (r?.unavailable) card.append(h('p.help', {}, `Perplexity unavailable: ${r.unavailable}.`));
   else if (r) {
     card.append(h('div.ppl-line', {}, h('span', {}, 'float '), h('strong.fp-ppl', { dataset: { value: String(r.fpPpl) } }, num(r.fpPpl))),
-      h('div.ppl-line', {}, h('span', {}, `W${p.quant.weightBits}A${p.quant.actBits} `),
+      h('div.ppl-line', {}, h('span', {}, `W${p.quant.weightBits}A${p.quant.actBits}${p.fix ? ` + ${p.fix}` : ''} `),
         h('strong.q-ppl', { dataset: { value: String(r.qPpl) } }, num(r.qPpl)),
         h('span.delta', {}, ` ${change(r.fpPpl, r.qPpl)}`)),
       h('p.help', {}, `${r.nPredicted} masked tokens in ${r.nWindows} windows of ${r.seqLen}; ${ms(r.ms)}`));

@@ -3,6 +3,7 @@
 import { get, heldOutIds, specials, userError } from './registry.js';
 import { quantGrid } from '../../wasm/quantscope.mjs';
 import { distinctCount, histogram, topK } from './math.js';
+import { modelFor } from './fix.js';
 
 const MAX_IDS_TEXT = 4096; // characters of a token-id list
 
@@ -115,11 +116,14 @@ async function pieces(e, list) {
  * The quantized pass over the page's input: per-point SQNR, the histogram of
  * one activation with its quantization grid, and top-5 predictions FP vs quantized.
  */
-export async function quant({ models, input, quant: q, ranges, histPoint, histLayer, maskPos, heldOutText }) {
+export async function quant({ models, input, quant: q, ranges, histPoint, histLayer, maskPos, heldOutText, fix = null,
+  trainText }) {
   const out = {};
   for (const id of models) {
     const e = get(id);
-    const { model } = e;
+    // With a post-hoc fix: its copy, whose captures show what the quantizer sees (x Q, x / s).
+    const { model } = await modelFor(e, fix, q, trainText);
+    const transformed = !!fix;
     const cfg = model.config;
     const enc = await encode(e, input);
     const t0 = performance.now();
@@ -138,16 +142,16 @@ export async function quant({ models, input, quant: q, ranges, histPoint, histLa
     const layer = Math.min(Math.max(histLayer ?? cfg.nLayers - 1, 0), cfg.nLayers - 1);
     const pred = await predictionInput(e, enc, maskPos);
     // The float passes do not depend on the quant settings: a slider move reuses them.
-    const fpKey = JSON.stringify([Array.from(enc.ids), histPoint, pred.pos, pred.masked]);
+    const fpKey = JSON.stringify([Array.from(enc.ids), histPoint, pred.pos, pred.masked, fix]);
     let fpc = e.cache.get('fp');
     if (fpc?.key !== fpKey) {
-      const fp = await model.forward(enc.ids, { delimiters: enc.delimiters, capture: [histPoint] });
+      const fp = await model.forward(enc.ids, { delimiters: enc.delimiters, capture: [histPoint], transformed });
       const fpP = pred.ids === enc.ids ? fp : await model.forward(pred.ids);
       fpc = { key: fpKey, fp, fpP };
       e.cache.set('fp', fpc);
     }
     const { fp, fpP } = fpc;
-    const qr = await model.forward(enc.ids, { delimiters: enc.delimiters, capture: [histPoint], quant: q });
+    const qr = await model.forward(enc.ids, { delimiters: enc.delimiters, capture: [histPoint], quant: q, transformed });
     const qP = pred.ids === enc.ids ? qr : await model.forward(pred.ids, { quant: q });
     const V = cfg.vocabSize;
     const top5 = {
@@ -157,10 +161,18 @@ export async function quant({ models, input, quant: q, ranges, histPoint, histLa
       q: await pieces(e, topK(qP.logits, pred.pos, V)),
     };
     const ms = performance.now() - t0;
-    out[id] = { T: enc.ids.length, points: qr.points, calibrated, top5, ms,
-      hist: await histogramOf(fp, qr, histPoint, layer, q) };
+    out[id] = { T: enc.ids.length, points: qr.points, calibrated, top5, ms, fix, fixes: model.fixes,
+      hist: await histogramOf(fp, qr, histPoint, layer, q), heat: heatOf(fp, histPoint, layer) };
   }
   return out;
+}
+
+/** The float tensor the histogram counts, as a tokens x dims matrix for the heatmap. */
+function heatOf(fp, point, layer) {
+  const st = fp.points.find((p) => p.point === point && (p.layer === layer || p.layer === -1));
+  const caps = fp.captures[point];
+  const x = caps && (caps.length === 1 ? caps[0] : caps[layer]);
+  return st && x ? { data: x.slice(), rows: st.rows, cols: st.cols, maxAbs: st.maxAbs } : null;
 }
 
 async function histogramOf(fp, qr, point, layer, q) {
@@ -192,7 +204,8 @@ async function histogramOf(fp, qr, point, layer, q) {
 }
 
 /** FP vs quantized perplexity on the held-out text (qs_evaluate). */
-export async function ppl({ models, quant: q, heldOutText, windows = 6, calibWindows = 2 }) {
+export async function ppl({ models, quant: q, heldOutText, windows = 6, calibWindows = 2, fix = null, trainText,
+  keep = true }) {
   const out = {};
   for (const id of models) {
     const e = get(id);
@@ -205,8 +218,13 @@ export async function ppl({ models, quant: q, heldOutText, windows = 6, calibWin
     }
     const seqLen = Math.min(128, e.model.config.maxPositions);
     const t0 = performance.now();
-    const r = await e.model.evaluate(held, { seqLen, maxWindows: windows, calibWindows, quant: q });
-    out[id] = { ...r, seqLen, ms: performance.now() - t0 };
+    const { model, temporary } = await modelFor(e, fix, q, trainText, { keep });
+    try {
+      const r = await model.evaluate(held, { seqLen, maxWindows: windows, calibWindows, quant: q });
+      out[id] = { ...r, seqLen, fix, ms: performance.now() - t0 };
+    } finally {
+      if (temporary) await model.dispose();
+    }
   }
   return out;
 }
