@@ -31,12 +31,22 @@ export function fixSpec(fix, quant) {
 export const fixLabel = (kind) => FIX_KINDS.find((f) => f.kind === kind)?.label ?? kind;
 
 // The worker connection (actions.js hands it over) and the table's progress.
-const session = { client: null, tableKey: null, tableRun: 0 };
+// The table is filled once asked for (tableWanted): its 25 evaluations run on
+// the worker that answers the sliders, and a cell in progress would stand
+// between a slider move and its result.
+const session = { client: null, tableKey: null, tableRun: 0, tableWanted: false };
 
 /** actions.js, on (re)start: the worker client; a new worker has no table yet. */
 export function connect(client) {
   session.client = client;
   session.tableKey = null;
+}
+
+/** The table's button: fill it now, and again whenever the settings change. */
+export function requestFixTable() {
+  session.tableWanted = true;
+  session.tableKey = null;
+  ensureFixTable(getState());
 }
 
 /**
@@ -70,7 +80,7 @@ export async function setFix(patch) {
  * settings starts over (the worker keeps every cell it computed).
  */
 export function ensureFixTable(s) {
-  if (!session.client) return;
+  if (!session.client || !session.tableWanted) return;
   const models = s.models.filter((m) => m.source === 'shipped' && m.hasTokenizer).map((m) => m.id);
   const fix = s.postHocFix;
   const columns = FIX_KINDS.map((f) => ({ kind: f.kind, spec: fixSpec({ ...fix, kind: f.kind }, s.quant) }));

@@ -4,7 +4,7 @@
 // quantizer sees it, and the table of every shipped model under every fix.
 import { h, fill, caption } from '../dom.js';
 import * as act from '../actions.js';
-import { FIX_KINDS, fixLabel, fixSpec, setFix } from '../fixes.js';
+import { FIX_KINDS, fixLabel, fixSpec, requestFixTable, setFix } from '../fixes.js';
 import { Heatmap } from '../charts/heatmap.js';
 import { heat, modelColor } from '../charts/colors.js';
 import { later } from '../charts/frames.js';
@@ -134,7 +134,12 @@ export function heatFigure(charts, m, i, r, nShown, afterFix) {
 /** Rows the shipped models, columns the fixes, cells perplexity under the quant settings shown. */
 export function fixTable(s) {
   const t = s.fixTable;
-  if (!t) return null;
+  if (!t) {
+    const n = s.models.filter((m) => m.source === 'shipped' && m.hasTokenizer).length;
+    return h('p.help', {}, h('button#fix-table-fill', { type: 'button', on: { click: requestFixTable } }, 'Fill the table'),
+      ` every shipped model under every fix at the bits above: ${n * FIX_KINDS.length} evaluations, each fix calibrated `
+      + 'on the training slice (seconds each on this page; the sliders wait for the cell in progress).');
+  }
   const models = t.models.map((id) => s.models.find((m) => m.id === id)).filter(Boolean);
   const head = t.columns.map((c) => h(c.kind === s.postHocFix.kind ? 'th.chosen' : 'th',
     { scope: 'col', dataset: { kind: c.kind } }, c.spec ?? 'none'));
