@@ -1,7 +1,8 @@
-// web/main.js: boots the page: the worker client, the panels, and the tabs. Panels
-// render the state on every change (once per frame); intents live in actions.js.
+// web/main.js: boots the page: the worker client, the panels, the tabs, the export
+// bars and the address (url.js). Panels render the state on every change (once per
+// frame); intents live in actions.js.
 import { createClient } from './client.js';
-import { getState, subscribe, update, shownModels } from './state.js';
+import { getState, subscribe, update, shownModels, VIEWS } from './state.js';
 import * as act from './actions.js';
 import * as controls from './panels/controls.js';
 import * as outliers from './panels/outliers.js';
@@ -9,10 +10,11 @@ import * as attention from './panels/attention.js';
 import * as quant from './panels/quant.js';
 import * as train from './panels/train.js';
 import { mountMessages, mountStatus } from './panels/status.js';
+import * as exportBar from './panels/exports.js';
+import * as url from './url.js';
 import { drawn, pendingDraws } from './charts/frames.js';
 
 const $ = (sel) => document.querySelector(sel);
-const VIEWS = ['outliers', 'attention', 'quant', 'train'];
 
 function mountTabs() {
   const tabs = VIEWS.map((v) => $(`#tab-${v}`));
@@ -64,11 +66,16 @@ subscribe((s, prev) => {
     drawn().then(() => update((st) => ({ timing: { ...st.timing, analyzeScreenMs: performance.now() - a.t0 } })));
   }
 });
-// First paint, then start the worker.
+for (const v of VIEWS) exportBar.mount($(`#view-${v}`), v);
+url.mount();
+// First paint, then start the worker; the controls come from the address once the models are in.
 update({});
 for (const r of renders) r(getState(), null);
 const client = createClient(act.onWorkerEvent);
-act.boot(client);
-// For the console and the browser tests: read-only views of the state and request counts.
+act.boot(client, { restore: url.restore });
+// For the console and the browser tests: read-only views of the state and request counts, and
+// memory: the worker's WASM heap (size, malloc'd bytes) and JS heap, the page's JS heap (Chromium).
 globalThis.quantscope = Object.freeze({ state: getState, requests: () => structuredClone(client.counts),
-  renderMs: () => structuredClone(renderMs), drawn, pendingDraws, shown: () => shownModels().map((m) => m.id) });
+  renderMs: () => structuredClone(renderMs), drawn, pendingDraws, shown: () => shownModels().map((m) => m.id),
+  memory: async () => ({ ...(await client.request('control', 'memory')).value,
+    pageJsHeap: performance.memory?.usedJSHeapSize ?? null }) });

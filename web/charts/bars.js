@@ -1,6 +1,7 @@
 // web/charts/bars.js: grouped bars (one group per layer, one bar per model) on a
 // linear or log axis, with a legend and exact values on hover.
 import { setup, hover, ticks, logTicks, vtext, INK, MUTED, RULE, SMALL, FONT } from './canvas.js';
+import { pngButton } from './save.js';
 
 export class Bars {
   constructor(parent, label = 'bar chart') {
@@ -10,6 +11,9 @@ export class Bars {
     this.canvas.setAttribute('aria-label', label);
     parent.append(this.canvas);
     this.hit = [];
+    this.series = [];
+    pngButton(parent, () => ({ canvas: this.canvas, title: label,
+      legend: this.series.map((s) => ({ name: s.name, color: s.color })) }));
     hover(this.canvas, (x, y) => {
       const b = this.hit.find((r) => x >= r.x && x <= r.x + r.w && y >= r.y0 && y <= r.y1);
       return b ? b.lines : null;
@@ -23,6 +27,7 @@ export class Bars {
   draw({ categories, series, yTitle, xTitle = '', log = false, width = 360, height = 200,
     format = (v) => String(v), refLine = null }) {
     const ctx = setup(this.canvas, width, height);
+    this.series = series;
     const left = 52, right = 8, top = 10, bottom = xTitle ? 36 : 22;
     const pw = width - left - right, ph = height - top - bottom;
     const vals = series.flatMap((s) => s.values).filter((v) => Number.isFinite(v));

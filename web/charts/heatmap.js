@@ -2,6 +2,7 @@
 // queries x keys), with labelled axes, marked columns and a hover tooltip.
 import { setup, hover, ticks, vtext, INK, MUTED, SMALL, FONT } from './canvas.js';
 import { css } from './colors.js';
+import { pngButton, titleOf } from './save.js';
 
 const tables = new Map();
 
@@ -25,6 +26,8 @@ export class Heatmap {
     this.canvas.setAttribute('role', 'img');
     this.canvas.setAttribute('aria-label', label);
     parent.append(this.canvas);
+    // The small maps are buttons that pick a head: the enlarged head has the button.
+    if (className !== 'mini') pngButton(parent, () => ({ canvas: this.canvas, title: titleOf(parent, this.canvas.getAttribute('aria-label')) }));
     this.geom = null;
     hover(this.canvas, (x, y) => {
       const g = this.geom;

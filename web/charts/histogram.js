@@ -2,6 +2,7 @@
 // quantization grid drawn over it, so the levels that no value uses are visible.
 import { setup, hover, ticks, logTicks, vtext, INK, MUTED, RULE, SMALL, FONT } from './canvas.js';
 import { num } from '../format.js';
+import { pngButton, titleOf } from './save.js';
 
 export class Histogram {
   constructor(parent, label = 'histogram') {
@@ -11,6 +12,7 @@ export class Histogram {
     this.canvas.setAttribute('aria-label', label);
     parent.append(this.canvas);
     this.geom = null;
+    pngButton(parent, () => ({ canvas: this.canvas, title: titleOf(parent, this.canvas.getAttribute('aria-label')) }));
     hover(this.canvas, (x) => {
       const g = this.geom;
       if (!g || x < g.left || x > g.left + g.pw) return null;

@@ -1,6 +1,7 @@
 // web/charts/scatter.js: points on two linear axes with hover labels (one point
 // per attention head: delimiter mass against output / value norm).
 import { setup, hover, ticks, vtext, INK, MUTED, RULE, SMALL, FONT } from './canvas.js';
+import { pngButton } from './save.js';
 
 export class Scatter {
   constructor(parent, label = 'scatter plot') {
@@ -10,6 +11,7 @@ export class Scatter {
     this.canvas.setAttribute('aria-label', label);
     parent.append(this.canvas);
     this.pts = [];
+    pngButton(parent, () => ({ canvas: this.canvas, title: label }));
     hover(this.canvas, (x, y) => {
       let best = null, bd = 64;
       for (const p of this.pts) {

@@ -45,7 +45,7 @@ export function mount(root) {
   return (s, prev) => {
     if (s.view !== 'outliers') return;
     const a = s.analysis;
-    if (s.point !== prev?.point || !pointSel.firstChild) {
+    if (s.point !== prev?.point || s.scale !== prev?.scale || !pointSel.firstChild) {
       fill(pointSel, h('label', { for: 'point' }, 'Capture point'),
         select('point', OUTLIER_POINTS, s.point, act.setPoint));
       fill(scaleSel, h('label', { for: 'scale' }, 'Colour scale'),

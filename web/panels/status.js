@@ -3,6 +3,7 @@
 import { h, fill } from '../dom.js';
 import * as act from '../actions.js';
 import { ms } from '../format.js';
+import { linkWith } from '../url.js';
 
 export function mountMessages(root) {
   return (s, prev) => {
@@ -50,10 +51,12 @@ function renderThreads(el, rt) {
   el.dataset.threads = String(rt.threads);
   // At most the pthreads build's pool of 4 workers (QS_WASM_THREAD_POOL).
   const other = rt.threads > 1 ? 1 : Math.min(4, Math.max(2, navigator.hardwareConcurrency || 2));
-  const href = other > 1 ? `?threads=${other}` : '?';
+  const threads = other > 1 ? other : null;
   const canSwitch = other === 1 || globalThis.crossOriginIsolated;
   const label = rt.threads > 1 ? `${rt.threads} threads (pthreads)` : '1 thread';
   fill(el, canSwitch ? `${label} · ` : label,
-    canSwitch ? h('a#threads-switch', { href, title: 'reloads the page with the other WebAssembly build' },
+    // The link is made when followed: it keeps the page's settings of that moment (url.js).
+    canSwitch ? h('a#threads-switch', { href: linkWith({ threads }), title: 'reloads the page with the other WebAssembly build',
+      on: { click: (e) => { e.currentTarget.href = linkWith({ threads }); } } },
       other > 1 ? `use ${other} threads` : 'use 1 thread') : null);
 }
