@@ -11,7 +11,7 @@
 // address means the plain page.
 // Allowed values come from the controls themselves (a <select>'s options, a
 // slider's min and max), so a row cannot drift from its control.
-import { getState, update, subscribe, VIEWS } from './state.js';
+import { getState, update, subscribe, shownModels, VIEWS } from './state.js';
 import { ensure, message, clear, selectPatch } from './actions.js';
 
 const MAX_TEXT = 4000; // characters of input text kept from an address
@@ -83,8 +83,8 @@ function chipOf(s) {
   return m && chipModel(s, m.variant)?.id === m.id ? m.variant : null;
 }
 const selected = (w) => w.models.find((m) => m.id === w.selected);
-/** Layers of the models shown (the quantization view's layer list). */
-const shownLayers = (w) => Math.max(1, selected(w)?.config.nLayers ?? 1);
+/** Layers of the models shown: the histogram's layer list, as the quantization view makes it. */
+const shownLayers = (w) => Math.max(1, ...shownModels(w).map((m) => m.config.nLayers));
 
 // ------------------------------------------------------------------ rows
 
