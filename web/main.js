@@ -74,7 +74,8 @@ for (const r of renders) r(getState(), null);
 const client = createClient(act.onWorkerEvent);
 act.boot(client, { restore: url.restore });
 // For the console and the browser tests: read-only views of the state and request counts, and
-// memory: the worker's WASM heap (size, malloc'd bytes) and JS heap, the page's JS heap (Chromium).
+// memory(): the worker's WASM memory (heapBytes) and malloc'd bytes in it (usedBytes), and the
+// page's JS heap where Chromium tells it (pageJsHeap; the soak test asks CDP instead).
 globalThis.quantscope = Object.freeze({ state: getState, requests: () => structuredClone(client.counts),
   renderMs: () => structuredClone(renderMs), drawn, pendingDraws, shown: () => shownModels().map((m) => m.id),
   memory: async () => ({ ...(await client.request('control', 'memory')).value,
