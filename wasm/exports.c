@@ -1,6 +1,7 @@
 /* wasm/exports.c: the C functions JavaScript calls (qsw_ prefix), thin wrappers
  * over the public API that return a status and keep results in a qsw_ctx. */
 #include <emscripten/emscripten.h>
+#include <malloc.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,6 +61,14 @@ typedef struct qsw_eval_state {
     long done, total;
 } qsw_eval_state;
 
+/* qsw_fix_apply: the library's report, with its text and the fix's canonical
+ * spec (qs_fix_format) as pointers JS reads. */
+typedef struct qsw_fix_report {
+    qs_fix_report rep;
+    const char *covers, *spec;
+    char spec_buf[192];
+} qsw_fix_report;
+
 typedef union qsw_out {
     qsw_handle handle;
     qsw_bytes bytes;
@@ -74,6 +83,8 @@ typedef union qsw_out {
     qs_qparams qparams;
     qs_step_log step_log;
     qs_eval_log eval_log;
+    qsw_fix_report fix_report;
+    qs_split_counts split_counts;
 } qsw_out;
 
 /* One per JS model (and one for loading): the last error, the last result,
@@ -102,8 +113,9 @@ typedef struct qsw_ctx {
  * table's name (max_abs -> maxAbs): no position to keep in step by hand.
  *
  * Types: "i32", "u32", "f32", "f64", "u64" numbers; "ptr" a heap address;
- * "bool" an int JS reads as false/true; "granularity" and "estimator" an
- * enum JS reads as its name (qs_granularity_name, qs_estimator_name);
+ * "bool" an int JS reads as false/true; "granularity", "estimator" and
+ * "optimizer" an enum JS reads as its name (qs_granularity_name,
+ * qs_estimator_name, qs_optimizer_name);
  * "points" a QS_PT_BIT mask JS reads as a list of point names. A field
  * larger than its type is an array of them (top_dims[8]). */
 typedef struct qsw_field {
@@ -146,6 +158,11 @@ static const qsw_field train_config_fields[] = {
     FIELD(qs_train_config, gamma_ramp, "bool"),
     FIELD(qs_train_config, seed, "u64"),
     FIELD(qs_train_config, threads, "i32"),
+    FIELD(qs_train_config, optimizer, "optimizer"),
+    FIELD(qs_train_config, shampoo_beta, "f32"),
+    FIELD(qs_train_config, precond_every, "i32"),
+    FIELD(qs_train_config, max_precond_dim, "i32"),
+    FIELD(qs_train_config, precond_eps, "f32"),
 };
 
 /* evaluate()'s options; the special ids are its specials: {cls, sep, mask, bos}. */
@@ -239,6 +256,7 @@ static const qsw_field outlier_summary_fields[] = {
     FIELD(qs_outlier_summary, avg_kurtosis, "f32"),
     FIELD(qs_outlier_summary, max_kurtosis, "f32"),
     FIELD(qs_outlier_summary, avg_rms_kurtosis, "f32"),
+    FIELD(qs_outlier_summary, avg_input_corr, "f32"),
 };
 
 static const qsw_field eval_state_fields[] = {
@@ -280,6 +298,24 @@ static const qsw_field eval_log_fields[] = {
     FIELD(qs_eval_log, avg_kurtosis, "f32"),
     FIELD(qs_eval_log, max_kurtosis, "f32"),
     FIELD(qs_eval_log, avg_rms_kurtosis, "f32"),
+    FIELD(qs_eval_log, avg_input_corr, "f32"),
+};
+
+static const qsw_field fix_report_fields[] = {
+    FIELD(qsw_fix_report, spec, "ptr"),
+    FIELD(qsw_fix_report, covers, "ptr"),
+    FIELD_AS("calibration_windows", qsw_fix_report, rep.n_windows, "i32"),
+    FIELD_AS("runtime", qsw_fix_report, rep.runtime, "bool"),
+    FIELD_AS("dead_columns", qsw_fix_report, rep.n_dead, "i32"),
+    FIELD_AS("gptq_error", qsw_fix_report, rep.gptq_error, "f64"),
+    FIELD_AS("rtn_error", qsw_fix_report, rep.rtn_error, "f64"),
+};
+
+/* long is 32 bits here */
+static const qsw_field split_counts_fields[] = {
+    FIELD(qs_split_counts, inputs, "i32"),
+    FIELD(qs_split_counts, cols, "i32"),
+    FIELD(qs_split_counts, float_cols, "i32"),
 };
 
 typedef struct qsw_record {
@@ -295,6 +331,7 @@ static const qsw_record records[] = {
     RECORD(bytes), RECORD(encoding), RECORD(specials), RECORD(config_text),
     RECORD(point_stats), RECORD(head_stats), RECORD(outlier_summary), RECORD(eval_state),
     RECORD(eval_result), RECORD(qparams), RECORD(step_log), RECORD(eval_log),
+    RECORD(fix_report), RECORD(split_counts),
 };
 
 #define N_RECORDS ((int)(sizeof records / sizeof records[0]))
@@ -356,8 +393,9 @@ KEEP qs_quant_config *qsw_quant_reset(qsw_ctx *c) {
     return &c->quant;
 }
 
-KEEP qs_train_config *qsw_train_reset(qsw_ctx *c) {
-    c->train = qs_train_config_default();
+/* An optimiser's defaults (qs_train_config_for: SOAP's lr and betas are its own). */
+KEEP qs_train_config *qsw_train_reset(qsw_ctx *c, int optimizer) {
+    c->train = qs_train_config_for((qs_optimizer)optimizer);
     return &c->train;
 }
 
@@ -374,6 +412,11 @@ KEEP const char *qsw_point_name(int p) { return qs_point_name((qs_point)p); }
 KEEP int qsw_point_is_global(int p) { return qs_point_is_global((qs_point)p); }
 KEEP const char *qsw_estimator_name(int e) { return qs_estimator_name((qs_estimator)e); }
 KEEP const char *qsw_granularity_name(int g) { return qs_granularity_name((qs_granularity)g); }
+KEEP const char *qsw_optimizer_name(int o) { return qs_optimizer_name(o); }
+
+/* Bytes malloc has handed out and not had back (dlmalloc's mallinfo): the
+ * figure that shows a leak, where the memory's size only ever grows. */
+KEEP size_t qsw_heap_used(void) { return mallinfo().uordblks; }
 
 /* Threads a call may use: the pthread pool of the threaded build (its
  * workers start with the module), 1 in the default single-threaded build. */
@@ -732,4 +775,80 @@ KEEP int qsw_trainer_step(qsw_ctx *c, qs_trainer *t) {
 KEEP int qsw_trainer_eval(qsw_ctx *c, qs_trainer *t, int n_batches) {
     memset(&c->out.eval_log, 0, sizeof c->out.eval_log);
     return done(c, qs_trainer_eval(t, n_batches, &c->out.eval_log, &c->err));
+}
+
+/* ---- post-hoc fixes and the named settings (fix.h) ---- */
+
+KEEP int qsw_setting_count(void) { return qs_setting_count(); }
+KEEP const char *qsw_setting_name(int i) { return qs_setting_name(i); }
+KEEP const char *qsw_setting_describe(int i) { return qs_setting_describe(i); }
+
+/* ctx->quant as the named setting is for m (qs_setting_quant); JS reads it
+ * from the address qsw_quant_reset gave. */
+KEEP int qsw_setting_quant(qsw_ctx *c, const qs_model *m, const char *name) {
+    return done(c, qs_setting_quant(name, m, &c->quant, &c->err));
+}
+
+KEEP void qsw_fix_show_transformed(qs_model *m, int on) { qs_fix_show_transformed(m, on); }
+KEEP void qsw_fix_split_reset(qs_model *m) { qs_fix_split_reset(m); }
+
+/* Result: split_counts (LLM.int8()'s columns since the last reset). */
+KEEP int qsw_fix_split_counts(qsw_ctx *c, const qs_model *m) {
+    qs_fix_split_counts(m, &c->out.split_counts);
+    return done(c, QS_OK);
+}
+
+/* The canonical text of a fix spec (qs_fix_parse, then qs_fix_format), so JS
+ * checks a list of fixes before it copies a model. Result: bytes (ctx-owned). */
+KEEP int qsw_fix_parse(qsw_ctx *c, const char *spec) {
+    qs_fix f;
+    qs_status s = qs_fix_parse(spec, &f, &c->err);
+    if (s) return done(c, s);
+    if (!reserve_text(c, 256)) return fail(c, QS_ERR_NOMEM, "fix: out of memory");
+    int n = qs_fix_format(&f, c->text, c->cap_text);
+    if (n < 0) return fail(c, QS_ERR_ARG, "fix: the canonical text does not fit 256 bytes");
+    c->out.bytes = (qsw_bytes){c->text, (size_t)n};
+    return done(c, QS_OK);
+}
+
+/* A copy of m for fixes to change in place, leaving m as it is: what
+ * qs_model_save_memory writes, loaded again (so every limit and check of
+ * loading holds), with vocab the vocab.txt m was loaded with (NULL when it
+ * had none). A model carrying fixes that act at run time cannot be saved,
+ * so it is refused with save's message. Result: handle. */
+KEEP int qsw_model_copy(qsw_ctx *c, const qs_model *m, const char *vocab, size_t vocab_len) {
+    if (!m) return fail(c, QS_ERR_ARG, "copy: model is NULL");
+    uint8_t *st = NULL;
+    char *json = NULL;
+    size_t st_len = 0, json_len = 0;
+    qs_model *copy = NULL;
+    qs_status s = qs_model_save_memory(m, &st, &st_len, &json, &json_len, &c->err);
+    if (!s) s = qs_model_load_files(json, json_len, st, st_len, vocab, vocab_len, &copy, &c->err);
+    free(st);
+    free(json);
+    c->out.handle = (qsw_handle){copy, NULL};
+    return done(c, s);
+}
+
+/* Parses spec and applies the fix to m (qs_fix_apply), calibrated on n ids
+ * cut into windows of seq_len tokens (0: min(128, max_positions)), at most
+ * max_windows (0: 32), framed with the specials evaluate() uses; use_quant
+ * makes it for ctx->quant's weight grid (GPTQ). On error m is as it was.
+ * Result: fix_report. */
+KEEP int qsw_fix_apply(qsw_ctx *c, qs_model *m, const char *spec, const int32_t *ids, size_t n,
+                       int seq_len, int max_windows, int use_quant) {
+    qsw_fix_report *r = &c->out.fix_report;
+    memset(r, 0, sizeof *r);
+    qs_fix f;
+    qs_status s = qs_fix_parse(spec, &f, &c->err);
+    if (s) return done(c, s);
+    qs_calib cal = qs_calib_default(m, ids, n);
+    cal.seq_len = seq_len;
+    cal.max_windows = max_windows;
+    s = qs_fix_apply(m, &f, &cal, use_quant ? &c->quant : NULL, &r->rep, &c->err);
+    if (s) return done(c, s);
+    if (qs_fix_format(&f, r->spec_buf, sizeof r->spec_buf) < 0) r->spec_buf[0] = '\0';
+    r->covers = r->rep.covers;
+    r->spec = r->spec_buf;
+    return done(c, QS_OK);
 }

@@ -206,6 +206,69 @@ export interface HeadStats {
   gateMean: number;
 }
 
+/**
+ * A named evaluation setting of the post-hoc fixes' papers (settings(); C:
+ * qs_setting_quant), made for the model it is used with (its linears' input
+ * points). Every `quant` option takes one instead of a QuantConfig:
+ * - 'w8a8': the paper's, W8A8 per tensor, static ranges, every point;
+ * - 'w8a8-token': SmoothQuant's, per-channel weights, per-token dynamic
+ *   activations at the linears' inputs and q, k, v;
+ * - 'w4a16': GPTQ's, 4-bit per-channel weights, float activations;
+ * - 'w4a8', 'w4a4': the rotations', 4-bit weights, 8- or 4-bit per-token
+ *   activations at the linears' inputs.
+ * On a model carrying LLM.int8() (and no GPTQ) a setting runs the real int8
+ * kernels beside the float columns, as `qs eval --fix` does.
+ */
+export type SettingName = 'w8a8' | 'w8a8-token' | 'w4a16' | 'w4a8' | 'w4a4';
+
+/**
+ * A post-hoc fix as `qs eval --fix` takes it: 'smoothquant[:alpha=0.5]',
+ * 'rotate[:seed=1]', 'int8split[:threshold=6]',
+ * 'gptq[:bits=4,group=0,damp=0.01,block=128]' or 'none'; 'A+B' stacks fixes.
+ * Or an object with the same names: { name: 'smoothquant', alpha: 0.5 }.
+ * C parses and checks them (qs_fix_parse): alpha in [0, 1], bits 2..16,
+ * threshold > 0, damp in [0, 1], group >= 0, block >= 1.
+ */
+export type FixSpec =
+  | string
+  | { name: 'smoothquant'; alpha?: number }
+  | { name: 'rotate'; seed?: number }
+  | { name: 'int8split'; threshold?: number }
+  | { name: 'gptq'; bits?: number; group?: number; damp?: number; block?: number }
+  | { name: 'none' };
+
+export interface WithFixOptions {
+  /** Calibration window length in tokens including specials; 0 = min(128, maxPositions). */
+  seqLen?: number;
+  /** Calibration windows at most; 0 = 32 (qs eval --fix-calib's default). */
+  maxWindows?: number;
+  /**
+   * The setting the fixes are made for: GPTQ quantizes on its weight grid
+   * (bits, granularity, symmetry; `bits=` in the spec must agree). The other
+   * fixes serve every setting and ignore it. GPTQ needs bits= or this.
+   */
+  quant?: QuantConfig | SettingName;
+}
+
+/** What withFix() did for one fix (C: qs_fix_report). */
+export interface FixReport {
+  /** The fix's canonical spec: only the parameters that differ from its defaults ('smoothquant:alpha=0.8'). */
+  fix: string;
+  /** Which points and linears it acts on, in words. */
+  covers: string;
+  /** Calibration windows it measured (0 for rotate and int8split, which need none). */
+  calibrationWindows: number;
+  /** Part of it acts at run time (toFiles() then refuses: no checkpoint holds it). */
+  runtime: boolean;
+  /** GPTQ only: input columns never active (their weights set to 0, as the official code does). */
+  deadColumns?: number;
+  /** GPTQ only: Σ over linears of ‖XWᵀ − XW_qᵀ‖² on the calibration inputs, and the same for round to nearest. */
+  gptqError?: number;
+  rtnError?: number;
+  /** gptqError / rtnError (below 1: GPTQ did better). */
+  errorRatio?: number | null;
+}
+
 export interface ForwardOptions {
   /** BERT token type per token (default all 0); OPT models reject them. */
   tokenTypes?: ArrayLike<number>;
@@ -217,11 +280,19 @@ export interface ForwardOptions {
    * Quantize this pass with this config. It is installed only when it differs
    * from the installed one, so ranges from calibrate() with the same config stay
    * in use; after a trainer step it is installed again, over the new weights.
-   * Omitted or null: a float pass.
+   * Omitted or null: a float pass. A SettingName stands for its config.
    */
-  quant?: QuantConfig | null;
+  quant?: QuantConfig | SettingName | null;
   /** Points whose full tensors are returned in `captures`. */
   capture?: PointName[];
+  /**
+   * On a model from withFix(): the statistics and captures of the points a
+   * fix quantizes in another basis (BERT's SmoothQuant scales, online
+   * rotations) describe what the quantizer sees there, x / s or x Q, instead
+   * of x (C: qs_fix_show_transformed). OPT's rotated stream is rotated in the
+   * model itself either way. Default false.
+   */
+  transformed?: boolean;
 }
 
 export interface ForwardResult {
@@ -269,14 +340,22 @@ export interface OutlierSummary {
   maxKurtosis: number;
   /** He et al.'s kurtosis of neuron RMS at 'layer_out', mean over layers. */
   avgRmsKurtosis: number;
+  /**
+   * He et al.'s signal propagation at 'layer_out': the mean input-wise
+   * correlation (off-diagonal mean of the tokens' Gram matrix, each token
+   * centred across its width, over their common RMS; qs_input_correlation),
+   * pooled over the tokens, mean over layers. In [−1, 1]; near 1 when all
+   * tokens look alike (rank collapse, which goes with outlier features).
+   */
+  avgInputCorr: number;
 }
 
 /** A calibration batch: one sequence of ids, or one with BERT token types. */
 export type CalibrationBatch = TokenIds | { ids: TokenIds; tokenTypes?: ArrayLike<number> };
 
 export interface CalibrateOptions {
-  /** The config to calibrate (default: the C defaults). */
-  quant?: QuantConfig;
+  /** The config to calibrate (default: the C defaults), or a setting's. */
+  quant?: QuantConfig | SettingName;
   /**
    * Checked between batches: once aborted the call rejects (see
    * QuantscopeError) and no quant config is left installed, so ranges from
@@ -300,8 +379,8 @@ export interface EvaluateOptions {
   maskSeed?: number;
   /** BERT: fraction of positions masked (80/10/10); 0 = 0.15. */
   maskProb?: number;
-  /** Also score with this quant config (calibrated on the first windows). */
-  quant?: QuantConfig | null;
+  /** Also score with this quant config, or a setting's (calibrated on the first windows). */
+  quant?: QuantConfig | SettingName | null;
   /** Windows used for calibration; 0 = 4. */
   calibWindows?: number;
   /**
@@ -337,6 +416,12 @@ export interface EvaluateResult {
   /** Tokens scored. */
   nPredicted: number;
   nWindows: number;
+  /**
+   * On a model carrying LLM.int8() and with `quant`: the share of the
+   * linears' input columns kept in float over the quantized pass (qs eval
+   * --fix's float_column_share).
+   */
+  floatColumnShare?: number;
 }
 
 /** The tokenizer's special ids (-1 when absent) and its vocabulary size. */
@@ -387,7 +472,7 @@ export declare class Model {
    * input), or evaluate() replaced it. Lets a caller calibrate only when the
    * config changed.
    */
-  calibratedBatches(quant: QuantConfig): Promise<number>;
+  calibratedBatches(quant: QuantConfig | SettingName): Promise<number>;
   /**
    * Perplexity over a token stream in consecutive windows, float and (with
    * `quant`) quantized; text is tokenized without specials first.
@@ -416,6 +501,26 @@ export declare class Model {
   createTrainer(text: string | ArrayBuffer | SharedArrayBuffer | ArrayBufferView, options?: TrainOptions): Promise<Trainer>;
   /** Frees the model (and its trainers) after queued calls finish. Idempotent; later calls reject. */
   dispose(): Promise<void>;
+  /**
+   * A new model: a copy of this one with post-hoc fixes applied in order
+   * (C: qs_fix_apply, as `qs eval --fix`), each calibrated where it needs to
+   * be (SmoothQuant's activation maxima, GPTQ's Hessians) on `calibration`:
+   * text, tokenized without specials as evaluate() does, or ids, cut into
+   * windows as evaluate() cuts them. rotate and int8split need none (null).
+   * This model is left as it was (fixes change weights in place, so they
+   * change the copy); dispose() the copy when done. Fixes stack in one call
+   * (smoothquant before rotate, gptq last, each once); a model from
+   * withFix() takes no more. Bad input rejects with C's message naming the
+   * fix and parameter (QS_ERR_CONFIG: unknown fix, parameter or setting, a
+   * fix that does not apply to the architecture or does not stack;
+   * QS_ERR_RANGE: alpha outside [0, 1], bits outside 2..16, calibration with
+   * no tokens) and makes nothing.
+   */
+  withFix(fixes: FixSpec | FixSpec[], calibration?: TokenIds | string | null, options?: WithFixOptions): Promise<Model>;
+  /** The fixes withFix() applied to this model, in order; [] for a model as loaded. */
+  readonly fixes: readonly FixReport[];
+  /** The QuantConfig a setting stands for on this model. */
+  setting(name: SettingName): Promise<Required<QuantConfig>>;
 }
 
 /** Training settings (qs_train_config); omitted fields take the C defaults (see defaultTrain()). */
@@ -447,7 +552,33 @@ export interface TrainOptions {
   seed?: number;
   /** Threads sharing each step's sequences, 1..configure()'s threads (the default). */
   threads?: number;
+  /**
+   * 'adamw' (the default), 'soap' (Vyas et al. 2024, as soap.py: Adam in the
+   * eigenbases of L = E[G Gᵀ] and R = E[Gᵀ G]) or 'shampoo' (L^(−1/4) G
+   * R^(−1/4), grafted onto Adam's step length). The other options default to
+   * that optimiser's own (qs_train_config_for: SOAP lr 3e-3, betas 0.95,
+   * 0.95; see defaultTrain(optimizer)). Unknown names are QS_ERR_ARG.
+   */
+  optimizer?: Optimizer;
+  /** SOAP only: the moving-average rate of L and R, in [0, 1). Default 0.95. */
+  shampooBeta?: number;
+  /**
+   * SOAP and Shampoo: SOAP refreshes its eigenbases (one power step and QR)
+   * every this many updates, Shampoo recomputes its inverse roots every this
+   * many steps; at least 1. Default 10.
+   */
+  precondEvery?: number;
+  /** SOAP and Shampoo: a tensor side longer than this is not preconditioned; at least 1. Default 10000. */
+  maxPrecondDim?: number;
+  /** Shampoo only: ε I added to L and R before the inverse root, > 0. Default 1e-6. */
+  precondEps?: number;
+  // A setting of another optimiser than the chosen one is refused (QS_ERR_ARG),
+  // as qs train refuses its flag: it would be silently ignored. Out-of-range
+  // values are QS_ERR_RANGE naming the setting (beta1 1 outside [0, 1)).
 }
+
+/** The trainer's optimisers (qs_optimizer_name). */
+export type Optimizer = 'adamw' | 'soap' | 'shampoo';
 
 /** One optimiser step's log (qs_step_log). */
 export interface StepLog {
@@ -470,13 +601,15 @@ export interface TrainEval {
   /**
    * OutlierSummary's figures over the first 16 validation sequences: ‖x‖∞ at
    * the LayerNorm input x + FFN(x) and at the FFN output, Pearson kurtosis at
-   * the FFN and layer outputs, RMS kurtosis at the layer output.
+   * the FFN and layer outputs, RMS kurtosis at the layer output, and He et
+   * al.'s signal propagation (OutlierSummary.avgInputCorr, in [−1, 1]).
    */
   maxInfNorm: number;
   maxFfnOutInfNorm: number;
   avgKurtosis: number;
   maxKurtosis: number;
   avgRmsKurtosis: number;
+  avgInputCorr: number;
 }
 
 /** Trains its model in place (model.createTrainer), on options.threads threads. */
@@ -486,6 +619,8 @@ export declare class Trainer {
   /** The clipped softmax warning of qs_trainer_new (threshold above 1/T), or null. */
   readonly warning: string | null;
   readonly totalSteps: number;
+  /** The optimiser it trains with. */
+  readonly optimizer: Optimizer;
   readonly stepsDone: number;
   readonly disposed: boolean;
   /**
@@ -515,8 +650,12 @@ export declare function textSplit(
 export interface QuantGrid { scale: number; zero: number; qmin: number; qmax: number; lo: number; hi: number }
 export declare function quantGrid(min: number, max: number, bits: number, symmetric?: boolean): Promise<QuantGrid>;
 
-/** The trainer's defaults (qs_train_config_default; threads: configure()'s). */
-export declare function defaultTrain(): Promise<Required<Omit<TrainOptions, 'seed'>>>;
+/**
+ * The defaults createTrainer uses with an optimiser ('adamw' when none is
+ * given; qs_train_config_for: SOAP has its own lr and betas; threads:
+ * configure()'s).
+ */
+export declare function defaultTrain(optimizer?: Optimizer): Promise<Required<Omit<TrainOptions, 'seed'>>>;
 
 /** A model given as its files' contents (bytes may be in a SharedArrayBuffer; a Blob is read). */
 export interface ModelFiles {
@@ -583,8 +722,14 @@ export declare function pointNames(): Promise<{ name: PointName; global: boolean
 /** The C library's default quant config (W8A8 per-tensor, the paper's setting). */
 export declare function defaultQuant(): Promise<Required<QuantConfig>>;
 
+/** The named evaluation settings (SettingName), in C's order, each with its one-line description. */
+export declare function settings(): Promise<{ name: SettingName; description: string }[]>;
+
 /** Bytes of WebAssembly memory held by the shared instance (it grows, never shrinks). */
 export declare function memoryBytes(): Promise<number>;
+
+/** heapBytes: the memory's size (memoryBytes()); usedBytes: what malloc has handed out and not had back. */
+export declare function memoryUsage(): Promise<{ heapBytes: number; usedBytes: number }>;
 
 /**
  * Chooses the WebAssembly build; call it before anything that starts the core.

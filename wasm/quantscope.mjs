@@ -3,11 +3,12 @@
 // The parts live in wasm/js/ (runtime, heap, checks, abi, sources, model, trainer);
 // this module is what callers import, and all they need.
 import { argError } from './js/errors.mjs';
-import { arrayLength, callbackOption, checkOptions, numberOption, seedOption } from './js/checks.mjs';
+import { arrayLength, callbackOption, checkOptions, enumOption, numberOption, seedOption } from './js/checks.mjs';
 import { configure, core } from './js/runtime.mjs';
 import { ByteProgress, contentBytes, inFolder, isBlob, pickFiles, readBlob, readSource } from './js/sources.mjs';
 import { Model, wrapModel } from './js/model.mjs';
 import { Trainer } from './js/trainer.mjs';
+import { settingList } from './js/fix.mjs';
 
 export { configure, Model, Trainer };
 
@@ -32,7 +33,8 @@ export async function loadModel(source, options) {
                                                                pv, vocab ? vocab.length : 0)));
       return c.result(c.ctx, 'handle').handle;
     });
-    return wrapModel(c, handle);
+    // withFix() loads copies with the same vocab.txt (a copy: the caller's bytes may change).
+    return wrapModel(c, handle, { vocab: vocab ? vocab.slice() : null });
   });
 }
 
@@ -76,7 +78,7 @@ export async function textSplit(text, options) {
   const o = checkOptions(options, ['valFraction', 'split'], 'textSplit');
   const c = await core();
   const { split = 'val' } = o;
-  const valFraction = o.valFraction ?? c.trainDefaults.valFraction; // the trainer's own share
+  const valFraction = o.valFraction ?? c.trainDefaults.adamw.valFraction; // the trainer's own share
   const bytes = contentBytes(text);
   if (!bytes) throw argError('textSplit: text must be a string or bytes');
   if (split !== 'train' && split !== 'val') throw argError(`textSplit: split must be 'train' or 'val', got ${split}`);
@@ -104,11 +106,16 @@ export async function quantGrid(min, max, bits, symmetric = false) {
   });
 }
 
-/** The trainer's defaults (qs_train_config_default; threads: configure()'s). */
-export async function defaultTrain() {
+/**
+ * The trainer's defaults for an optimiser, 'adamw' (the default), 'soap' or
+ * 'shampoo': what createTrainer uses for the options it is not given
+ * (qs_train_config_for; threads: configure()'s).
+ */
+export async function defaultTrain(optimizer = 'adamw') {
   const c = await core();
-  const { seed, ...defaults } = c.trainDefaults; // a seed is no default: createTrainer takes 0
-  return { ...defaults, threads: c.threads };
+  const defaults = c.trainDefaults[c.names.optimizer[enumOption(optimizer, c.names.optimizer, 'defaultTrain: optimizer', 0)]];
+  const { seed, ...rest } = defaults; // a seed is no default: createTrainer takes 0
+  return { ...rest, threads: c.threads };
 }
 
 /** Which WebAssembly build runs: { threads, pool } (pool: its pthread workers, 1 = the single-threaded build). */
@@ -123,6 +130,15 @@ export async function pointNames() {
   return c.points.map((p) => ({ ...p }));
 }
 
+/**
+ * The named evaluation settings of the post-hoc fixes' papers (fix.h):
+ * [{name, description}] for 'w8a8', 'w8a8-token', 'w4a16', 'w4a8', 'w4a4'.
+ * Pass a name as any quant option; model.setting(name) gives its config.
+ */
+export async function settings() {
+  return settingList(await core());
+}
+
 /** The quant config the C library uses by default (W8A8, the paper's setting). */
 export async function defaultQuant() {
   const c = await core();
@@ -133,4 +149,13 @@ export async function defaultQuant() {
 export async function memoryBytes() {
   const c = await core();
   return c.u8.buffer.byteLength;
+}
+
+/**
+ * The shared instance's memory: heapBytes its size (memoryBytes()), usedBytes
+ * what malloc has handed out and not had back; a leak shows in the second.
+ */
+export async function memoryUsage() {
+  const c = await core();
+  return { heapBytes: c.u8.buffer.byteLength, usedBytes: c.m._qsw_heap_used() >>> 0 };
 }

@@ -1,11 +1,13 @@
 // web/actions.js: the intents panels send. Each changes the state, then ensure()
 // asks the worker for whatever the visible view needs and is out of date.
 import { getState, update, shownModels } from './state.js';
+import { connect as connectFixes, ensureFixTable, fixSpec } from './fixes.js';
 
 // What the intents keep between calls that nothing renders, in one place: the
 // worker connection, the keys of the last requests (so a request is sent once
 // per change), the debounce timer of perplexity, and two counters.
-const session = { client: null, sent: { analysis: null, quant: null, ppl: null }, pplTimer: 0, msgId: 0, runCount: 0 };
+const session = { client: null, sent: { analysis: null, quant: null, ppl: null }, pplTimer: 0, msgId: 0, runCount: 0,
+  restore: null, restarts: [] };
 
 // ---------------------------------------------------------------- messages
 
@@ -20,7 +22,7 @@ export function dismiss(id) {
   update((s) => ({ messages: s.messages.filter((m) => m.id !== id) }));
 }
 
-function clear(source) {
+export function clear(source) {
   update((s) => (s.messages.some((m) => m.source === source)
     ? { messages: s.messages.filter((m) => m.source !== source) } : null));
 }
@@ -33,8 +35,11 @@ function requestedThreads() {
   return Number.isInteger(n) && n >= 1 && n <= 16 ? n : 1;
 }
 
-export async function boot(c) {
+/** Starts the page on client c; restore() then sets the controls (url.js: from the address). */
+export async function boot(c, { restore = null } = {}) {
   session.client = c;
+  session.restore = restore;
+  connectFixes(c);
   try {
     const { value } = await session.client.request('control', 'init', { threads: requestedThreads() });
     const models = value.models;
@@ -42,6 +47,7 @@ export async function boot(c) {
     const first = models.find((m) => m.variant === 'vanilla') ?? models[0];
     update({ phase: 'ready', models, selected: first.id, corpus: value.corpus, memory: value.memory,
       runtime: value.runtime, quant: value.defaults.quant, pointNames: value.defaults.points });
+    session.restore?.();
     if (value.runtime.fallback) {
       message('info', `Running on one thread: ${value.runtime.fallback}`, 'threads');
     }
@@ -59,7 +65,34 @@ export async function boot(c) {
 
 export function onWorkerEvent(ev) {
   if (ev.event === 'crash') { message('error', ev.message, 'worker'); return; }
+  if (ev.event === 'died') { recover(ev.message); return; }
   if (ev.event === 'train') trainEvent(ev);
+}
+
+/**
+ * The worker is gone (client.js noticed): a fresh one loads the shipped models
+ * again and restore() brings back the model and settings. What lived only in
+ * the old worker (imported and trained models, runs in progress) is lost.
+ */
+async function recover(why) {
+  const now = performance.now();
+  session.restarts = [...session.restarts.filter((t) => now - t < 60000), now];
+  session.sent = { analysis: null, quant: null, ppl: null };
+  const live = (r) => ['starting', 'running', 'paused'].includes(r.status);
+  update((s) => ({ phase: 'loading', train: { ...s.train,
+    runs: s.train.runs.map((r) => (live(r) ? { ...r, status: 'failed', error: 'the worker stopped' } : r)) } }));
+  if (session.restarts.length > 3) {
+    update({ phase: 'failed' });
+    message('error', `The worker stopped (${why}) for the fourth time in a minute: reload the page.`, 'worker');
+    return;
+  }
+  const lost = getState().models.filter((m) => m.source !== 'shipped').map((m) => m.title);
+  message('error', `The worker stopped (${why}): restarting it with the same model and settings…`, 'worker');
+  session.client.restart();
+  await boot(session.client, { restore: session.restore });
+  if (getState().phase !== 'ready') return;
+  message('info', `The worker stopped (${why}) and was restarted with the same model and settings`
+    + `${lost.length ? `; lost with it: ${lost.join(', ')} (import or train them again)` : ''}.`, 'worker');
 }
 
 // ------------------------------------------------------------- computing
@@ -77,16 +110,19 @@ export function ensure() {
     if (key !== session.sent.analysis) { session.sent.analysis = key; analyze(models, s); }
   }
   if (s.view === 'quant') {
-    const qk = JSON.stringify([models, inputOf(s), s.quant, s.ranges, s.hist, s.maskPos]);
+    const qk = JSON.stringify([models, inputOf(s), s.quant, s.ranges, s.hist, s.maskPos, s.postHocFix]);
     if (qk !== session.sent.quant) { session.sent.quant = qk; quantize(models, s); }
-    const pk = JSON.stringify([models, s.quant]);
+    const pk = JSON.stringify([models, s.quant, s.postHocFix]);
     if (pk !== session.sent.ppl) {
       session.sent.ppl = pk;
       update({ ppl: { ...s.ppl, pending: true } });
       clearTimeout(session.pplTimer);
-      // Perplexity takes many windows: start it when the sliders rest.
-      session.pplTimer = setTimeout(() => perplexity(models, getState()), 200);
+      // Perplexity takes many windows: start it when the sliders rest (a fix
+      // just applied is no slider: at once).
+      const fixJustApplied = s.fixIntentT0 !== null && s.ppl?.fixT0 !== s.fixIntentT0;
+      session.pplTimer = setTimeout(() => perplexity(models, getState()), fixJustApplied ? 0 : 200);
     }
+    ensureFixTable(s);
   }
 }
 
@@ -112,7 +148,7 @@ function quantize(models, s) {
   update({ quantResult: { ...s.quantResult, pending: true }, quantIntentT0: null });
   session.client.request('quant', 'quant', {
     models, input: inputOf(s), quant: s.quant, ranges: s.ranges, histPoint: s.hist.point,
-    histLayer: s.hist.layer, maskPos: s.maskPos,
+    histLayer: s.hist.layer, maskPos: s.maskPos, fix: fixSpec(s.postHocFix, s.quant),
   }).then((r) => {
     if (r.superseded) return;
     clear('quant');
@@ -129,9 +165,11 @@ function quantize(models, s) {
 
 function perplexity(models, s) {
   const t0 = performance.now();
-  session.client.request('ppl', 'ppl', { models, quant: s.quant }).then((r) => {
+  const fix = fixSpec(s.postHocFix, s.quant);
+  session.client.request('ppl', 'ppl', { models, quant: s.quant, fix }).then((r) => {
     if (r.superseded) return;
-    update((st) => ({ ppl: { byModel: r.value, models, pending: false, error: null, quant: s.quant },
+    // fixT0: when the fix these perplexities answer was chosen (the page times it until they are drawn)
+    update((st) => ({ ppl: { byModel: r.value, models, pending: false, error: null, quant: s.quant, fix, fixT0: s.fixIntentT0 },
       timing: { ...st.timing, pplMs: performance.now() - t0 } }));
   }, (e) => {
     update((st) => ({ ppl: { ...st.ppl, pending: false, error: e.message } }));
@@ -163,9 +201,14 @@ export function setQuant(patch) {
 }
 
 export function selectModel(id) {
-  const s = getState();
+  const patch = selectPatch(getState(), id);
+  if (patch) set(patch);
+}
+
+/** What selecting model id changes in state s (null: no such model); url.js restores through it too. */
+export function selectPatch(s, id) {
   const m = s.models.find((x) => x.id === id);
-  if (!m) return;
+  if (!m) return null;
   const patch = { selected: id, maskPos: null };
   if (!m.hasTokenizer && !s.idsText) {
     // A sample id sequence inside the vocabulary, for models without a tokenizer.
@@ -175,7 +218,7 @@ export function selectModel(id) {
   const L = m.config.nLayers;
   if (s.attn.layer >= L) patch.attn = { ...s.attn, layer: L - 1 };
   if (s.hist.layer !== null && s.hist.layer >= L) patch.hist = { ...s.hist, layer: null };
-  set(patch);
+  return patch;
 }
 
 /** A fix chip: switch to the model trained with that change (again: back to vanilla). */
@@ -214,16 +257,16 @@ export async function trainStart() {
   const s = getState();
   const f = s.train.form;
   const runId = `run-${++session.runCount}`;
-  const label = `${f.variant} · ${f.layers}L d${f.hidden} · #${session.runCount}`;
-  const run = { runId, label, variant: f.variant, status: 'starting', steps: f.steps, step: 0,
-    curve: { step: [], loss: [] }, evals: { step: [], valLoss: [], maxInf: [], kurt: [], rmsKurt: [] },
+  const label = `${f.variant} · ${f.optimizer} · ${f.layers}L d${f.hidden} · #${session.runCount}`;
+  const run = { runId, label, variant: f.variant, optimizer: f.optimizer, status: 'starting', steps: f.steps, step: 0,
+    curve: { step: [], loss: [] }, evals: { step: [], valLoss: [], maxInf: [], kurt: [], rmsKurt: [], corr: [] },
     tokensPerS: 0, warning: null, error: null, t0: performance.now() };
   update((st) => ({ train: { ...st.train, runs: [...st.train.runs, run] } }));
   try {
     await session.client.request('control', 'trainStart', {
       runId, variant: f.variant, label,
       size: { layers: f.layers, hidden: f.hidden, heads: f.heads, seqLen: f.seqLen, batch: f.batch },
-      options: { steps: f.steps, lr: f.lr, evalEvery: f.evalEvery, seed: session.runCount },
+      options: { steps: f.steps, lr: f.lr, optimizer: f.optimizer, evalEvery: f.evalEvery, seed: session.runCount },
     });
   } catch (e) {
     patchRun(runId, () => ({ status: 'failed', error: e.message }));
@@ -236,6 +279,7 @@ function trainEvent(ev) {
     const p = {};
     if (ev.status) p.status = ev.status;
     if (ev.warning) p.warning = ev.warning;
+    if (ev.optimizer) p.optimizer = ev.optimizer; // the trainer's own word for what it runs
     if (ev.error) p.error = ev.error;
     if (ev.step) {
       p.step = ev.step.step;
@@ -247,7 +291,7 @@ function trainEvent(ev) {
       const e = ev.eval;
       p.evals = { step: [...r.evals.step, e.step], valLoss: [...r.evals.valLoss, e.valLoss],
         maxInf: [...r.evals.maxInf, e.maxInfNorm], kurt: [...r.evals.kurt, e.maxKurtosis],
-        rmsKurt: [...r.evals.rmsKurt, e.avgRmsKurtosis] };
+        rmsKurt: [...r.evals.rmsKurt, e.avgRmsKurtosis], corr: [...r.evals.corr, e.avgInputCorr] };
     }
     return p;
   });

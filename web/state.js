@@ -1,13 +1,15 @@
 // web/state.js: the page's one state object. Panels read it and render; intents
 // (actions.js) replace parts of it with update(); renders are batched per frame.
 
+export const VIEWS = ['outliers', 'attention', 'quant', 'train'];
+
 export const DEFAULT_TEXT = 'In the beginning God created the heaven and the earth. And the earth was '
   + 'without form, and void.';
 
 // The tab's outlier-growing recipe (models/RECIPES.md, "Training in the tab"):
 // at d 128 and a hot rate vanilla's max ||x||inf climbs about 2x above gated's.
-export const TRAIN_DEFAULTS = Object.freeze({ variant: 'vanilla', layers: 2, hidden: 128, heads: 4, seqLen: 64,
-  batch: 16, steps: 400, lr: 0.003, evalEvery: 20 });
+export const TRAIN_DEFAULTS = Object.freeze({ variant: 'vanilla', optimizer: 'adamw', layers: 2, hidden: 128, heads: 4,
+  seqLen: 64, batch: 16, steps: 400, lr: 0.003, evalEvery: 20 });
 
 let state = {
   phase: 'loading',        // loading | ready | failed
@@ -27,6 +29,13 @@ let state = {
   hist: { point: 'ffn_res', layer: null }, // null = last layer
   maskPos: null,           // BERT: the masked position for top-5 (null = automatic)
   analysis: null,          // {byModel, error, pending}
+  // The post-hoc fix of the Quantization view, applied to every model shown
+  // (web/fixes.js): kind 'none' | 'smoothquant' | 'rotate' | 'int8split' | 'gptq',
+  // SmoothQuant's alpha, LLM.int8()'s threshold; GPTQ's bits are quant.weightBits.
+  postHocFix: { kind: 'none', alpha: 0.5, threshold: 6 },
+  fixPending: null,        // {fix, t0} while the worker applies (calibrates) a fix
+  fixIntentT0: null,       // performance.now() of the fix choice the next perplexities answer (timing)
+  fixTable: null,          // every shipped model under every fix: {models, columns, quant, byColumn, pending}
   quantResult: null,
   quantIntentT0: null,     // performance.now() of the quant intent the next result answers (timing)
   ppl: null,

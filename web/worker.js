@@ -6,20 +6,29 @@
 // is still waiting when a newer one arrives is answered {superseded: true}, so
 // typing fast computes only the latest text. Between jobs the worker yields to
 // its message queue; training steps run only when nothing else is waiting.
-import { configure, defaultQuant, memoryBytes, pointNames, runtimeInfo } from '../wasm/quantscope.mjs';
+import { configure, defaultQuant, memoryBytes, memoryUsage, pointNames, runtimeInfo } from '../wasm/quantscope.mjs';
 import * as registry from './worker/registry.js';
 import * as jobs from './worker/jobs.js';
 import * as train from './worker/train.js';
+import * as fixes from './worker/fix.js';
 
 const BASE = new URL('../', import.meta.url); // the server's root: models/, build/web/
-const CHANNELS = ['control', 'analyze', 'quant', 'ppl']; // priority order
-const pending = { control: [], analyze: null, quant: null, ppl: null };
+const CHANNELS = ['control', 'analyze', 'fix', 'quant', 'ppl', 'fixTable']; // priority order
+const pending = { control: [], analyze: null, fix: null, quant: null, ppl: null, fixTable: null };
 const corpus = { heldOut: null, train: null };
 // A model must fit the 2 GiB WASM memory twice over (file bytes + float32 weights).
 const IMPORT_LIMIT = 640 * 2 ** 20;
 
 const post = (msg, transfer = []) => self.postMessage(msg, transfer);
 const emitTrain = (ev) => post({ event: 'train', ...ev });
+
+// Held until this worker is gone: the page waits on the same lock to learn that (client.js).
+if (self.name && self.navigator?.locks) {
+  navigator.locks.request(self.name, () => {
+    post({ event: 'alive', lock: self.name });
+    return new Promise(() => {});
+  });
+}
 
 self.onmessage = (e) => {
   const msg = e.data;
@@ -139,12 +148,17 @@ const HANDLERS = {
     };
   },
   analyze: (a) => jobs.analyze(a),
-  quant: (a) => jobs.quant({ ...a, heldOutText: corpus.heldOut }),
-  ppl: (a) => jobs.ppl({ ...a, heldOutText: corpus.heldOut }),
+  quant: (a) => jobs.quant({ ...a, heldOutText: corpus.heldOut, trainText: corpus.train }),
+  ppl: (a) => jobs.ppl({ ...a, heldOutText: corpus.heldOut, trainText: corpus.train }),
+  applyFix: (a) => fixes.applyFix({ ...a, trainText: corpus.train }),
+  fixColumn: (a) => fixes.fixColumn({ ...a,
+    ppl: (p) => jobs.ppl({ ...p, heldOutText: corpus.heldOut, trainText: corpus.train }) }),
   async import({ files }) {
     const model = await registry.importFiles(files, IMPORT_LIMIT);
     return { model, memory: await memoryBytes() };
   },
+  // The WASM memory's size and what malloc holds in it (the soak test reads them).
+  memory: () => memoryUsage(),
   trainStart: (a) => train.start({ ...a, options: { ...a.options, text: corpus.train } }, emitTrain),
   trainStatus: ({ runId, status }) => train.setStatus(runId, status),
   trainFiles: ({ runId }) => train.files(runId),

@@ -52,7 +52,8 @@ test('every function and method taking options refuses an unknown key, naming th
     [() => textSplit(TEXT, { valfraction: 0.5 }), 'textSplit', 'valfraction', ['valFraction', 'split']],
     [() => f.model.tokenize('x', { add_special: false }), 'tokenize', 'add_special', ['addSpecial']],
     [() => f.model.forward(ids, { captures: ['probs'] }), 'forward', 'captures',
-      ['tokenTypes', 'attentionMask', 'delimiters', 'quant', 'capture']],
+      ['tokenTypes', 'attentionMask', 'delimiters', 'quant', 'capture', 'transformed']],
+    [() => f.model.withFix('rotate', null, { windows: 2 }), 'withFix', 'windows', ['seqLen', 'maxWindows', 'quant']],
     [() => f.model.forward(ids, { quant: { actbits: 4 } }), 'forward', 'actbits', quantKeys],
     [() => f.model.calibrate([ids], { quant: {}, signals: null }), 'calibrate', 'signals', ['quant', 'signal']],
     [() => f.model.calibrate([ids], { quant: { weightbits: 4 } }), 'calibrate', 'weightbits', quantKeys],
@@ -65,7 +66,8 @@ test('every function and method taking options refuses an unknown key, naming th
     [() => f.model.evaluate(ids, { specials: { pad: 0 } }), 'evaluate', 'pad', ['cls', 'sep', 'mask', 'bos']],
     [() => f.byteModel.createTrainer(TEXT, { batch: 2 }), 'createTrainer', 'batch',
       ['batchSize', 'seqLen', 'steps', 'warmupSteps', 'lr', 'minLrRatio', 'weightDecay', 'beta1', 'beta2', 'eps',
-        'gradClip', 'maskProb', 'valFraction', 'gammaRamp', 'seed', 'threads']],
+        'gradClip', 'maskProb', 'valFraction', 'gammaRamp', 'seed', 'threads', 'optimizer', 'shampooBeta', 'precondEvery',
+        'maxPrecondDim', 'precondEps']],
     [() => f.trainer.step({ abort: null }), 'trainer.step', 'abort', ['signal']],
     [() => f.trainer.evaluate({ batch: 2 }), 'trainer.evaluate', 'batch', ['batches', 'signal']],
   ];
@@ -109,7 +111,7 @@ test('options that are not objects are QS_ERR_ARG; omitted options and every val
     await assert.rejects(f.model.forward(ids, bad),
       (e) => e.code === 'QS_ERR_ARG' && /^forward: options must be an object, got /.test(e.message), String(bad));
   }
-  await assert.rejects(f.model.forward(ids, { quant: 8 }), { code: 'QS_ERR_ARG', message: 'forward: quant must be an object' });
+  await assert.rejects(f.model.forward(ids, { quant: 8 }), { code: 'QS_ERR_ARG', message: 'forward: quant must be an object or a setting name' });
   await assert.rejects(f.model.evaluate(ids, { specials: [] }),
     { code: 'QS_ERR_ARG', message: 'evaluate: specials keys must be an object, got an array' });
   assert.throws(() => configure(null), { code: 'QS_ERR_ARG', message: 'configure: options must be an object, got null' });

@@ -7,7 +7,8 @@ import {
 } from './checks.mjs';
 import { pointStats, readConfig } from './abi.mjs';
 import { contentBytes } from './sources.mjs';
-import { Trainer } from './trainer.mjs';
+import { Trainer, fillTrainConfig } from './trainer.mjs';
+import { cString, fixReport, fixSpecs } from './fix.mjs';
 
 // Frees models that were dropped without dispose().
 const finalizer = typeof FinalizationRegistry === 'function'
@@ -29,12 +30,16 @@ export class Model {
   #quantKey = null;          // the quant config this model installed in C (its fields as C holds them), null: none
   #hasTokenizer;
   #trainers = new Set();     // live trainers: they hold this model, so they go first
+  #vocab;                    // the vocab.txt bytes it was loaded with (null: none), for withFix's copy
+  #fixes;                    // withFix()'s reports of the fixes this model carries
 
   /** @internal Use loadModel(). */
-  constructor(core, handle, ctx) {
+  constructor(core, handle, ctx, { vocab = null, fixes = [] } = {}) {
     this.#core = core;
     this.#handle = handle;
     this.#ctx = ctx;
+    this.#vocab = vocab;
+    this.#fixes = Object.freeze(fixes);
     this.config = Object.freeze(readConfig(core, ctx, handle)); // a copy: editing it changes nothing
     this.#hasTokenizer = !!core.m._qsw_tok_has(handle);
     finalizer?.register(this, { core, handle, ctx }, this);
@@ -64,6 +69,11 @@ export class Model {
   #call(status) { this.#core.check(this.#ctx, status); }
 
   get hasTokenizer() { return this.#hasTokenizer; }
+
+  /** The post-hoc fixes withFix() applied to this model, in order ([] for a model as loaded). */
+  get fixes() { return this.#fixes; }
+
+  #has(kind) { return this.#fixes.some((f) => f.fix.split(':')[0] === kind); }
 
   tokenize(text, options) {
     return this.#enqueue(() => {
@@ -124,12 +134,83 @@ export class Model {
    * its key, the fields as C now holds them.
    */
   #stageQuant(q, what) {
-    if (q === null || typeof q !== 'object') throw argError(`${what}: quant must be an object`);
+    return JSON.stringify(this.#core.read('quant_config', this.#fillQuant(q, what)));
+  }
+
+  /** #stageQuant's fill; returns the staged struct's address. A string names a setting (fix.h). */
+  #fillQuant(q, what) {
     const c = this.#core;
+    if (typeof q === 'string') {
+      const staged = c.m._qsw_quant_reset(this.#ctx);
+      c.withHeap([cString(c, q)], (p) => this.#call(c.m._qsw_setting_quant(this.#ctx, this.#handle, p)));
+      // As qs eval --fix runs LLM.int8(): the columns it keeps in float beside
+      // the real int8 kernels; GPTQ's weights refuse those kernels.
+      if (this.#has('int8split') && !this.#has('gptq')) c.fill('quant_config', staged, { int8: true }, `${what}: `);
+      return staged;
+    }
+    if (q === null || typeof q !== 'object') throw argError(`${what}: quant must be an object or a setting name`);
     checkOptions(q, c.keys('quant_config'), what, 'quant option');
     const staged = c.m._qsw_quant_reset(this.#ctx);
     c.fill('quant_config', staged, q, `${what}: quant.`);
-    return JSON.stringify(c.read('quant_config', staged));
+    return staged;
+  }
+
+  /**
+   * The quant config of a named setting for this model (qs_setting_quant:
+   * 'w8a8', 'w8a8-token', 'w4a16', 'w4a8', 'w4a4'), as quant options take it.
+   */
+  setting(name) {
+    return this.#enqueue(() => {
+      if (typeof name !== 'string') throw argError('setting: name must be a string');
+      return this.#core.settings('quant_config', this.#fillQuant(name, 'setting'));
+    });
+  }
+
+  /**
+   * A copy of this model with post-hoc fixes applied (qs_fix_apply), each
+   * calibrated on `calibration` (text, tokenized as evaluate() does, or ids)
+   * where it needs to be; this model stays as it is. Fails as a whole, with
+   * C's message naming the fix, and then makes nothing.
+   */
+  withFix(fixes, calibration, options) {
+    return this.#enqueue(() => {
+      const what = 'withFix';
+      const c = this.#core, ctx = this.#ctx;
+      const o = checkOptions(options, ['seqLen', 'maxWindows', 'quant'], what);
+      // Every spec through C's parser first: a typo costs no copy.
+      const specs = fixSpecs(fixes, what).map((spec) => {
+        c.withHeap([cString(c, spec)], (p) => this.#call(c.m._qsw_fix_parse(ctx, p)));
+        const { data, len } = c.result(ctx, 'bytes');
+        return c.bytesToString(data, len);
+      });
+      if (this.#fixes.length) {
+        throw qsError('QS_ERR_CONFIG', `${what}: this model already carries ${this.#fixes.map((f) => f.fix).join(' + ')}; `
+          + 'stack fixes in one call on the model as loaded (withFix([...]))');
+      }
+      const seqLen = intOption(o.seqLen, `${what}: seqLen`), maxWindows = intOption(o.maxWindows, `${what}: maxWindows`);
+      if (seqLen < 0 || maxWindows < 0) throw argError(`${what}: seqLen and maxWindows must be >= 0 (0: the default)`);
+      const ids = calibration == null ? new Int32Array(0) : this.#streamIds(calibration, `${what}: calibration`);
+      const useQuant = o.quant != null;
+      if (useQuant) this.#fillQuant(o.quant, what); // the setting GPTQ quantizes for
+      const handle = c.withHeap([this.#vocab], (pv) => {
+        this.#call(c.m._qsw_model_copy(ctx, this.#handle, pv, this.#vocab?.length ?? 0));
+        return c.result(ctx, 'handle').handle;
+      });
+      const reports = [];
+      try {
+        c.withHeap([ids.length ? ids : null], (pi) => {
+          for (const spec of specs) {
+            c.withHeap([cString(c, spec)], (ps) => this.#call(c.m._qsw_fix_apply(ctx, handle, ps, pi, ids.length,
+              seqLen, maxWindows, useQuant ? 1 : 0)));
+            reports.push(fixReport(c, c.result(ctx, 'fix_report')));
+          }
+        });
+      } catch (e) {
+        if (!c.broken) c.m._qsw_model_free(handle);
+        throw e;
+      }
+      return wrapModel(c, handle, { vocab: this.#vocab, fixes: reports });
+    });
   }
 
   /** Installs q unless the same config is installed already. */
@@ -199,8 +280,8 @@ export class Model {
   }
 
   #forward(ids, options) {
-    const { tokenTypes, attentionMask, delimiters, quant, capture = [] } = checkOptions(options,
-      ['tokenTypes', 'attentionMask', 'delimiters', 'quant', 'capture'], 'forward');
+    const { tokenTypes, attentionMask, delimiters, quant, capture = [], transformed = false } = checkOptions(options,
+      ['tokenTypes', 'attentionMask', 'delimiters', 'quant', 'capture', 'transformed'], 'forward');
     const c = this.#core;
     const a = toInt32(ids, 'forward: ids');
     const T = a.length;
@@ -210,10 +291,17 @@ export class Model {
     const captureMask = c.pointMask(capture, 'forward: capture');
     const quantize = quant != null;
     if (quantize) this.#installQuant(quant, 'forward');
-    c.withHeap([T ? a : null, types, mask, delims], (pi, pt, pm, pd) =>
-      this.#call(c.m._qsw_forward(this.#ctx, this.#handle, pi, T, pt, pm, pd, quantize ? 1 : 0,
-                                  captureMask)));
-    return this.#results(T, capture);
+    // The statistics and captures of the fixed points in the fix's basis
+    // (qs_fix_show_transformed), for this call only.
+    c.m._qsw_fix_show_transformed(this.#handle, transformed ? 1 : 0);
+    try {
+      c.withHeap([T ? a : null, types, mask, delims], (pi, pt, pm, pd) =>
+        this.#call(c.m._qsw_forward(this.#ctx, this.#handle, pi, T, pt, pm, pd, quantize ? 1 : 0,
+                                    captureMask)));
+      return this.#results(T, capture);
+    } finally {
+      if (!c.broken) c.m._qsw_fix_show_transformed(this.#handle, 0);
+    }
   }
 
   /** Copies everything the last forward left in the model. */
@@ -288,6 +376,8 @@ export class Model {
       // windows as run side by side.
       const stepWindows = signal || onProgress ? threads : 0;
       const idsPtr = ids.length ? c.put(ids) : 0; // the run reads them until it is freed
+      const split = quantize && this.#has('int8split');
+      if (split) c.m._qsw_fix_split_reset(this.#handle);
       let run = 0;
       try {
         c.guard(() => {
@@ -306,7 +396,12 @@ export class Model {
         }
         return c.guard(() => {
           this.#call(c.m._qsw_eval_result(ctx, run));
-          return c.result(ctx, 'eval_result');
+          const r = c.result(ctx, 'eval_result');
+          if (!split) return r;
+          // LLM.int8(): the share of linear-input columns kept in float, over the quantized passes.
+          this.#call(c.m._qsw_fix_split_counts(ctx, this.#handle));
+          const { cols, floatCols } = c.result(ctx, 'split_counts');
+          return { ...r, floatColumnShare: cols ? floatCols / cols : 0 };
         });
       } finally {
         // After a trap the heap is not touched again (errors.mjs: traps).
@@ -368,8 +463,8 @@ export class Model {
 
   /**
    * A trainer for this model (its parameters change in place) over `text`
-   * (byte-level models only). Options default to qs_train_config_default(),
-   * threads to configure()'s.
+   * (byte-level models only). Options default to qs_train_config_for(optimizer)
+   * (AdamW when none is given), threads to configure()'s.
    */
   createTrainer(text, trainOptions) {
     return this.#enqueue(() => {
@@ -379,12 +474,7 @@ export class Model {
       const bytes = contentBytes(text);
       if (!bytes) throw argError('createTrainer: text must be a string or bytes');
       const threads = threadsOption(c, options.threads, 'createTrainer');
-      const config = c.m._qsw_train_reset(this.#ctx); // C's defaults, then the options
-      c.fill('train_config', config, { ...options, threads }, 'createTrainer: ');
-      const { steps } = c.read('train_config', config);
-      if (options.warmupSteps == null) {
-        c.fill('train_config', config, { warmupSteps: c.m._qsw_train_default_warmup(steps) }, 'createTrainer: ');
-      }
+      const { steps, optimizer } = fillTrainConfig(c, this.#ctx, options, threads); // the optimiser's C defaults, then the options
       const made = c.withHeap([bytes], (p) => {
         this.#call(c.m._qsw_trainer_new(this.#ctx, this.#handle, p, bytes.length));
         return c.result(this.#ctx, 'handle');
@@ -397,7 +487,7 @@ export class Model {
         // the old parameters: the next quantized forward must install it again.
         paramsChanged: () => { this.#quantKey = null; },
         free: (h) => { if (!c.broken) c.m._qsw_trainer_free(h); this.#trainers.delete(trainer); },
-        m: c.m, ctx: this.#ctx, steps,
+        m: c.m, ctx: this.#ctx, steps, optimizer,
       });
       this.#trainers.add(trainer);
       return trainer;
@@ -451,11 +541,11 @@ function utf16Offsets(text, bytes, byteOffsets) {
 
 /** A Model around a C handle with its own context; the handle is freed if the
  * context cannot be made. */
-export function wrapModel(c, handle) {
+export function wrapModel(c, handle, extra) {
   let ctx = 0;
   try {
     ctx = c.newCtx();
-    return new Model(c, handle, ctx);
+    return new Model(c, handle, ctx, extra);
   } catch (e) {
     c.m._qsw_model_free(handle);
     if (ctx) c.m._qsw_ctx_free(ctx);

@@ -2,6 +2,7 @@
 // from node_modules): labelled axes, a legend, exact values in a tooltip.
 import uPlot from '../../node_modules/uplot/dist/uPlot.esm.js';
 import { show, hide } from './tooltip.js';
+import { pngButton } from './save.js';
 
 /** Tooltip with every series' exact value at the cursor. */
 function tooltipPlugin(xTitle, format) {
@@ -37,10 +38,10 @@ export function align(curves) {
 }
 
 export class LineChart {
-  /** xTitle / yTitle with units; log: log-scaled y. */
-  constructor(parent, { xTitle, yTitle, log = false, height = 220, format = (v) => String(v), label, integerX = false }) {
+  /** xTitle / yTitle with units; log: log-scaled y; yRange: [lo, hi] the y axis always spans (widened for data outside). */
+  constructor(parent, { xTitle, yTitle, log = false, height = 220, format = (v) => String(v), label, integerX = false, yRange = null }) {
     this.parent = parent;
-    this.opts = { xTitle, yTitle, log, height, format, integerX };
+    this.opts = { xTitle, yTitle, log, height, format, integerX, yRange };
     this.key = null;
     this.plot = null;
     this.box = document.createElement('div');
@@ -48,11 +49,15 @@ export class LineChart {
     this.box.setAttribute('role', 'img');
     this.box.setAttribute('aria-label', label ?? `${yTitle} against ${xTitle}`);
     parent.append(this.box);
+    this.series = [];
+    pngButton(parent, () => ({ canvas: this.plot?.ctx.canvas, title: this.box.getAttribute('aria-label'),
+      legend: this.series.map((s) => ({ name: s.label, color: s.color })) }));
   }
 
   /** series: [{label, color, dash?}], data: [xs, ys...] aligned (see align()). */
   set(series, data, { points = false } = {}) {
     const key = JSON.stringify(series.map((s) => [s.label, s.color, s.dash])) + points;
+    this.series = series;
     const width = Math.max(240, this.box.clientWidth || this.parent.clientWidth || 400);
     if (this.plot && key === this.key && Math.abs(this.plot.width - width) < 2) {
       this.plot.setData(data);
@@ -60,14 +65,14 @@ export class LineChart {
     }
     this.plot?.destroy();
     this.key = key;
-    const { xTitle, yTitle, log, height, format, integerX } = this.opts;
+    const { xTitle, yTitle, log, height, format, integerX, yRange } = this.opts;
     const axis = (label) => ({ label, stroke: '#1d1d1f', grid: { stroke: '#e5e5e5', width: 1 },
       ticks: { stroke: '#c8c8c8', width: 1 }, font: '11px system-ui, sans-serif',
       labelFont: '12px system-ui, sans-serif' });
     this.plot = new uPlot({
       width, height,
       scales: { x: integerX ? { time: false, range: (u, lo, hi) => [lo - 0.25, hi + 0.25] } : { time: false },
-        y: log ? { distr: 3 } : {} },
+        y: log ? { distr: 3 } : yRange ? { range: (u, lo, hi) => [Math.min(yRange[0], lo ?? yRange[0]), Math.max(yRange[1], hi ?? yRange[1])] } : {} },
       axes: [{ ...axis(xTitle), ...(integerX ? { incrs: [1, 2, 5, 10, 20, 50, 100] } : {}) },
         { ...axis(yTitle), size: 60, labelSize: 20, values: (u, vals) => vals.map((v) => (v === null ? '' : format(v))) }],
       series: [{ label: xTitle, value: (u, v) => (v === null ? '–' : String(v)) },
