@@ -9,6 +9,12 @@
  * per-column sums walk the row-major tensor row by row instead of striding. */
 #define QS_STATS_BLOCK 64
 
+/* Width of the lane arrays in the fused passes below: small enough that the
+ * compiler keeps the accumulators in vector registers down the rows. */
+#ifndef QS_STATS_LANES
+#define QS_STATS_LANES 16
+#endif
+
 /* ---------------------------------------------------------------------------
  * Ordering keys. Median and top-k work on a total order of floats mapped onto
  * uint32: bigger float -> bigger key, -0 == +0, and NaN above +inf (so a NaN
@@ -34,13 +40,13 @@ static float key_to_float(uint32_t key) {
 }
 
 static size_t count_keys_at_most(const float *v, int n, uint32_t t) {
-    uint32_t lane[QS_STATS_BLOCK] = {0}; /* fixed-width blocks vectorise */
+    uint32_t lane[QS_STATS_LANES] = {0}; /* fixed-width blocks vectorise */
     int i = 0;
-    for (; i + QS_STATS_BLOCK <= n; i += QS_STATS_BLOCK)
-        for (int k = 0; k < QS_STATS_BLOCK; k++) lane[k] += order_key(v[i + k]) <= t;
+    for (; i + QS_STATS_LANES <= n; i += QS_STATS_LANES)
+        for (int k = 0; k < QS_STATS_LANES; k++) lane[k] += order_key(v[i + k]) <= t;
     size_t c = 0;
     for (; i < n; i++) c += order_key(v[i]) <= t;
-    for (int k = 0; k < QS_STATS_BLOCK; k++) c += lane[k];
+    for (int k = 0; k < QS_STATS_LANES; k++) c += lane[k];
     return c;
 }
 
@@ -227,7 +233,7 @@ void qs_dim_max_ref(const float *x, int rows, int cols, float *dim_max, int *arg
 /* ---------------------------------------------------------------------------
  * Tensor summary and per-dimension maxima, fused: what every forward with
  * statistics runs at every point, so it is two passes instead of five. Pass 1
- * walks QS_STATS_BLOCK columns at a time down the rows, keeping per-column
+ * walks QS_STATS_LANES columns at a time down the rows, keeping per-column
  * lanes (sum, sum of squares, min, max, max |x| and its row) that the
  * compiler turns into vector code; pass 2 takes the central moments about the
  * mean. Each column's sums run over the rows in order, as in the reference,
@@ -238,12 +244,12 @@ void qs_dim_max_ref(const float *x, int rows, int cols, float *dim_max, int *arg
  * (stats.h) are the ones callers see. */
 
 typedef struct col_lanes {
-    double sum[QS_STATS_BLOCK], sq[QS_STATS_BLOCK];
-    float min[QS_STATS_BLOCK], max[QS_STATS_BLOCK], amax[QS_STATS_BLOCK];
-    int arg[QS_STATS_BLOCK];
+    double sum[QS_STATS_LANES], sq[QS_STATS_LANES];
+    float min[QS_STATS_LANES], max[QS_STATS_LANES], amax[QS_STATS_LANES];
+    int arg[QS_STATS_LANES];
 } col_lanes;
 
-/* One row of nb columns into the lanes; inlined with nb = QS_STATS_BLOCK for
+/* One row of nb columns into the lanes; inlined with nb = QS_STATS_LANES for
  * full blocks, so the loop has a constant trip count and vectorises. */
 static inline void lanes_add_row(col_lanes *c, const float *row, int nb, int i) {
     for (int j = 0; j < nb; j++) {
@@ -257,12 +263,12 @@ static inline void lanes_add_row(col_lanes *c, const float *row, int nb, int i) 
     }
 }
 
-/* Sum of (x - mu)^2 and (x - mu)^4 over n values, QS_STATS_BLOCK lanes wide. */
+/* Sum of (x - mu)^2 and (x - mu)^4 over n values, QS_STATS_LANES lanes wide. */
 static void central_moments(const float *x, size_t n, double mu, double *m2, double *m4) {
-    double s2[QS_STATS_BLOCK] = {0}, s4[QS_STATS_BLOCK] = {0};
+    double s2[QS_STATS_LANES] = {0}, s4[QS_STATS_LANES] = {0};
     size_t i = 0;
-    for (; i + QS_STATS_BLOCK <= n; i += QS_STATS_BLOCK)
-        for (int k = 0; k < QS_STATS_BLOCK; k++) {
+    for (; i + QS_STATS_LANES <= n; i += QS_STATS_LANES)
+        for (int k = 0; k < QS_STATS_LANES; k++) {
             double d = (double)x[i + k] - mu, d2 = d * d;
             s2[k] += d2;
             s4[k] += d2 * d2;
@@ -273,7 +279,7 @@ static void central_moments(const float *x, size_t n, double mu, double *m2, dou
         s4[k] += d2 * d2;
     }
     *m2 = *m4 = 0.0;
-    for (int k = 0; k < QS_STATS_BLOCK; k++) {
+    for (int k = 0; k < QS_STATS_LANES; k++) {
         *m2 += s2[k];
         *m4 += s4[k];
     }
@@ -288,10 +294,10 @@ void qs_tensor_stats_dims(const float *x, int rows, int cols, qs_tensor_stats *o
     }
     double sum = 0.0, s2_sum = 0.0, s4_sum = 0.0;
     float mn = INFINITY, mx = -INFINITY, amax = 0.0f;
-    for (int j0 = 0; j0 < cols; j0 += QS_STATS_BLOCK) {
-        int nb = cols - j0 < QS_STATS_BLOCK ? cols - j0 : QS_STATS_BLOCK;
+    for (int j0 = 0; j0 < cols; j0 += QS_STATS_LANES) {
+        int nb = cols - j0 < QS_STATS_LANES ? cols - j0 : QS_STATS_LANES;
         col_lanes c;
-        for (int j = 0; j < QS_STATS_BLOCK; j++) {
+        for (int j = 0; j < QS_STATS_LANES; j++) {
             c.sum[j] = c.sq[j] = 0.0;
             c.min[j] = INFINITY;
             c.max[j] = -INFINITY;
@@ -300,7 +306,7 @@ void qs_tensor_stats_dims(const float *x, int rows, int cols, qs_tensor_stats *o
         }
         for (int i = 0; i < rows; i++) {
             const float *row = x + (size_t)i * (size_t)cols + j0;
-            if (nb == QS_STATS_BLOCK) lanes_add_row(&c, row, QS_STATS_BLOCK, i);
+            if (nb == QS_STATS_LANES) lanes_add_row(&c, row, QS_STATS_LANES, i);
             else lanes_add_row(&c, row, nb, i);
         }
         for (int j = 0; j < nb; j++) {
@@ -398,14 +404,14 @@ static inline float logf_poly(float x) {
 
 /* One attention row: entropy -sum_j p_j ln p_j (0 ln 0 = 0: masked keys carry
  * exactly 0), the mass on delimiter keys and the largest p. Float lanes
- * QS_STATS_BLOCK wide, summed in double; a row with a NaN or negative p is
+ * QS_STATS_LANES wide, summed in double; a row with a NaN or negative p is
  * redone with libm's log in double, so a broken row shows as NaN. */
 static void row_scan(const float *p, const uint8_t *delim, int T, double *ent, double *dm,
                      float *pmax) {
-    float e[QS_STATS_BLOCK] = {0}, d[QS_STATS_BLOCK] = {0}, mx[QS_STATS_BLOCK] = {0};
+    float e[QS_STATS_LANES] = {0}, d[QS_STATS_LANES] = {0}, mx[QS_STATS_LANES] = {0};
     int bad = 0, j = 0;
-    for (; j + QS_STATS_BLOCK <= T; j += QS_STATS_BLOCK)
-        for (int k = 0; k < QS_STATS_BLOCK; k++) {
+    for (; j + QS_STATS_LANES <= T; j += QS_STATS_LANES)
+        for (int k = 0; k < QS_STATS_LANES; k++) {
             float pj = p[j + k];
             bad |= !(pj >= 0.0f);
             e[k] -= pj * logf_poly(pj);
@@ -418,13 +424,13 @@ static void row_scan(const float *p, const uint8_t *delim, int T, double *ent, d
         mx[k] = pj > mx[k] ? pj : mx[k];
     }
     if (delim) {
-        for (j = 0; j + QS_STATS_BLOCK <= T; j += QS_STATS_BLOCK)
-            for (int k = 0; k < QS_STATS_BLOCK; k++) d[k] += delim[j + k] ? p[j + k] : 0.0f;
+        for (j = 0; j + QS_STATS_LANES <= T; j += QS_STATS_LANES)
+            for (int k = 0; k < QS_STATS_LANES; k++) d[k] += delim[j + k] ? p[j + k] : 0.0f;
         for (int k = 0; j < T; j++, k++) d[k] += delim[j] ? p[j] : 0.0f;
     }
     *ent = *dm = 0.0;
     *pmax = 0.0f;
-    for (int k = 0; k < QS_STATS_BLOCK; k++) {
+    for (int k = 0; k < QS_STATS_LANES; k++) {
         *ent += e[k];
         *dm += d[k];
         *pmax = mx[k] > *pmax ? mx[k] : *pmax;
