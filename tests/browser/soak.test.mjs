@@ -123,8 +123,11 @@ test(`${STEPS} analyses through the controls leave both heaps flat`, { skip }, a
   console.log('# soak: step, WASM memory MiB, WASM malloc\'d MiB, page JS heap MiB (after GC)');
   for (const s of samples) console.log(`#   ${s.step}, ${mib(s.wasmHeap)}, ${mib(s.wasmUsed)}, ${mib(s.pageJs)}`);
   assert.equal(analyses, STEPS);
-  // The first hundred steps visit every model, view and cache once: the baseline.
-  const first = samples[0], last = samples.at(-1);
+  // The baseline is step 200: blocks of a hundred alternate between starting on
+  // the outlier and the attention view, so only the first two hundred steps have
+  // visited every model in every view (and filled every cache) once. In CI the
+  // memory grew once, between steps 100 and 200, then stayed flat to 1,000.
+  const first = samples.find((x) => x.step >= 2 * 100) ?? samples[0], last = samples.at(-1);
   const growth = (k) => last[k] - first[k];
   console.log(`# soak: first (step ${first.step}) vs last (step ${last.step}): WASM memory ${mib(first.wasmHeap)} -> ${mib(last.wasmHeap)} MiB, `
     + `malloc'd ${mib(first.wasmUsed)} -> ${mib(last.wasmUsed)} MiB, page JS ${mib(first.pageJs)} -> ${mib(last.pageJs)} MiB`);
