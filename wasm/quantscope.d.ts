@@ -77,7 +77,7 @@ export interface ModelConfig {
   typeVocabSize: number;
   layerNormEps: number;
   activation: 'gelu' | 'gelu_new' | 'relu';
-  /** Attention softmax (RESEARCH.md §2, §6). */
+  /** Attention softmax (docs/science.md §2, §6). */
   softmax: 'softmax' | 'clipped_softmax' | 'softmax1';
   /** Clipped softmax: clip((zeta - gamma) softmax(x) + gamma, 0, 1). */
   clipGamma: number;
@@ -103,7 +103,7 @@ export interface ModelConfig {
   doLowerCase: boolean;
 }
 
-/** Fake quantization of a forward pass (RESEARCH.md §4). Omitted fields take the C defaults (see defaultQuant()). */
+/** Fake quantization of a forward pass (docs/science.md §4). Omitted fields take the C defaults (see defaultQuant()). */
 export interface QuantConfig {
   /** 0 keeps weights float, else 2..16. Default 8. */
   weightBits?: number;
