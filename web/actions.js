@@ -2,6 +2,7 @@
 // asks the worker for whatever the visible view needs and is out of date.
 import { getState, update, shownModels } from './state.js';
 import { connect as connectFixes, ensureFixTable, fixSpec } from './fixes.js';
+import { download } from './save.js';
 
 // What the intents keep between calls that nothing renders, in one place: the
 // worker connection, the keys of the last requests (so a request is sent once
@@ -311,18 +312,8 @@ export async function trainPause(runId, pause) {
 export async function trainDownload(runId) {
   try {
     const { value } = await session.client.request('control', 'trainFiles', { runId });
-    const save = (name, data, type) => {
-      const url = URL.createObjectURL(new Blob([data], { type }));
-      const a = document.createElement('a');
-      a.href = url;
-      a.download = name;
-      document.body.append(a);
-      a.click();
-      a.remove();
-      setTimeout(() => URL.revokeObjectURL(url), 10000);
-    };
-    save('config.json', value.config, 'application/json');
-    save('model.safetensors', value.safetensors, 'application/octet-stream');
+    download('config.json', value.config, 'application/json');
+    download('model.safetensors', value.safetensors, 'application/octet-stream');
     message('info', 'Downloaded config.json and model.safetensors: drop both back on the page to load them.', 'train');
   } catch (e) {
     message('error', e.message, 'train');
