@@ -10,7 +10,8 @@
 # models/index.json are regenerated (scripts/model-cards.mjs).
 #
 # Usage: scripts/train-models.sh [ID ...]   IDs: bert-vanilla bert-clipped bert-gated
-#        bert-op bert-softmax1 opt-vanilla opt-clipped opt-gated (default: the BERT ones)
+#        bert-op bert-softmax1 bert-vanilla-soap bert-op-soap opt-vanilla opt-clipped opt-gated
+#        (default: the five AdamW BERT ones)
 #   JOBS=2 (default) trains two runs side by side with one thread each: on 2 cores
 #   that is as fast as one run on two threads, and each run stays reproducible.
 #   STEPS=N shortens every schedule (pilots), STEPS2=N BERT's second phase; RUNS=DIR moves
@@ -44,6 +45,10 @@ declare -A variant=(
   [gated]="--variant gated --gate-type conditional_per_token --gate-init 0.25"
   [op]="--variant op --op-beta 0.2"
   [softmax1]="--variant softmax1"
+  # He et al.'s optimiser finding: the same recipe with SOAP in place of AdamW
+  # (its betas 0.95 / 0.95; the rate stays the recipe's 1e-3).
+  [vanilla-soap]="--variant vanilla --optimizer soap"
+  [op-soap]="--variant op --op-beta 0.2 --optimizer soap"
 )
 
 ids=("$@")
@@ -83,7 +88,10 @@ train() {
   phase "$id" "$(flags "$id")"
   if [ "${id%%-*}" = bert ]; then
     last=$id-2
-    phase "$last" "--data data/kjv.txt --init $RUNS/$id ${bert2[*]}"
+    # --init brings the model, not the optimiser: phase 2 names it again.
+    local v=${id#*-} optimizer=""
+    [[ "${variant[$v]}" =~ (--optimizer [a-z]+) ]] && optimizer=${BASH_REMATCH[1]}
+    phase "$last" "--data data/kjv.txt --init $RUNS/$id ${bert2[*]} $optimizer"
   fi
   mkdir -p "$out"
   cp "$RUNS/$last/config.json" "$RUNS/$last/model.safetensors" "$out/"
@@ -98,13 +106,15 @@ train() {
   printf '%s' "$cmds" >"$out/command.txt"
 }
 
-running=0
+# A failed run stops the script before the cards are rewritten: its log says why.
+running=0 failed=0
 for id in "${ids[@]}"; do
   flags "$id" >/dev/null
   train "$id" &
   running=$((running + 1))
-  if [ "$running" -ge "$JOBS" ]; then wait -n; running=$((running - 1)); fi
+  if [ "$running" -ge "$JOBS" ]; then wait -n || failed=1; running=$((running - 1)); fi
 done
-wait
+while [ "$running" -gt 0 ]; do wait -n || failed=1; running=$((running - 1)); done
+[ "$failed" = 0 ] || { echo "train-models: a run failed; see its train.log under $RUNS" >&2; exit 1; }
 
 node scripts/model-cards.mjs
