@@ -2,6 +2,8 @@
 # bench/run.sh: every speed and memory table of the README in one command:
 # GEMM native (vs OpenBLAS) and WASM (vs tfjs XNNPACK), model forwards, threads, memory.
 # Usage: bench/run.sh [rounds=7] [min_ms=200]   (e.g. bench/run.sh 1 10 to smoke-test)
+#   QS_BENCH_TRAIN=1 adds bench/train_speed.sh (qs train vs PyTorch, about 3 minutes).
+# Ends with a summary: every goal of issue 11 beside the figure this run printed for it.
 # Models: every models/*/ with a model.safetensors, or QS_BENCH_MODELS="dir ...";
 # forwards are timed on the first one (bert-vanilla when present).
 set -euo pipefail
@@ -61,5 +63,28 @@ log=build/bench/results-$(date +%Y%m%d-%H%M%S).txt
       echo "wasm   $(node bench/wasm/bench.mjs mem "$d")"
     done
   fi
+  if [ -n "${QS_BENCH_TRAIN:-}" ]; then
+    echo
+    echo "== training: qs train vs PyTorch CPU, 2 threads (bench/train_speed.sh 3 2)"
+    bench/train_speed.sh 3 2
+  fi
 } 2>&1 | tee "$log"
+
+# Issue 11's goals, each as the ratio or figure printed above: one place to read
+# them all from this run (a missing line means its section did not run).
+{
+  echo
+  echo "== summary: the goals' figures from this run"
+  summary() {  # label, goal, pattern: every matching line of the log, with its section
+    printf '%s (goal %s)\n' "$1" "$2"
+    awk -v pat="$3" '/^== / { sec = substr($0, 4) } $0 ~ pat { sub(/^ +/, ""); print "    " sec ": " $0; n++ }
+                     END { if (!n) print "    (not measured in this run)" }' "$log"
+  }
+  summary "native GEMM vs OpenBLAS, the 8 transformer shapes" ">= 0.9x" '^geometric mean ours/openblas'
+  summary "attention products vs OpenBLAS (ours/ob column)" ">= 0.7x" '^(qk|pv) +[0-9]'
+  summary "WASM GEMM vs tfjs XNNPACK" ">= 1.5x" 'ours/xnnpack'
+  summary "statistics on / off; f32 / int8 W8A8, both with statistics" "<= 1.3x; >= 1.5x" 'statistics on / off'
+  summary "forward of 64 tokens with statistics, Node and Chromium" "<= 5 ms" '^ *T =  64  f32 +([(]|[0-9])'
+  summary "qs train vs PyTorch, 2 threads (QS_BENCH_TRAIN=1 runs it)" ">= 4x" '^qs train .* ratio'
+} | tee -a "$log"
 echo "(saved to $log)"
