@@ -78,8 +78,21 @@ static void nt_block_4x2(float *c, int ldc, const float *a, int lda, const float
     }
 }
 
-void qs_gemm_nt(float *c, int ldc, const float *a, int lda, const float *b, int ldb, int M, int N,
-                int K, const float *bias, float scale) {
+void qs_gemm_nt_ref(float *c, int ldc, const float *a, int lda, const float *b, int ldb, int M,
+                    int N, int K, const float *bias, float scale) {
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) {
+            float s = 0.0f;
+            for (int k = 0; k < K; k++) s += a[(size_t)m * lda + k] * b[(size_t)n * ldb + k];
+            c[(size_t)m * ldc + n] = s * scale + (bias ? bias[n] : 0.0f);
+        }
+}
+
+/* The dot-product form: every lane width; on AVX-512 only for fewer than
+ * GEMM_MR rows (one row of logits), where packing B^T would cost more than
+ * the product. */
+static void gemm_nt_dot(float *c, int ldc, const float *a, int lda, const float *b, int ldb, int M,
+                        int N, int K, const float *bias, float scale) {
     int m = 0;
     for (; m + 4 <= M; m += 4) {
         int n = 0;
@@ -112,7 +125,11 @@ void qs_gemm_ref(float *c, int ldc, const float *a, int a_rs, int a_cs, const fl
         }
 }
 
-/* 4 rows x 2 vectors of C stay in registers across the whole K loop; each
+#if VW != 16
+/* The broadcast kernels for 4- and 8-lane vectors (SIMD128, AVX2); AVX-512
+ * has the packed, register-blocked kernel below.
+ *
+ * 4 rows x 2 vectors of C stay in registers across the whole K loop; each
  * step broadcasts 4 scalars of A and loads 2 vectors of a B row. */
 static void gemm_block_4(float *c, int ldc, const float *a, int a_rs, int a_cs, const float *b,
                          int ldb, int K, int accumulate) {
@@ -179,6 +196,222 @@ void qs_gemm(float *c, int ldc, const float *a, int a_rs, int a_cs, const float 
         }
     }
 }
+
+void qs_gemm_nt(float *c, int ldc, const float *a, int lda, const float *b, int ldb, int M, int N,
+                int K, const float *bias, float scale) {
+    gemm_nt_dot(c, ldc, a, lda, b, ldb, M, N, K, bias, scale);
+}
+#endif
+
+#if VW == 16
+/* ---- AVX-512: packed operands, a register-blocked micro-kernel --------------
+ * Both products run one micro-kernel: a tile of C of GEMM_MR = 8 rows x 2
+ * vectors (32 columns) held in 16 zmm accumulators over a chunk of K; each k
+ * broadcasts 8 scalars of A (folded into the FMAs) against 2 vectors of the
+ * k-th row of a B panel (the tile's 32 columns), so no horizontal sums, which
+ * cost qs_gemm_nt most of its time at K = d_head = 32. The panel is packed
+ * into a per-thread scratch of GEMM_KC x GEMM_NR floats (32 KB, L1): for
+ * qs_gemm a copy of B's rows (B^T for qs_gemm_nt, by 16 x 16 transposes),
+ * reused by every 8-row tile of the panel. K runs in chunks of GEMM_KC whose
+ * partial sums go through C.
+ *
+ * Determinism: every C element is sum_k in chunks of GEMM_KC from k = 0, k
+ * ascending in a chunk, chunks added to C in order, whatever tile or edge it
+ * lands in; so results depend only on the inputs (not on alignment or the
+ * thread). Edges: rows by tiles of fewer rows (one specialised kernel per
+ * count), columns by masked loads and stores.
+ *
+ * Raw <immintrin.h> here: this SIMDe (0.7.4) has no masked 512-bit loads or
+ * stores; the branch is only compiled with AVX-512F on. */
+#include <immintrin.h>
+
+#define GEMM_MR 8
+#define GEMM_NR 32
+#define GEMM_KC 256
+
+static _Thread_local _Alignas(64) float gemm_panel[GEMM_KC * GEMM_NR];
+
+/* How a tile's sums reach C: */
+enum {
+    TILE_SET,        /* C = acc */
+    TILE_ADD,        /* C += acc (accumulate, and the chunks after the first) */
+    TILE_SCALE,      /* C = acc scale + bias (qs_gemm_nt, one chunk) */
+    TILE_ADD_SCALE   /* C = (C + acc) scale + bias (qs_gemm_nt, the last of several) */
+};
+
+typedef struct tile_args {
+    int kc, mode;
+    const float *a; /* A(0, 0) of the tile: A(i, k) = a[i a_rs + k a_cs] */
+    size_t a_rs, a_cs;
+    const float *b; /* the panel: kc rows of GEMM_NR floats */
+    float *c;
+    size_t ldc;
+    __mmask16 cm0, cm1; /* the tile's columns in C's two vectors */
+    __m512 scale, bias0, bias1;
+} tile_args;
+
+static inline __attribute__((always_inline)) void tile(const int mr, const int nv,
+                                                       const tile_args *t) {
+    __m512 acc[GEMM_MR][2];
+#pragma GCC unroll 8
+    for (int i = 0; i < mr; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    const float *ak = t->a, *bk = t->b;
+    const size_t a_rs = t->a_rs, a_cs = t->a_cs;
+    for (int k = 0; k < t->kc; k++, ak += a_cs, bk += GEMM_NR) {
+        __m512 b0 = _mm512_load_ps(bk), b1 = nv > 1 ? _mm512_load_ps(bk + 16) : b0;
+#pragma GCC unroll 8
+        for (int i = 0; i < mr; i++) {
+            __m512 av = _mm512_set1_ps(ak[i * a_rs]);
+            acc[i][0] = _mm512_fmadd_ps(av, b0, acc[i][0]);
+            if (nv > 1) acc[i][1] = _mm512_fmadd_ps(av, b1, acc[i][1]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < mr; i++) {
+        float *ci = t->c + i * t->ldc;
+        __m512 r0 = acc[i][0], r1 = acc[i][1];
+        if (t->mode == TILE_ADD || t->mode == TILE_ADD_SCALE) {
+            r0 = _mm512_add_ps(_mm512_maskz_loadu_ps(t->cm0, ci), r0);
+            if (nv > 1) r1 = _mm512_add_ps(_mm512_maskz_loadu_ps(t->cm1, ci + 16), r1);
+        }
+        if (t->mode >= TILE_SCALE) {
+            r0 = _mm512_fmadd_ps(r0, t->scale, t->bias0);
+            r1 = _mm512_fmadd_ps(r1, t->scale, t->bias1);
+        }
+        _mm512_mask_storeu_ps(ci, t->cm0, r0);
+        if (nv > 1) _mm512_mask_storeu_ps(ci + 16, t->cm1, r1);
+    }
+}
+
+/* One kernel per row count and vector count, so the accumulators stay in
+ * registers; tile_fns[mr - 1][nv - 1]. */
+#define TILE_FN(R, V) \
+    static void tile_##R##_##V(const tile_args *t) { tile(R, V, t); }
+#define TILE_FNS(R) TILE_FN(R, 1) TILE_FN(R, 2)
+TILE_FNS(1) TILE_FNS(2) TILE_FNS(3) TILE_FNS(4) TILE_FNS(5) TILE_FNS(6) TILE_FNS(7) TILE_FNS(8)
+static void (*const tile_fns[GEMM_MR][2])(const tile_args *) = {
+    {tile_1_1, tile_1_2}, {tile_2_1, tile_2_2}, {tile_3_1, tile_3_2}, {tile_4_1, tile_4_2},
+    {tile_5_1, tile_5_2}, {tile_6_1, tile_6_2}, {tile_7_1, tile_7_2}, {tile_8_1, tile_8_2}};
+
+static inline __mmask16 lanes_mask(int n) {
+    return n >= 16 ? (__mmask16)0xffff : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1u);
+}
+
+/* panel[k][j] = B[k][j] for k < kc, j < nr, zero for nr <= j < GEMM_NR.
+ * Both packers also fetch the next panel's B (next_nr columns of it) into L2
+ * while this one's tiles run: without that, the loads that miss (weights
+ * come from L3 every time) were a third of the packed GEMM's time. */
+static void pack_b(float *panel, const float *b, size_t ldb, int kc, int nr, int next_nr) {
+    __mmask16 m0 = lanes_mask(nr), m1 = lanes_mask(nr - 16);
+    for (int k = 0; k < kc; k++) {
+        const float *bk = b + k * ldb;
+        if (next_nr > 0) _mm_prefetch((const char *)(bk + GEMM_NR), _MM_HINT_T1);
+        if (next_nr > 16) _mm_prefetch((const char *)(bk + GEMM_NR + 16), _MM_HINT_T1);
+        _mm512_store_ps(panel + (size_t)k * GEMM_NR, _mm512_maskz_loadu_ps(m0, bk));
+        _mm512_store_ps(panel + (size_t)k * GEMM_NR + 16, _mm512_maskz_loadu_ps(m1, bk + 16));
+    }
+}
+
+/* 16 x 16 transpose in registers: unpack pairs of rows, then pairs of pairs,
+ * then 128-bit lanes twice. */
+static inline void transpose16(__m512 r[16]) {
+    __m512 t[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {
+        r[i] = _mm512_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (int h = 0; h < 16; h += 8)
+        for (int i = 0; i < 4; i++) {
+            t[h + i] = _mm512_shuffle_f32x4(r[h + i], r[h + 4 + i], 0x88);
+            t[h + 4 + i] = _mm512_shuffle_f32x4(r[h + i], r[h + 4 + i], 0xdd);
+        }
+    for (int i = 0; i < 8; i++) {
+        r[i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0x88);
+        r[8 + i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0xdd);
+    }
+}
+
+/* panel[k][j] = B[j][k] for k < kc, j < nr (B^T), zero for nr <= j < GEMM_NR. */
+static void pack_bt(float *panel, const float *b, size_t ldb, int kc, int nr, int next_nr) {
+    for (int jt = 0; jt < GEMM_NR; jt += 16) {
+        int rows = nr - jt, next_rows = next_nr - jt;
+        for (int kt = 0; kt < kc; kt += 16) {
+            int kk = kc - kt < 16 ? kc - kt : 16;
+            __mmask16 km = lanes_mask(kk);
+            __m512 r[16];
+            for (int i = 0; i < 16; i++) {
+                const float *bi = b + (size_t)(jt + i) * ldb + kt;
+                if (i < next_rows) _mm_prefetch((const char *)(bi + GEMM_NR * ldb), _MM_HINT_T1);
+                r[i] = i < rows ? _mm512_maskz_loadu_ps(km, bi) : _mm512_setzero_ps();
+            }
+            transpose16(r);
+            for (int k = 0; k < kk; k++) _mm512_store_ps(panel + (size_t)(kt + k) * GEMM_NR + jt, r[k]);
+        }
+    }
+}
+
+/* The loops around the micro-kernel, shared by both products: panels of 32
+ * columns, chunks of K, tiles of 8 rows. nt: B is [N][K] (B^T packed) and C
+ * gets scale and bias; else B is [K][N]. */
+static void gemm_packed(float *c, int ldc, const float *a, size_t a_rs, size_t a_cs,
+                        const float *b, size_t ldb, int M, int N, int K, int accumulate, int nt,
+                        const float *bias, float scale) {
+    tile_args t;
+    t.a_rs = a_rs;
+    t.a_cs = a_cs;
+    t.b = gemm_panel;
+    t.ldc = (size_t)ldc;
+    t.scale = _mm512_set1_ps(scale);
+    for (int n0 = 0; n0 < N; n0 += GEMM_NR) {
+        int nr = N - n0 < GEMM_NR ? N - n0 : GEMM_NR, nv = nr > 16 ? 2 : 1;
+        int next_nr = N - n0 - nr < GEMM_NR ? N - n0 - nr : GEMM_NR;
+        t.cm0 = lanes_mask(nr);
+        t.cm1 = lanes_mask(nr - 16);
+        t.bias0 = bias ? _mm512_maskz_loadu_ps(t.cm0, bias + n0) : _mm512_setzero_ps();
+        t.bias1 = bias ? _mm512_maskz_loadu_ps(t.cm1, bias + n0 + 16) : _mm512_setzero_ps();
+        for (int k0 = 0; k0 < K; k0 += GEMM_KC) {
+            t.kc = K - k0 < GEMM_KC ? K - k0 : GEMM_KC;
+            int first = k0 == 0, last = k0 + t.kc >= K;
+            if (nt) {
+                pack_bt(gemm_panel, b + (size_t)n0 * ldb + k0, ldb, t.kc, nr, next_nr);
+                t.mode = last ? (first ? TILE_SCALE : TILE_ADD_SCALE) : (first ? TILE_SET : TILE_ADD);
+            } else {
+                pack_b(gemm_panel, b + (size_t)k0 * ldb + n0, ldb, t.kc, nr, next_nr);
+                t.mode = first && !accumulate ? TILE_SET : TILE_ADD;
+            }
+            for (int m0 = 0; m0 < M; m0 += GEMM_MR) {
+                int mr = M - m0 < GEMM_MR ? M - m0 : GEMM_MR;
+                t.a = a + (size_t)m0 * a_rs + (size_t)k0 * a_cs;
+                t.c = c + (size_t)m0 * ldc + n0;
+                tile_fns[mr - 1][nv - 1](&t);
+            }
+        }
+    }
+}
+
+void qs_gemm(float *c, int ldc, const float *a, int a_rs, int a_cs, const float *b, int ldb,
+             int M, int N, int K, int accumulate) {
+    if (K <= 0) {
+        if (!accumulate)
+            for (int m = 0; m < M; m++) memset(c + (size_t)m * ldc, 0, (size_t)N * sizeof(float));
+        return;
+    }
+    gemm_packed(c, ldc, a, (size_t)a_rs, (size_t)a_cs, b, (size_t)ldb, M, N, K, accumulate, 0,
+                NULL, 1.0f);
+}
+
+void qs_gemm_nt(float *c, int ldc, const float *a, int lda, const float *b, int ldb, int M, int N,
+                int K, const float *bias, float scale) {
+    if (M < GEMM_MR || K <= 0) gemm_nt_dot(c, ldc, a, lda, b, ldb, M, N, K, bias, scale);
+    else gemm_packed(c, ldc, a, (size_t)lda, 1, b, (size_t)ldb, M, N, K, 0, 1, bias, scale);
+}
+#endif
 
 void qs_matmul_nn_ref(float *out, const float *a, const float *b, int M, int K, int N) {
     qs_gemm_ref(out, N, a, K, 1, b, N, M, N, K, 0);

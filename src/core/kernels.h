@@ -19,6 +19,8 @@ void qs_linear_ref(float *out, const float *x, const float *w, const float *b, i
  * read along rows (leading dims lda, ldb), e.g. x W^T or Q K^T of one head. */
 void qs_gemm_nt(float *c, int ldc, const float *a, int lda, const float *b, int ldb, int M, int N,
                 int K, const float *bias, float scale);
+void qs_gemm_nt_ref(float *c, int ldc, const float *a, int lda, const float *b, int ldb, int M,
+                    int N, int K, const float *bias, float scale);
 
 /* C[m][n] (+)= sum_k A(m, k) B[k][n] with A(m, k) = a[m * a_rs + k * a_cs]
  * (so A may be read transposed), B and C row-major with leading dims ldb, ldc.

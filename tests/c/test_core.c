@@ -94,6 +94,83 @@ static void test_gemm_paths(void) {
     free(a), free(b), free(c), free(r), free(c0);
 }
 
+/* The blocking edges of both GEMMs (AVX-512: tiles of 8 rows x 32 columns, K
+ * in chunks of 256; the 4- and 8-lane kernels have their own): M, N and K on
+ * both sides of the tile and chunk sizes, K = 32 (d_head) and K = 1, leading
+ * dimensions wider than the rows, A transposed, accumulate on and off, bias
+ * and scale; and the same products on operands moved in memory, which must
+ * give the same bits (results depend only on the inputs). */
+static void test_gemm_blocking(void) {
+    const int Ms[] = {1, 7, 8, 9, 17, 33}, Ns[] = {1, 16, 17, 32, 33, 50},
+              Ks[] = {1, 3, 17, 32, 256, 257, 530};
+    const int MMAX = 33, NMAX = 50, KMAX = 530, PAD = 5, SHIFT = 3;
+    size_t na = (size_t)(MMAX + PAD) * (KMAX + PAD) + SHIFT, nb = (size_t)(NMAX + PAD) * (KMAX + PAD) + SHIFT,
+           nc = (size_t)MMAX * (NMAX + PAD) + SHIFT;
+    float *a = malloc(na * sizeof(float)), *b = malloc(nb * sizeof(float)),
+          *c = malloc(nc * sizeof(float)), *r = malloc(nc * sizeof(float)),
+          *c0 = malloc(nc * sizeof(float)), *bias = malloc((NMAX + SHIFT) * sizeof(float)),
+          *bias2 = malloc((NMAX + SHIFT) * sizeof(float)), *a2 = malloc(na * sizeof(float)), *b2 = malloc(nb * sizeof(float)),
+          *c2 = malloc(nc * sizeof(float));
+    for (size_t i = 0; i < na; i++) a[i] = frand();
+    for (size_t i = 0; i < nb; i++) b[i] = frand();
+    for (size_t i = 0; i < nc; i++) c0[i] = frand();
+    for (int i = 0; i < NMAX + SHIFT; i++) bias[i] = frand();
+    double worst_nt = 0, worst = 0;
+    int moved_differs = 0;
+    for (size_t mi = 0; mi < sizeof Ms / sizeof Ms[0]; mi++)
+        for (size_t ni = 0; ni < sizeof Ns / sizeof Ns[0]; ni++)
+            for (size_t ki = 0; ki < sizeof Ks / sizeof Ks[0]; ki++)
+                for (int v = 0; v < 4; v++) {
+                    int M = Ms[mi], N = Ns[ni], K = Ks[ki], ldc = N + 2;
+                    size_t nout = (size_t)(M - 1) * ldc + N;
+                    int sh = 1 + v % SHIFT; /* the moved copies' offset, in floats */
+                    /* qs_gemm_nt: C = scale A B^T + bias, lda = K + 3, ldb = K + 5 */
+                    int lda = K + 3, ldb = K + 5;
+                    const float *bi = v & 1 ? bias : NULL;
+                    float scale = v & 2 ? 0.17f : 1.0f;
+                    qs_gemm_nt(c, ldc, a, lda, b, ldb, M, N, K, bi, scale);
+                    qs_gemm_nt_ref(r, ldc, a, lda, b, ldb, M, N, K, bi, scale);
+                    for (int m = 0; m < M; m++) {
+                        double d = max_rel(c + (size_t)m * ldc, r + (size_t)m * ldc, (size_t)N);
+                        if (d > worst_nt) worst_nt = d;
+                    }
+                    memcpy(a2 + sh, a, (size_t)(M - 1) * lda * sizeof(float) + (size_t)K * sizeof(float));
+                    memcpy(b2 + sh, b, (size_t)(N - 1) * ldb * sizeof(float) + (size_t)K * sizeof(float));
+                    memcpy(bias2 + sh, bias, (size_t)N * sizeof(float));
+                    qs_gemm_nt(c2 + sh, ldc, a2 + sh, lda, b2 + sh, ldb, M, N, K,
+                               bi ? bias2 + sh : NULL, scale);
+                    for (int m = 0; m < M; m++)
+                        moved_differs |= memcmp(c + (size_t)m * ldc, c2 + sh + (size_t)m * ldc,
+                                                (size_t)N * sizeof(float)) != 0;
+                    /* qs_gemm: C (+)= A B, A row-major (lda K + 3) or transposed
+                     * (A(m, k) at k (M + 4) + m), ldb = N + 3 */
+                    int trans = v & 1, acc = v >> 1, bld = N + 3;
+                    int a_rs = trans ? 1 : K + 3, a_cs = trans ? M + 4 : 1;
+                    size_t a_len = trans ? (size_t)(K - 1) * a_cs + M : (size_t)(M - 1) * a_rs + K;
+                    memcpy(c, c0, nout * sizeof(float));
+                    memcpy(r, c0, nout * sizeof(float));
+                    qs_gemm(c, ldc, a, a_rs, a_cs, b, bld, M, N, K, acc);
+                    qs_gemm_ref(r, ldc, a, a_rs, a_cs, b, bld, M, N, K, acc);
+                    for (int m = 0; m < M; m++) {
+                        double d = max_rel(c + (size_t)m * ldc, r + (size_t)m * ldc, (size_t)N);
+                        if (d > worst) worst = d;
+                    }
+                    memcpy(a2 + sh, a, a_len * sizeof(float));
+                    memcpy(b2 + sh, b, ((size_t)(K - 1) * bld + N) * sizeof(float));
+                    memcpy(c2 + sh, c0, nout * sizeof(float));
+                    qs_gemm(c2 + sh, ldc, a2 + sh, a_rs, a_cs, b2 + sh, bld, M, N, K, acc);
+                    for (int m = 0; m < M; m++)
+                        moved_differs |= memcmp(c + (size_t)m * ldc, c2 + sh + (size_t)m * ldc,
+                                                (size_t)N * sizeof(float)) != 0;
+                }
+    CHECK(worst_nt < 1e-5);
+    CHECK(worst < 1e-5);
+    CHECK(!moved_differs);
+    if (worst_nt >= 1e-5 || worst >= 1e-5)
+        printf("  qs_gemm_nt / qs_gemm vs reference: max rel %.3g / %.3g\n", worst_nt, worst);
+    free(a), free(b), free(c), free(r), free(c0), free(bias), free(bias2), free(a2), free(b2), free(c2);
+}
+
 static void test_vector_kernels(void) {
     for (int n = 0; n < 40; n++) {
         float a[40], b[40], y1[40], y2[40];
@@ -375,6 +452,7 @@ static void test_safetensors_coverage(void) {
 int main(void) {
     RUN(test_linear);
     RUN(test_gemm_paths);
+    RUN(test_gemm_blocking);
     RUN(test_vector_kernels);
     RUN(test_gelu_kernel);
     RUN(test_json);
