@@ -21,6 +21,9 @@ fi
 cmake --build "$native_dir" -j "$jobs" --target quantscope test_int8 >/dev/null
 cc -std=c11 -O2 -march=native -Wall -Wextra -Wno-unused-parameter bench/native/bench.c \
   -Iinclude -Isrc "$native_dir/libquantscope.a" -lopenblas -lm -lpthread -o "$out/bench_native"
+# Checkpoints of the real shapes (BERT-base, OPT-125m): load, memory, forward, W8A8 evaluation.
+cc -std=c11 -O2 -march=native -Wall -Wextra bench/native/scale.c -Iinclude "$native_dir/libquantscope.a" \
+  -lm -lpthread -o "$out/bench_scale"
 
 # ---- WASM: the library as the wasm preset builds it (-O2 -msimd128)
 if [ ! -f "$wasm_dir/CMakeCache.txt" ]; then
@@ -50,4 +53,4 @@ fi
 # ---- the pthreads module, for the threads rows in headless Chromium (optional here)
 scripts/build-wasm.sh --threads >/dev/null ||
   echo "bench/build.sh: warning: the pthreads build failed; the WASM threads rows will be missing" >&2
-echo "bench/build.sh: built $out/bench_native, $out/bench_core.{mjs,wasm}, $out/test_int8_wasm.cjs"
+echo "bench/build.sh: built $out/bench_native, $out/bench_scale, $out/bench_core.{mjs,wasm}, $out/test_int8_wasm.cjs"

@@ -449,6 +449,33 @@ KEEP int qsw_model_load(qsw_ctx *c, const char *config, size_t config_len, const
     return done(c, s);
 }
 
+/* Loading with model.safetensors in pieces (qs_model_loader): JS copies each
+ * piece of the file into one reused heap buffer and feeds it, so the file is
+ * never whole in this heap (which never shrinks) nor in JS. st_len is a
+ * double for the reason qsw_check_sizes gives. Result: handle (the loader). */
+KEEP int qsw_loader_new(qsw_ctx *c, const char *config, size_t config_len, double st_len,
+                        const char *vocab, size_t vocab_len) {
+    qs_model_loader *l = NULL;
+    size_t sl = st_len > (double)SIZE_MAX ? SIZE_MAX : (size_t)st_len;
+    qs_status s = qs_model_loader_new(config, config_len, sl, vocab, vocab_len, &l, &c->err);
+    c->out.handle = (qsw_handle){l, NULL};
+    return done(c, s);
+}
+
+KEEP int qsw_loader_feed(qsw_ctx *c, qs_model_loader *l, const uint8_t *bytes, size_t n) {
+    return done(c, qs_model_loader_feed(l, bytes, n, &c->err));
+}
+
+/* Result: handle (the model; the loader is still the caller's to free). */
+KEEP int qsw_loader_finish(qsw_ctx *c, qs_model_loader *l) {
+    qs_model *m = NULL;
+    qs_status s = qs_model_loader_finish(l, &m, &c->err);
+    c->out.handle = (qsw_handle){m, NULL};
+    return done(c, s);
+}
+
+KEEP void qsw_loader_free(qs_model_loader *l) { qs_model_loader_free(l); }
+
 /* The size limits qs_model_load_files starts with, checked before JS copies
  * the files into this heap: a refused 50 MB config.json then does not grow
  * the WASM memory (which never shrinks) by 50 MB. */

@@ -704,6 +704,11 @@ export interface NamedBlob {
  * - the files' contents ({config, safetensors, vocab?});
  * - a FileList or array of File: picked by name as pickModelFiles does
  *   (C's size limits are checked before a File is read).
+ * model.safetensors streams into the parameters (C's qs_model_loader, in
+ * pieces of 4 MiB; F16 and BF16 converted to float32 as they arrive): the
+ * WASM memory after loading holds the parameters once, and neither it nor
+ * JS holds the file whole, except an HTTP body without Content-Length,
+ * which is read whole first (the loader needs the size).
  */
 export declare function loadModel(
   source: string | URL | ModelFiles | ArrayLike<NamedBlob>, options?: LoadOptions): Promise<Model>;

@@ -23,20 +23,52 @@ export async function loadModel(source, options) {
   const c = await core();
   const checkSizes = (config, st, vocab) => c.check(c.ctx, c.m._qsw_check_sizes(c.ctx, config, st, vocab ?? 0));
   const { config, safetensors: st, vocab, folder } = await readSource(source, progress, checkSizes);
-  progress.end();
-  return c.guard(() => {
-    // C's limits (qs_model_check_sizes) before the copy: a refused file
-    // must not grow the WASM memory, which never shrinks.
-    inFolder(folder, () => checkSizes(config.length, st.length, vocab?.length));
-    const handle = c.withHeap([config, st, vocab], (pc, ps, pv) => {
-      inFolder(folder, () => c.check(c.ctx, c.m._qsw_model_load(c.ctx, pc, config.length, ps, st.length,
-                                                               pv, vocab ? vocab.length : 0)));
-      return c.result(c.ctx, 'handle').handle;
+  // model.safetensors goes to the C loader in pieces through one heap buffer
+  // (qs_model_loader): the heap, which never shrinks, holds the parameters and
+  // that buffer, never the whole file, and JS holds no copy of a file it reads.
+  let loader = 0, buf = 0;
+  const bufLen = Math.max(Math.min(st.size, LOAD_PIECE), 1);
+  try {
+    c.guard(() => {
+      // C's limits (qs_model_check_sizes) first: a refused file must not grow the WASM memory.
+      inFolder(folder, () => checkSizes(config.length, st.size, vocab?.length));
+      loader = c.withHeap([config, vocab], (pc, pv) => {
+        inFolder(folder, () => c.check(c.ctx, c.m._qsw_loader_new(c.ctx, pc, config.length, st.size,
+                                                                 pv, vocab ? vocab.length : 0)));
+        return c.result(c.ctx, 'handle').handle;
+      });
+      buf = c.alloc(bufLen);
     });
-    // withFix() loads copies with the same vocab.txt (a copy: the caller's bytes may change).
-    return wrapModel(c, handle, { vocab: vocab ? vocab.slice() : null });
-  });
+    for (let chunk; (chunk = await st.next()) !== null;) {
+      c.guard(() => {
+        for (let k = 0; k < chunk.length; k += bufLen) {
+          const piece = chunk.subarray(k, k + bufLen);
+          c.u8.set(piece, buf);
+          inFolder(folder, () => c.check(c.ctx, c.m._qsw_loader_feed(c.ctx, loader, buf, piece.length)));
+        }
+      });
+    }
+    progress.end();
+    return c.guard(() => {
+      inFolder(folder, () => c.check(c.ctx, c.m._qsw_loader_finish(c.ctx, loader)));
+      const handle = c.result(c.ctx, 'handle').handle;
+      // withFix() loads copies with the same vocab.txt (a copy: the caller's bytes may change).
+      return wrapModel(c, handle, { vocab: vocab ? vocab.slice() : null });
+    });
+  } catch (e) {
+    await st.cancel();
+    throw e;
+  } finally {
+    // After a trap the heap is not touched again (heap.mjs withHeap).
+    if (!c.broken) {
+      if (buf) c.m._free(buf);
+      if (loader) c.m._qsw_loader_free(loader);
+    }
+  }
 }
+
+/** Bytes of model.safetensors fed to the C loader at a time. */
+const LOAD_PIECE = 4 << 20;
 
 /**
  * The files loadModel(files) takes from a list (a FileList, File objects):

@@ -4,6 +4,14 @@
 //   node bench/wasm/bench.mjs gemm  [rounds] [min_ms]
 //   node bench/wasm/bench.mjs model DIR [rounds] [min_ms]
 //   node bench/wasm/bench.mjs mem   DIR
+//   node bench/wasm/bench.mjs scale DIR [rounds] [windows]
+//
+// scale: a large checkpoint (node tests/node/bigmodels.mjs DIR makes random
+// BERT-base and OPT-125m ones) through quantscope.mjs in this process: load
+// time, WASM memory and RSS after loading, forwards of 128 tokens with
+// statistics (rounds, default 3), W8A8 int8 evaluation throughput over
+// `windows` windows (default 8); wall and CPU time, since the machine is shared.
+// Run with node --expose-gc for exact memory figures.
 //
 // Contestants alternate within every round (the machine is noisy,
 // docs/toolchain.md); a sample repeats a call until min_ms have passed, after a
@@ -369,21 +377,105 @@ async function benchMem(dir) {
   m._bw_model_free(model);
 }
 
+// -------------------------------------------------------- large checkpoints
+
+/** Ids in [1000, vocab) (past BERT's specials and unused rows), fixed. */
+function spreadIds(n, vocab, seed = 7) {
+  let s = seed >>> 0;
+  return Int32Array.from({ length: n }, () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return 1000 + (s % Math.max(vocab - 1000, 1));
+  });
+}
+
+/**
+ * A checkpoint of the size people bring (BERT-base, OPT-125m: make random ones
+ * with tests/node/bigmodels.mjs) through the public module, in a fresh
+ * process: load time, WASM memory and process RSS after loading, a forward of
+ * 128 tokens with statistics, and W8A8 (int8 kernels) evaluation throughput.
+ */
+async function benchScale(dir, rounds, windows) {
+  const qs = await import(new URL('wasm/quantscope.mjs', ROOT).href);
+  const MiB = (x) => `${(x / 1048576).toFixed(0)} MiB`;
+  const rss = () => process.memoryUsage().rss;
+  const peakRss = () => process.resourceUsage().maxRSS * 1024; // KiB in Node
+  await qs.memoryUsage(); // the instance started: its memory before the model
+  const [mem0, rss0] = [(await qs.memoryUsage()).heapBytes, rss()];
+  const t0 = performance.now(), c0 = process.cpuUsage();
+  const model = await qs.loadModel(dir);
+  const loadMs = performance.now() - t0, c1 = process.cpuUsage(c0);
+  const cpuS = (c) => `${((c.user + c.system) / 1e6).toFixed(2)} s CPU`;
+  globalThis.gc?.();
+  const mem1 = await qs.memoryUsage();
+  const [rss1, peak1] = [rss(), peakRss()];
+  const cfg = model.config;
+  const T = Math.min(128, cfg.maxPositions);
+  const ids = spreadIds(T, cfg.vocabSize);
+  const fwd = [], fwdCpu = [];
+  for (let r = rounds ? -1 : 0; r < rounds; r++) {
+    const t = performance.now(), c = process.cpuUsage();
+    const res = await model.forward(ids);
+    const cu = process.cpuUsage(c);
+    if (r >= 0) fwd.push(performance.now() - t), fwdCpu.push((cu.user + cu.system) / 1e3);
+    if (!res.logits.every(Number.isFinite)) throw new Error(`${dir}: non-finite logits`);
+  }
+  const mem2 = await qs.memoryUsage();
+  // Evaluation: the float pass, 4 calibration windows, then the W8A8 pass, one
+  // thread; the quantized pass is timed from the progress reports.
+  const bert = cfg.arch === 'bert';
+  const specials = bert ? { cls: 101, sep: 102, mask: 103 } : { bos: 2 };
+  const stream = spreadIds(windows * T + 8, cfg.vocabSize, 11);
+  const quant = { ...(await qs.defaultQuant()), int8: true };
+  let qStart = null;
+  const floatWindows = windows, calib = 4;
+  const t2 = performance.now(), c2 = process.cpuUsage();
+  let qCpu = null;
+  const ev = !windows ? null : await model.evaluate(stream, {
+    seqLen: T, maxWindows: windows, quant, calibWindows: calib, threads: 1, specials,
+    onProgress: ({ done }) => {
+      if (done === floatWindows + calib && qStart === null) [qStart, qCpu] = [performance.now(), process.cpuUsage()];
+    },
+  });
+  const t3 = performance.now(), c3 = process.cpuUsage(c2), q3 = qCpu && process.cpuUsage(qCpu);
+  const qSec = (t3 - (qStart ?? t2)) / 1e3, allSec = (t3 - t2) / 1e3;
+  const mem3 = await qs.memoryUsage();
+  const peak3 = peakRss();
+  const st = await import('node:fs').then((fs) => fs.statSync(join(dir, 'model.safetensors')).size);
+  console.log(`${dir}: ${cfg.arch} ${cfg.nLayers} layers d ${cfg.hiddenSize} ffn ${cfg.intermediateSize} vocab ${cfg.vocabSize}, `
+    + `model.safetensors ${MiB(st)}; Node ${process.versions.node}, quantscope.mjs (single-threaded build)`);
+  console.log(`  load            ${(loadMs / 1e3).toFixed(2)} s (${cpuS(c1)})   WASM memory ${MiB(mem0)} -> ${MiB(mem1.heapBytes)} `
+    + `(${(mem1.heapBytes / st).toFixed(2)} x the file; malloc'd ${MiB(mem1.usedBytes)})   `
+    + `RSS ${MiB(rss0)} -> ${MiB(rss1)} (peak ${MiB(peak1)})`);
+  if (rounds) {
+    console.log(`  forward T=${T}   ${median(fwd).toFixed(0)} ms with statistics (median of ${rounds}; `
+      + `min ${Math.min(...fwd).toFixed(0)}; CPU ${median(fwdCpu).toFixed(0)} ms)   WASM memory after ${MiB(mem2.heapBytes)}`);
+  }
+  if (ev) {
+    const qTok = windows * T, qCpuS = q3 ? (q3.user + q3.system) / 1e6 : NaN;
+    console.log(`  evaluate        ${windows} windows of ${T}: W8A8 int8 pass ${(qTok / qSec).toFixed(0)} tokens/s `
+      + `(${qSec.toFixed(2)} s; ${(qTok / qCpuS).toFixed(0)} tokens per CPU second), whole call ${allSec.toFixed(2)} s `
+      + `(${cpuS(c3)}: float + ${calib} calibration + W8A8), ppl fp ${ev.fpPpl.toPrecision(5)} w8a8 ${ev.qPpl.toPrecision(5)}`);
+  }
+  console.log(`  memory at the end: WASM ${MiB(mem3.heapBytes)}, RSS ${MiB(rss())} (peak ${MiB(peak3)})`);
+  await model.dispose();
+}
+
 // --------------------------------------------------------------------- main
 
 const [mode = 'gemm', ...rest] = process.argv.slice(2);
-const modelMode = mode === 'model' || mode === 'mem';
+const modelMode = mode === 'model' || mode === 'mem' || mode === 'scale';
 const dir = modelMode ? rest.shift() : null;
 const rounds = Math.min(Math.max(parseInt(rest[0] ?? '5', 10) || 5, 1), 101);
 const minMs = parseFloat(rest[1] ?? '100') || 100;
 if (modelMode && !dir) {
-  console.error('usage: node bench/wasm/bench.mjs gemm|model DIR|mem DIR [rounds] [min_ms]');
+  console.error('usage: node bench/wasm/bench.mjs gemm|model DIR|mem DIR [rounds] [min_ms] | scale DIR [rounds] [windows]');
   process.exit(2);
 }
 if (mode === 'gemm') await benchGemm(rounds, minMs);
 else if (mode === 'model') await benchModel(dir, rounds, minMs);
 else if (mode === 'mem') await benchMem(dir);
+else if (mode === 'scale') await benchScale(dir, parseInt(rest[0] ?? '3', 10) || 0, Math.max(parseInt(rest[1] ?? '8', 10), 0) || 0);
 else {
-  console.error(`unknown mode ${mode}: expected gemm, model or mem`);
+  console.error(`unknown mode ${mode}: expected gemm, model, mem or scale`);
   process.exit(2);
 }

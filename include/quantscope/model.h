@@ -128,6 +128,26 @@ qs_status qs_model_load_memory(const char *config_json, size_t config_len,
                                qs_error *err);
 void qs_model_free(qs_model *m);
 
+/* Loading with model.safetensors in pieces, so that the file is never held
+ * whole (a 440 MB BERT-base file from disk, a fetch body, a Blob stream):
+ * the loader takes config.json, vocab.txt (may be NULL) and the safetensors
+ * file's size; feed() then takes the file's bytes in order, any number at a
+ * time. Once its header has arrived the parameters are allocated and every
+ * later byte is converted (F16, BF16 to float32) into them. finish() hands
+ * out the model. Checks and messages are those of qs_model_load_files, which
+ * is this loader fed the whole file at once: each is reported as soon as it
+ * is certain (config and sizes by new, the header by the feed that completes
+ * it, the tensors' shapes and values by finish). After an error every later
+ * call repeats it; free the loader in every case (it frees a model not yet
+ * handed out). */
+typedef struct qs_model_loader qs_model_loader;
+qs_status qs_model_loader_new(const char *config_json, size_t config_len, size_t st_len,
+                              const char *vocab, size_t vocab_len, qs_model_loader **out,
+                              qs_error *err);
+qs_status qs_model_loader_feed(qs_model_loader *l, const uint8_t *bytes, size_t n, qs_error *err);
+qs_status qs_model_loader_finish(qs_model_loader *l, qs_model **out, qs_error *err);
+void qs_model_loader_free(qs_model_loader *l);
+
 /* Parses config.json text (BERT/OPT keys plus quantscope's variant keys). */
 qs_status qs_config_from_json(const char *json, size_t len, qs_config *out, qs_error *err);
 /* Writes a config as config.json text into buf; returns its length or -1 if cap is too small. */

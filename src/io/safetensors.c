@@ -189,28 +189,36 @@ static qs_status check_coverage(const qs_safetensors *st, qs_error *err) {
     return s;
 }
 
-qs_status qs_st_parse(const uint8_t *buf, size_t len, const char *what, qs_safetensors *st,
-                      qs_error *err) {
+qs_status qs_st_header_len(const uint8_t *first8, size_t len, const char *what, size_t *hlen,
+                           qs_error *err) {
+    what = what ? what : "safetensors";
+    if (!first8 || len < 8)
+        return qs_fail(err, QS_ERR_FORMAT, "%s: file is %zu bytes, too short for a safetensors "
+                       "header (truncated?)", what, len);
+    uint64_t h = 0;
+    for (int i = 7; i >= 0; i--) h = (h << 8) | first8[i];
+    if (h > len - 8)
+        return qs_fail(err, QS_ERR_FORMAT, "%s: header length %llu is larger than the %zu bytes "
+                       "after it (truncated or not a safetensors file)", what,
+                       (unsigned long long)h, len - 8);
+    if (h > QS_ST_MAX_HEADER)
+        return qs_fail(err, QS_ERR_FORMAT, "%s: header length %llu exceeds the 100 MB limit",
+                       what, (unsigned long long)h);
+    *hlen = (size_t)h;
+    return QS_OK;
+}
+
+qs_status qs_st_parse_header(const uint8_t *head, size_t len, const char *what, qs_safetensors *st,
+                             qs_error *err) {
     memset(st, 0, sizeof *st);
     st->what = what ? what : "safetensors";
-    if (!buf || len < 8)
-        return qs_fail(err, QS_ERR_FORMAT, "%s: file is %zu bytes, too short for a safetensors "
-                       "header (truncated?)", st->what, len);
-    uint64_t hlen = 0;
-    for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | buf[i];
-    if (hlen > len - 8)
-        return qs_fail(err, QS_ERR_FORMAT, "%s: header length %llu is larger than the %zu bytes "
-                       "after it (truncated or not a safetensors file)", st->what,
-                       (unsigned long long)hlen, len - 8);
-    if (hlen > QS_ST_MAX_HEADER)
-        return qs_fail(err, QS_ERR_FORMAT, "%s: header length %llu exceeds the 100 MB limit",
-                       st->what, (unsigned long long)hlen);
-    st->data = buf + 8 + hlen;
-    st->data_len = len - 8 - (size_t)hlen;
+    size_t hlen;
+    qs_status s = qs_st_header_len(head, len, st->what, &hlen, err);
+    if (s) return s;
+    st->data_len = len - 8 - hlen;
     qs_json *root;
     /* Keys of the top level are tensor names: a duplicate names the tensor. */
-    qs_status s = qs_json_parse_named((const char *)buf + 8, (size_t)hlen, st->what, "tensor",
-                                      &root, err);
+    s = qs_json_parse_named((const char *)head + 8, hlen, st->what, "tensor", &root, err);
     if (s) return s;
     if (root->type != QS_JSON_OBJECT) {
         qs_json_free(root);
@@ -235,6 +243,13 @@ qs_status qs_st_parse(const uint8_t *buf, size_t len, const char *what, qs_safet
     return s;
 }
 
+qs_status qs_st_parse(const uint8_t *buf, size_t len, const char *what, qs_safetensors *st,
+                      qs_error *err) {
+    qs_status s = qs_st_parse_header(buf, len, what, st, err);
+    if (!s) st->data = buf + (len - st->data_len);
+    return s;
+}
+
 const qs_st_tensor *qs_st_find(const qs_safetensors *st, const char *name) {
     for (int i = 0; i < st->n_tensors; i++)
         if (strcmp(st->tensors[i].name, name) == 0) return &st->tensors[i];
@@ -247,13 +262,45 @@ const char *qs_st_meta(const qs_safetensors *st, const char *key) {
     return NULL;
 }
 
+/* The exact value of an IEEE half: normal numbers by moving the bits (the
+ * exponent rebased, the mantissa widened), subnormals as man * 2^-24. */
 static float half_to_float(uint16_t h) {
     uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 31, man = h & 1023;
     float f;
-    if (exp == 0) f = ldexpf((float)man, -24);
-    else if (exp == 31) f = man ? NAN : INFINITY;
-    else f = ldexpf((float)(man | 1024), (int)exp - 25);
+    if (exp == 0) {
+        f = (float)man * 0x1p-24f;
+    } else if (exp == 31) {
+        f = man ? NAN : INFINITY;
+    } else {
+        uint32_t u = ((exp + 112) << 23) | (man << 13);
+        memcpy(&f, &u, 4);
+    }
     return sign ? -f : f;
+}
+
+size_t qs_st_convert(qs_dtype dt, const uint8_t *p, size_t n, float *dst) {
+    size_t bad = n;
+    if (dt == QS_DT_F32) {
+        for (size_t i = 0; i < n; i++) {
+            uint32_t u = (uint32_t)p[4 * i] | (uint32_t)p[4 * i + 1] << 8 |
+                         (uint32_t)p[4 * i + 2] << 16 | (uint32_t)p[4 * i + 3] << 24;
+            if ((u & 0x7f800000u) == 0x7f800000u && bad == n) bad = i;
+            memcpy(&dst[i], &u, 4);
+        }
+    } else if (dt == QS_DT_F16) {
+        for (size_t i = 0; i < n; i++) {
+            uint16_t h = (uint16_t)(p[2 * i] | p[2 * i + 1] << 8);
+            if ((h & 0x7c00) == 0x7c00 && bad == n) bad = i;
+            dst[i] = half_to_float(h);
+        }
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            uint32_t u = (uint32_t)(p[2 * i] | p[2 * i + 1] << 8) << 16;
+            if ((u & 0x7f800000u) == 0x7f800000u && bad == n) bad = i;
+            memcpy(&dst[i], &u, 4);
+        }
+    }
+    return bad;
 }
 
 static void shape_str(char *buf, size_t cap, const int64_t *shape, int ndim) {
@@ -264,8 +311,8 @@ static void shape_str(char *buf, size_t cap, const int64_t *shape, int ndim) {
     if (k < cap) snprintf(buf + k, cap - k, "]");
 }
 
-qs_status qs_st_read_f32(const qs_safetensors *st, const char *name, const int64_t *shape,
-                         int ndim, float *dst, qs_error *err) {
+qs_status qs_st_check(const qs_safetensors *st, const char *name, const int64_t *shape, int ndim,
+                      qs_error *err) {
     const qs_st_tensor *t = qs_st_find(st, name);
     if (!t) return qs_fail(err, QS_ERR_SHAPE, "%s: missing tensor '%s'", st->what, name);
     int same = t->ndim == ndim;
@@ -280,29 +327,24 @@ qs_status qs_st_read_f32(const qs_safetensors *st, const char *name, const int64
     if (t->dtype == QS_DT_OTHER)
         return qs_fail(err, QS_ERR_SHAPE, "%s: tensor '%s' has dtype %s, expected F32, F16 or BF16",
                        st->what, name, t->dtype_name);
-    const uint8_t *p = st->data + t->begin;
+    return QS_OK;
+}
+
+qs_status qs_st_nonfinite(const qs_safetensors *st, const char *name, float v, size_t index,
+                          qs_error *err) {
+    return qs_fail(err, QS_ERR_NAN, "%s: tensor '%s' holds a non-finite value (%g) at flat index %zu",
+                   st->what, name, v, index);
+}
+
+qs_status qs_st_read_f32(const qs_safetensors *st, const char *name, const int64_t *shape,
+                         int ndim, float *dst, qs_error *err) {
+    qs_status s = qs_st_check(st, name, shape, ndim, err);
+    if (s) return s;
+    const qs_st_tensor *t = qs_st_find(st, name);
     size_t n = 1;
     for (int d = 0; d < ndim; d++) n *= (size_t)shape[d];
-    for (size_t i = 0; i < n; i++) {
-        float v;
-        if (t->dtype == QS_DT_F32) {
-            uint32_t u = (uint32_t)p[4 * i] | (uint32_t)p[4 * i + 1] << 8 |
-                         (uint32_t)p[4 * i + 2] << 16 | (uint32_t)p[4 * i + 3] << 24;
-            memcpy(&v, &u, 4);
-        } else {
-            uint16_t h = (uint16_t)(p[2 * i] | p[2 * i + 1] << 8);
-            if (t->dtype == QS_DT_F16) v = half_to_float(h);
-            else {
-                uint32_t u = (uint32_t)h << 16;
-                memcpy(&v, &u, 4);
-            }
-        }
-        if (!isfinite(v))
-            return qs_fail(err, QS_ERR_NAN, "%s: tensor '%s' holds a non-finite value (%g) at "
-                           "flat index %zu", st->what, name, v, i);
-        dst[i] = v;
-    }
-    return QS_OK;
+    size_t bad = qs_st_convert(t->dtype, st->data + t->begin, n, dst);
+    return bad < n ? qs_st_nonfinite(st, name, dst[bad], bad, err) : QS_OK;
 }
 
 /* Appends with bounds; returns 0 when the buffer is full. */

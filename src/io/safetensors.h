@@ -39,6 +39,16 @@ typedef struct qs_safetensors {
  * overlaps, no holes, no trailing bytes. */
 qs_status qs_st_parse(const uint8_t *buf, size_t len, const char *what, qs_safetensors *st,
                       qs_error *err);
+/* The first checks of qs_st_parse, on the first 8 bytes of a file of len
+ * bytes (first8 may be NULL when len < 8): the file holds a header length,
+ * the header fits in the file and in the format's limit. Sets *hlen. */
+qs_status qs_st_header_len(const uint8_t *first8, size_t len, const char *what, size_t *hlen,
+                           qs_error *err);
+/* qs_st_parse for a file of len bytes of which only the first 8 + hlen are
+ * at hand in head (a file read in pieces): the same checks and messages;
+ * st->data is NULL, data_len and the tensors' ranges are set. */
+qs_status qs_st_parse_header(const uint8_t *head, size_t len, const char *what, qs_safetensors *st,
+                             qs_error *err);
 void qs_st_free(qs_safetensors *st);
 
 const qs_st_tensor *qs_st_find(const qs_safetensors *st, const char *name);
@@ -50,6 +60,16 @@ const char *qs_st_meta(const qs_safetensors *st, const char *key);
  * is finite; errors name the file, tensor, expected and actual shape/value. */
 qs_status qs_st_read_f32(const qs_safetensors *st, const char *name, const int64_t *shape,
                          int ndim, float *dst, qs_error *err);
+/* The checks qs_st_read_f32 makes before it reads: the tensor is there, has
+ * exactly `shape` and a float dtype. */
+qs_status qs_st_check(const qs_safetensors *st, const char *name, const int64_t *shape, int ndim,
+                      qs_error *err);
+/* qs_st_read_f32's error for value v at flat index `index` of tensor name. */
+qs_status qs_st_nonfinite(const qs_safetensors *st, const char *name, float v, size_t index,
+                          qs_error *err);
+/* Converts n little-endian values of dtype dt (F32, F16 or BF16) at p into
+ * dst, all of them; returns the index of the first non-finite one, or n. */
+size_t qs_st_convert(qs_dtype dt, const uint8_t *p, size_t n, float *dst);
 
 /* One tensor to write. */
 typedef struct qs_st_entry {

@@ -1,5 +1,6 @@
 /* model/model.c: the parameter table of a config (Hugging Face names and
- * shapes), loading a checkpoint into one buffer, and the model's lifetime. */
+ * shapes), one buffer for the parameters, and the model's lifetime; loading
+ * a checkpoint into that buffer is load.c. */
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -8,7 +9,6 @@
 
 #include "core/error.h"
 #include "core/size.h"
-#include "io/safetensors.h"
 #include "model/model_internal.h"
 
 static const char *const point_names[QS_NUM_POINTS] = {
@@ -251,10 +251,7 @@ static void build_table(const qs_config *c, table_builder *tb_out) {
     *tb_out = tb;
 }
 
-/* Parameters a config describes, without the alignment padding; 64-bit so
- * that the count is right on every build. Returns QS_ERR_NOMEM only when the
- * table itself cannot be built. */
-static qs_status param_count(const qs_config *c, uint64_t *numel, qs_error *err) {
+qs_status qs_param_count(const qs_config *c, uint64_t *numel, qs_error *err) {
     table_builder tb;
     build_table(c, &tb);
     free(tb.e);
@@ -299,94 +296,6 @@ qs_status qs_bind_weights(const qs_config *c, const param_entry *table, int n, f
     return QS_OK;
 }
 
-/* ---- loading ---- */
-
-/* Tensors that Hugging Face checkpoints may carry but inference here does not
- * use (pooler, NSP head, position id buffer). Tied copies are checked apart. */
-static int ignorable(const char *name) {
-    static const char *const prefixes[] = {"bert.pooler.", "pooler.", "cls.seq_relationship.",
-                                           "bert.embeddings.position_ids",
-                                           "embeddings.position_ids",
-                                           "cls.predictions.decoder.bias", NULL};
-    for (int i = 0; prefixes[i]; i++)
-        if (strncmp(name, prefixes[i], strlen(prefixes[i])) == 0) return 1;
-    return 0;
-}
-
-/* Checkpoints saved from the bare BertModel / OPTModel drop the leading
- * "bert." / "model." of the task model's names. */
-static const char *name_prefix(const qs_config *c, const qs_safetensors *st) {
-    const char *full = c->arch == QS_ARCH_BERT ? "bert." : "model.";
-    for (int i = 0; i < st->n_tensors; i++)
-        if (strncmp(st->tensors[i].name, full, strlen(full)) == 0) return "";
-    return full;
-}
-
-static const char *file_name(const char *canonical, const char *strip, char *buf, size_t cap) {
-    size_t L = strlen(strip);
-    if (L && strncmp(canonical, strip, L) == 0) {
-        snprintf(buf, cap, "%s", canonical + L);
-        return buf;
-    }
-    return canonical;
-}
-
-static qs_status check_tied(const qs_safetensors *st, const char *name, const float *wte,
-                            const qs_config *c, float *tmp, qs_error *err) {
-    if (!qs_st_find(st, name)) return QS_OK;
-    int64_t shape[2] = {c->vocab_size, c->hidden_size};
-    qs_status s = qs_st_read_f32(st, name, shape, 2, tmp, err);
-    if (s) return s;
-    for (size_t i = 0; i < (size_t)c->vocab_size * c->hidden_size; i++)
-        if (tmp[i] != wte[i])
-            return qs_fail(err, QS_ERR_SHAPE, "%s: tensor '%s' differs from the word embeddings "
-                           "at index %zu: untied output heads are not supported", st->what, name, i);
-    return QS_OK;
-}
-
-static qs_status load_params(qs_model *m, const qs_safetensors *st, qs_error *err) {
-    const qs_config *c = &m->cfg;
-    const char *strip = name_prefix(c, st);
-    char buf[160];
-    for (int i = 0; i < m->n_table; i++) {
-        const param_entry *p = &m->table[i];
-        const char *name = file_name(p->name, strip, buf, sizeof buf);
-        qs_status s = qs_st_read_f32(st, name, p->shape, p->ndim, m->params + p->offset, err);
-        if (s) {
-            if (s == QS_ERR_SHAPE && !qs_st_find(st, name) && strstr(name, ".gate."))
-                return qs_fail(err, QS_ERR_SHAPE, "%s: missing tensor '%s' (config has "
-                               "attn_gate_type set; the checkpoint has no such gate)", st->what, name);
-            return s;
-        }
-    }
-    /* Every tensor in the file must be used, tied, or known to be ignorable:
-     * a stray gate or layer means config and weights disagree. */
-    const char *tied = c->arch == QS_ARCH_BERT ? "cls.predictions.decoder.weight" : "lm_head.weight";
-    for (int i = 0; i < st->n_tensors; i++) {
-        const char *name = st->tensors[i].name;
-        if (ignorable(name) || strcmp(name, tied) == 0) continue;
-        int found = 0;
-        for (int j = 0; j < m->n_table && !found; j++)
-            found = strcmp(file_name(m->table[j].name, strip, buf, sizeof buf), name) == 0;
-        if (!found)
-            return qs_fail(err, QS_ERR_SHAPE, "%s: unexpected tensor '%s' that config.json does "
-                           "not describe (wrong config, or a variant such as a gate not declared)",
-                           st->what, name);
-    }
-    if (!qs_st_find(st, tied)) return QS_OK;
-    size_t bytes;
-    if (qs_size_mul3(&bytes, (size_t)c->vocab_size, (size_t)c->hidden_size, sizeof(float)))
-        return qs_fail_size(err, "load: the tied output head", "%d x %d floats", c->vocab_size,
-                            c->hidden_size);
-    float *tmp = malloc(bytes);
-    if (!tmp)
-        return qs_fail(err, QS_ERR_NOMEM, "%s: out of memory for '%s' (%d x %d floats)", st->what,
-                       tied, c->vocab_size, c->hidden_size);
-    qs_status s = check_tied(st, tied, m->w.wte, c, tmp, err);
-    free(tmp);
-    return s;
-}
-
 qs_status qs_model_from_config(const qs_config *c, qs_model **out, qs_error *err) {
     qs_model *m = calloc(1, sizeof *m);
     if (!m) return qs_fail(err, QS_ERR_NOMEM, "out of memory");
@@ -418,122 +327,6 @@ qs_status qs_model_from_config(const qs_config *c, qs_model **out, qs_error *err
     }
     *out = m;
     return QS_OK;
-}
-
-/* Every parameter is read from the file, at 2 bytes or more (F16/BF16), so a
- * config that describes more than the file holds is refused before anything
- * is allocated for it: a 200-byte config.json could otherwise ask for tens of
- * gigabytes (found by tests/fuzz/fuzz_model.c). */
-static qs_status check_file_holds_config(const qs_config *c, const qs_safetensors *st,
-                                         qs_error *err) {
-    uint64_t numel = 0;
-    qs_status s = param_count(c, &numel, err);
-    if (s) return s;
-    /* 64-bit: on a 32-bit build a size_t sum wrapped and let such configs through. */
-    if (numel > (uint64_t)st->data_len / 2)
-        return qs_fail(err, QS_ERR_SHAPE, "%s: config.json describes %llu parameters (at least "
-                       "%llu bytes) but the data section holds %zu bytes", st->what,
-                       (unsigned long long)numel, (unsigned long long)(2 * numel), st->data_len);
-    return QS_OK;
-}
-
-/* One message for a file over its limit, whether qs_read_file refused it
- * (native folders) or these checks (memory, JS): qs_read_file's wording. */
-static qs_status check_size(const char *what, size_t len, size_t max, qs_error *err) {
-    if (len <= max) return QS_OK;
-    return qs_fail(err, QS_ERR_NOMEM, "%s: %zu bytes exceeds the limit of %zu", what, len, max);
-}
-
-qs_status qs_model_check_sizes(size_t config_len, size_t st_len, size_t vocab_len, qs_error *err) {
-    qs_status s = check_size("config.json", config_len, QS_CONFIG_MAX_BYTES, err);
-    if (!s) s = check_size("model.safetensors", st_len, QS_MODEL_FILE_MAX_BYTES, err);
-    if (!s) s = check_size("vocab.txt", vocab_len, QS_MODEL_FILE_MAX_BYTES, err);
-    return s;
-}
-
-/* A WordPiece vocab.txt for m (lowercasing as config.json says). A
- * vocabulary larger than vocab_size is named as the file, like its parse errors. */
-static qs_status set_vocab(qs_model *m, const char *vocab, size_t len, qs_error *err) {
-    qs_tokenizer *t = NULL;
-    qs_status s = qs_tokenizer_wordpiece_new(vocab, len, m->cfg.do_lower_case, &t, err);
-    if (s) return s;
-    int n = qs_tokenizer_vocab_size(t);
-    if (n > m->cfg.vocab_size) {
-        qs_tokenizer_free(t);
-        return qs_fail(err, QS_ERR_SHAPE, "vocab.txt: %d tokens, more than config.json's "
-                       "vocab_size %d", n, m->cfg.vocab_size);
-    }
-    return qs_model_set_tokenizer(m, t, err);
-}
-
-qs_status qs_model_load_files(const char *config_json, size_t config_len,
-                              const uint8_t *safetensors, size_t st_len, const char *vocab,
-                              size_t vocab_len, qs_model **out, qs_error *err) {
-    if (!config_json || !safetensors || !out)
-        return qs_fail(err, QS_ERR_ARG, "qs_model_load_files: NULL argument");
-    *out = NULL;
-    qs_status s = qs_model_check_sizes(config_len, st_len, vocab ? vocab_len : 0, err);
-    if (s) return s;
-    qs_config c;
-    s = qs_config_parse(config_json, config_len, "config.json", &c, err);
-    if (s) return s;
-    qs_safetensors st;
-    s = qs_st_parse(safetensors, st_len, "model.safetensors", &st, err);
-    if (s) return s;
-    qs_model *m;
-    s = check_file_holds_config(&c, &st, err);
-    if (!s) s = qs_model_from_config(&c, &m, err);
-    if (!s) {
-        s = load_params(m, &st, err);
-        if (!s && c.tokenizer == QS_TOKENIZER_BYTE) {
-            qs_tokenizer *t;
-            s = qs_tokenizer_byte_new(&t, err);
-            if (!s) s = qs_model_set_tokenizer(m, t, err);
-        }
-        if (!s && vocab) s = set_vocab(m, vocab, vocab_len, err);
-        if (s) qs_model_free(m);
-        else *out = m;
-    }
-    qs_st_free(&st);
-    return s;
-}
-
-qs_status qs_model_load_memory(const char *config_json, size_t config_len,
-                               const uint8_t *safetensors, size_t st_len, qs_model **out,
-                               qs_error *err) {
-    return qs_model_load_files(config_json, config_len, safetensors, st_len, NULL, 0, out, err);
-}
-
-qs_status qs_model_load_dir(const char *dir, qs_model **out, qs_error *err) {
-    if (!dir || !out) return qs_fail(err, QS_ERR_ARG, "qs_model_load_dir: NULL argument");
-    *out = NULL;
-    uint8_t *cfg = NULL, *st = NULL, *vocab = NULL;
-    size_t cfg_len = 0, st_len = 0, vocab_len = 0;
-    qs_status s = qs_read_file_in(dir, "config.json", QS_CONFIG_MAX_BYTES, &cfg, &cfg_len, err);
-    if (!s) s = qs_read_file_in(dir, "model.safetensors", QS_MODEL_FILE_MAX_BYTES, &st, &st_len, err);
-    /* A WordPiece vocabulary beside the weights (HF BERT folders have one). */
-    char *path = s ? NULL : qs_path_join(dir, "vocab.txt");
-    if (!s && !path) s = qs_fail(err, QS_ERR_NOMEM, "%s: out of memory", dir);
-    FILE *vf = path ? fopen(path, "rb") : NULL;
-    if (vf) {
-        fclose(vf);
-        s = qs_read_file(path, QS_MODEL_FILE_MAX_BYTES, &vocab, &vocab_len, err);
-    }
-    if (!s) {
-        s = qs_model_load_files((const char *)cfg, cfg_len, st, st_len, (const char *)vocab,
-                                vocab_len, out, err);
-        /* Name the folder too: "config.json: ..." alone is ambiguous. */
-        if (s && err) {
-            char msg[QS_ERROR_MSG_MAX];
-            memcpy(msg, err->msg, sizeof msg);
-            qs_fail(err, s, "%s/%.*s", dir, (int)(sizeof msg - 1), msg);
-        }
-    }
-    free(cfg);
-    free(st);
-    free(vocab);
-    free(path);
-    return s;
 }
 
 static void workspace_free(workspace *ws) {

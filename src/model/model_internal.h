@@ -176,6 +176,10 @@ int qs_config_to_json(const qs_config *c, char *buf, size_t cap);
 /* Parameter table of a config (model.c); caller frees *table. */
 qs_status qs_param_table(const qs_config *c, param_entry **table, int *n, size_t *total,
                          qs_error *err);
+/* Parameters a config describes, without the alignment padding; 64-bit so
+ * that the count is right on every build (UINT64_MAX past 2^64). Returns
+ * QS_ERR_NOMEM only when the table itself cannot be built. */
+qs_status qs_param_count(const qs_config *c, uint64_t *numel, qs_error *err);
 /* Fills views into buf following the table. */
 qs_status qs_bind_weights(const qs_config *c, const param_entry *table, int n, float *buf,
                           model_weights *w, qs_error *err);

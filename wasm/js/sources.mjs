@@ -126,9 +126,73 @@ export async function readBlob(b, progress) {
 }
 
 /**
+ * model.safetensors as loadModel feeds it to the C loader, which needs its
+ * size first and then takes it in pieces: {size, next, cancel}. next() gives
+ * the next chunk (a Uint8Array; null at the end), counted as read; cancel()
+ * stops reading (closes the file or the stream). Only a file whose size is
+ * unknown (an HTTP body without Content-Length) is read whole first.
+ */
+function fileStream(size, next, counter, cancel = async () => {}) {
+  let ended = false;
+  return {
+    size,
+    async next() {
+      if (ended) return null;
+      const chunk = await next();
+      if (chunk === null) {
+        ended = true;
+        counter.end();
+        return null;
+      }
+      counter.add(chunk.length);
+      return chunk;
+    },
+    async cancel() {
+      if (ended) return;
+      ended = true;
+      await cancel();
+    },
+  };
+}
+
+/** Bytes already in memory as a fileStream (counted as read: they were). */
+function bytesStream(bytes) {
+  let chunk = bytes;
+  return {
+    size: bytes.length,
+    async next() {
+      const c = chunk;
+      chunk = null;
+      return c;
+    },
+    async cancel() {},
+  };
+}
+
+/** A web ReadableStream as a fileStream; wrap turns a reading error into ours. */
+function webStream(stream, size, counter, wrap = (e) => e) {
+  const reader = stream.getReader();
+  return fileStream(size, async () => {
+    try {
+      const { done, value } = await reader.read();
+      return done ? null : value;
+    } catch (e) {
+      throw wrap(e);
+    }
+  }, counter, () => reader.cancel().catch(() => {}));
+}
+
+/** A Blob's bytes as a fileStream (its size is known). */
+async function blobStream(b, progress) {
+  if (typeof b.stream !== 'function' || !Number.isSafeInteger(b.size)) return bytesStream(await readBlob(b, progress));
+  return webStream(b.stream(), b.size, progress.file(b.size));
+}
+
+/**
  * The files of a model source: {config, safetensors, vocab (null if none),
- * folder (the folder C's messages are prefixed with, null if none)}, each
- * file a Uint8Array.
+ * folder (the folder C's messages are prefixed with, null if none)}: config
+ * and vocab as Uint8Arrays, read whole; safetensors as a fileStream, not
+ * read yet (its size known: checkSizes has passed where it could be asked).
  */
 export async function readSource(source, progress, checkSizes) {
   if (typeof source === 'string' || source instanceof URL) {
@@ -152,18 +216,19 @@ export async function readSource(source, progress, checkSizes) {
     for (const key of ['config', 'safetensors']) {
       if (source[key] == null) throw argError(`loadModel: the source has no ${key}`);
     }
-    const read = async (v, what, json) => {
-      if (isBlob(v)) return readBlob(v, progress);
+    const read = async (v, what, json, stream = false) => {
+      if (isBlob(v)) return stream ? blobStream(v, progress) : readBlob(v, progress);
       const bytes = contentBytes(v, json);
       if (!bytes) {
         throw argError(`loadModel: ${what} must be ${json ? 'an object, ' : ''}a string, ArrayBuffer, `
           + 'SharedArrayBuffer, typed array or Blob');
       }
       progress.file(bytes.length).add(bytes.length);
-      return bytes;
+      return stream ? bytesStream(bytes) : bytes;
     };
-    const [config, safetensors, vocab] = await allInOrder([read(source.config, 'config', true),
-      read(source.safetensors, 'safetensors'), source.vocab == null ? null : read(source.vocab, 'vocab')]);
+    const [config, safetensors, vocab] = await filesInOrder([read(source.config, 'config', true),
+      read(source.safetensors, 'safetensors', false, true),
+      source.vocab == null ? null : read(source.vocab, 'vocab')]);
     return { config, safetensors, vocab, folder: null };
   }
   if (source !== null && typeof source === 'object' && typeof source.length === 'number') {
@@ -180,6 +245,16 @@ async function allInOrder(promises) {
   const bad = settled.find((r) => r.status === 'rejected');
   if (bad) throw bad.reason;
   return settled.map((r) => r.value);
+}
+
+/** allInOrder of [config, safetensors (a fileStream), vocab]: when another
+ * file fails, the safetensors stream already opened is closed. */
+async function filesInOrder(promises) {
+  const settled = await Promise.allSettled(promises);
+  if (settled.some((r) => r.status === 'rejected') && settled[1].status === 'fulfilled') {
+    await settled[1].value.cancel();
+  }
+  return allInOrder(promises);
 }
 
 async function readFolder(dir, progress, checkSizes) {
@@ -201,20 +276,27 @@ async function readFolder(dir, progress, checkSizes) {
     }
   }));
   inFolder(folder, () => checkSizes(...sizes));
-  const [config, safetensors, vocab] = await allInOrder(names.map(async (name, i) => {
-    if (sizes[i] === null) return null;
-    const path = join(dir, name);
-    const iter = createReadStream(path)[Symbol.asyncIterator]();
-    try {
-      return await collect(async () => {
+  // The counters in file order, so onProgress's total holds all three from the start.
+  const counters = sizes.map((size) => (size === null ? null : progress.file(size)));
+  const open = (i) => {
+    const path = join(dir, names[i]);
+    const iter = createReadStream(path, { highWaterMark: 4 << 20 })[Symbol.asyncIterator]();
+    const next = async () => {
+      try {
         const { done, value } = await iter.next();
         return done ? null : value;
-      }, sizes[i], progress.file(sizes[i]));
-    } catch (e) {
-      throw ioError(path, e);
-    }
+      } catch (e) {
+        throw ioError(path, e);
+      }
+    };
+    return { next, close: async () => { await iter.return?.(); } };
+  };
+  const [config, vocab] = await allInOrder([0, 2].map(async (i) => {
+    if (sizes[i] === null) return null;
+    return collect(open(i).next, sizes[i], counters[i]);
   }));
-  return { config, safetensors, vocab, folder };
+  const st = open(1);
+  return { config, safetensors: fileStream(sizes[1], st.next, counters[1], st.close), vocab, folder };
 }
 
 async function fetchFolder(url, progress) {
@@ -244,17 +326,28 @@ async function fetchFolder(url, progress) {
     }
   };
   // Both responses before either body, so that onProgress starts with the total.
-  const responses = await allInOrder([get('config.json'), get('model.safetensors')]);
-  const [config, safetensors] = await allInOrder(responses.map(body));
-  /* Only WordPiece models have a vocab.txt: asking for it otherwise logs a
-   * 404 in the browser console for every byte-level model. */
-  let wordpiece = true;
+  const [cres, sres] = await allInOrder([get('config.json'), get('model.safetensors')]);
+  // model.safetensors streams into the loader when its size is known; else it is read whole here.
+  const streaming = sres.size !== null && sres.res.body;
+  let config, whole, vocab = null;
   try {
-    const cfg = JSON.parse(new TextDecoder().decode(config));
-    wordpiece = cfg.tokenizer === 'wordpiece' || (cfg.model_type === 'bert' && cfg.tokenizer === undefined);
-  } catch { /* the C parser reports a bad config.json */ }
-  const vres = wordpiece ? await get('vocab.txt', true) : null;
-  const vocab = vres ? await body(vres) : null;
+    [config, whole] = await allInOrder([body(cres), streaming ? null : body(sres)]);
+    /* Only WordPiece models have a vocab.txt: asking for it otherwise logs a
+     * 404 in the browser console for every byte-level model. */
+    let wordpiece = true;
+    try {
+      const cfg = JSON.parse(new TextDecoder().decode(config));
+      wordpiece = cfg.tokenizer === 'wordpiece' || (cfg.model_type === 'bert' && cfg.tokenizer === undefined);
+    } catch { /* the C parser reports a bad config.json */ }
+    const vres = wordpiece ? await get('vocab.txt', true) : null;
+    vocab = vres ? await body(vres) : null;
+  } catch (e) {
+    if (streaming) await sres.res.body.cancel().catch(() => {});
+    throw e;
+  }
+  const safetensors = streaming
+    ? webStream(sres.res.body, sres.size, sres.counter, (e) => qsError('QS_ERR_IO', `${sres.u}: ${e.message}`))
+    : bytesStream(whole);
   return { config, safetensors, vocab, folder: base.href.replace(/\/$/, '') };
 }
 
@@ -282,7 +375,8 @@ async function readFiles(list, progress, checkSizes) {
   if (!st) throw argError(`loadModel: no .safetensors file among the files (${names})`);
   const sizes = [config, st, vocab].map((f) => (f && Number.isSafeInteger(f.size) ? f.size : null));
   if (sizes[0] !== null && sizes[1] !== null && (sizes[2] !== null || !vocab)) checkSizes(...sizes);
-  const [c, s, v] = await Promise.all([readBlob(config, progress), readBlob(st, progress),
+  // config, safetensors, vocab: the counters in that order, as the files are listed.
+  const [c, s, v] = await filesInOrder([readBlob(config, progress), blobStream(st, progress),
     vocab ? readBlob(vocab, progress) : null]);
   return { config: c, safetensors: s, vocab: v, folder: null };
 }
