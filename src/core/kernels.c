@@ -513,40 +513,18 @@ void qs_linear_backward(float *dx, float *dw, float *db, const float *dy, const 
  * libm's erff costs 4x more for |x| > 1 than near 0 and does not vectorise, so
  * GELU grew to half of a training step as pre-activations grew. Here erf is
  * Abramowitz & Stegun 7.1.26 (|error| <= 1.5e-7; with float rounding the GELU
- * stays within 5e-7 of the exact value) with e^(-x^2) from a branch-free exp:
- * x = n ln2 + r, |r| <= ln2 / 2, e^r by its degree-7 Taylor polynomial
- * (relative error < 6e-9), 2^n built in the exponent bits. Written once over
- * vf like the other kernels; the scalar references use libm. */
+ * stays within 5e-7 of the exact value) with e^(-x^2) from core/simd.h's
+ * branch-free vexp. Written once over vf like the other kernels; the scalar
+ * references use libm. */
 
 static const union { uint32_t u; float f; } GELU_ABS_MASK = {0x7fffffffu};
 static const float GELU_SQRT1_2 = 0.70710678118654752f, GELU_INV_SQRT2PI = 0.39894228040143268f;
-
-/* e^x for x <= 0; below -87 (where e^x nears FLT_MIN) it returns e^-87. */
-static inline vf vexp_nonpos(vf x) {
-    x = vmax(x, vset1(-87.0f));
-    /* round(x / ln2) by the 1.5 * 2^23 trick: exact for |n| < 2^22 */
-    vf magic = vset1(12582912.0f);
-    vf n = vsub(vfma(x, vset1(1.44269504088896341f), magic), magic);
-    vf r = vsub(vsub(x, vmul(n, vset1(0.693145751953125f))), vmul(n, vset1(1.428606765330187045e-6f)));
-    vf p = vset1(1.0f / 5040.0f);
-    p = vfma(p, r, vset1(1.0f / 720.0f));
-    p = vfma(p, r, vset1(1.0f / 120.0f));
-    p = vfma(p, r, vset1(1.0f / 24.0f));
-    p = vfma(p, r, vset1(1.0f / 6.0f));
-    p = vfma(p, r, vset1(0.5f));
-    p = vfma(p, r, vset1(1.0f));
-    p = vfma(p, r, vset1(1.0f));
-    /* 2^n: n + 127 lands in the low mantissa bits of n + 127 + 1.5 * 2^23;
-     * shifting them into the exponent field gives the float 2^n */
-    vf scale = vbits_f(vishl23(vbits_i(vadd(n, vset1(12582912.0f + 127.0f)))));
-    return vmul(p, scale);
-}
 
 /* Phi(x) = (1 + erf(x / sqrt 2)) / 2, and phi(x) = e^(-x^2/2) / sqrt(2 pi) in *pdf. */
 static inline vf vnormal_cdf(vf x, vf *pdf) {
     vf z = vmul(x, vset1(GELU_SQRT1_2));
     vf a = vand(z, vset1(GELU_ABS_MASK.f));
-    vf e = vexp_nonpos(vsub(vzero(), vmul(a, a)));
+    vf e = vexp(vsub(vzero(), vmul(a, a)));
     vf t = vdiv(vset1(1.0f), vfma(a, vset1(0.3275911f), vset1(1.0f)));
     vf y = vset1(1.061405429f);
     y = vfma(y, t, vset1(-1.453152027f));

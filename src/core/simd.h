@@ -29,6 +29,15 @@ typedef simde__m512i vi;
 #define vbits_i(a) simde_mm512_castps_si512(a)
 #define vishl23(a) simde_mm512_slli_epi32((a), 23)
 #define vbits_f(a) simde_mm512_castsi512_ps(a)
+/* max / min that return a when either is NaN (x86 max/min return their second
+ * operand then), so a NaN input survives a clamp, as in the 4-lane branch */
+#define vmaxn(a, b) simde_mm512_max_ps((b), (a))
+#define vminn(a, b) simde_mm512_min_ps((b), (a))
+/* all-ones lanes where a < b (false for NaN), else 0 */
+#define vlt(a, b) simde_mm512_castsi512_ps(simde_mm512_movm_epi32(simde_mm512_cmp_ps_mask((a), (b), SIMDE_CMP_LT_OQ)))
+/* all-ones lanes where the VW bytes at p are nonzero (a key mask), else 0 */
+#define vnonzero_u8(p) simde_mm512_castsi512_ps(simde_mm512_movm_epi32( \
+    simde_mm_cmpneq_epi8_mask(simde_mm_loadu_si128((const void *)(p)), simde_mm_setzero_si128())))
 /* int32 lanes to float; this SIMDe has no 512-bit form, so two 256-bit halves */
 static inline vf vcvt_i32(vi v) {
     simde__m256 lo = simde_mm256_cvtepi32_ps(simde_mm512_castsi512_si256(v));
@@ -65,6 +74,11 @@ typedef simde__m256i vi;
 #define vbits_i(a) simde_mm256_castps_si256(a)
 #define vishl23(a) simde_mm256_slli_epi32((a), 23)
 #define vbits_f(a) simde_mm256_castsi256_ps(a)
+#define vmaxn(a, b) simde_mm256_max_ps((b), (a))
+#define vminn(a, b) simde_mm256_min_ps((b), (a))
+#define vlt(a, b) simde_mm256_cmp_ps((a), (b), SIMDE_CMP_LT_OQ)
+#define vnonzero_u8(p) simde_mm256_castsi256_ps(simde_mm256_cmpgt_epi32( \
+    simde_mm256_cvtepu8_epi32(simde_mm_loadl_epi64((const void *)(p))), simde_mm256_setzero_si256()))
 #define vcvt_i32(v) simde_mm256_cvtepi32_ps(v)
 static inline float vhsum(vf v) {
     simde__m128 s = simde_mm_add_ps(simde_mm256_castps256_ps128(v), simde_mm256_extractf128_ps(v, 1));
@@ -94,11 +108,46 @@ typedef simde_v128_t vi;
 #define vbits_i(a) (a)
 #define vishl23(a) simde_wasm_i32x4_shl((a), 23)
 #define vbits_f(a) (a)
+/* wasm's pmax(a, b) is a < b ? b : a, so a NaN a survives (SIMDe keeps that on SSE) */
+#define vmaxn(a, b) simde_wasm_f32x4_pmax((a), (b))
+#define vminn(a, b) simde_wasm_f32x4_pmin((a), (b))
+#define vlt(a, b) simde_wasm_f32x4_lt((a), (b))
+#define vnonzero_u8(p) simde_wasm_i32x4_gt(simde_wasm_u32x4_extend_low_u16x8( \
+    simde_wasm_u16x8_extend_low_u8x16(simde_wasm_v128_load32_zero(p))), simde_wasm_i32x4_splat(0))
 #define vcvt_i32(v) simde_wasm_f32x4_convert_i32x4(v)
 static inline float vhsum(vf v) {
     vf s = simde_wasm_f32x4_add(v, simde_wasm_i32x4_shuffle(v, v, 2, 3, 0, 1));
     return simde_wasm_f32x4_extract_lane(s, 0) + simde_wasm_f32x4_extract_lane(s, 1);
 }
 #endif
+
+/* e^x, branch-free, written once over vf (GELU's erf and the attention
+ * softmax): x = n ln2 + r with n = round(x / ln2) and |r| <= ln2 / 2 (ln2 in
+ * two parts, Cody-Waite, so n ln2 is exact), e^r by its degree-7 Taylor
+ * polynomial (truncation < 6e-9 relative, below half an ulp), times 2^n built
+ * in the exponent bits. Within 2 ulp of e^x for -87.3 <= x <= 88
+ * (tests/c/test_core.c sweeps it against libm). Below about -87.7, where e^x
+ * is subnormal, it returns exactly 0 (n = -127 gives the bits of +0), so a
+ * softmax's far tail and -INFINITY give 0; above 88 it returns e^88; NaN
+ * passes through. */
+static inline vf vexp(vf x) {
+    x = vminn(vmaxn(x, vset1(-88.0f)), vset1(88.0f));
+    /* round(x / ln2) by the 1.5 * 2^23 trick: exact for |n| < 2^22 */
+    vf magic = vset1(12582912.0f);
+    vf n = vsub(vfma(x, vset1(1.44269504088896341f), magic), magic);
+    vf r = vsub(vsub(x, vmul(n, vset1(0.693145751953125f))), vmul(n, vset1(1.428606765330187045e-6f)));
+    vf p = vset1(1.0f / 5040.0f);
+    p = vfma(p, r, vset1(1.0f / 720.0f));
+    p = vfma(p, r, vset1(1.0f / 120.0f));
+    p = vfma(p, r, vset1(1.0f / 24.0f));
+    p = vfma(p, r, vset1(1.0f / 6.0f));
+    p = vfma(p, r, vset1(0.5f));
+    p = vfma(p, r, vset1(1.0f));
+    p = vfma(p, r, vset1(1.0f));
+    /* 2^n: n + 127 lands in the low mantissa bits of n + 127 + 1.5 * 2^23;
+     * shifting them into the exponent field gives the float 2^n (0 for n = -127) */
+    vf scale = vbits_f(vishl23(vbits_i(vadd(n, vset1(12582912.0f + 127.0f)))));
+    return vmul(p, scale);
+}
 
 #endif

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/kernels.h"
+#include "model/layers.h"
 #include "model/pass.h"
 
 /* sigmoid(G_h(x_i)) for every token and head (docs/science.md §2 gated attention). */
@@ -85,8 +86,8 @@ qs_status attention_forward(fwd *f, int l, layer_acts *A, uint8_t *valid) {
         for (int h = 0; h < H; h++) {
             size_t r = ((size_t)h * T + i) * T;
             if (c->softmax == QS_SOFTMAX_CLIPPED) {
-                softmax_row_forward(A->sm + r, A->scores + r, valid, T);
-                clipped_softmax_row_forward(A->probs + r, A->scores + r, valid, T, gamma, c->clip_zeta);
+                softmax_row_forward(A->sm + r, A->scores + r, valid, T); /* kept for the backward */
+                clip_softmax_row(A->probs + r, A->sm + r, valid, T, gamma, c->clip_zeta);
             } else if (c->softmax == QS_SOFTMAX1) {
                 softmax1_row_forward(A->probs + r, A->scores + r, valid, T);
             } else {

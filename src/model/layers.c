@@ -2,7 +2,11 @@
  * (LayerNorm, activations, the three softmax variants of docs/science.md §2, §6). */
 #include <math.h>
 
+#include <string.h>
+
 #include "core/kernels.h"
+#include "core/simd.h"
+#include "model/layers.h"
 #include "model/model_internal.h"
 
 void layernorm_forward(float *out, float *mean_out, float *rstd_out, const float *x, const float *w,
@@ -59,51 +63,112 @@ float sigmoidf_stable(float x) {
     return e / (1.0f + e);
 }
 
+/* ---- softmax rows, written once over vf (core/simd.h) ----
+ * VW keys at a time; the last T mod VW go through the same vector code on a
+ * padded copy, so every key gets the same arithmetic whatever T is and wherever
+ * the row lies in memory. e^x is core/simd.h's vexp (2 ulp; exactly 0 far
+ * below the row's max), the sums are VW float lanes added in a fixed order (the
+ * scalar references at the end of this file use libm and double sums; the two
+ * agree to a few float ulp). Masked keys come out exactly 0. */
+
+static const union { uint32_t u; float f; } ALL_ONES = {0xffffffffu};
+
+/* n <= VW floats from x; lanes past n read 0 */
+static inline vf ld(const float *x, int n) {
+    if (n == VW) return vload(x);
+    float b[VW] = {0};
+    memcpy(b, x, (size_t)n * sizeof(float));
+    return vload(b);
+}
+
+static inline void st(float *x, vf v, int n) {
+    if (n == VW) {
+        vstore(x, v);
+        return;
+    }
+    float b[VW];
+    vstore(b, v);
+    memcpy(x, b, (size_t)n * sizeof(float));
+}
+
+/* all-ones lanes for the valid keys among the n from j, 0 for the others and
+ * for lanes past n */
+static inline vf key_lanes(const uint8_t *valid, int j, int n) {
+    if (n == VW) return valid ? vnonzero_u8(valid + j) : vset1(ALL_ONES.f);
+    uint8_t b[VW] = {0};
+    for (int k = 0; k < n; k++) b[k] = valid ? valid[j + k] : 1;
+    return vnonzero_u8(b);
+}
+
+/* how many of the keys from j the chunk at j holds */
+static inline int chunk(int j, int T) { return T - j < VW ? T - j : VW; }
+
 /* max over valid keys; -INFINITY when none is valid */
 static float row_max(const float *s, const uint8_t *valid, int T) {
-    float m = -INFINITY;
-    for (int j = 0; j < T; j++)
-        if ((!valid || valid[j]) && s[j] > m) m = s[j];
+    vf ninf = vset1(-INFINITY), ones = vset1(ALL_ONES.f), mx = ninf;
+    for (int j = 0; j < T; j += VW) {
+        int n = chunk(j, T);
+        vf keep = key_lanes(valid, j, n);
+        mx = vmax(mx, vor(vand(ld(s + j, n), keep), vand(ninf, vxor(keep, ones))));
+    }
+    float b[VW];
+    vstore(b, mx);
+    float m = b[0];
+    for (int k = 1; k < VW; k++) m = b[k] > m ? b[k] : m;
     return m;
 }
 
 /* p_j = exp(s_j - m) over valid keys, 0 elsewhere; returns the sum. */
-static double exp_row(float *p, const float *s, const uint8_t *valid, int T, float m) {
-    double sum = 0.0;
-    for (int j = 0; j < T; j++) {
-        p[j] = (!valid || valid[j]) ? expf(s[j] - m) : 0.0f;
-        sum += p[j];
+static float exp_row(float *p, const float *s, const uint8_t *valid, int T, float m) {
+    vf vm = vset1(m), acc = vzero();
+    for (int j = 0; j < T; j += VW) {
+        int n = chunk(j, T);
+        vf e = vand(vexp(vsub(ld(s + j, n), vm)), key_lanes(valid, j, n));
+        acc = vadd(acc, e);
+        st(p + j, e, n);
     }
-    return sum;
+    return vhsum(acc);
+}
+
+static void scale_row(float *p, int T, float inv) {
+    vf v = vset1(inv);
+    for (int j = 0; j < T; j += VW) {
+        int n = chunk(j, T);
+        st(p + j, vmul(ld(p + j, n), v), n);
+    }
 }
 
 void softmax_row_forward(float *p, const float *s, const uint8_t *valid, int T) {
     float m = row_max(s, valid, T);
     if (m == -INFINITY) { /* no valid key: the row attends to nothing */
-        for (int j = 0; j < T; j++) p[j] = 0.0f;
+        memset(p, 0, (size_t)T * sizeof(float));
         return;
     }
-    float inv = (float)(1.0 / exp_row(p, s, valid, T, m));
-    for (int j = 0; j < T; j++) p[j] *= inv;
+    scale_row(p, T, 1.0f / exp_row(p, s, valid, T, m));
+}
+
+void clip_softmax_row(float *p, const float *sm, const uint8_t *valid, int T, float gamma,
+                      float zeta) {
+    vf stretch = vset1(zeta - gamma), g = vset1(gamma), zero = vzero(), one = vset1(1.0f);
+    for (int j = 0; j < T; j += VW) {
+        int n = chunk(j, T);
+        vf v = vminn(vmaxn(vfma(stretch, ld(sm + j, n), g), zero), one);
+        st(p + j, vand(v, key_lanes(valid, j, n)), n); /* masked keys stay exactly 0 */
+    }
 }
 
 void clipped_softmax_row_forward(float *p, const float *s, const uint8_t *valid, int T,
                                  float gamma, float zeta) {
     softmax_row_forward(p, s, valid, T);
-    for (int j = 0; j < T; j++) {
-        if (valid && !valid[j]) continue; /* masked keys stay exactly 0 */
-        float v = (zeta - gamma) * p[j] + gamma;
-        p[j] = v < 0.0f ? 0.0f : v > 1.0f ? 1.0f : v;
-    }
+    clip_softmax_row(p, p, valid, T, gamma, zeta);
 }
 
 /* The implicit extra logit 0 joins the max so exp(-m) never overflows. */
 void softmax1_row_forward(float *p, const float *s, const uint8_t *valid, int T) {
     float m = row_max(s, valid, T);
     if (m < 0.0f) m = 0.0f;
-    double sum = exp_row(p, s, valid, T, m) + exp(-(double)m);
-    float inv = (float)(1.0 / sum);
-    for (int j = 0; j < T; j++) p[j] *= inv;
+    double sum = (double)exp_row(p, s, valid, T, m) + exp(-(double)m);
+    scale_row(p, T, (float)(1.0 / sum));
 }
 
 /* ---- backward passes (each adds into its gradients) ---- */
@@ -170,15 +235,97 @@ void relu_backward(float *dx, const float *x, const float *dout, size_t n) {
 }
 
 void softmax_row_backward(float *ds, const float *p, const float *dp, int T) {
-    double dot = 0.0;
-    for (int j = 0; j < T; j++) dot += (double)p[j] * dp[j];
-    for (int j = 0; j < T; j++) ds[j] = p[j] * (dp[j] - (float)dot);
+    vf acc = vzero();
+    for (int j = 0; j < T; j += VW) {
+        int n = chunk(j, T);
+        acc = vfma(ld(p + j, n), ld(dp + j, n), acc);
+    }
+    vf dot = vset1(vhsum(acc));
+    for (int j = 0; j < T; j += VW) {
+        int n = chunk(j, T);
+        st(ds + j, vmul(ld(p + j, n), vsub(ld(dp + j, n), dot)), n);
+    }
 }
 
 /* Entries clipped to 0 or 1 get no gradient: nothing keeps pushing them
  * (Bondarenko et al. §4.1), which is the point of the method. */
 void clipped_softmax_row_backward(float *ds, const float *sm, const float *dp, int T, float gamma,
                                   float zeta) {
+    vf stretch = vset1(zeta - gamma), g = vset1(gamma), zero = vzero(), one = vset1(1.0f);
+    vf acc = vzero();
+    for (int j = 0; j < T; j += VW) {
+        int n = chunk(j, T);
+        vf s = ld(sm + j, n), v = vfma(stretch, s, g); /* as clip_softmax_row computes it */
+        vf inside = vand(vlt(zero, v), vlt(v, one));
+        vf d = vand(vmul(ld(dp + j, n), stretch), inside); /* d loss / d sm_j */
+        acc = vfma(s, d, acc);
+        st(ds + j, d, n);
+    }
+    vf dot = vset1(vhsum(acc));
+    for (int j = 0; j < T; j += VW) { /* then the softmax Jacobian */
+        int n = chunk(j, T);
+        st(ds + j, vmul(ld(sm + j, n), vsub(ld(ds + j, n), dot)), n);
+    }
+}
+
+/* ---- scalar references of the softmax rows (libm expf, sums in double), which
+ * the vector rows above follow; tests/c/test_model.c compares the two ---- */
+
+/* max over valid keys; -INFINITY when none is valid */
+static float row_max_ref(const float *s, const uint8_t *valid, int T) {
+    float m = -INFINITY;
+    for (int j = 0; j < T; j++)
+        if ((!valid || valid[j]) && s[j] > m) m = s[j];
+    return m;
+}
+
+/* p_j = exp(s_j - m) over valid keys, 0 elsewhere; returns the sum. */
+static double exp_row_ref(float *p, const float *s, const uint8_t *valid, int T, float m) {
+    double sum = 0.0;
+    for (int j = 0; j < T; j++) {
+        p[j] = (!valid || valid[j]) ? expf(s[j] - m) : 0.0f;
+        sum += p[j];
+    }
+    return sum;
+}
+
+void softmax_row_forward_ref(float *p, const float *s, const uint8_t *valid, int T) {
+    float m = row_max_ref(s, valid, T);
+    if (m == -INFINITY) { /* no valid key: the row attends to nothing */
+        for (int j = 0; j < T; j++) p[j] = 0.0f;
+        return;
+    }
+    float inv = (float)(1.0 / exp_row_ref(p, s, valid, T, m));
+    for (int j = 0; j < T; j++) p[j] *= inv;
+}
+
+void clipped_softmax_row_forward_ref(float *p, const float *s, const uint8_t *valid, int T,
+                                     float gamma, float zeta) {
+    softmax_row_forward_ref(p, s, valid, T);
+    for (int j = 0; j < T; j++) {
+        if (valid && !valid[j]) continue; /* masked keys stay exactly 0 */
+        float v = (zeta - gamma) * p[j] + gamma;
+        p[j] = v < 0.0f ? 0.0f : v > 1.0f ? 1.0f : v;
+    }
+}
+
+/* The implicit extra logit 0 joins the max so exp(-m) never overflows. */
+void softmax1_row_forward_ref(float *p, const float *s, const uint8_t *valid, int T) {
+    float m = row_max_ref(s, valid, T);
+    if (m < 0.0f) m = 0.0f;
+    double sum = exp_row_ref(p, s, valid, T, m) + exp(-(double)m);
+    float inv = (float)(1.0 / sum);
+    for (int j = 0; j < T; j++) p[j] *= inv;
+}
+
+void softmax_row_backward_ref(float *ds, const float *p, const float *dp, int T) {
+    double dot = 0.0;
+    for (int j = 0; j < T; j++) dot += (double)p[j] * dp[j];
+    for (int j = 0; j < T; j++) ds[j] = p[j] * (dp[j] - (float)dot);
+}
+
+void clipped_softmax_row_backward_ref(float *ds, const float *sm, const float *dp, int T,
+                                      float gamma, float zeta) {
     float stretch = zeta - gamma;
     double dot = 0.0;
     for (int j = 0; j < T; j++) {

@@ -9,6 +9,7 @@
 #include "check.h"
 #include "test_util.h"
 #include "io/safetensors.h"
+#include "model/layers.h"
 #include "model/model_internal.h"
 #include "quantscope/eval.h"
 
@@ -120,6 +121,94 @@ static void test_gating(void) {
         qs_model_free(g);
         qs_model_free(v);
     }
+}
+
+/* The vector softmax rows (model/layers.c) against their scalar references
+ * (libm expf, double sums): every row length 1..70 (vector body and tails)
+ * and a few longer, no mask, random masks, causal masks, all keys masked, and
+ * scores spread enough that the far tail underflows. Masked keys are exactly 0
+ * in both; the rest agree to 4e-7 absolute + 4e-6 relative (forward) and
+ * 4e-6 of the row's gradient scale (backward). A row moved by one float in
+ * memory gives the same bits: nothing depends on alignment. */
+static void test_softmax_rows_vs_ref(void) {
+    enum { TMAX = 300 };
+    static float s[TMAX + 1], dp[TMAX + 1], a[TMAX + 1], b[TMAX + 1], c[TMAX + 1];
+    static uint8_t valid[TMAX];
+    uint64_t r = 7;
+    int lens[] = {127, 128, 129, 200, 255, 256, 257, TMAX};
+    double worst_f = 0.0, worst_b = 0.0;
+    const float gamma = -0.03f, zeta = 1.02f;
+    for (int li = 0; li < 70 + (int)(sizeof lens / sizeof *lens); li++) {
+        int T = li < 70 ? li + 1 : lens[li - 70];
+        for (int mode = 0; mode < 5; mode++) { /* none, random, causal, all masked, wide */
+            float spread = mode == 4 ? 60.0f : 4.0f;
+            for (int j = 0; j < T; j++) {
+                r = r * 6364136223846793005ull + 1442695040888963407ull;
+                s[j] = spread * ((float)((r >> 40) / (double)(1 << 24)) * 2.0f - 1.0f);
+                dp[j] = (float)(((r >> 8) & 0xffff) / 65536.0) * 2.0f - 1.0f;
+                valid[j] = mode == 1 ? ((r >> 30) & 3) != 0 : mode == 2 ? j <= T / 3 : mode != 3;
+            }
+            const uint8_t *v = mode == 0 ? NULL : valid;
+            for (int variant = 0; variant < 3; variant++) {
+                if (variant == 0) {
+                    softmax_row_forward(a, s, v, T);
+                    softmax_row_forward_ref(b, s, v, T);
+                } else if (variant == 1) {
+                    clipped_softmax_row_forward(a, s, v, T, gamma, zeta);
+                    clipped_softmax_row_forward_ref(b, s, v, T, gamma, zeta);
+                } else {
+                    softmax1_row_forward(a, s, v, T);
+                    softmax1_row_forward_ref(b, s, v, T);
+                }
+                for (int j = 0; j < T; j++) {
+                    if (v && !v[j]) CHECK(a[j] == 0.0f && b[j] == 0.0f && !signbit(a[j]));
+                    double d = fabs(a[j] - b[j]);
+                    worst_f = fmax(worst_f, d / (4e-7 + 4e-6 * fabs(b[j])));
+                    CHECK(d <= 4e-7 + 4e-6 * fabs(b[j]));
+                }
+                /* the same row one float further on in memory: the same bits */
+                memmove(s + 1, s, (size_t)T * sizeof(float));
+                if (variant == 0) softmax_row_forward(c + 1, s + 1, v, T);
+                if (variant == 1) clipped_softmax_row_forward(c + 1, s + 1, v, T, gamma, zeta);
+                if (variant == 2) softmax1_row_forward(c + 1, s + 1, v, T);
+                memmove(s, s + 1, (size_t)T * sizeof(float));
+                CHECK(memcmp(a, c + 1, (size_t)T * sizeof(float)) == 0);
+            }
+            /* backward from the softmax row p and the unclipped one sm */
+            float *p = c;
+            softmax_row_forward_ref(p, s, v, T);
+            for (int clipped = 0; clipped < 2; clipped++) {
+                if (clipped) {
+                    clipped_softmax_row_backward(a, p, dp, T, gamma, zeta);
+                    clipped_softmax_row_backward_ref(b, p, dp, T, gamma, zeta);
+                } else {
+                    softmax_row_backward(a, p, dp, T);
+                    softmax_row_backward_ref(b, p, dp, T);
+                }
+                double scale = 0.0;
+                for (int j = 0; j < T; j++) scale = fmax(scale, fabs(p[j]) * (1.0 + fabs(dp[j])));
+                for (int j = 0; j < T; j++) {
+                    double d = fabs(a[j] - b[j]);
+                    if (scale > 0) worst_b = fmax(worst_b, d / (4e-6 * scale));
+                    CHECK(d <= 4e-6 * scale);
+                    if (p[j] == 0.0f) CHECK(a[j] == 0.0f);
+                }
+            }
+        }
+    }
+    printf("softmax rows vs reference: worst %.2f of the forward tolerance, %.2f of the backward\n",
+           worst_f, worst_b);
+    /* NaN in a valid score still poisons its row (an overflow upstream shows);
+     * a NaN under the mask does not */
+    float t[20], o[20];
+    uint8_t m[20];
+    for (int j = 0; j < 20; j++) t[j] = (float)j * 0.1f, m[j] = j != 3;
+    t[17] = NAN;
+    softmax_row_forward(o, t, m, 20);
+    CHECK(isnan(o[0]) && isnan(o[19]));
+    t[17] = 1.0f, t[3] = NAN;
+    softmax_row_forward(o, t, m, 20);
+    CHECK(o[3] == 0.0f && isfinite(o[0]) && isfinite(o[19]));
 }
 
 /* The forward uses the configured softmax: with clip_alpha, gamma = -alpha/T. */
@@ -599,6 +688,7 @@ static void test_limits_and_vocab(void) {
 
 int main(void) {
     RUN(test_softmax_variants);
+    RUN(test_softmax_rows_vs_ref);
     RUN(test_gating);
     RUN(test_variant_forward);
     RUN(test_save_load);
