@@ -25,7 +25,10 @@ const m32 = path.join(root, 'build/m32/qs');
 const golden = (name) => path.join(root, 'tests/golden', name);
 const vanilla = path.join(root, 'models/bert-vanilla');
 
-const FLOAT = { abs: 1e-5, rel: 2e-4 };
+// Native and WASM sum in different orders (16 AVX-512 lanes with K in chunks of 256
+// against 4 SIMD128 lanes), which moves logits near zero by about 1e-5: the bound is
+// three times that, ten times inside the golden test's 1e-4 against transformers.
+const FLOAT = { abs: 3e-5, rel: 2e-4 };
 const QUANTIZED = { abs: 1e-5, rel: 2e-2 };
 
 const work = mkdtempSync(path.join(tmpdir(), 'qs-npx-'));
