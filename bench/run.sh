@@ -71,8 +71,9 @@ log=build/bench/results-$(date +%Y%m%d-%H%M%S).txt
 } 2>&1 | tee "$log"
 
 # Issue 11's goals, each as the ratio or figure printed above: one place to read
-# them all from this run (a missing line means its section did not run).
-{
+# them all from this run (a missing line means its section did not run). Made in
+# full before it is appended, so that it never reads its own lines.
+summary_text=$({
   echo
   echo "== summary: the goals' figures from this run"
   summary() {  # label, goal, pattern: every matching line of the log, with its section
@@ -86,5 +87,6 @@ log=build/bench/results-$(date +%Y%m%d-%H%M%S).txt
   summary "statistics on / off; f32 / int8 W8A8, both with statistics" "<= 1.3x; >= 1.5x" 'statistics on / off'
   summary "forward of 64 tokens with statistics, Node and Chromium" "<= 5 ms" '^ *T =  64  f32 +([(]|[0-9])'
   summary "qs train vs PyTorch, 2 threads (QS_BENCH_TRAIN=1 runs it)" ">= 4x" '^qs train .* ratio'
-} | tee -a "$log"
+})
+echo "$summary_text" | tee -a "$log"
 echo "(saved to $log)"

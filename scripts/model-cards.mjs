@@ -17,7 +17,17 @@ const archText = {
   bert: 'Byte-level BERT-style masked LM (post-LN, GELU, tied MLM head)',
   opt: 'Byte-level OPT-style causal LM (pre-LN, ReLU, tied head)',
 };
-const order = (id) => ['bert', 'opt'].indexOf(id.split('-')[0]) * 10 + Object.keys(titles).indexOf(id.split('-')[1]);
+// An id is <arch>-<variant>[-<optimizer>] (AdamW when absent): bert-vanilla-soap is
+// vanilla trained with SOAP, listed after the AdamW models so that the page's
+// variant chips and its comparison baseline stay on the AdamW ones.
+const optimizerNames = { adamw: 'AdamW', soap: 'SOAP', shampoo: 'Shampoo' };
+const optimizerOf = (id) => id.split('-')[2] ?? 'adamw';
+const titleOf = (id) => {
+  const t = titles[id.split('-')[1]] ?? id;
+  return optimizerOf(id) === 'adamw' ? t : `${t}, ${optimizerNames[optimizerOf(id)] ?? optimizerOf(id)}`;
+};
+const order = (id) => ['bert', 'opt'].indexOf(id.split('-')[0]) * 100 + Object.keys(titles).indexOf(id.split('-')[1]) +
+  (optimizerOf(id) === 'adamw' ? 0 : 10 * (1 + Object.keys(optimizerNames).indexOf(optimizerOf(id))));
 const ids = readdirSync('models').filter((d) => existsSync(`models/${d}/model.safetensors`))
   .sort((a, b) => order(a) - order(b));
 
@@ -66,11 +76,12 @@ for (const arch of ['bert', 'opt']) {
     const stopped = Number.isFinite(planned) && stepsDone < planned
       ? `\n- stopped at step ${stepsDone} of the ${planned}-step schedule${phases.length > 1 ? ' (all phases)' : ''}: the learning rate had not finished its cosine decay`
       : '';
-    index.push({ id, title: titles[variant] ?? id, variant, arch: cfg.model_type });
+    const optimizer = optimizerOf(id);
+    index.push({ id, title: titleOf(id), variant, arch: cfg.model_type, optimizer });
     const ffn = cfg.intermediate_size ?? cfg.ffn_dim;
     // Anything about the run the figures alone do not say (models/<id>/note.txt).
     const note = existsSync(`${dir}/note.txt`) ? `\n- note: ${readFileSync(`${dir}/note.txt`, 'utf8').trim()}` : '';
-    writeFileSync(`${dir}/card.md`, `# ${titles[variant] ?? id} (${id})
+    writeFileSync(`${dir}/card.md`, `# ${titleOf(id)} (${id})
 
 ${archText[cfg.model_type] ?? cfg.model_type} trained by quantscope's own trainer
 on the King James Bible (Debian \`bible-kjv\`, \`scripts/kjv.sh\`), validation =
@@ -78,6 +89,7 @@ every 20th 16 KiB block. Recipe and the pilots behind it: [models/RECIPES.md](..
 
 - model: ${cfg.num_hidden_layers} layers, d ${cfg.hidden_size}, ${cfg.num_attention_heads} heads, FFN ${ffn}, T ≤ ${cfg.max_position_embeddings}, vocab ${cfg.vocab_size} (bytes + 4 specials)
 - variant keys: \`attn_softmax\` ${cfg.attn_softmax}, \`clip_alpha\` ${cfg.clip_alpha}, \`attn_gate_type\` ${cfg.attn_gate_type}, \`attn_gate_init\` ${cfg.attn_gate_init}, \`block_type\` ${cfg.block_type}
+- optimizer: ${optimizerNames[optimizer] ?? optimizer}${optimizer === 'adamw' ? '' : ` (\`--optimizer ${optimizer}\`: its own betas, the recipe's rate)`}, no weight decay on biases and LayerNorm gains
 - command (\`scripts/train-models.sh ${id}\`; the run folder's config, weights, curve and log are copied here): \`${command}\`
 - tokens seen: ${Number.isFinite(tokens) && tokens > 0 ? `${(tokens / 1e6).toFixed(1)} M (${stepsDone} steps: ${tokenText} tokens per step)` : 'unknown'}
 - wall time: ${Number.isFinite(wall) ? `${wall} s (${(wall / 60).toFixed(1)} min)` : 'not recorded'} on ${hardware}, one thread, sharing the 2 cores with the other runs (two or three at a time)
