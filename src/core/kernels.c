@@ -432,6 +432,26 @@ void qs_axpy(float *y, float alpha, const float *x, int n) {
     for (; i < n; i++) y[i] += alpha * x[i];
 }
 
+void qs_add_scaled_ref(float *out, const float *a, float alpha, const float *b, size_t n) {
+    for (size_t i = 0; i < n; i++) out[i] = a[i] + alpha * b[i];
+}
+
+/* GCC's -O2 leaves the plain loop scalar (it would need a run-time alias
+ * check). alpha b is rounded before the add, not fused, so the bits are the
+ * reference's on every build. */
+void qs_add_scaled(float *out, const float *a, float alpha, const float *b, size_t n) {
+    vf va = vset1(alpha);
+    size_t i = 0;
+    for (; i + 2 * VW <= n; i += 2 * VW) {
+        vf r0 = vadd(vload(a + i), vmul(va, vload(b + i)));
+        vf r1 = vadd(vload(a + i + VW), vmul(va, vload(b + i + VW)));
+        vstore(out + i, r0);
+        vstore(out + i + VW, r1);
+    }
+    for (; i + VW <= n; i += VW) vstore(out + i, vadd(vload(a + i), vmul(va, vload(b + i))));
+    for (; i < n; i++) out[i] = a[i] + alpha * b[i];
+}
+
 float qs_max_abs_ref(const float *x, size_t n) {
     float m = 0.0f;
     for (size_t i = 0; i < n; i++) {

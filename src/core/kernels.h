@@ -41,6 +41,11 @@ float qs_dot_ref(const float *a, const float *b, int n);
 void qs_axpy(float *y, float alpha, const float *x, int n);
 void qs_axpy_ref(float *y, float alpha, const float *x, int n);
 
+/* out = a + alpha * b, the product rounded first (the residual adds; out may
+ * be a or b): the same bits as the plain loop on every build. */
+void qs_add_scaled(float *out, const float *a, float alpha, const float *b, size_t n);
+void qs_add_scaled_ref(float *out, const float *a, float alpha, const float *b, size_t n);
+
 /* max |x_i| (NaN if any element is NaN) */
 float qs_max_abs(const float *x, size_t n);
 float qs_max_abs_ref(const float *x, size_t n);

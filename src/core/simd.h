@@ -1,8 +1,9 @@
 /* core/simd.h: the vector types the kernels are written once over, chosen by
  * what the compiler targets: `vf` (VW float lanes) and `vi` (VW int32 lanes)
  * with AVX-512 (VW 16), AVX2 + FMA (8), else SIMDe's wasm SIMD128 API (4:
- * real wasm SIMD under Emscripten, SSE natively). kernels.c (float) and
- * int8.c (integer GEMM) both use it, so both take the same branch.
+ * real wasm SIMD under Emscripten, SSE natively), and `vd` (VW / 2 double
+ * lanes) for sums kept in double. kernels.c (float), model/layers.c (rows) and
+ * int8.c (integer GEMM) all use it, so all take the same branch.
  * QS_NO_AVX512 keeps an AVX-512 machine on the 8-lane branch. */
 #ifndef QS_CORE_SIMD_H
 #define QS_CORE_SIMD_H
@@ -52,6 +53,31 @@ static inline float vhsum(vf v) {
     s = simde_mm_add_ss(s, simde_mm_shuffle_ps(s, s, 1));
     return simde_mm_cvtss_f32(s);
 }
+/* VW / 2 double lanes, for sums that must neither round nor overflow in float
+ * (LayerNorm's mean and variance); vwiden_lo / _hi give the two halves of a vf */
+typedef simde__m512d vd;
+#define vdzero() simde_mm512_setzero_pd()
+#define vdset1(x) simde_mm512_set1_pd(x)
+#define vdadd(a, b) simde_mm512_add_pd((a), (b))
+#define vdsub(a, b) simde_mm512_sub_pd((a), (b))
+#define vdfma(a, b, c) simde_mm512_fmadd_pd((a), (b), (c))
+/* 8 floats to 8 doubles: this SIMDe has no 512-bit form, so the intrinsic
+ * where it is native (one instruction), else two 128-bit quarters */
+static inline vd vwiden8(simde__m256 h) {
+#if defined(SIMDE_X86_AVX512F_NATIVE)
+    return _mm512_cvtps_pd(h);
+#else
+    return simde_mm512_insertf64x4(simde_mm512_castpd256_pd512(simde_mm256_cvtps_pd(simde_mm256_castps256_ps128(h))),
+                                   simde_mm256_cvtps_pd(simde_mm256_extractf128_ps(h, 1)), 1);
+#endif
+}
+#define vwiden_lo(v) vwiden8(simde_mm512_castps512_ps256(v))
+#define vwiden_hi(v) vwiden8(simde_mm256_castpd_ps(simde_mm512_extractf64x4_pd(simde_mm512_castps_pd(v), 1)))
+static inline double vdhsum(vd v) {
+    simde__m256d h = simde_mm256_add_pd(simde_mm512_castpd512_pd256(v), simde_mm512_extractf64x4_pd(v, 1));
+    simde__m128d s = simde_mm_add_pd(simde_mm256_castpd256_pd128(h), simde_mm256_extractf128_pd(h, 1));
+    return simde_mm_cvtsd_f64(simde_mm_add_sd(s, simde_mm_unpackhi_pd(s, s)));
+}
 #elif defined(__AVX2__) && defined(__FMA__)
 #include <simde/x86/avx2.h>
 #include <simde/x86/fma.h>
@@ -86,6 +112,18 @@ static inline float vhsum(vf v) {
     s = simde_mm_add_ss(s, simde_mm_shuffle_ps(s, s, 1));
     return simde_mm_cvtss_f32(s);
 }
+typedef simde__m256d vd;
+#define vdzero() simde_mm256_setzero_pd()
+#define vdset1(x) simde_mm256_set1_pd(x)
+#define vdadd(a, b) simde_mm256_add_pd((a), (b))
+#define vdsub(a, b) simde_mm256_sub_pd((a), (b))
+#define vdfma(a, b, c) simde_mm256_fmadd_pd((a), (b), (c))
+#define vwiden_lo(v) simde_mm256_cvtps_pd(simde_mm256_castps256_ps128(v))
+#define vwiden_hi(v) simde_mm256_cvtps_pd(simde_mm256_extractf128_ps((v), 1))
+static inline double vdhsum(vd v) {
+    simde__m128d s = simde_mm_add_pd(simde_mm256_castpd256_pd128(v), simde_mm256_extractf128_pd(v, 1));
+    return simde_mm_cvtsd_f64(simde_mm_add_sd(s, simde_mm_unpackhi_pd(s, s)));
+}
 #else
 #include <simde/wasm/simd128.h>
 typedef simde_v128_t vf;
@@ -118,6 +156,17 @@ typedef simde_v128_t vi;
 static inline float vhsum(vf v) {
     vf s = simde_wasm_f32x4_add(v, simde_wasm_i32x4_shuffle(v, v, 2, 3, 0, 1));
     return simde_wasm_f32x4_extract_lane(s, 0) + simde_wasm_f32x4_extract_lane(s, 1);
+}
+typedef simde_v128_t vd;
+#define vdzero() simde_wasm_f64x2_splat(0.0)
+#define vdset1(x) simde_wasm_f64x2_splat(x)
+#define vdadd(a, b) simde_wasm_f64x2_add((a), (b))
+#define vdsub(a, b) simde_wasm_f64x2_sub((a), (b))
+#define vdfma(a, b, c) simde_wasm_f64x2_add(simde_wasm_f64x2_mul((a), (b)), (c))
+#define vwiden_lo(v) simde_wasm_f64x2_promote_low_f32x4(v)
+#define vwiden_hi(v) simde_wasm_f64x2_promote_low_f32x4(simde_wasm_i32x4_shuffle((v), (v), 2, 3, 0, 1))
+static inline double vdhsum(vd v) {
+    return simde_wasm_f64x2_extract_lane(v, 0) + simde_wasm_f64x2_extract_lane(v, 1);
 }
 #endif
 

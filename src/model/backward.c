@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "core/kernels.h"
 #include "core/size.h"
+#include "model/layers.h"
 #include "model/pass.h"
 
 qs_status qs_bwd_alloc(const qs_config *c, int T, bwd_scratch *g, qs_error *err) {
@@ -80,19 +81,18 @@ qs_status qs_backward_train(const qs_model *m, const model_weights *W, model_wei
     }
     const float *top = a->L[c->n_layers - 1].out;
     float *dtop = g->d_stream;
-    zero_floats(dtop, n);
     if (c->arch == QS_ARCH_BERT) {
         float *dg = g->d_b;
-        zero_floats(dg, n);
-        layernorm_backward(dg, dW->head_ln_w, dW->head_ln_b, dfinal, a->head_g, W->head_ln_w,
-                           a->head_mean, a->head_rstd, T, D);
+        layernorm_backward_set(dg, dW->head_ln_w, dW->head_ln_b, dfinal, a->head_g, W->head_ln_w,
+                               a->head_mean, a->head_rstd, T, D);
         float *dh = g->dq;
         zero_floats(dh, n);
         activation_backward(c, dh, a->head_h, dg, n);
+        zero_floats(dtop, n);
         qs_linear_backward(dtop, dW->head_w, dW->head_b, dh, top, W->head_w, T, D, D);
     } else {
-        layernorm_backward(dtop, dW->final_ln_w, dW->final_ln_b, dfinal, top, W->final_ln_w,
-                           a->head_mean, a->head_rstd, T, D);
+        layernorm_backward_set(dtop, dW->final_ln_w, dW->final_ln_b, dfinal, top, W->final_ln_w,
+                               a->head_mean, a->head_rstd, T, D);
     }
 
     for (int l = c->n_layers - 1; l >= 0; l--) block_backward(m, l, W, dW, a, g, T);
@@ -101,9 +101,8 @@ qs_status qs_backward_train(const qs_model *m, const model_weights *W, model_wei
     float *dx0 = g->d_stream;
     if (c->arch == QS_ARCH_BERT) {
         float *de = g->d_a;
-        zero_floats(de, n);
-        layernorm_backward(de, dW->emb_ln_w, dW->emb_ln_b, dx0, a->emb_sum, W->emb_ln_w,
-                           a->emb_mean, a->emb_rstd, T, D);
+        layernorm_backward_set(de, dW->emb_ln_w, dW->emb_ln_b, dx0, a->emb_sum, W->emb_ln_w,
+                               a->emb_mean, a->emb_rstd, T, D);
         dx0 = de;
     }
     for (int t = 0; t < T; t++) {

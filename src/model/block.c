@@ -4,11 +4,9 @@
  * on entry and d in on return. */
 #include <string.h>
 
+#include "core/kernels.h"
+#include "model/layers.h"
 #include "model/pass.h"
-
-static void add_into(float *out, const float *a, const float *b, size_t n) {
-    for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
-}
 
 /* Post-LN (BERT): x -> LN1(x + attn(x)) -> LN2(. + ffn(.)). out is written
  * last, so it may alias in. */
@@ -20,13 +18,13 @@ static qs_status bert_layer(fwd *f, int l, layer_acts *A, uint8_t *valid) {
     qs_status s;
     if ((s = fwd_point(f, l, QS_PT_ATTN_IN, A->in, 1))) return s; /* attn_in is in (acts.c) */
     if ((s = attention_forward(f, l, A, valid))) return s;
-    add_into(A->res, A->in, A->att_out, n);
+    qs_add_scaled(A->res, A->in, 1.0f, A->att_out, n);
     if ((s = fwd_point(f, l, QS_PT_ATTN_RES, A->res, 0))) return s;
     layernorm_forward(A->ffn_in, A->ln1_mean, A->ln1_rstd, A->res, L->ln1_w, L->ln1_b, T, D,
                       c->layer_norm_eps);
     if ((s = fwd_point(f, l, QS_PT_FFN_IN, A->ffn_in, 0))) return s;
     if ((s = ffn_forward(f, l, A))) return s;
-    add_into(A->res2, A->ffn_in, A->ffn_out, n);
+    qs_add_scaled(A->res2, A->ffn_in, 1.0f, A->ffn_out, n);
     if ((s = fwd_point(f, l, QS_PT_FFN_RES, A->res2, 0))) return s;
     layernorm_forward(A->out, A->ln2_mean, A->ln2_rstd, A->res2, L->ln2_w, L->ln2_b, T, D,
                       c->layer_norm_eps);
@@ -40,14 +38,12 @@ static void bert_layer_backward(const qs_model *m, int l, const layer_weights *L
     size_t n = (size_t)T * D;
     float *dout = g->d_stream, *da = g->d_a, *db = g->d_b;
     /* out = LN2(res2), res2 = ffn_in + ffn_out, ffn_in = LN1(res), res = in + att_out */
-    zero_floats(da, n); /* d res2 = d ffn_out */
-    layernorm_backward(da, dL->ln2_w, dL->ln2_b, dout, A->res2, L->ln2_w, A->ln2_mean,
-                       A->ln2_rstd, T, D);
+    layernorm_backward_set(da, dL->ln2_w, dL->ln2_b, dout, A->res2, L->ln2_w, A->ln2_mean,
+                           A->ln2_rstd, T, D); /* d res2 = d ffn_out */
     memcpy(db, da, n * sizeof(float)); /* d ffn_in, from the residual */
     ffn_backward(m, L, dL, A, da, db, g, T);
-    zero_floats(dout, n); /* d res = d in = d att_out */
-    layernorm_backward(dout, dL->ln1_w, dL->ln1_b, db, A->res, L->ln1_w, A->ln1_mean,
-                       A->ln1_rstd, T, D);
+    layernorm_backward_set(dout, dL->ln1_w, dL->ln1_b, db, A->res, L->ln1_w, A->ln1_mean,
+                           A->ln1_rstd, T, D); /* d res = d in = d att_out */
     memcpy(da, dout, n * sizeof(float));
     attention_backward(m, L, dL, A, da, dout, g, T); /* attn_in = in */
 }
@@ -63,13 +59,13 @@ static qs_status opt_layer(fwd *f, int l, layer_acts *A, uint8_t *valid) {
              c->layer_norm_eps);
     if ((s = fwd_point(f, l, QS_PT_ATTN_IN, A->attn_in, 0))) return s;
     if ((s = attention_forward(f, l, A, valid))) return s;
-    add_into(A->res, A->in, A->att_out, n);
+    qs_add_scaled(A->res, A->in, 1.0f, A->att_out, n);
     if ((s = fwd_point(f, l, QS_PT_ATTN_RES, A->res, 0))) return s;
     fwd_norm(f, A->ffn_in, A->ln2_mean, A->ln2_rstd, A->res, L->ln2_w, L->ln2_b, T, D,
              c->layer_norm_eps);
     if ((s = fwd_point(f, l, QS_PT_FFN_IN, A->ffn_in, 0))) return s;
     if ((s = ffn_forward(f, l, A))) return s;
-    add_into(A->out, A->res, A->ffn_out, n);
+    qs_add_scaled(A->out, A->res, 1.0f, A->ffn_out, n);
     if ((s = fwd_point(f, l, QS_PT_FFN_RES, A->out, 0))) return s;
     return fwd_point(f, l, QS_PT_LAYER_OUT, A->out, 1);
 }
@@ -109,11 +105,11 @@ static qs_status op_layer(fwd *f, int l, layer_acts *A, uint8_t *valid) {
         if ((s = fwd_point(f, l, QS_PT_ATTN_IN, A->in, 1))) return s; /* attn_in is in (acts.c) */
     }
     if ((s = attention_forward(f, l, A, valid))) return s;
-    for (size_t i = 0; i < n; i++) A->res[i] = A->in[i] + beta * A->att_out[i];
+    qs_add_scaled(A->res, A->in, beta, A->att_out, n);
     if ((s = fwd_point(f, l, QS_PT_ATTN_RES, A->res, 0))) return s;
     if ((s = fwd_point(f, l, QS_PT_FFN_IN, A->ffn_in, 1))) return s; /* ffn_in is res (acts.c) */
     if ((s = ffn_forward(f, l, A))) return s;
-    for (size_t i = 0; i < n; i++) A->out[i] = A->res[i] + beta * A->ffn_out[i];
+    qs_add_scaled(A->out, A->res, beta, A->ffn_out, n);
     if ((s = fwd_point(f, l, QS_PT_FFN_RES, A->out, 0))) return s;
     return fwd_point(f, l, QS_PT_LAYER_OUT, A->out, 1);
 }

@@ -9,20 +9,93 @@
 #include "model/layers.h"
 #include "model/model_internal.h"
 
+/* ---- vector helpers over vf (core/simd.h) for the row-wise ops below ---- */
+
+static const union { uint32_t u; float f; } ALL_ONES = {0xffffffffu};
+
+/* n <= VW floats from x; lanes past n read 0 */
+static inline vf ld(const float *x, int n) {
+    if (n == VW) return vload(x);
+    float b[VW] = {0};
+    memcpy(b, x, (size_t)n * sizeof(float));
+    return vload(b);
+}
+
+static inline void st(float *x, vf v, int n) {
+    if (n == VW) {
+        vstore(x, v);
+        return;
+    }
+    float b[VW];
+    vstore(b, v);
+    memcpy(x, b, (size_t)n * sizeof(float));
+}
+
+/* all-ones lanes for the valid keys among the n from j, 0 for the others and
+ * for lanes past n */
+static inline vf key_lanes(const uint8_t *valid, int j, int n) {
+    if (n == VW) return valid ? vnonzero_u8(valid + j) : vset1(ALL_ONES.f);
+    uint8_t b[VW] = {0};
+    for (int k = 0; k < n; k++) b[k] = valid ? valid[j + k] : 1;
+    return vnonzero_u8(b);
+}
+
+/* how many of the keys from j the chunk at j holds */
+static inline int chunk(int j, int T) { return T - j < VW ? T - j : VW; }
+
+/* ---- LayerNorm over vf, sums in double lanes (vd) ----
+ * The mean and variance are summed in double, as the scalar references at the
+ * end of this file do, only in VW / 2 lanes: float sums would round the mean
+ * an ulp or more away where |mean| >> std, and would overflow on finite rows
+ * (a row of 3e38s has a finite mean and LayerNorm), so a bad value would be
+ * reported a point earlier than where it arises. The last C mod VW elements
+ * are added scalar after the lanes: the order depends only on C, never on
+ * where the row lies in memory. The elementwise parts run in float lanes, the
+ * last chunk through the same vector code on a zero-padded copy. The variance
+ * is the two-pass sum of (x - mean)^2. */
+
+static double row_sum_d(const float *x, int C) {
+    vd a0 = vdzero(), a1 = vdzero();
+    int j = 0;
+    for (; j + VW <= C; j += VW) {
+        vf v = vload(x + j);
+        a0 = vdadd(a0, vwiden_lo(v));
+        a1 = vdadd(a1, vwiden_hi(v));
+    }
+    double s = vdhsum(vdadd(a0, a1));
+    for (; j < C; j++) s += x[j];
+    return s;
+}
+
+static double row_sq_dev_d(const float *x, double mean, int C) {
+    vd m = vdset1(mean), a0 = vdzero(), a1 = vdzero();
+    int j = 0;
+    for (; j + VW <= C; j += VW) {
+        vf v = vload(x + j);
+        vd d0 = vdsub(vwiden_lo(v), m), d1 = vdsub(vwiden_hi(v), m);
+        a0 = vdfma(d0, d0, a0);
+        a1 = vdfma(d1, d1, a1);
+    }
+    double s = vdhsum(vdadd(a0, a1));
+    for (; j < C; j++) s += (x[j] - mean) * (x[j] - mean);
+    return s;
+}
+
 void layernorm_forward(float *out, float *mean_out, float *rstd_out, const float *x, const float *w,
                        const float *b, int T, int C, float eps) {
     for (int t = 0; t < T; t++) {
         const float *xr = x + (size_t)t * C;
         float *o = out + (size_t)t * C;
-        double mean = 0.0, var = 0.0;
-        for (int i = 0; i < C; i++) mean += xr[i];
-        mean /= C;
-        for (int i = 0; i < C; i++) var += (xr[i] - mean) * (xr[i] - mean);
-        var /= C;
+        double mean = row_sum_d(xr, C) / C, var = row_sq_dev_d(xr, mean, C) / C;
         float rstd = (float)(1.0 / sqrt(var + eps)), mu = (float)mean;
         if (mean_out) mean_out[t] = mu;
         if (rstd_out) rstd_out[t] = rstd;
-        for (int i = 0; i < C; i++) o[i] = (xr[i] - mu) * rstd * w[i] + b[i];
+        vf vm = vset1(mu), vr = vset1(rstd);
+        for (int j = 0; j < C; j += VW) {
+            int n = chunk(j, C);
+            vf nx = vmul(vsub(ld(xr + j, n), vm), vr);
+            st(o + j, vfma(nx, ld(w + j, n), ld(b + j, n)), n);
+        }
     }
 }
 
@@ -70,38 +143,6 @@ float sigmoidf_stable(float x) {
  * below the row's max), the sums are VW float lanes added in a fixed order (the
  * scalar references at the end of this file use libm and double sums; the two
  * agree to a few float ulp). Masked keys come out exactly 0. */
-
-static const union { uint32_t u; float f; } ALL_ONES = {0xffffffffu};
-
-/* n <= VW floats from x; lanes past n read 0 */
-static inline vf ld(const float *x, int n) {
-    if (n == VW) return vload(x);
-    float b[VW] = {0};
-    memcpy(b, x, (size_t)n * sizeof(float));
-    return vload(b);
-}
-
-static inline void st(float *x, vf v, int n) {
-    if (n == VW) {
-        vstore(x, v);
-        return;
-    }
-    float b[VW];
-    vstore(b, v);
-    memcpy(x, b, (size_t)n * sizeof(float));
-}
-
-/* all-ones lanes for the valid keys among the n from j, 0 for the others and
- * for lanes past n */
-static inline vf key_lanes(const uint8_t *valid, int j, int n) {
-    if (n == VW) return valid ? vnonzero_u8(valid + j) : vset1(ALL_ONES.f);
-    uint8_t b[VW] = {0};
-    for (int k = 0; k < n; k++) b[k] = valid ? valid[j + k] : 1;
-    return vnonzero_u8(b);
-}
-
-/* how many of the keys from j the chunk at j holds */
-static inline int chunk(int j, int T) { return T - j < VW ? T - j : VW; }
 
 /* max over valid keys; -INFINITY when none is valid */
 static float row_max(const float *s, const uint8_t *valid, int T) {
@@ -174,28 +215,53 @@ void softmax1_row_forward(float *p, const float *s, const uint8_t *valid, int T)
 /* ---- backward passes (each adds into its gradients) ---- */
 
 /* llm.c's LayerNorm backward: with n = (x - mean) rstd and g = dout * w,
- * dx = rstd (g - mean(g) - n mean(g n)). */
-void layernorm_backward(float *dx, float *dw, float *db, const float *dout, const float *x,
-                        const float *w, const float *mean, const float *rstd, int T, int C) {
+ * dx = rstd (g - mean(g) - n mean(g n)); dw += dout n, db += dout. n, g and
+ * g n are float products as in the reference, their sums double lanes. */
+static void ln_backward(float *dx, float *dw, float *db, const float *dout, const float *x,
+                        const float *w, const float *mean, const float *rstd, int T, int C,
+                        int add) {
     for (int t = 0; t < T; t++) {
         const float *d = dout + (size_t)t * C, *xr = x + (size_t)t * C;
         float mu = mean[t], rs = rstd[t];
-        double g_mean = 0.0, gn_mean = 0.0;
-        for (int i = 0; i < C; i++) {
-            float n = (xr[i] - mu) * rs, g = d[i] * w[i];
-            g_mean += g;
-            gn_mean += g * n;
+        vf vm = vset1(mu), vr = vset1(rs);
+        vd sg0 = vdzero(), sg1 = vdzero(), sgn0 = vdzero(), sgn1 = vdzero();
+        int j = 0;
+        for (; j + VW <= C; j += VW) {
+            vf n = vmul(vsub(vload(xr + j), vm), vr), g = vmul(vload(d + j), vload(w + j));
+            vf gn = vmul(g, n);
+            sg0 = vdadd(sg0, vwiden_lo(g));
+            sg1 = vdadd(sg1, vwiden_hi(g));
+            sgn0 = vdadd(sgn0, vwiden_lo(gn));
+            sgn1 = vdadd(sgn1, vwiden_hi(gn));
         }
-        g_mean /= C;
-        gn_mean /= C;
+        double g_sum = vdhsum(vdadd(sg0, sg1)), gn_sum = vdhsum(vdadd(sgn0, sgn1));
+        for (; j < C; j++) {
+            float n = (xr[j] - mu) * rs, g = d[j] * w[j];
+            g_sum += g;
+            gn_sum += g * n;
+        }
+        vf g_mean = vset1((float)(g_sum / C)), gn_mean = vset1((float)(gn_sum / C));
         float *o = dx + (size_t)t * C;
-        for (int i = 0; i < C; i++) {
-            float n = (xr[i] - mu) * rs, g = d[i] * w[i];
-            if (dw) dw[i] += d[i] * n;
-            if (db) db[i] += d[i];
-            o[i] += rs * (g - (float)g_mean - n * (float)gn_mean);
+        for (j = 0; j < C; j += VW) {
+            int k = chunk(j, C);
+            vf dj = ld(d + j, k), n = vmul(vsub(ld(xr + j, k), vm), vr);
+            vf g = vmul(dj, ld(w + j, k));
+            if (dw) st(dw + j, vfma(dj, n, ld(dw + j, k)), k);
+            if (db) st(db + j, vadd(ld(db + j, k), dj), k);
+            vf v = vmul(vr, vsub(vsub(g, g_mean), vmul(n, gn_mean)));
+            st(o + j, add ? vadd(ld(o + j, k), v) : v, k);
         }
     }
+}
+
+void layernorm_backward(float *dx, float *dw, float *db, const float *dout, const float *x,
+                        const float *w, const float *mean, const float *rstd, int T, int C) {
+    ln_backward(dx, dw, db, dout, x, w, mean, rstd, T, C, 1);
+}
+
+void layernorm_backward_set(float *dx, float *dw, float *db, const float *dout, const float *x,
+                            const float *w, const float *mean, const float *rstd, int T, int C) {
+    ln_backward(dx, dw, db, dout, x, w, mean, rstd, T, C, 0);
 }
 
 /* dx = r (dy g) - x r^3 mean(x dy g); dg += dy x r. */
@@ -335,4 +401,48 @@ void clipped_softmax_row_backward_ref(float *ds, const float *sm, const float *d
         dot += (double)sm[j] * g;
     }
     for (int j = 0; j < T; j++) ds[j] = sm[j] * (ds[j] - (float)dot);
+}
+
+/* ---- scalar references of LayerNorm (sums in double, in order), which the
+ * vector versions above follow; tests/c/test_model.c compares the two ---- */
+
+void layernorm_forward_ref(float *out, float *mean_out, float *rstd_out, const float *x,
+                           const float *w, const float *b, int T, int C, float eps) {
+    for (int t = 0; t < T; t++) {
+        const float *xr = x + (size_t)t * C;
+        float *o = out + (size_t)t * C;
+        double mean = 0.0, var = 0.0;
+        for (int i = 0; i < C; i++) mean += xr[i];
+        mean /= C;
+        for (int i = 0; i < C; i++) var += (xr[i] - mean) * (xr[i] - mean);
+        var /= C;
+        float rstd = (float)(1.0 / sqrt(var + eps)), mu = (float)mean;
+        if (mean_out) mean_out[t] = mu;
+        if (rstd_out) rstd_out[t] = rstd;
+        for (int i = 0; i < C; i++) o[i] = (xr[i] - mu) * rstd * w[i] + b[i];
+    }
+}
+
+/* adds into dx, dw and db */
+void layernorm_backward_ref(float *dx, float *dw, float *db, const float *dout, const float *x,
+                            const float *w, const float *mean, const float *rstd, int T, int C) {
+    for (int t = 0; t < T; t++) {
+        const float *d = dout + (size_t)t * C, *xr = x + (size_t)t * C;
+        float mu = mean[t], rs = rstd[t];
+        double g_mean = 0.0, gn_mean = 0.0;
+        for (int i = 0; i < C; i++) {
+            float n = (xr[i] - mu) * rs, g = d[i] * w[i];
+            g_mean += g;
+            gn_mean += g * n;
+        }
+        g_mean /= C;
+        gn_mean /= C;
+        float *o = dx + (size_t)t * C;
+        for (int i = 0; i < C; i++) {
+            float n = (xr[i] - mu) * rs, g = d[i] * w[i];
+            if (dw) dw[i] += d[i] * n;
+            if (db) db[i] += d[i];
+            o[i] += rs * (g - (float)g_mean - n * (float)gn_mean);
+        }
+    }
 }

@@ -174,13 +174,19 @@ static void test_gemm_blocking(void) {
 }
 
 static void test_vector_kernels(void) {
-    for (int n = 0; n < 40; n++) {
-        float a[40], b[40], y1[40], y2[40];
+    for (int n = 0; n < 70; n++) {
+        float a[70], b[70], y1[70], y2[70];
         for (int i = 0; i < n; i++) a[i] = frand(), b[i] = frand(), y1[i] = y2[i] = frand();
         CHECK_NEAR(qs_dot(a, b, n), qs_dot_ref(a, b, n), 1e-5);
         qs_axpy(y1, 0.75f, a, n);
         qs_axpy_ref(y2, 0.75f, a, n);
         CHECK(n == 0 || max_rel(y1, y2, (size_t)n) < 1e-6);
+        /* the residual add: the reference's bits, also in place */
+        qs_add_scaled(y1, a, 0.3f, b, (size_t)n);
+        qs_add_scaled_ref(y2, a, 0.3f, b, (size_t)n);
+        CHECK(memcmp(y1, y2, (size_t)n * sizeof(float)) == 0);
+        qs_add_scaled(y1, y1, 1.0f, b, (size_t)n);
+        for (int i = 0; i < n; i++) CHECK(y1[i] == y2[i] + b[i]);
         CHECK(qs_max_abs(a, (size_t)n) == qs_max_abs_ref(a, (size_t)n));
         if (n > 0) {
             a[n - 1] = NAN;

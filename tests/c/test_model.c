@@ -211,6 +211,118 @@ static void test_softmax_rows_vs_ref(void) {
     CHECK(o[3] == 0.0f && isfinite(o[0]) && isfinite(o[19]));
 }
 
+/* The vector LayerNorm (model/layers.c) against its scalar reference: both
+ * sum in double, in another order: every row width 1..70 (vector body, tails)
+ * and the widths of the shipped and imported models, rows of spread 1 around
+ * means 0, 3 and 1000 (a large mean must not cost the variance its digits)
+ * and one constant row (variance 0: eps alone). Forward: the mean within an
+ * ulp (the other order may round it the other way), rstd to 2e-7 relative,
+ * the output to 1e-6 of its scale (|n w| + |b|) plus what an ulp of the mean
+ * moves it; backward, in both the adding and the writing form: dx to 1e-6 of
+ * its scale rstd (|g| + mean|g| + |n| mean|g n|), dw and db (which add over
+ * the rows) to 1e-6 of theirs. A row moved by one float in memory gives the
+ * same bits. */
+static void test_layernorm_vs_ref(void) {
+    enum { T = 3, CMAX = 1024 };
+    static float x[T * CMAX + 1], w[CMAX], b[CMAX], dy[T * CMAX], o1[T * CMAX + 1],
+        o2[T * CMAX], dx1[T * CMAX], dx2[T * CMAX], dw1[CMAX], dw2[CMAX], db1[CMAX], db2[CMAX];
+    float mean1[T], rstd1[T], mean2[T], rstd2[T], mean3[T], rstd3[T];
+    uint64_t r = 11;
+    int widths[] = {96, 127, 128, 129, 256, 384, 512, 768, CMAX};
+    double worst_f = 0.0, worst_b = 0.0;
+    int mean_moved = 0, rows = 0;
+#define UNIT() (r = r * 6364136223846793005ull + 1442695040888963407ull, \
+                (float)((r >> 40) / (double)(1 << 24)) * 2.0f - 1.0f)
+    for (int ci = 0; ci < 70 + (int)(sizeof widths / sizeof *widths); ci++) {
+        int C = ci < 70 ? ci + 1 : widths[ci - 70];
+        for (int mode = 0; mode < 4; mode++) { /* mean 0, 3, 1000; a constant row */
+            float offset = mode == 1 ? 3.0f : mode == 2 ? 1000.0f : 0.0f;
+            for (int i = 0; i < T * C; i++) {
+                x[i] = mode == 3 ? 0.75f : offset + UNIT();
+                dy[i] = UNIT();
+            }
+            for (int i = 0; i < C; i++) w[i] = 1.0f + 0.5f * UNIT(), b[i] = 0.2f * UNIT();
+            layernorm_forward(o1, mean1, rstd1, x, w, b, T, C, 1e-5f);
+            layernorm_forward_ref(o2, mean2, rstd2, x, w, b, T, C, 1e-5f);
+            rows += T;
+            for (int t = 0; t < T; t++) {
+                /* one float ulp of the mean: its sum in another order may round the other way */
+                double ulp_mu = nextafterf(fabsf(mean2[t]), INFINITY) - fabsf(mean2[t]);
+                mean_moved += mean1[t] != mean2[t];
+                CHECK(fabs(mean1[t] - mean2[t]) <= ulp_mu);
+                CHECK(fabs(rstd1[t] - rstd2[t]) <= 2e-7 * rstd2[t]);
+                for (int i = 0; i < C; i++) {
+                    size_t k = (size_t)t * C + i;
+                    double n = ((double)x[k] - mean2[t]) * rstd2[t];
+                    double tol = 1e-6 * (fabs(n * w[i]) + fabs(b[i]) + 1e-6) +
+                                 ulp_mu * rstd2[t] * fabs(w[i]);
+                    double d = fabs(o1[k] - o2[k]);
+                    worst_f = fmax(worst_f, d / tol);
+                    CHECK(d <= tol);
+                }
+            }
+            /* the same rows one float further on in memory: the same bits */
+            memmove(x + 1, x, (size_t)T * C * sizeof(float));
+            layernorm_forward(o1 + 1, mean3, rstd3, x + 1, w, b, T, C, 1e-5f);
+            memmove(x, x + 1, (size_t)T * C * sizeof(float));
+            CHECK(memcmp(mean1, mean3, sizeof mean1) == 0 && memcmp(rstd1, rstd3, sizeof rstd1) == 0);
+            layernorm_forward(o2, mean3, rstd3, x, w, b, T, C, 1e-5f);
+            CHECK(memcmp(o1 + 1, o2, (size_t)T * C * sizeof(float)) == 0);
+
+            for (int set = 0; set < 2; set++) {
+                for (int i = 0; i < T * C; i++) dx1[i] = dx2[i] = set ? NAN : 0.5f;
+                for (int i = 0; i < C; i++) dw1[i] = dw2[i] = db1[i] = db2[i] = 0.25f;
+                if (set) layernorm_backward_set(dx1, dw1, db1, dy, x, w, mean2, rstd2, T, C);
+                else layernorm_backward(dx1, dw1, db1, dy, x, w, mean2, rstd2, T, C);
+                if (set) memset(dx2, 0, (size_t)T * C * sizeof(float));
+                layernorm_backward_ref(dx2, dw2, db2, dy, x, w, mean2, rstd2, T, C);
+                double sdw = 0.25, sdb = 0.25;
+                for (int t = 0; t < T; t++) {
+                    double gm = 0.0, gnm = 0.0;
+                    for (int i = 0; i < C; i++) {
+                        size_t k = (size_t)t * C + i;
+                        double n = ((double)x[k] - mean2[t]) * rstd2[t], g = (double)dy[k] * w[i];
+                        gm += fabs(g) / C, gnm += fabs(g * n) / C;
+                    }
+                    for (int i = 0; i < C; i++) {
+                        size_t k = (size_t)t * C + i;
+                        double n = ((double)x[k] - mean2[t]) * rstd2[t], g = (double)dy[k] * w[i];
+                        double scale = rstd2[t] * (fabs(g) + gm + fabs(n) * gnm) + (set ? 0 : 0.5);
+                        double d = fabs(dx1[k] - dx2[k]);
+                        worst_b = fmax(worst_b, d / (1e-6 * scale));
+                        CHECK(d <= 1e-6 * scale);
+                    }
+                    for (int i = 0; i < C; i++) {
+                        size_t k = (size_t)t * C + i;
+                        sdw += fabs(dy[k] * (((double)x[k] - mean2[t]) * rstd2[t]));
+                        sdb += fabs(dy[k]);
+                    }
+                }
+                for (int i = 0; i < C; i++) {
+                    CHECK(fabs(dw1[i] - dw2[i]) <= 1e-6 * sdw);
+                    CHECK(fabs(db1[i] - db2[i]) <= 1e-6 * sdb);
+                }
+            }
+        }
+    }
+#undef UNIT
+    printf("layernorm vs reference: worst %.2f of the forward tolerance, %.2f of the backward; "
+           "%d of %d means an ulp apart\n", worst_f, worst_b, mean_moved, rows);
+    /* finite rows near FLT_MAX have a finite LayerNorm: the sums stay in
+     * double (in float, 3e38 + 2e38 is already infinite) */
+    float big[40], bo[40], bm, br;
+    for (int i = 0; i < 40; i++) big[i] = i % 2 ? 3e38f : 2e38f;
+    layernorm_forward(bo, &bm, &br, big, w, b, 1, 40, 1e-5f);
+    CHECK(bm == 2.5e38f && fabs(br - 2e-38) <= 1e-44);
+    for (int i = 0; i < 40; i++) CHECK_NEAR(bo[i], (i % 2 ? w[i] : -w[i]) + b[i], 1e-5);
+    /* a NaN in a row poisons that row only */
+    float y[2 * 20], z[2 * 20], m2[2], r2[2];
+    for (int i = 0; i < 40; i++) y[i] = (float)i * 0.1f;
+    y[5] = NAN;
+    layernorm_forward(z, m2, r2, y, w, b, 2, 20, 1e-5f);
+    CHECK(isnan(z[0]) && isnan(z[19]) && isfinite(z[20]) && isfinite(z[39]));
+}
+
 /* The forward uses the configured softmax: with clip_alpha, gamma = -alpha/T. */
 static void test_variant_forward(void) {
     qs_error err = {0};
@@ -689,6 +801,7 @@ static void test_limits_and_vocab(void) {
 int main(void) {
     RUN(test_softmax_variants);
     RUN(test_softmax_rows_vs_ref);
+    RUN(test_layernorm_vs_ref);
     RUN(test_gating);
     RUN(test_variant_forward);
     RUN(test_save_load);
