@@ -233,6 +233,7 @@ static const qsw_field point_stats_fields[] = {
     FIELD(qs_point_stats, top_dims, "i32"),
     FIELD(qs_point_stats, top_vals, "f32"),
     FIELD(qs_point_stats, top_tokens, "i32"),
+    FIELD(qs_point_stats, has_stats, "bool"),
 };
 
 static const qsw_field head_stats_fields[] = {
@@ -629,13 +630,19 @@ KEEP int qsw_calibration_batches(const qs_model *m) { return qs_model_calibratio
 
 /* ---- forward and its results ---- */
 
-/* types, mask, delims may be NULL; capture is a QS_PT_BIT mask. */
+/* types, mask, delims may be NULL; capture and skip_points are QS_PT_BIT
+ * masks; skip_stats, skip_points and skip_heads as in qs_forward_opts. */
 KEEP int qsw_forward(qsw_ctx *c, qs_model *m, const int32_t *ids, int T, const int32_t *types,
-                     const uint8_t *mask, const uint8_t *delims, int quantize, uint32_t capture) {
+                     const uint8_t *mask, const uint8_t *delims, int quantize, uint32_t capture,
+                     int skip_stats, uint32_t skip_points, int skip_heads) {
     qs_forward_opts o = {.token_types = types, .attention_mask = mask, .delimiters = delims,
-                         .quantize = quantize, .capture = capture};
+                         .quantize = quantize, .capture = capture, .skip_stats = skip_stats,
+                         .skip_point_stats = skip_points, .skip_head_stats = skip_heads};
     return done(c, qs_model_forward(m, ids, T, &o, &c->err));
 }
+
+/* The points the outlier summary reads (QS_PT_SUMMARY). */
+KEEP uint32_t qsw_summary_points(void) { return QS_PT_SUMMARY; }
 
 /* Pointers into the model's buffers, valid until the next forward; JS copies them. */
 KEEP const float *qsw_logits(const qs_model *m) { return qs_model_logits(m); }

@@ -153,6 +153,8 @@ export interface PointStats {
   /** Layer index; -1 for the global points 'embed' and 'final'. */
   layer: number;
   point: PointName;
+  /** The forward computed this point's statistics (ForwardOptions.stats); false: see UnmeasuredPoint. */
+  hasStats: true;
   /** Shape of the tensor: [T, hidden] mostly, [heads*T, T] for scores/probs, [T, heads] for gate. */
   rows: number;
   cols: number;
@@ -184,6 +186,35 @@ export interface PointStats {
   topVals: number[];
   /** The row (token) holding each. */
   topTokens: number[];
+}
+
+/**
+ * A point whose statistics the forward's `stats` option left out: its shape
+ * and quantization range hold; every measure is null and the top lists are
+ * empty (C: qs_point_stats.has_stats 0).
+ */
+export interface UnmeasuredPoint {
+  layer: number;
+  point: PointName;
+  hasStats: false;
+  rows: number;
+  cols: number;
+  quantized: boolean;
+  quantMin: number;
+  quantMax: number;
+  maxAbs: null;
+  mean: null;
+  std: null;
+  min: null;
+  max: null;
+  kurtosis: null;
+  rmsKurtosis: null;
+  quantMse: null;
+  quantSqnrDb: null;
+  nOutliers: null;
+  topDims: [];
+  topVals: [];
+  topTokens: [];
 }
 
 /** One attention head seen as a possible no-op (qs_head_stats). */
@@ -293,6 +324,25 @@ export interface ForwardOptions {
    * model itself either way. Default false.
    */
   transformed?: boolean;
+  /**
+   * Which statistics this pass computes (C: qs_forward_opts skip_stats,
+   * skip_point_stats, skip_head_stats); the numbers computed are the same as
+   * in a pass with all of them. true or omitted: every point, the heads and
+   * the summary. false: none (points are UnmeasuredPoint, heads and summary
+   * null; only the logits are checked for NaN). An object: the points listed
+   * in `points` (omitted: all) and the head statistics unless `heads` is
+   * false; `summary` is null unless ffn_out, ffn_res and layer_out are
+   * among the points. Every point is still checked for NaN and inf.
+   */
+  stats?: boolean | StatsSelection;
+}
+
+/** ForwardOptions.stats as an object. */
+export interface StatsSelection {
+  /** Points whose statistics (and quantization error) are computed; default all. */
+  points?: PointName[];
+  /** Per-head attention statistics; default true. */
+  heads?: boolean;
 }
 
 export interface ForwardResult {
@@ -317,6 +367,15 @@ export interface ForwardResult {
    * stats); global points have one entry. null where the model lacks the point.
    */
   captures: Partial<Record<PointName, (Float32Array | null)[]>>;
+}
+
+/** The result of a forward with a `stats` option other than true: what it left out is null. */
+export interface SelectedForwardResult extends Omit<ForwardResult, 'points' | 'heads' | 'summary'> {
+  points: (PointStats | UnmeasuredPoint)[];
+  /** null when the head statistics were left out. */
+  heads: HeadStats[][] | null;
+  /** null unless the statistics of ffn_out, ffn_res and layer_out were computed. */
+  summary: OutlierSummary | null;
 }
 
 /**
@@ -456,7 +515,9 @@ export declare class Model {
   /** The display text of each id ("[MASK]", "##ing", "\\n" for byte 10); null for ids out of range. Needs a tokenizer. */
   pieces(ids: TokenIds): Promise<(string | null)[]>;
   /** Runs the model on token ids (1 .. maxPositions of them). */
-  forward(ids: TokenIds, options?: ForwardOptions): Promise<ForwardResult>;
+  forward(ids: TokenIds, options?: ForwardOptions & { stats?: true }): Promise<ForwardResult>;
+  /** The same with a choice of statistics (ForwardOptions.stats). */
+  forward(ids: TokenIds, options: ForwardOptions): Promise<SelectedForwardResult>;
   /**
    * Installs `quant` afresh (default: the C defaults) and feeds each batch to
    * the range observers: later forwards with the same quant config use these

@@ -3,12 +3,13 @@
 import { getState, update, shownModels } from './state.js';
 import { connect as connectFixes, ensureFixTable, fixSpec } from './fixes.js';
 import { download } from './save.js';
+import { covers, union, viewNeeds } from './needs.js';
 
 // What the intents keep between calls that nothing renders, in one place: the
 // worker connection, the keys of the last requests (so a request is sent once
 // per change), the debounce timer of perplexity, and two counters.
-const session = { client: null, sent: { analysis: null, quant: null, ppl: null }, pplTimer: 0, msgId: 0, runCount: 0,
-  restore: null, restarts: [] };
+const session = { client: null, sent: { analysis: null, needs: null, quant: null, ppl: null }, pplTimer: 0, msgId: 0,
+  runCount: 0, restore: null, restarts: [] };
 
 // ---------------------------------------------------------------- messages
 
@@ -78,7 +79,7 @@ export function onWorkerEvent(ev) {
 async function recover(why) {
   const now = performance.now();
   session.restarts = [...session.restarts.filter((t) => now - t < 60000), now];
-  session.sent = { analysis: null, quant: null, ppl: null };
+  session.sent = { analysis: null, needs: null, quant: null, ppl: null };
   const live = (r) => ['starting', 'running', 'paused'].includes(r.status);
   update((s) => ({ phase: 'loading', train: { ...s.train,
     runs: s.train.runs.map((r) => (live(r) ? { ...r, status: 'failed', error: 'the worker stopped' } : r)) } }));
@@ -107,8 +108,17 @@ export function ensure() {
   const models = shownModels(s).map((m) => m.id);
   if (!models.length) return;
   if (s.view !== 'train') {
+    // The analysis forward computes what the visible view draws (needs.js). A
+    // view switch on the same input adds what the new view needs to what was
+    // asked before, so that going back costs nothing; new input asks afresh.
     const key = JSON.stringify([models, inputOf(s), s.point]);
-    if (key !== session.sent.analysis) { session.sent.analysis = key; analyze(models, s); }
+    const need = viewNeeds(s.view, s.point);
+    const same = key === session.sent.analysis;
+    if (!same || !covers(session.sent.needs, need)) {
+      session.sent.analysis = key;
+      session.sent.needs = same ? union(session.sent.needs, need) : need;
+      analyze(models, s, session.sent.needs);
+    }
   }
   if (s.view === 'quant') {
     const qk = JSON.stringify([models, inputOf(s), s.quant, s.ranges, s.hist, s.maskPos, s.postHocFix]);
@@ -127,15 +137,15 @@ export function ensure() {
   }
 }
 
-function analyze(models, s) {
+function analyze(models, s, needs) {
   const t0 = performance.now();
   update({ analysis: { ...s.analysis, pending: true } });
-  session.client.request('analyze', 'analyze', { models, input: inputOf(s), point: s.point }).then((r) => {
+  session.client.request('analyze', 'analyze', { models, input: inputOf(s), point: s.point, needs }).then((r) => {
     if (r.superseded) return;
     clear('input');
     const first = r.value[models[0]];
     update((st) => ({
-      analysis: { byModel: r.value, models, point: s.point, input: inputOf(s), error: null, pending: false, t0 },
+      analysis: { byModel: r.value, models, point: s.point, needs, input: inputOf(s), error: null, pending: false, t0 },
       timing: { ...st.timing, forwardMs: first.ms, forwardT: first.T, analyzeWorkerMs: r.workerMs, analyzeRoundTripMs: r.roundTripMs },
     }));
   }, (e) => {

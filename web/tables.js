@@ -2,6 +2,7 @@
 // JSON and Markdown: what the download and "Copy table" buttons hand over.
 // Tables carry the exact numbers the worker sent; only Markdown rounds (format.js).
 import { shownModels } from './state.js';
+import { analysisServes } from './needs.js';
 import { num, change } from './format.js';
 
 // A table: {name, title, columns: [{key, label}], rows: [{key: value}]}.
@@ -21,7 +22,7 @@ const withResults = (s, byModel) => (byModel ? shownModels(s).filter((m) => byMo
 
 function outlierTables(s) {
   const a = s.analysis;
-  const models = withResults(s, a?.byModel);
+  const models = analysisServes(a, 'outliers') ? withResults(s, a.byModel) : [];
   if (!models.length) return [];
   const layers = {
     name: 'outliers', title: `Per layer at ${a.point}`,
@@ -56,7 +57,7 @@ const HEAD_KEYS = ['delimMass', 'outNorm', 'valueNorm', 'delimValueNorm', 'entro
 
 function attentionTables(s) {
   const a = s.analysis;
-  const models = withResults(s, a?.byModel);
+  const models = analysisServes(a, 'attention') ? withResults(s, a.byModel) : [];
   if (!models.length) return [];
   return [{
     name: 'heads', title: 'Every head (means over query tokens)',

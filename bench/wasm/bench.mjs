@@ -267,9 +267,11 @@ function loadInto(b, files) {
   return model;
 }
 
-// [name, variant for bw_model_variant]; 3 is f32 without statistics.
-const VARIANTS = [['f32', 0], ['f32 no statistics', 3], ['w8a8 fake-quant', 1], ['w8a8 int8', 2]];
-const forwardMode = (v) => (v === 3 ? 2 : v ? 1 : 0);
+// [name, variant for bw_model_variant]; 3 is f32 without statistics, 4 with only
+// what the page's Outliers view draws (bw_model_forward mode 3).
+const VARIANTS = [['f32', 0], ['f32 no statistics', 3], ['f32 outlier view', 4], ['w8a8 fake-quant', 1],
+  ['w8a8 int8', 2]];
+const forwardMode = (v) => ({ 3: 2, 4: 3 })[v] ?? (v ? 1 : 0);
 
 async function benchModel(dir, rounds, minMs) {
   const b = await loadBenchCore();
@@ -318,9 +320,10 @@ async function benchModel(dir, rounds, minMs) {
                   + `(${(median(secs[i]) / base).toFixed(2)} x f32)`);
     });
     const at = (name) => variants.findIndex(([n]) => n === name);
-    const [off, int8] = [at('f32 no statistics'), at('w8a8 int8')];
+    const [off, view, int8] = [at('f32 no statistics'), at('f32 outlier view'), at('w8a8 int8')];
     if (off >= 0) {
       console.log(`  T = ${String(T).padStart(3)}  statistics on / off: ${(base / median(secs[off])).toFixed(2)} x (goal <= 1.3)`
+                  + (view >= 0 ? `; outlier view's only / off: ${(median(secs[view]) / median(secs[off])).toFixed(2)} x` : '')
                   + (int8 >= 0 ? `; f32 / int8 w8a8, both with statistics: ${(base / median(secs[int8])).toFixed(2)} x (goal >= 1.5)` : ''));
     }
     if (api) {

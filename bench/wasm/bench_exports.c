@@ -103,7 +103,7 @@ KEEP void bw_model_free(qs_model *m) { qs_model_free(m); }
  * config: the paper's setting), 2 W8A8 with int8 kernels when the library
  * has them (else fails naming that). */
 KEEP int bw_model_variant(qs_model *m, int variant) {
-    if (variant == 0 || variant == 3) return 0; /* f32, with and without statistics */
+    if (variant == 0 || variant == 3 || variant == 4) return 0; /* f32: all, no, some statistics */
     qs_quant_config q = qs_quant_config_default();
 #ifdef QS_QUANT_HAS_INT8
     q.int8 = variant == 2;
@@ -116,11 +116,17 @@ KEEP int bw_model_variant(qs_model *m, int variant) {
     return (int)qs_model_set_quant(m, &q, &last_err);
 }
 
-/* mode 0: f32 with statistics, 1: quantized with statistics, 2: f32 without. */
+/* mode 0: f32 with statistics, 1: quantized with statistics, 2: f32 without,
+ * 3: f32 with what the page's Outliers view draws (web/needs.js: ffn_res and
+ * the summary's points, no head statistics). */
 KEEP int bw_model_forward(qs_model *m, const int32_t *ids, int T, int mode) {
     qs_forward_opts o = {0};
     o.quantize = mode == 1;
     o.skip_stats = mode == 2;
+    if (mode == 3) {
+        o.skip_point_stats = QS_PT_ALL & ~(QS_PT_BIT(QS_PT_FFN_RES) | QS_PT_SUMMARY);
+        o.skip_head_stats = 1;
+    }
     return (int)qs_model_forward(m, ids, T, &o, &last_err);
 }
 

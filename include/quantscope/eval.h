@@ -109,8 +109,9 @@ typedef struct qs_outlier_acc {
 } qs_outlier_acc;
 
 qs_status qs_outlier_acc_init(qs_outlier_acc *a, const qs_model *m, qs_error *err);
-/* Adds the sequence of m's last forward (which must have run with statistics:
- * QS_ERR_ARG otherwise, or when m has another number of layers). */
+/* Adds the sequence of m's last forward (which must have run with statistics
+ * at the points QS_PT_SUMMARY names, model.h: QS_ERR_ARG otherwise, or when m
+ * has another number of layers). */
 qs_status qs_outlier_acc_add(qs_outlier_acc *a, const qs_model *m, qs_error *err);
 /* The summary of what was added so far (all zero when nothing was). */
 void qs_outlier_acc_result(const qs_outlier_acc *a, qs_outlier_summary *out);

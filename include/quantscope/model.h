@@ -223,9 +223,22 @@ typedef struct qs_forward_opts {
     int skip_stats;             /* 1: no per-point / per-head statistics, no quantization
                                    error (quant_mse / quant_sqnr_db are NaN) and no per-point
                                    finite checks (only the logits are checked): for
-                                   evaluation loops and timing; most of a small model's
-                                   forward time is statistics */
+                                   evaluation loops and timing */
+    /* A forward with statistics computes only what its caller reads (with
+     * skip_stats 0; zero-initialised options compute everything, as before
+     * these fields existed): */
+    uint32_t skip_point_stats;  /* QS_PT_BIT mask of points whose statistics (s, n_outliers,
+                                   top_*) and quantization error are not computed: their
+                                   qs_point_stats has has_stats 0. Every point is still
+                                   checked for NaN and inf, so an error names the point
+                                   where a non-finite value first appears */
+    int skip_head_stats;        /* 1: no per-head attention statistics
+                                   (qs_model_head_stats returns NULL) */
 } qs_forward_opts;
+
+/* The points qs_outlier_summary reads (eval.h): a forward whose
+ * skip_point_stats leaves any of them out has no outlier summary. */
+#define QS_PT_SUMMARY (QS_PT_BIT(QS_PT_FFN_OUT) | QS_PT_BIT(QS_PT_FFN_RES) | QS_PT_BIT(QS_PT_LAYER_OUT))
 
 /* Runs the model on T token ids. Errors: empty input, T > max_positions,
  * id >= vocab, bad token type, NaN appearing in activations (names layer and point). */
@@ -251,11 +264,18 @@ typedef struct qs_point_stats {
     int top_dims[8];                 /* largest column max |x|, descending */
     float top_vals[8];
     int top_tokens[8];               /* the row (token) holding each */
+    /* 1 when the forward computed this point's statistics; 0 when it skipped
+     * them (skip_stats, skip_point_stats): then s and n_outliers read 0,
+     * top_dims / top_tokens -1 and quant_mse / quant_sqnr_db NaN; present,
+     * rows, cols, quantized and the range quant_min / quant_max still hold. */
+    int has_stats;
 } qs_point_stats;
 
 /* layer is ignored for global points. NULL if out of range. */
 const qs_point_stats *qs_model_point_stats(const qs_model *m, int layer, qs_point p);
-/* Attention head summary [layer][head] of the last forward. */
+/* Attention head summary [layer][head] of the last forward. NULL if out of
+ * range, or if the last forward computed no head statistics (skip_stats,
+ * skip_head_stats, or it failed). */
 const qs_head_stats *qs_model_head_stats(const qs_model *m, int layer, int head);
 /* Full captured tensor (if its bit was in opts.capture); shape via rows/cols of
  * the point stats. NULL if not captured. */

@@ -28,11 +28,13 @@ void qs_tensor_stats_compute(const float *x, int rows, int cols, qs_tensor_stats
  * (argmax_row may be NULL). */
 void qs_dim_max(const float *x, int rows, int cols, float *dim_max, int *argmax_row);
 
-/* Both of the above in one walk over x (what a forward with statistics runs at
- * every point); out, dim_max and argmax_row may each be NULL. Equal to the
+/* Both of the above in two walks over x (what a forward with statistics runs
+ * at every point); out, dim_max and argmax_row may each be NULL. Equal to the
  * _ref forms below: dim maxima, their rows, extremes and rms_kurtosis bit for
- * bit, mean / std / kurtosis to float rounding (the double sums add the same
- * terms in another order). */
+ * bit, the mean to the rounding of a double sum (the same terms in another
+ * order), std and kurtosis within about 2e-7 relative (their central moments
+ * are summed in float lanes flushed into double; stats.c says why that is
+ * safe). The same on every build (native and WebAssembly alike). */
 void qs_tensor_stats_dims(const float *x, int rows, int cols, qs_tensor_stats *out,
                           float *dim_max, int *argmax_row);
 

@@ -473,6 +473,12 @@ qs_status qs_outlier_acc_add(qs_outlier_acc *a, const qs_model *m, qs_error *err
     if (!m->last_T || !m->last_stats)
         return qs_fail(err, QS_ERR_ARG, "outlier summary: the last forward computed no "
                        "statistics (it failed, or ran with skip_stats)");
+    for (int l = 0; l < a->n_layers; l++)
+        for (int p = 0; p < QS_NUM_POINTS; p++)
+            if ((QS_PT_SUMMARY & QS_PT_BIT(p)) && !qs_model_point_stats(m, l, (qs_point)p)->has_stats)
+                return qs_fail(err, QS_ERR_ARG, "outlier summary: the last forward computed no "
+                               "statistics at layer %d's '%s' (skip_point_stats)", l,
+                               qs_point_name((qs_point)p));
     for (int l = 0; l < a->n_layers; l++) {
         const qs_tensor_stats *res = &qs_model_point_stats(m, l, QS_PT_FFN_RES)->s,
                               *ffn = &qs_model_point_stats(m, l, QS_PT_FFN_OUT)->s,

@@ -100,8 +100,11 @@ qs_status attention_forward(fwd *f, int l, layer_acts *A, uint8_t *valid) {
     for (int h = 0; h < H; h++) /* ctx_h = P_h V_h */
         qs_gemm(A->ctx_pre + h * dh, D, A->probs + (size_t)h * T * T, T, 1, A->v + h * dh, D, T, dh,
                 T, 0);
-    qs_head_stats *hs = f->mm ? f->mm->hstats + (size_t)l * H : NULL;
-    if (hs && !f->calibrate && !(f->o && f->o->skip_stats))
+    /* Head statistics unless skip_stats or skip_head_stats: NULL hs skips
+     * the gate means below too (qs_model_head_stats then returns NULL). */
+    qs_head_stats *hs = f->mm && !f->calibrate && !(f->o && (f->o->skip_stats || f->o->skip_head_stats))
+                            ? f->mm->hstats + (size_t)l * H : NULL;
+    if (hs)
         qs_attention_head_stats(A->probs, A->v, A->ctx_pre, f->o ? f->o->delimiters : NULL, H,
                                 T, dh, hs);
 

@@ -26,15 +26,21 @@ static void point_shape(const qs_model *m, qs_point p, int T, int *rows, int *co
     }
 }
 
+/* Whether this forward computes the statistics of point p (qs_forward_opts:
+ * skip_stats, skip_point_stats). */
+int fwd_stats_at(const fwd *f, qs_point p) {
+    return !(f->o && (f->o->skip_stats || (f->o->skip_point_stats & QS_PT_BIT(p))));
+}
+
 /* Fake quantization of one activation tensor in place (docs/science.md §4); the
  * float original goes to scratch for the error measure, a statistic like the
- * others (skip_stats leaves it out: NaN). */
+ * others (a point without statistics leaves it out: NaN). */
 qs_status fwd_quantize(fwd *f, int slot, float *x, int rows, int cols, qs_point_stats *ps) {
     qs_model *m = f->mm;
     const qs_quant_config *q = &m->quant;
     size_t n = (size_t)rows * cols;
     qs_observer *ob = &m->observers[slot];
-    int error = !(f->o && f->o->skip_stats);
+    int error = fwd_stats_at(f, (qs_point)(slot % QS_NUM_POINTS));
     if (f->calibrate) return qs_observer_update(ob, x, n, m->ws.scratch2, f->err);
     if (error) memcpy(m->ws.scratch, x, n * sizeof(float));
     qs_status s;
@@ -66,9 +72,20 @@ qs_status fwd_quantize(fwd *f, int slot, float *x, int rows, int cols, qs_point_
     return QS_OK;
 }
 
+static qs_status non_finite(fwd *f, int layer, qs_point p, const float *x, size_t n, int cols) {
+    size_t bad = 0;
+    qs_all_finite(x, n, &bad);
+    return qs_fail(f->err, QS_ERR_NAN, "non-finite activation %g in layer %d at point '%s' "
+                   "(row %zu, column %zu)", x[bad], qs_point_is_global(p) ? -1 : layer,
+                   qs_point_name(p), bad / (size_t)cols, bad % (size_t)cols);
+}
+
 /* The hook every named point goes through. alias: the tensor was already seen
  * at another point (same values), so it gets stats and capture, not a second
- * quantization. A no-op on the training path. */
+ * quantization. A no-op on the training path. Every point of a forward with
+ * statistics is checked for NaN and inf as it arrives; where its statistics
+ * are taken of that very tensor (no quantization or fix changes it first) the
+ * check is their max |x|, not a pass of its own. */
 qs_status fwd_point(fwd *f, int layer, qs_point p, float *x, int alias) {
     qs_model *m = f->mm;
     if (!m) return QS_OK;
@@ -81,15 +98,16 @@ qs_status fwd_point(fwd *f, int layer, qs_point p, float *x, int alias) {
     ps->present = 1;
     ps->rows = rows;
     ps->cols = cols;
-    size_t bad;
-    int stats = !(f->o && f->o->skip_stats);
-    if (stats && !qs_all_finite(x, n, &bad))
-        return qs_fail(f->err, QS_ERR_NAN, "non-finite activation %g in layer %d at point '%s' "
-                       "(row %zu, column %zu)", x[bad], qs_point_is_global(p) ? -1 : layer,
-                       qs_point_name(p), bad / (size_t)cols, bad % (size_t)cols);
+    for (int i = 0; i < 8; i++) ps->top_dims[i] = ps->top_tokens[i] = -1;
+    int checks = !(f->o && f->o->skip_stats), stats = fwd_stats_at(f, p);
     const qs_quant_config *q = &m->quant;
     int quantize = f->quantize && !alias && q->act_bits && (q->act_points & QS_PT_BIT(p));
-    if (!alias && fix_slot_active(m, slot)) {
+    int fixed = !alias && fix_slot_active(m, slot);
+    int folded = stats && !f->calibrate && !quantize && !fixed &&
+                 !(!alias && m->fix_show && m->fix_buf_slot == slot);
+    size_t bad;
+    if (checks && !folded && !qs_all_finite(x, n, &bad)) return non_finite(f, layer, p, x, n, cols);
+    if (fixed) {
         qs_status s = fix_point(f, slot, x, rows, cols, ps, quantize);
         if (s) return s;
     } else if (quantize) {
@@ -97,20 +115,42 @@ qs_status fwd_point(fwd *f, int layer, qs_point p, float *x, int alias) {
         if (s) return s;
     }
     if (f->calibrate) return QS_OK;
+    if (!stats) ps->quant_mse = ps->quant_sqnr_db = NAN;
     /* Shown: the tensor, or what the quantizer saw in a fix's basis (qs_fix_show_transformed). */
     if (!alias && m->fix_show && m->fix_buf_slot == slot) x = m->fix_buf;
+    const float *prev = m->stats_x;
+    m->stats_x = NULL;
+    if (stats && alias && prev == x && m->pstats[m->stats_slot].rows == rows &&
+        m->pstats[m->stats_slot].cols == cols) {
+        /* the same values the previous point summarised (alias: same buffer,
+         * nothing written to it in between) */
+        const qs_point_stats *src = &m->pstats[m->stats_slot];
+        ps->s = src->s;
+        ps->n_outliers = src->n_outliers;
+        memcpy(ps->top_dims, src->top_dims, sizeof ps->top_dims);
+        memcpy(ps->top_vals, src->top_vals, sizeof ps->top_vals);
+        memcpy(ps->top_tokens, src->top_tokens, sizeof ps->top_tokens);
+        ps->has_stats = 1;
+        if (!isfinite(ps->s.max_abs)) return non_finite(f, layer, p, x, n, cols);
+        m->stats_x = x;
+        m->stats_slot = slot;
+    } else if (stats) {
+        qs_tensor_stats_dims(x, rows, cols, &ps->s, m->ws.dim_max, m->ws.dim_arg);
+        /* max |x| is finite exactly when every value is (stats.h: NaN and inf propagate) */
+        if (folded && !isfinite(ps->s.max_abs)) return non_finite(f, layer, p, x, n, cols);
+        int k = qs_top_k(m->ws.dim_max, cols, 8, ps->top_dims);
+        for (int i = 0; i < k; i++) {
+            ps->top_vals[i] = m->ws.dim_max[ps->top_dims[i]];
+            ps->top_tokens[i] = m->ws.dim_arg[ps->top_dims[i]];
+        }
+        int scratch_dims[8];
+        ps->n_outliers = qs_outlier_dims(m->ws.dim_max, cols, 6.0f, 8, scratch_dims);
+        ps->has_stats = 1;
+        m->stats_x = x;
+        m->stats_slot = slot;
+    }
     if (f->o && (f->o->capture & QS_PT_BIT(p)) && m->captures[slot])
         memcpy(m->captures[slot], x, n * sizeof(float));
-    if (!stats) return QS_OK;
-    qs_tensor_stats_dims(x, rows, cols, &ps->s, m->ws.dim_max, m->ws.dim_arg);
-    int k = qs_top_k(m->ws.dim_max, cols, 8, ps->top_dims);
-    for (int i = 0; i < k; i++) {
-        ps->top_vals[i] = m->ws.dim_max[ps->top_dims[i]];
-        ps->top_tokens[i] = m->ws.dim_arg[ps->top_dims[i]];
-    }
-    for (int i = k; i < 8; i++) ps->top_dims[i] = ps->top_tokens[i] = -1;
-    int scratch_dims[8];
-    ps->n_outliers = qs_outlier_dims(m->ws.dim_max, cols, 6.0f, 8, scratch_dims);
     return QS_OK;
 }
 
@@ -292,7 +332,8 @@ static qs_status forward_impl(qs_model *m, const int32_t *ids, int T, const qs_f
     /* Results of an earlier call are gone from here on, also if this one fails. */
     m->last_T = 0;
     m->last_capture = 0;
-    m->last_stats = 0;
+    m->last_stats = m->last_heads = 0;
+    m->stats_x = NULL;
     qs_status s = check_inputs(m, ids, T, types, err);
     if (!s) s = qs_workspace_reserve(m, T, err);
     if (!s) s = qs_fix_reserve(m, T, err);
@@ -316,6 +357,7 @@ static qs_status forward_impl(qs_model *m, const int32_t *ids, int T, const qs_f
     m->last_T = T;
     m->last_capture = o ? o->capture : 0;
     m->last_stats = !(o && o->skip_stats);
+    m->last_heads = m->last_stats && !(o && o->skip_head_stats);
     return QS_OK;
 }
 
@@ -358,6 +400,7 @@ const qs_point_stats *qs_model_point_stats(const qs_model *m, int layer, qs_poin
 
 const qs_head_stats *qs_model_head_stats(const qs_model *m, int layer, int head) {
     if (!m || layer < 0 || layer >= m->cfg.n_layers || head < 0 || head >= m->cfg.n_heads) return NULL;
+    if (!m->last_heads) return NULL;
     return &m->hstats[(size_t)layer * m->cfg.n_heads + head];
 }
 

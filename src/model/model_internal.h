@@ -156,7 +156,13 @@ struct qs_model {
     workspace ws;
     int last_T;
     uint32_t last_capture;
-    int last_stats;          /* the last forward computed per-point statistics */
+    int last_stats;          /* the last forward ran with statistics (not skip_stats) */
+    int last_heads;          /* ... and computed the per-head ones */
+    /* The tensor the previous point of this forward took its statistics of
+     * as it stands (NULL: none), and its slot: an alias point right after it
+     * (the same buffer) copies them instead of walking it again. */
+    const float *stats_x;
+    int stats_slot;
     int n_slots;
     qs_point_stats *pstats;  /* [n_slots] */
     qs_head_stats *hstats;   /* [L][H] */

@@ -32,6 +32,10 @@ qs_status fwd_point(fwd *f, int layer, qs_point p, float *x, int alias);
 qs_status fwd_linear(fwd *f, float *out, const float *x, const float *w,
                      const qs_int8_weights *w8, const float *b, int in, int out_features, int src);
 
+/* Whether this forward computes the statistics of point p (skip_stats,
+ * skip_point_stats). */
+int fwd_stats_at(const fwd *f, qs_point p);
+
 /* Fake quantization of one activation tensor in place at the point of slot
  * (its observer, or its own range): what fwd_point does at a quantized point. */
 qs_status fwd_quantize(fwd *f, int slot, float *x, int rows, int cols, qs_point_stats *ps);

@@ -5,12 +5,14 @@
 #include <math.h>
 #include <string.h>
 
+#include "core/simd.h"
+
 /* Columns (or head channels) accumulated together in a fixed stack buffer, so
  * per-column sums walk the row-major tensor row by row instead of striding. */
 #define QS_STATS_BLOCK 64
 
-/* Width of the lane arrays in the fused passes below: small enough that the
- * compiler keeps the accumulators in vector registers down the rows. */
+/* Width of the lane arrays of the counting passes and the attention rows
+ * below (plain loops the compiler vectorises). */
 #ifndef QS_STATS_LANES
 #define QS_STATS_LANES 16
 #endif
@@ -50,27 +52,55 @@ static size_t count_keys_at_most(const float *v, int n, uint32_t t) {
     return c;
 }
 
+/* The same count over keys made once (the median's 32 passes then compare
+ * and add, nothing more). */
+static size_t count_at_most(const uint32_t *key, int n, uint32_t t) {
+    uint32_t lane[QS_STATS_LANES] = {0};
+    int i = 0;
+    for (; i + QS_STATS_LANES <= n; i += QS_STATS_LANES)
+        for (int k = 0; k < QS_STATS_LANES; k++) lane[k] += key[i + k] <= t;
+    size_t c = 0;
+    for (; i < n; i++) c += key[i] <= t;
+    for (int k = 0; k < QS_STATS_LANES; k++) c += lane[k];
+    return c;
+}
+
+/* Keys of up to this many values are made once on the stack (8 KB); longer
+ * vectors are keyed again in every pass. */
+#define QS_MEDIAN_KEYS 2048
+
 /* Median of v[0..n) without copying or reordering v: the r-th smallest key is
  * the smallest t with #{key <= t} > r, found by bisection over the 32-bit key
- * space (32 passes of O(n), exact, no buffer however large n is). For even n
- * one more pass finds the next key up and the two middle values are averaged
- * (numpy's median). */
+ * space between the smallest and the largest key (at most 32 passes of O(n),
+ * exact, no heap buffer however large n is). For even n one more pass finds
+ * the next key up and the two middle values are averaged (numpy's median). */
 static double median_no_alloc(const float *v, int n) {
     size_t r = (size_t)(n - 1) / 2; /* lower middle, 0-based */
+    uint32_t keys[QS_MEDIAN_KEYS];
+    const uint32_t *kp = n <= QS_MEDIAN_KEYS ? keys : NULL;
     uint32_t lo = 0, hi = UINT32_MAX;
+    if (kp) {
+        lo = UINT32_MAX;
+        hi = 0;
+        for (int i = 0; i < n; i++) {
+            keys[i] = order_key(v[i]);
+            lo = keys[i] < lo ? keys[i] : lo;
+            hi = keys[i] > hi ? keys[i] : hi;
+        }
+    }
     while (lo < hi) {
         uint32_t mid = lo + (hi - lo) / 2;
-        if (count_keys_at_most(v, n, mid) > r) hi = mid;
+        if ((kp ? count_at_most(kp, n, mid) : count_keys_at_most(v, n, mid)) > r) hi = mid;
         else lo = mid + 1;
     }
     double lower = key_to_float(lo);
     if (n % 2 == 1) return lower;
     /* Upper middle: the same key if it occurs at least twice around the middle,
      * else the smallest key above it. */
-    if (count_keys_at_most(v, n, lo) > r + 1) return lower;
+    if ((kp ? count_at_most(kp, n, lo) : count_keys_at_most(v, n, lo)) > r + 1) return lower;
     uint32_t next = UINT32_MAX;
     for (int i = 0; i < n; i++) {
-        uint32_t k = order_key(v[i]);
+        uint32_t k = kp ? kp[i] : order_key(v[i]);
         if (k > lo && k < next) next = k;
     }
     return 0.5 * (lower + (double)key_to_float(next));
@@ -108,10 +138,62 @@ static void sift_up(const float *v, int *h, int i) {
     }
 }
 
+/* The heap above for k <= QS_TOPK_KEYS, each entry's key kept beside its
+ * index (hk), so that the common case, an entry no better than the worst
+ * kept one, costs one key and one comparison: entries come in index order,
+ * so an equal key never beats a kept one. */
+#define QS_TOPK_KEYS 64
+
+static int key_better(uint32_t ka, int a, uint32_t kb, int b) { return ka > kb || (ka == kb && a < b); }
+
+static void key_sift_down(uint32_t *hk, int *h, int m, int i) {
+    for (;;) {
+        int l = 2 * i + 1, r = l + 1, w = i;
+        if (l < m && key_better(hk[w], h[w], hk[l], h[l])) w = l;
+        if (r < m && key_better(hk[w], h[w], hk[r], h[r])) w = r;
+        if (w == i) return;
+        uint32_t tk = hk[i]; hk[i] = hk[w]; hk[w] = tk;
+        int t = h[i]; h[i] = h[w]; h[w] = t;
+        i = w;
+    }
+}
+
+static void key_sift_up(uint32_t *hk, int *h, int i) {
+    while (i > 0) {
+        int p = (i - 1) / 2;
+        if (!key_better(hk[p], h[p], hk[i], h[i])) return;
+        uint32_t tk = hk[i]; hk[i] = hk[p]; hk[p] = tk;
+        int t = h[i]; h[i] = h[p]; h[p] = t;
+        i = p;
+    }
+}
+
 /* Top k of the entries of v that pass the filter (all when !use_thr, else
  * those above thr, NaN always passing). Returns how many were written. */
 static int top_k_filtered(const float *v, int n, int k, int *idx, int use_thr, double thr) {
     int m = 0;
+    if (k <= QS_TOPK_KEYS) {
+        uint32_t hk[QS_TOPK_KEYS];
+        for (int i = 0; i < n; i++) {
+            if (use_thr && !(v[i] != v[i] || (double)v[i] > thr)) continue;
+            uint32_t key = order_key(v[i]);
+            if (m < k) {
+                hk[m] = key;
+                idx[m] = i;
+                key_sift_up(hk, idx, m++);
+            } else if (key > hk[0]) {
+                hk[0] = key;
+                idx[0] = i;
+                key_sift_down(hk, idx, m, 0);
+            }
+        }
+        for (int end = m - 1; end > 0; end--) {
+            uint32_t tk = hk[0]; hk[0] = hk[end]; hk[end] = tk;
+            int t = idx[0]; idx[0] = idx[end]; idx[end] = t;
+            key_sift_down(hk, idx, end, 0);
+        }
+        return m;
+    }
     for (int i = 0; i < n; i++) {
         if (use_thr && !(v[i] != v[i] || (double)v[i] > thr)) continue;
         if (m < k) {
@@ -232,43 +314,112 @@ void qs_dim_max_ref(const float *x, int rows, int cols, float *dim_max, int *arg
 
 /* ---------------------------------------------------------------------------
  * Tensor summary and per-dimension maxima, fused: what every forward with
- * statistics runs at every point, so it is two passes instead of five. Pass 1
- * walks QS_STATS_LANES columns at a time down the rows, keeping per-column
- * lanes (sum, sum of squares, min, max, max |x| and its row) that the
- * compiler turns into vector code; pass 2 takes the central moments about the
- * mean. Each column's sums run over the rows in order, as in the reference,
- * so rms_kurtosis and the per-dimension maxima are bit-identical to it; the
- * mean and the central moments add the same terms in another order, in
- * double, which moves them by about 1e-16 before they are rounded to float.
+ * statistics runs at every point, so it is two passes over x instead of five,
+ * written once over core/simd.h's vf (VW lanes: AVX-512, AVX2, SIMD128).
+ *
+ * Pass 1 walks VW columns at a time down the rows with its lanes in vector
+ * registers: min, max, max |x| and its row, and per column the sums of x and
+ * x^2 in double, rows in order as the references add them. So the
+ * per-dimension maxima and their rows, the extremes and rms_kurtosis are the
+ * references' bit for bit and the mean to the last bit of a double sum.
+ * Pass 2 takes the central moments (x - mu)^2 and (x - mu)^4 over the
+ * flattened tensor in QS_MOMENT_LANES float lanes, each lane added into a
+ * double one every QS_MOMENT_FLUSH terms, with mu split into two floats so
+ * that x - mu is what float can hold of it (no bias from rounding mu). A
+ * float sum of QS_MOMENT_FLUSH positive terms errs by at most
+ * (QS_MOMENT_FLUSH - 1) ulps, and such errors largely cancel between a
+ * kurtosis's numerator and denominator: std and kurtosis come within about
+ * 2e-7 relative of the double reference (tests/c/test_stats.c holds them to
+ * 1e-6), at half the vector work of double lanes. Every sum runs in an order
+ * fixed by the shape, not by VW, so native and WebAssembly builds agree bit
+ * for bit on the same tensor.
+ *
  * A tensor with NaN or inf takes the reference path, whose rules for them
- * (stats.h) are the ones callers see. */
+ * (stats.h) are the ones callers see; a spread max |x - mu| below 2^-20 or
+ * above 2^30, where float fourth powers would underflow or overflow, takes
+ * pass 2 in double lanes. */
 
-typedef struct col_lanes {
-    double sum[QS_STATS_LANES], sq[QS_STATS_LANES];
-    float min[QS_STATS_LANES], max[QS_STATS_LANES], amax[QS_STATS_LANES];
-    int arg[QS_STATS_LANES];
-} col_lanes;
+#define QS_MOMENT_LANES 16
+#define QS_MOMENT_FLUSH 8
+#if QS_MOMENT_LANES % VW
+#error "QS_MOMENT_LANES must be a multiple of the vector width"
+#endif
 
-/* One row of nb columns into the lanes; inlined with nb = QS_STATS_LANES for
- * full blocks, so the loop has a constant trip count and vectorises. */
-static inline void lanes_add_row(col_lanes *c, const float *row, int nb, int i) {
-    for (int j = 0; j < nb; j++) {
-        float v = row[j], a = fabsf(v);
-        c->sum[j] += (double)v;
-        c->sq[j] += (double)v * (double)v;
-        c->min[j] = v < c->min[j] ? v : c->min[j];
-        c->max[j] = v > c->max[j] ? v : c->max[j];
-        c->arg[j] = a > c->amax[j] ? i : c->arg[j]; /* strict: the first maximum wins */
-        c->amax[j] = a > c->amax[j] ? a : c->amax[j];
+/* One column's pass-1 results. */
+typedef struct col_sums {
+    double sum, sq; /* sum of x and of x^2 over the rows */
+    float min, max, amax;
+    int arg;        /* first row holding amax */
+} col_sums;
+
+/* Pass 1 over the VW columns from j0 (a full vector of them). The double
+ * sums stay a plain loop: compilers keep them in vector registers too. */
+static void cols_vector(const float *x, int rows, int cols, int j0, col_sums *out) {
+    const vf ones = vlt(vzero(), vset1(1.0f));    /* all bits set */
+    const vf abs_mask = vxor(ones, vset1(-0.0f)); /* all but the sign */
+    const vf c = vload(x + j0);                   /* row 0 */
+    const vf one = vset1(1.0f);
+    vf mn = c, mx = c, am = vand(c, abs_mask), arg = vzero(), row = vzero();
+    double dsum[VW] = {0}, dsq[VW] = {0};
+    for (int i = 0; i < rows; i++) {
+        const float *xr = x + (size_t)i * (size_t)cols + j0;
+        vf v = vload(xr), a = vand(v, abs_mask);
+        for (int j = 0; j < VW; j++) {
+            dsum[j] += (double)xr[j];
+            dsq[j] += (double)xr[j] * (double)xr[j];
+        }
+        mn = vminn(mn, v);
+        mx = vmaxn(mx, v);
+        vf up = vlt(am, a); /* strict: the first maximum wins */
+        arg = vxor(arg, vand(up, vxor(arg, row)));
+        am = vmaxn(am, a);
+        row = vadd(row, one);
+    }
+    float tmn[VW], tmx[VW], tam[VW], targ[VW];
+    vstore(tmn, mn);
+    vstore(tmx, mx);
+    vstore(tam, am);
+    vstore(targ, arg);
+    for (int j = 0; j < VW; j++) {
+        out[j].sum = dsum[j];
+        out[j].sq = dsq[j];
+        out[j].min = tmn[j];
+        out[j].max = tmx[j];
+        out[j].amax = tam[j];
+        out[j].arg = (int)targ[j];
     }
 }
 
-/* Sum of (x - mu)^2 and (x - mu)^4 over n values, QS_STATS_LANES lanes wide. */
-static void central_moments(const float *x, size_t n, double mu, double *m2, double *m4) {
-    double s2[QS_STATS_LANES] = {0}, s4[QS_STATS_LANES] = {0};
+/* Pass 1 over one column: what a lane of cols_vector computes (for the
+ * columns after the last full vector). */
+static void col_scalar(const float *x, int rows, int cols, int j, col_sums *out) {
+    float c = x[j], mn = c, mx = c, am = fabsf(c);
+    int arg = 0;
+    double dsum = 0.0, dsq = 0.0;
+    for (int i = 0; i < rows; i++) {
+        float v = x[(size_t)i * (size_t)cols + j], a = fabsf(v);
+        dsum += (double)v;
+        dsq += (double)v * (double)v;
+        mn = v < mn ? v : mn;
+        mx = v > mx ? v : mx;
+        arg = a > am ? i : arg;
+        am = a > am ? a : am;
+    }
+    out->sum = dsum;
+    out->sq = dsq;
+    out->min = mn;
+    out->max = mx;
+    out->amax = am;
+    out->arg = arg;
+}
+
+/* Sums of (x - mu)^2 and (x - mu)^4 over n values in double, QS_MOMENT_LANES
+ * lanes: the path for spreads float powers cannot hold. */
+static void central_moments_double(const float *x, size_t n, double mu, double *m2, double *m4) {
+    double s2[QS_MOMENT_LANES] = {0}, s4[QS_MOMENT_LANES] = {0};
     size_t i = 0;
-    for (; i + QS_STATS_LANES <= n; i += QS_STATS_LANES)
-        for (int k = 0; k < QS_STATS_LANES; k++) {
+    for (; i + QS_MOMENT_LANES <= n; i += QS_MOMENT_LANES)
+        for (int k = 0; k < QS_MOMENT_LANES; k++) {
             double d = (double)x[i + k] - mu, d2 = d * d;
             s2[k] += d2;
             s4[k] += d2 * d2;
@@ -279,7 +430,47 @@ static void central_moments(const float *x, size_t n, double mu, double *m2, dou
         s4[k] += d2 * d2;
     }
     *m2 = *m4 = 0.0;
-    for (int k = 0; k < QS_STATS_LANES; k++) {
+    for (int k = 0; k < QS_MOMENT_LANES; k++) {
+        *m2 += s2[k];
+        *m4 += s4[k];
+    }
+}
+
+/* The same sums in float lanes added into double every QS_MOMENT_FLUSH
+ * terms; d = (x - mu_hi) - mu_lo. Lane k takes the elements i = k mod
+ * QS_MOMENT_LANES in order whatever VW is. */
+static void central_moments_float(const float *x, size_t n, double mu, double *m2, double *m4) {
+    enum { NV = QS_MOMENT_LANES / VW };
+    const float hi = (float)mu, lo = (float)(mu - (double)hi);
+    const vf vhi = vset1(hi), vlo = vset1(lo);
+    double s2[QS_MOMENT_LANES] = {0}, s4[QS_MOMENT_LANES] = {0};
+    float t2[QS_MOMENT_LANES], t4[QS_MOMENT_LANES];
+    size_t i = 0;
+    while (i + QS_MOMENT_LANES <= n) {
+        vf a2[NV], a4[NV];
+        for (int u = 0; u < NV; u++) a2[u] = a4[u] = vzero();
+        for (int r = 0; r < QS_MOMENT_FLUSH && i + QS_MOMENT_LANES <= n; r++, i += QS_MOMENT_LANES)
+            for (int u = 0; u < NV; u++) {
+                vf d = vsub(vsub(vload(x + i + (size_t)u * VW), vhi), vlo), d2 = vmul(d, d);
+                a2[u] = vadd(a2[u], d2);
+                a4[u] = vadd(a4[u], vmul(d2, d2));
+            }
+        for (int u = 0; u < NV; u++) {
+            vstore(t2 + u * VW, a2[u]);
+            vstore(t4 + u * VW, a4[u]);
+        }
+        for (int k = 0; k < QS_MOMENT_LANES; k++) {
+            s2[k] += (double)t2[k];
+            s4[k] += (double)t4[k];
+        }
+    }
+    for (int k = 0; i < n; i++, k++) {
+        float d = (x[i] - hi) - lo, d2 = d * d;
+        s2[k] += (double)d2;
+        s4[k] += (double)(d2 * d2);
+    }
+    *m2 = *m4 = 0.0;
+    for (int k = 0; k < QS_MOMENT_LANES; k++) {
         *m2 += s2[k];
         *m4 += s4[k];
     }
@@ -294,35 +485,28 @@ void qs_tensor_stats_dims(const float *x, int rows, int cols, qs_tensor_stats *o
     }
     double sum = 0.0, s2_sum = 0.0, s4_sum = 0.0;
     float mn = INFINITY, mx = -INFINITY, amax = 0.0f;
-    for (int j0 = 0; j0 < cols; j0 += QS_STATS_LANES) {
-        int nb = cols - j0 < QS_STATS_LANES ? cols - j0 : QS_STATS_LANES;
-        col_lanes c;
-        for (int j = 0; j < QS_STATS_LANES; j++) {
-            c.sum[j] = c.sq[j] = 0.0;
-            c.min[j] = INFINITY;
-            c.max[j] = -INFINITY;
-            c.amax[j] = -1.0f; /* below any |x|, so row 0 always sets it */
-            c.arg[j] = 0;
-        }
-        for (int i = 0; i < rows; i++) {
-            const float *row = x + (size_t)i * (size_t)cols + j0;
-            if (nb == QS_STATS_LANES) lanes_add_row(&c, row, QS_STATS_LANES, i);
-            else lanes_add_row(&c, row, nb, i);
-        }
+    /* Row indices ride in float lanes: exact below 2^24 rows. */
+    int fast = rows < (1 << 24);
+    for (int j0 = 0; fast && j0 < cols; j0 += VW) {
+        int nb = cols - j0 < VW ? cols - j0 : VW;
+        col_sums c[VW];
+        if (nb == VW) cols_vector(x, rows, cols, j0, c);
+        else
+            for (int j = 0; j < nb; j++) col_scalar(x, rows, cols, j0 + j, &c[j]);
         for (int j = 0; j < nb; j++) {
-            sum += c.sum[j];
-            double s2 = c.sq[j] / (double)rows;
+            sum += c[j].sum;
+            double s2 = c[j].sq / (double)rows;
             s2_sum += s2;
             s4_sum += s2 * s2;
-            mn = c.min[j] < mn ? c.min[j] : mn;
-            mx = c.max[j] > mx ? c.max[j] : mx;
-            amax = c.amax[j] > amax ? c.amax[j] : amax;
-            if (dim_max) dim_max[j0 + j] = c.amax[j];
-            if (argmax_row) argmax_row[j0 + j] = c.arg[j];
+            mn = c[j].min < mn ? c[j].min : mn;
+            mx = c[j].max > mx ? c[j].max : mx;
+            amax = c[j].amax > amax ? c[j].amax : amax;
+            if (dim_max) dim_max[j0 + j] = c[j].amax;
+            if (argmax_row) argmax_row[j0 + j] = c[j].arg;
         }
     }
     /* A NaN makes the sum NaN; an inf makes it or the maximum infinite. */
-    if (!isfinite(sum) || !isfinite(amax)) {
+    if (!fast || !isfinite(sum) || !isfinite(amax)) {
         if (out) qs_tensor_stats_compute_ref(x, rows, cols, out);
         if (dim_max) qs_dim_max_ref(x, rows, cols, dim_max, argmax_row);
         return;
@@ -330,7 +514,11 @@ void qs_tensor_stats_dims(const float *x, int rows, int cols, qs_tensor_stats *o
     if (!out) return;
     size_t n = (size_t)rows * (size_t)cols;
     double mu = sum / (double)n, m2, m4;
-    central_moments(x, n, mu, &m2, &m4);
+    double spread = (double)mx - mu > mu - (double)mn ? (double)mx - mu : mu - (double)mn;
+    if (spread == 0.0 || (spread >= 0x1p-20 && spread <= 0x1p30)) /* d^4 a normal float */
+        central_moments_float(x, n, mu, &m2, &m4);
+    else
+        central_moments_double(x, n, mu, &m2, &m4);
     m2 /= (double)n;
     m4 /= (double)n;
     double s2_mean = s2_sum / (double)cols, s4_mean = s4_sum / (double)cols;
@@ -351,12 +539,36 @@ void qs_dim_max(const float *x, int rows, int cols, float *dim_max, int *argmax_
     if (dim_max && cols > 0) qs_tensor_stats_dims(x, rows, cols, NULL, dim_max, argmax_row);
 }
 
+/* 1 when no value of v exceeds ratio x median(v), decided without the
+ * median: with top the largest value, ratio x lower middle >= top means the
+ * threshold ratio x median is >= top too (the median is at least the lower
+ * middle and the double products of two floats are exact), and the lower
+ * middle (the r-th smallest, 0-based) is >= top / ratio exactly when at most
+ * r values have ratio x value < top. One counting pass instead of the
+ * median's 32, for the usual tensor without outlier dims; 0 (undecided)
+ * when v holds NaN (which always passes) or ratio is not positive. */
+static int surely_none_above(const float *v, int n, float ratio) {
+    if (!(ratio > 0.0f)) return 0;
+    float top = v[0];
+    int nan = 0;
+    for (int i = 0; i < n; i++) {
+        top = v[i] > top ? v[i] : top;
+        nan |= v[i] != v[i];
+    }
+    if (nan) return 0;
+    double t = (double)top, rd = (double)ratio;
+    size_t below = 0, r = (size_t)(n - 1) / 2;
+    for (int i = 0; i < n; i++) below += rd * (double)v[i] < t;
+    return below <= r;
+}
+
 int qs_outlier_dims(const float *dim_max, int cols, float ratio, int k, int *dims) {
     if (!dim_max || !dims || cols <= 0 || k <= 0) return 0;
     /* Outlier dims sit far above the median of the per-dim maxima (docs/science.md
      * §3, e.g. > 6x median). The median is selected without a copy (see
      * median_no_alloc) because cols may be tens of thousands and the library
      * never allocates. */
+    if (surely_none_above(dim_max, cols, ratio)) return 0;
     double thr = (double)ratio * median_no_alloc(dim_max, cols);
     return top_k_filtered(dim_max, cols, k, dims, 1, thr);
 }
@@ -402,14 +614,12 @@ static inline float logf_poly(float x) {
     return f + y + 0.693359375f * ef;
 }
 
-/* One attention row: entropy -sum_j p_j ln p_j (0 ln 0 = 0: masked keys carry
- * exactly 0), the mass on delimiter keys and the largest p. Float lanes
- * QS_STATS_LANES wide, summed in double; a row with a NaN or negative p is
- * redone with libm's log in double, so a broken row shows as NaN. */
-static void row_scan(const float *p, const uint8_t *delim, int T, double *ent, double *dm,
-                     float *pmax) {
-    float e[QS_STATS_LANES] = {0}, d[QS_STATS_LANES] = {0}, mx[QS_STATS_LANES] = {0};
+/* One attention row into QS_STATS_LANES float lanes: e gets -p ln p (0 ln 0
+ * = 0: masked keys carry exactly 0), d the probability on delimiter keys, mx
+ * the largest p. Returns 1 when a p is NaN or negative (row_plain then). */
+static int row_lanes(const float *p, const uint8_t *delim, int T, float *e, float *d, float *mx) {
     int bad = 0, j = 0;
+    for (int k = 0; k < QS_STATS_LANES; k++) e[k] = d[k] = mx[k] = 0.0f;
     for (; j + QS_STATS_LANES <= T; j += QS_STATS_LANES)
         for (int k = 0; k < QS_STATS_LANES; k++) {
             float pj = p[j + k];
@@ -424,27 +634,43 @@ static void row_scan(const float *p, const uint8_t *delim, int T, double *ent, d
         mx[k] = pj > mx[k] ? pj : mx[k];
     }
     if (delim) {
+        /* p loaded whatever the flag, so that the select vectorises */
         for (j = 0; j + QS_STATS_LANES <= T; j += QS_STATS_LANES)
-            for (int k = 0; k < QS_STATS_LANES; k++) d[k] += delim[j + k] ? p[j + k] : 0.0f;
-        for (int k = 0; j < T; j++, k++) d[k] += delim[j] ? p[j] : 0.0f;
+            for (int k = 0; k < QS_STATS_LANES; k++) {
+                float pj = p[j + k];
+                d[k] += delim[j + k] ? pj : 0.0f;
+            }
+        for (int k = 0; j < T; j++, k++) {
+            float pj = p[j];
+            d[k] += delim[j] ? pj : 0.0f;
+        }
     }
-    *ent = *dm = 0.0;
-    *pmax = 0.0f;
-    for (int k = 0; k < QS_STATS_LANES; k++) {
-        *ent += e[k];
-        *dm += d[k];
-        *pmax = mx[k] > *pmax ? mx[k] : *pmax;
-    }
-    if (!bad) return;
-    /* NaN or negative p: the plain definitions, NaN sticking in the maximum. */
+    return bad;
+}
+
+/* A row with a NaN or negative p: the plain definitions with libm's log in
+ * double, NaN sticking in the maximum, so a broken row shows as NaN. */
+static void row_plain(const float *p, const uint8_t *delim, int T, double *ent, double *dm,
+                      float *pmax) {
     *ent = *dm = 0.0;
     *pmax = p[0];
-    for (j = 0; j < T; j++) {
+    for (int j = 0; j < T; j++) {
         float pj = p[j];
         if (delim && delim[j]) *dm += pj;
         if (pj != 0.0f) *ent -= (double)pj * log((double)pj);
         if (*pmax == *pmax && (pj > *pmax || pj != pj)) *pmax = pj;
     }
+}
+
+/* Sum of squares of n floats in double, 8 lanes (it vectorises). */
+static double sum_squares(const float *v, int n) {
+    double lane[8] = {0}, s = 0.0;
+    int c = 0;
+    for (; c + 8 <= n; c += 8)
+        for (int k = 0; k < 8; k++) lane[k] += (double)v[c + k] * (double)v[c + k];
+    for (; c < n; c++) s += (double)v[c] * (double)v[c];
+    for (int k = 0; k < 8; k++) s += lane[k];
+    return s;
 }
 
 void qs_attention_head_stats(const float *probs, const float *v, const float *ctx,
@@ -464,9 +690,7 @@ void qs_attention_head_stats(const float *probs, const float *v, const float *ct
         int n_delim = 0;
         for (int j = 0; j < T; j++) {
             const float *vj = V + (size_t)j * ld;
-            double s = 0.0;
-            for (int c = 0; c < d_head; c++) s += (double)vj[c] * (double)vj[c];
-            double nrm = sqrt(s);
+            double nrm = sqrt(sum_squares(vj, d_head));
             vnorm_sum += nrm;
             if (delim && delim[j]) {
                 dvnorm_sum += nrm;
@@ -474,19 +698,31 @@ void qs_attention_head_stats(const float *probs, const float *v, const float *ct
             }
         }
 
+        /* Entropy and delimiter mass: each query row's float lanes added
+         * into double lanes, summed once per head. */
         double dmass_sum = 0.0, onorm_sum = 0.0, ent_sum = 0.0, pmax_sum = 0.0;
+        double ent_lane[QS_STATS_LANES] = {0}, dm_lane[QS_STATS_LANES] = {0};
         for (int q = 0; q < T; q++) {
             const float *p = P + (size_t)q * (size_t)T;
-            double dm, ent;
-            float pmax;
-            row_scan(p, delim, T, &ent, &dm, &pmax);
+            float e[QS_STATS_LANES], d[QS_STATS_LANES], mx[QS_STATS_LANES], pmax = 0.0f;
+            if (row_lanes(p, delim, T, e, d, mx)) {
+                double ent, dm;
+                row_plain(p, delim, T, &ent, &dm, &pmax);
+                ent_sum += ent;
+                dmass_sum += dm;
+            } else {
+                for (int k = 0; k < QS_STATS_LANES; k++) {
+                    ent_lane[k] += (double)e[k];
+                    dm_lane[k] += (double)d[k];
+                }
+                for (int k = 0; k < QS_STATS_LANES; k++) pmax = mx[k] > pmax ? mx[k] : pmax;
+            }
             /* Head output o_q = sum_j p_qj v_j: the forward's own (ctx) when
              * the caller has it, else here, QS_STATS_BLOCK channels at a time
              * so v is read row by row; zero (masked) probs are skipped. */
             double o2 = 0.0;
             if (ctx) {
-                const float *o = ctx + (size_t)q * ld + (size_t)h * (size_t)d_head;
-                for (int c = 0; c < d_head; c++) o2 += (double)o[c] * (double)o[c];
+                o2 = sum_squares(ctx + (size_t)q * ld + (size_t)h * (size_t)d_head, d_head);
             }
             for (int c0 = 0; !ctx && c0 < d_head; c0 += QS_STATS_BLOCK) {
                 int nb = d_head - c0 < QS_STATS_BLOCK ? d_head - c0 : QS_STATS_BLOCK;
@@ -499,10 +735,12 @@ void qs_attention_head_stats(const float *probs, const float *v, const float *ct
                 }
                 for (int c = 0; c < nb; c++) o2 += acc[c] * acc[c];
             }
-            dmass_sum += dm;
             onorm_sum += sqrt(o2);
-            ent_sum += ent;
             pmax_sum += pmax;
+        }
+        for (int k = 0; k < QS_STATS_LANES; k++) {
+            ent_sum += ent_lane[k];
+            dmass_sum += dm_lane[k];
         }
 
         qs_head_stats *s = &out[h];

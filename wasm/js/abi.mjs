@@ -131,9 +131,16 @@ export function shortFloats(fields, values) {
 /** A point_stats record as the API gives it; null for points the model lacks. */
 export function pointStats(s, layer, point) {
   if (!s.present) return null;
-  const { present, topDims, topVals, topTokens, ...measures } = s;
+  const { present, hasStats, topDims, topVals, topTokens, ...measures } = s;
+  if (!hasStats) {
+    // Not computed (forward's stats option): the shape and the quantization
+    // range hold, the measures are null rather than C's zeros.
+    const kept = ({ rows, cols, quantized, quantMin, quantMax }) => ({ rows, cols, quantized, quantMin, quantMax });
+    const none = Object.fromEntries(Object.keys(measures).map((k) => [k, null]));
+    return { layer, point, hasStats: false, ...none, ...kept(measures), topDims: [], topVals: [], topTokens: [] };
+  }
   const k = topDims.filter((d) => d >= 0).length; // valid top entries
-  return { layer, point, ...measures, topDims: topDims.slice(0, k), topVals: topVals.slice(0, k),
+  return { layer, point, hasStats: true, ...measures, topDims: topDims.slice(0, k), topVals: topVals.slice(0, k),
     topTokens: topTokens.slice(0, k) };
 }
 

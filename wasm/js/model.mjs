@@ -280,8 +280,8 @@ export class Model {
   }
 
   #forward(ids, options) {
-    const { tokenTypes, attentionMask, delimiters, quant, capture = [], transformed = false } = checkOptions(options,
-      ['tokenTypes', 'attentionMask', 'delimiters', 'quant', 'capture', 'transformed'], 'forward');
+    const { tokenTypes, attentionMask, delimiters, quant, capture = [], transformed = false, stats } = checkOptions(
+      options, ['tokenTypes', 'attentionMask', 'delimiters', 'quant', 'capture', 'transformed', 'stats'], 'forward');
     const c = this.#core;
     const a = toInt32(ids, 'forward: ids');
     const T = a.length;
@@ -289,6 +289,7 @@ export class Model {
     const mask = toFlags(attentionMask, T, 'forward: attentionMask');
     const delims = toFlags(delimiters, T, 'forward: delimiters');
     const captureMask = c.pointMask(capture, 'forward: capture');
+    const sel = this.#statsSelection(stats);
     const quantize = quant != null;
     if (quantize) this.#installQuant(quant, 'forward');
     // The statistics and captures of the fixed points in the fix's basis
@@ -297,15 +298,33 @@ export class Model {
     try {
       c.withHeap([T ? a : null, types, mask, delims], (pi, pt, pm, pd) =>
         this.#call(c.m._qsw_forward(this.#ctx, this.#handle, pi, T, pt, pm, pd, quantize ? 1 : 0,
-                                    captureMask)));
-      return this.#results(T, capture);
+                                    captureMask, sel.skip, sel.skipPoints, sel.skipHeads)));
+      return this.#results(T, capture, sel);
     } finally {
       if (!c.broken) c.m._qsw_fix_show_transformed(this.#handle, 0);
     }
   }
 
+  /**
+   * The forward's `stats` option as C's skip flags (qs_forward_opts): true or
+   * omitted, everything; false, nothing (skip_stats); { points, heads }, the
+   * points named (omitted: all) and the head statistics unless heads is false.
+   */
+  #statsSelection(stats) {
+    if (stats === undefined || stats === true) return { skip: 0, skipPoints: 0, skipHeads: 0 };
+    if (stats === false) return { skip: 1, skipPoints: 0, skipHeads: 1 };
+    if (stats === null || typeof stats !== 'object' || Array.isArray(stats)) {
+      throw argError('forward: stats must be true, false or an object { points, heads }');
+    }
+    const { points, heads = true } = checkOptions(stats, ['points', 'heads'], 'forward', 'stats key');
+    if (typeof heads !== 'boolean') throw argError(`forward: stats.heads must be a boolean, got ${typeof heads}`);
+    const all = (2 ** this.#core.points.length - 1) >>> 0;
+    const wanted = points === undefined ? all : this.#core.pointMask(points, 'forward: stats.points');
+    return { skip: 0, skipPoints: (all & ~wanted) >>> 0, skipHeads: heads ? 0 : 1 };
+  }
+
   /** Copies everything the last forward left in the model. */
-  #results(T, capture) {
+  #results(T, capture, sel) {
     const c = this.#core, m = c.m, h = this.#handle, cfg = this.config;
     const V = cfg.vocabSize, D = cfg.hiddenSize, L = cfg.nLayers;
     const logits = c.f32(m._qsw_logits(h), T * V);
@@ -323,18 +342,26 @@ export class Model {
     c.points.forEach((pt, p) => { if (pt.global && p < firstLocal) pointAt(-1, p); });
     for (let l = 0; l < L; l++) c.points.forEach((pt, p) => { if (!pt.global) pointAt(l, p); });
     c.points.forEach((pt, p) => { if (pt.global && p > firstLocal) pointAt(-1, p); });
-    const heads = [];
-    for (let l = 0; l < L; l++) {
-      const row = [];
-      for (let k = 0; k < cfg.nHeads; k++) {
-        this.#call(m._qsw_head_stats(this.#ctx, h, l, k));
-        row.push(c.result(this.#ctx, 'head_stats'));
+    // null where the stats option left them out.
+    let heads = null;
+    if (!sel.skipHeads) {
+      heads = [];
+      for (let l = 0; l < L; l++) {
+        const row = [];
+        for (let k = 0; k < cfg.nHeads; k++) {
+          this.#call(m._qsw_head_stats(this.#ctx, h, l, k));
+          row.push(c.result(this.#ctx, 'head_stats'));
+        }
+        heads.push(row);
       }
-      heads.push(row);
     }
-    // The paper's summary figures, defined once in C (qs_outlier_summary).
-    this.#call(m._qsw_outlier_summary(this.#ctx, h));
-    const summary = c.result(this.#ctx, 'outlier_summary');
+    // The paper's summary figures, defined once in C (qs_outlier_summary),
+    // when the points it reads have their statistics.
+    let summary = null;
+    if (!sel.skip && !(sel.skipPoints & m._qsw_summary_points())) {
+      this.#call(m._qsw_outlier_summary(this.#ctx, h));
+      summary = c.result(this.#ctx, 'outlier_summary');
+    }
     const captures = {};
     for (const name of new Set(capture)) {
       const p = c.pointIndex.get(name);

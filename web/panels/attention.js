@@ -4,6 +4,7 @@
 import { h, fill, caption } from '../dom.js';
 import * as act from '../actions.js';
 import { shownModels } from '../state.js';
+import { analysisServes } from '../needs.js';
 import { Heatmap, ColorBar } from '../charts/heatmap.js';
 import { Scatter } from '../charts/scatter.js';
 import { legend } from '../charts/bars.js';
@@ -38,8 +39,14 @@ export function mount(root) {
     if (s.view !== 'attention') return;
     const a = s.analysis;
     if (!a?.byModel) return;
+    if (!analysisServes(a, 'attention')) {
+      // Computed for another view (needs.js): this view's own forward is on its way.
+      if (last.r) { fill(grid); fill(detail); fill(table); fill(scatterLegend); scatterBox.hidden = true; last.r = null; }
+      return;
+    }
     if (a.byModel === last.r && s.attn === last.attn && s.models === last.models) return;
     Object.assign(last, { r: a.byModel, attn: s.attn, models: s.models });
+    scatterBox.hidden = false;
     const models = shownModels(s).filter((m) => a.byModel[m.id]);
     if (!models.length) return;
     const sel = s.attn;

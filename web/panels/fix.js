@@ -9,10 +9,7 @@ import { Heatmap } from '../charts/heatmap.js';
 import { heat, modelColor } from '../charts/colors.js';
 import { later } from '../charts/frames.js';
 import { num, fixed, change } from '../format.js';
-
-// The points whose values the linears read (qs_linear_input_points: BERT's
-// embeddings, layer outputs, context, FFN input and hidden; OPT's LayerNorm outputs).
-const LINEAR_INPUTS = ['embed', 'attn_in', 'ctx', 'ffn_in', 'ffn_act', 'layer_out'];
+import { LINEAR_INPUTS } from '../needs.js'; // the points whose values the linears read
 
 /**
  * LLM.int8()'s threshold slider spans the models shown: from 0.5 to the

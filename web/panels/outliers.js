@@ -4,6 +4,7 @@
 import { h, fill, select, caption } from '../dom.js';
 import * as act from '../actions.js';
 import { shownModels } from '../state.js';
+import { analysisServes } from '../needs.js';
 import { Heatmap, ColorBar } from '../charts/heatmap.js';
 import { Bars, legend } from '../charts/bars.js';
 import { heat, modelColor } from '../charts/colors.js';
@@ -52,8 +53,15 @@ export function mount(root) {
         select('scale', [{ value: 'shared', label: 'shared by the models shown' }, { value: 'own', label: 'each model its own' }],
           s.scale, act.setScale));
     }
+    if (a?.byModel && !analysisServes(a, 'outliers')) {
+      // Computed for another view (needs.js): nothing from it here; this
+      // view's own forward is on its way.
+      if (last.r) { fill(body); fill(table); summary.hidden = true; last.r = null; }
+      return;
+    }
     if (!a?.byModel || (a.byModel === last.r && s.scale === last.scale && s.models === last.models)) return;
     Object.assign(last, { r: a.byModel, scale: s.scale, models: s.models });
+    summary.hidden = false;
     const models = shownModels(s).filter((m) => a.byModel[m.id]);
     if (!models.length) return;
     const point = a.point;

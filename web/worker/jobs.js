@@ -50,16 +50,21 @@ export async function encode(e, input) {
   };
 }
 
-/** The FP forward behind the outlier and attention views. */
-export async function analyze({ models, input, point }) {
+/**
+ * The FP forward behind the outlier, attention and quantization views, with
+ * the statistics and captures `needs` names (web/needs.js: what the views
+ * shown draw); without needs, every statistic and the point, probs and gates.
+ */
+export async function analyze({ models, input, point, needs = null }) {
   const out = {};
   for (const id of models) {
     const e = get(id);
     const enc = await encode(e, input);
-    const capture = [point, 'probs'];
-    if (e.model.config.gate !== 'none') capture.push('gate');
+    const gated = e.model.config.gate !== 'none';
+    const capture = (needs ? needs.capture : [point, 'probs', 'gate']).filter((p) => gated || p !== 'gate');
+    const stats = needs ? { points: needs.points, heads: needs.heads } : true;
     const t0 = performance.now();
-    const r = await e.model.forward(enc.ids, { delimiters: enc.delimiters, capture });
+    const r = await e.model.forward(enc.ids, { delimiters: enc.delimiters, capture, stats });
     const ms = performance.now() - t0;
     out[id] = {
       tokens: enc, T: enc.ids.length, points: r.points, heads: r.heads, summary: r.summary, captures: r.captures, ms,
@@ -145,14 +150,19 @@ export async function quant({ models, input, quant: q, ranges, histPoint, histLa
     const fpKey = JSON.stringify([Array.from(enc.ids), histPoint, pred.pos, pred.masked, fix]);
     let fpc = e.cache.get('fp');
     if (fpc?.key !== fpKey) {
-      const fp = await model.forward(enc.ids, { delimiters: enc.delimiters, capture: [histPoint], transformed });
-      const fpP = pred.ids === enc.ids ? fp : await model.forward(pred.ids);
+      // The float pass feeds the heatmap and histogram of one point; the
+      // prediction passes only their logits.
+      const fp = await model.forward(enc.ids, { delimiters: enc.delimiters, capture: [histPoint], transformed,
+        stats: { points: [histPoint], heads: false } });
+      const fpP = pred.ids === enc.ids ? fp : await model.forward(pred.ids, { stats: false });
       fpc = { key: fpKey, fp, fpP };
       e.cache.set('fp', fpc);
     }
     const { fp, fpP } = fpc;
-    const qr = await model.forward(enc.ids, { delimiters: enc.delimiters, capture: [histPoint], quant: q, transformed });
-    const qP = pred.ids === enc.ids ? qr : await model.forward(pred.ids, { quant: q });
+    // Every point's quantization error for the SQNR table: all point statistics, no heads.
+    const qr = await model.forward(enc.ids, { delimiters: enc.delimiters, capture: [histPoint], quant: q, transformed,
+      stats: { heads: false } });
+    const qP = pred.ids === enc.ids ? qr : await model.forward(pred.ids, { quant: q, stats: false });
     const V = cfg.vocabSize;
     const top5 = {
       pos: pred.pos, masked: pred.masked, next: pred.next,
