@@ -38,6 +38,9 @@ test('training view: SOAP picked in the form trains, and the correlation chart d
   const hint = () => b.page.textContent('#train-optimizer-hint');
   assert.match(await hint(), /^AdamW/);
   await b.page.selectOption('#train-optimizer', 'soap');
+  // The form re-renders on the store's next frame, not inside the change event: wait for it
+  // (a loaded machine read the old hint here once).
+  await b.page.waitForFunction(() => document.querySelector('#train-optimizer-hint').textContent.startsWith('SOAP'));
   assert.match(await hint(), /^SOAP.*switching leaves it alone/);
   assert.equal(await b.page.inputValue('#train-lr'), lr, 'the learning rate stays as shown');
   assert.equal(await b.page.getAttribute('#train-optimizer', 'aria-describedby'), 'train-optimizer-hint');
