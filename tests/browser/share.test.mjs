@@ -281,7 +281,14 @@ test('every kind of chart saves as a PNG with its title', { skip }, async () => 
   for (const [view, fig, canvasSel, name] of charts) {
     await p.click(`#tab-${view}`);
     if (view === 'quant') await quantised(p);
+    // A view asks for its own statistics (web/needs.js): the attention view re-runs the
+    // forward with head statistics, and its charts redraw when that answer lands.
+    else if (view === 'attention') await until(p, () => {
+      const a = globalThis.quantscope.state().analysis;
+      return a && !a.pending && a.byModel && a.needs?.heads;
+    });
     else await until(p, () => true);
+    await p.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
     const figure = p.locator(fig);
     const canvas = figure.locator(canvasSel).first();
     const size = await canvas.evaluate((c) => ({ w: c.width, h: c.height, cssW: c.clientWidth }));
