@@ -75,6 +75,11 @@ qs_status qs_observer_init(qs_observer *o, qs_estimator kind, int bits, int symm
 qs_status qs_observer_update(qs_observer *o, const float *x, size_t n, float *scratch,
                              qs_error *err);
 
+/* qs_observer_update of values the caller has already found finite (no pass
+ * of its own over them). */
+qs_status qs_observer_update_finite(qs_observer *o, const float *x, size_t n, float *scratch,
+                                    qs_error *err);
+
 /* Grid from the current estimate (QS_ERR_ARG if no batch was observed). */
 qs_status qs_observer_qparams(const qs_observer *o, qs_qparams *out, qs_error *err);
 
@@ -87,6 +92,13 @@ qs_status qs_quantize_weights(const float *w, float *out, int rows, int cols, in
  * 10 log10(||x||^2 / ||x - x_hat||^2) (+inf when exact). Double accumulation. */
 void qs_quant_error(const float *x, const float *x_hat, size_t n, double *mse,
                     double *sqnr_db);
+
+/* qs_fake_quant of x in place and qs_quant_error of what x was against what it
+ * becomes, in one pass: the same values and the same error, bit for bit.
+ * An inf or NaN stops it before the value, or its block of 16, is changed:
+ * the return is where it stopped, n when every value was finite (mse and
+ * sqnr_db are NaN unless it reached n). */
+size_t qs_fake_quant_measured(float *x, size_t n, qs_qparams p, double *mse, double *sqnr_db);
 
 /* Names used in configs, CLI flags and JSON: "minmax", "running_minmax",
  * "percentile", "mse"; "tensor", "channel", "token". Parse returns -1 if unknown. */

@@ -32,9 +32,17 @@ int fwd_stats_at(const fwd *f, qs_point p) {
     return !(f->o && (f->o->skip_stats || (f->o->skip_point_stats & QS_PT_BIT(p))));
 }
 
-/* Fake quantization of one activation tensor in place (docs/science.md §4); the
- * float original goes to scratch for the error measure, a statistic like the
- * others (a point without statistics leaves it out: NaN). */
+/* fwd_point names the value's place (non_finite); this is for the other callers. */
+static qs_status quant_non_finite(fwd *f, int slot) {
+    return qs_fail(f->err, QS_ERR_NAN, "fake quantization: inf or NaN in the activation at "
+                   "point '%s'", qs_point_name((qs_point)(slot % QS_NUM_POINTS)));
+}
+
+/* Fake quantization of one activation tensor in place (docs/science.md §4),
+ * with its error against the float original, a statistic like the others (a
+ * point without statistics leaves it out: NaN). Per tensor, the quantization
+ * itself finds an inf or NaN (QS_ERR_NAN, x unchanged from there on, so the
+ * caller can still name it); per token, the caller checked first. */
 qs_status fwd_quantize(fwd *f, int slot, float *x, int rows, int cols, qs_point_stats *ps) {
     qs_model *m = f->mm;
     const qs_quant_config *q = &m->quant;
@@ -42,33 +50,36 @@ qs_status fwd_quantize(fwd *f, int slot, float *x, int rows, int cols, qs_point_
     qs_observer *ob = &m->observers[slot];
     int error = fwd_stats_at(f, (qs_point)(slot % QS_NUM_POINTS));
     if (f->calibrate) return qs_observer_update(ob, x, n, m->ws.scratch2, f->err);
-    if (error) memcpy(m->ws.scratch, x, n * sizeof(float));
     qs_status s;
     if (q->act_granularity == QS_GRAN_TOKEN) {
+        if (error) memcpy(m->ws.scratch, x, n * sizeof(float));
         s = qs_fake_quant_rows(x, rows, cols, q->act_bits, q->act_symmetric, f->err);
         if (s) return s;
         ps->quant_min = ps->quant_max = NAN;
+        if (error) qs_quant_error(m->ws.scratch, x, n, &ps->quant_mse, &ps->quant_sqnr_db);
     } else {
         /* Static range from calibration when there was one, else the range of
          * this very tensor by the same estimator (dynamic quantization). */
         qs_observer dyn;
         const qs_observer *use = ob;
         if (ob->n_batches == 0) {
+            size_t bad;
+            if (!qs_all_finite(x, n, &bad)) return quant_non_finite(f, slot);
             s = qs_observer_init(&dyn, q->act_estimator, q->act_bits, q->act_symmetric,
                                  q->act_percentile, f->err);
-            if (!s) s = qs_observer_update(&dyn, x, n, m->ws.scratch2, f->err);
+            if (!s) s = qs_observer_update_finite(&dyn, x, n, m->ws.scratch2, f->err);
             if (s) return s;
             use = &dyn;
         }
         qs_qparams qp;
         if ((s = qs_observer_qparams(use, &qp, f->err))) return s;
-        qs_fake_quant(x, n, qp);
+        size_t stop = qs_fake_quant_measured(x, n, qp, &ps->quant_mse, &ps->quant_sqnr_db);
+        if (stop < n) return quant_non_finite(f, slot);
         ps->quant_min = use->min;
         ps->quant_max = use->max;
     }
     ps->quantized = 1;
-    if (error) qs_quant_error(m->ws.scratch, x, n, &ps->quant_mse, &ps->quant_sqnr_db);
-    else ps->quant_mse = ps->quant_sqnr_db = NAN;
+    if (!error) ps->quant_mse = ps->quant_sqnr_db = NAN;
     return QS_OK;
 }
 
@@ -106,12 +117,17 @@ qs_status fwd_point(fwd *f, int layer, qs_point p, float *x, int alias) {
     int folded = stats && !f->calibrate && !quantize && !fixed &&
                  !(!alias && m->fix_show && m->fix_buf_slot == slot);
     size_t bad;
-    if (checks && !folded && !qs_all_finite(x, n, &bad)) return non_finite(f, layer, p, x, n, cols);
+    /* Quantized per tensor, the quantization is the check (fwd_quantize). */
+    int checked_by_quant = quantize && !fixed && !f->calibrate &&
+                           q->act_granularity != QS_GRAN_TOKEN;
+    if (checks && !folded && !checked_by_quant && !qs_all_finite(x, n, &bad))
+        return non_finite(f, layer, p, x, n, cols);
     if (fixed) {
         qs_status s = fix_point(f, slot, x, rows, cols, ps, quantize);
         if (s) return s;
     } else if (quantize) {
         qs_status s = fwd_quantize(f, slot, x, rows, cols, ps);
+        if (s == QS_ERR_NAN && checked_by_quant) return non_finite(f, layer, p, x, n, cols);
         if (s) return s;
     }
     if (f->calibrate) return QS_OK;
@@ -275,8 +291,15 @@ static void logits_forward(const qs_model *m, const model_weights *W, const floa
     const qs_config *c = &m->cfg;
     int D = c->hidden_size, V = c->vocab_size;
     const float *bias = c->arch == QS_ARCH_BERT ? W->head_bias : NULL;
+    /* Every row: one product, which the packed GEMM takes (row by row is a
+     * dot product per logit, 60 % of a BERT-base forward with its 30,522
+     * words). Chosen rows (the masked ones in training) stay row by row. */
+    if (!rows) {
+        qs_linear(logits, final, W->wte, bias, n_rows, D, V);
+        return;
+    }
     for (int r = 0; r < n_rows; r++)
-        qs_linear(logits + (size_t)r * V, final + (size_t)(rows ? rows[r] : r) * D, W->wte, bias,
+        qs_linear(logits + (size_t)r * V, final + (size_t)rows[r] * D, W->wte, bias,
                   1, D, V);
 }
 

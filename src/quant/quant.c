@@ -154,6 +154,63 @@ void qs_fake_quant(float *x, size_t n, qs_qparams p) {
     for (; i < n; i++) x[i] = fake_quant_step(x[i], g);
 }
 
+/* An inf or NaN among x[i], i < n (exponent all ones), without an early exit. */
+static int block_has_non_finite(const float *x, int n) {
+    int bad = 0;
+    for (int k = 0; k < n; k++) {
+        uint32_t b;
+        memcpy(&b, x + k, sizeof b);
+        bad |= (b & 0x7f800000u) == 0x7f800000u;
+    }
+    return bad;
+}
+
+/* The error sums are qs_quant_error's: the same 16 double lanes, the same
+ * order, so both give the same bits. */
+size_t qs_fake_quant_measured(float *x, size_t n, qs_qparams p, double *mse, double *sqnr_db) {
+    double m = NAN, q = NAN;
+    size_t stop = n;
+    if (x && n > 0 && !grid_is_valid(p)) {
+        size_t bad;
+        if (qs_all_finite(x, n, &bad)) qs_fake_quant(x, n, p);
+        else stop = bad;
+    } else if (x && n > 0) {
+        step_grid g = step_grid_of(p);
+        double sl[16] = {0}, nl[16] = {0}, signal = 0.0, noise = 0.0;
+        size_t i = 0;
+        for (; i + 16 <= n; i += 16) {
+            if (block_has_non_finite(x + i, 16)) break;
+            for (int k = 0; k < 16; k++) {
+                float v = x[i + k], h = fake_quant_step(v, g);
+                double d = (double)v - (double)h;
+                sl[k] += (double)v * (double)v;
+                nl[k] += d * d;
+                x[i + k] = h;
+            }
+        }
+        if (i + 16 <= n || block_has_non_finite(x + i, (int)(n - i))) {
+            stop = i;
+        } else {
+            for (int k = 0; i < n; i++, k++) {
+                float v = x[i], h = fake_quant_step(v, g);
+                double d = (double)v - (double)h;
+                sl[k] += (double)v * (double)v;
+                nl[k] += d * d;
+                x[i] = h;
+            }
+            for (int k = 0; k < 16; k++) {
+                signal += sl[k];
+                noise += nl[k];
+            }
+            m = noise / (double)n;
+            q = noise == 0.0 ? INFINITY : 10.0 * log10(signal / noise);
+        }
+    }
+    if (mse) *mse = m;
+    if (sqnr_db) *sqnr_db = q;
+    return stop;
+}
+
 /* Each row on its own min-max grid; values are known finite. */
 static void fake_quant_each_row(float *x, int rows, int cols, int bits, int symmetric) {
     for (int r = 0; r < rows; r++) {
@@ -372,8 +429,9 @@ static void add_batch_range(qs_observer *o, double lo, double hi) {
     o->max = (float)(o->sum_max / o->n_batches);
 }
 
-qs_status qs_observer_update(qs_observer *o, const float *x, size_t n, float *scratch,
-                             qs_error *err) {
+/* What qs_observer_update checks before it looks at the values. */
+static qs_status check_observe_args(const qs_observer *o, const float *x, size_t n,
+                                    const float *scratch, qs_error *err) {
     if (!o) return qs_fail(err, QS_ERR_ARG, "observer_update: observer is NULL");
     if (!x) return qs_fail(err, QS_ERR_ARG, "observer_update: x is NULL");
     if (n == 0) return qs_fail(err, QS_ERR_ARG, "observer_update: n = 0: expected n >= 1");
@@ -389,9 +447,12 @@ qs_status qs_observer_update(qs_observer *o, const float *x, size_t n, float *sc
     if (o->kind == QS_EST_RUNNING_MINMAX && !(o->momentum >= 0.0f && o->momentum <= 1.0f))
         return qs_fail(err, QS_ERR_ARG, "observer_update: momentum = %g: expected 0..1",
                        (double)o->momentum);
-    /* Checked before any state changes, so a bad batch leaves the estimate intact. */
-    if ((s = check_finite(x, n, "observer_update: x", err))) return s;
+    return QS_OK;
+}
 
+/* One batch into the estimate; the arguments are checked and x is finite. */
+static qs_status observe(qs_observer *o, const float *x, size_t n, float *scratch,
+                         qs_error *err) {
     float mn, mx;
     switch (o->kind) {
     case QS_EST_MINMAX: /* min and max of everything seen */
@@ -429,6 +490,21 @@ qs_status qs_observer_update(qs_observer *o, const float *x, size_t n, float *sc
     }
     return qs_fail(err, QS_ERR_ARG, "observer_update: estimator = %d: expected 0..%d",
                    (int)o->kind, (int)QS_EST_MSE);
+}
+
+qs_status qs_observer_update(qs_observer *o, const float *x, size_t n, float *scratch,
+                             qs_error *err) {
+    qs_status s = check_observe_args(o, x, n, scratch, err);
+    if (s) return s;
+    /* Checked before any state changes, so a bad batch leaves the estimate intact. */
+    if ((s = check_finite(x, n, "observer_update: x", err))) return s;
+    return observe(o, x, n, scratch, err);
+}
+
+qs_status qs_observer_update_finite(qs_observer *o, const float *x, size_t n, float *scratch,
+                                    qs_error *err) {
+    qs_status s = check_observe_args(o, x, n, scratch, err);
+    return s ? s : observe(o, x, n, scratch, err);
 }
 
 qs_status qs_observer_qparams(const qs_observer *o, qs_qparams *out, qs_error *err) {

@@ -68,6 +68,25 @@ static void test_nan_weights_named_by_layer_and_point(void) {
     qs_forward_opts fo = {0};
     fo.quantize = 1;
     CHECK_FAILS(qs_model_forward(m, IDS, 8, &fo, &err), QS_ERR_NAN, &err, "at point 'embed'");
+    m->params_q[m->table[0].offset + (size_t)IDS[1] * 16] = m->w.wte[(size_t)IDS[1] * 16];
+    /* Quantized per tensor, the quantization pass itself is the check, with
+     * dynamic ranges and with calibrated (static) ones: the value is still
+     * named to the row and column. */
+    const param_entry *pi = NULL;
+    for (int i = 0; i < m->n_table; i++)
+        if (!strcmp(m->table[i].name, "bert.encoder.layer.1.attention.self.key.weight"))
+            pi = &m->table[i];
+    CHECK(pi != NULL);
+    for (int calibrated = 0; pi && calibrated < 2; calibrated++) {
+        if (calibrated) CHECK_OK(qs_model_calibrate(m, IDS, NULL, 8, &err), &err);
+        CHECK_OK(qs_model_forward(m, IDS, 8, &fo, &err), &err);
+        float keep = m->params_q[pi->offset + 3 * 16 + 5];
+        m->params_q[pi->offset + 3 * 16 + 5] = NAN; /* key row 3, column 5 */
+        CHECK_FAILS(qs_model_forward(m, IDS, 8, &fo, &err), QS_ERR_NAN, &err,
+                    "in layer 1 at point 'k' (row 0, column 3)");
+        m->params_q[pi->offset + 3 * 16 + 5] = keep;
+        CHECK_OK(qs_model_forward(m, IDS, 8, &fo, &err), &err);
+    }
     qs_model_free(m);
     qs_model_free(o);
 }

@@ -632,6 +632,49 @@ static void test_sqnr(void) {
     CHECK_NEAR(mse, (double)p.scale * p.scale / 12.0, 0.05 * p.scale * p.scale / 12.0);
 }
 
+/* qs_fake_quant_measured is qs_fake_quant then qs_quant_error, bit for bit,
+ * at every length around the 16-wide blocks; an inf or NaN stops it no later
+ * than the value, with what follows unchanged. */
+static void test_fake_quant_measured(void) {
+    qs_error err_buf = {0}, *err = &err_buf;
+    enum { N = 1100 };
+    static float x[N], ref[N], orig[N];
+    const size_t lens[] = {0, 1, 5, 15, 16, 17, 31, 32, 33, 250, 1024, 1099};
+    qs_qparams p;
+    CHECK_OK(qs_qparams_from_range(-2.5f, 3.0f, 8, 0, &p, err), err);
+    for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+        size_t n = lens[li];
+        for (size_t i = 0; i < n; i++) orig[i] = 2.0f * gaussian();
+        memcpy(x, orig, n * sizeof *x);
+        memcpy(ref, orig, n * sizeof *x);
+        double mse, sqnr, mse_ref, sqnr_ref;
+        CHECK(qs_fake_quant_measured(x, n, p, &mse, &sqnr) == n);
+        qs_fake_quant(ref, n, p);
+        qs_quant_error(orig, ref, n, &mse_ref, &sqnr_ref);
+        CHECK(memcmp(x, ref, n * sizeof *x) == 0);
+        CHECK(n == 0 ? isnan(mse) && isnan(sqnr)
+                     : memcmp(&mse, &mse_ref, sizeof mse) == 0 &&
+                           memcmp(&sqnr, &sqnr_ref, sizeof sqnr) == 0);
+        /* one bad value at the start, inside a block, at the end */
+        const float bads[3] = {NAN, INFINITY, -INFINITY};
+        for (size_t at = 0; n && at < n; at += n / 3 + 1) {
+            memcpy(x, orig, n * sizeof *x);
+            x[at] = bads[at % 3];
+            size_t stop = qs_fake_quant_measured(x, n, p, &mse, &sqnr);
+            CHECK(stop <= at && isnan(mse) && isnan(sqnr));
+            CHECK(memcmp(x + at + 1, orig + at + 1, (n - at - 1) * sizeof *x) == 0);
+            CHECK(x[at] != x[at] || isinf(x[at]));
+        }
+    }
+    /* An invalid grid writes NaN, as qs_fake_quant does. */
+    qs_qparams bad = p;
+    bad.scale = 0.0f;
+    float y[3] = {1, 2, 3};
+    double mse, sqnr;
+    CHECK(qs_fake_quant_measured(y, 3, bad, &mse, &sqnr) == 3);
+    CHECK(isnan(y[0]) && isnan(y[2]) && isnan(mse));
+}
+
 static void test_names(void) {
     int round_trips = 0;
     for (int e = QS_EST_MINMAX; e <= QS_EST_MSE; e++)
@@ -672,6 +715,7 @@ int main(void) {
     RUN(test_clipping_estimators_beat_minmax);
     RUN(test_observer_errors);
     RUN(test_sqnr);
+    RUN(test_fake_quant_measured);
     RUN(test_names);
     return TEST_DONE();
 }
