@@ -93,11 +93,22 @@ void qs_gemm_nt_ref(float *c, int ldc, const float *a, int lda, const float *b, 
  * the product. */
 static void gemm_nt_dot(float *c, int ldc, const float *a, int lda, const float *b, int ldb, int M,
                         int N, int K, const float *bias, float scale) {
+    /* B's rows in chunks of about 128 KB, each chunk used by every 4-row block
+     * of A while it sits in L2: row pairs taken m-block by m-block streamed
+     * all of B from memory once per 4 rows of A (BERT-base's 768 x 768 and
+     * 30,522 x 768 matrices). Every element is still the same nt_block_4x2 or
+     * qs_dot call, so the chunking changes no bits. */
+    int N2 = N / 2 * 2, M4 = M / 4 * 4;
+    int chunk = K > 0 ? 32768 / K : N2;
+    chunk = chunk < 2 ? 2 : chunk / 2 * 2;
+    for (int n0 = 0; n0 < N2; n0 += chunk) {
+        int n1 = n0 + chunk < N2 ? n0 + chunk : N2;
+        for (int m = 0; m < M4; m += 4)
+            for (int n = n0; n < n1; n += 2) nt_block_4x2(c, ldc, a, lda, b, ldb, K, m, n, bias, scale);
+    }
     int m = 0;
     for (; m + 4 <= M; m += 4) {
-        int n = 0;
-        for (; n + 2 <= N; n += 2) nt_block_4x2(c, ldc, a, lda, b, ldb, K, m, n, bias, scale);
-        for (; n < N; n++)
+        for (int n = N2; n < N; n++)
             for (int r = 0; r < 4; r++)
                 c[(size_t)(m + r) * ldc + n] =
                     qs_dot(a + (size_t)(m + r) * lda, b + (size_t)n * ldb, K) * scale + (bias ? bias[n] : 0.0f);
