@@ -8,6 +8,7 @@
 # forwards are timed on the first one (bert-vanilla when present).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/openblas-core.sh
 rounds=${1:-7}
 min_ms=${2:-200}
 native_dir=${QS_BENCH_NATIVE_BUILD:-build/native}

@@ -4,6 +4,7 @@
 # medians and their ratio. Usage: bench/train_speed.sh [rounds] [threads]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/openblas-core.sh
 rounds=${1:-3}
 threads=${2:-2}
 shape=(--layers 4 --hidden 128 --heads 4 --ffn 512 --batch 32 --seq-len 128)

@@ -13,31 +13,34 @@
 #        bert-op bert-softmax1 bert-vanilla-soap bert-op-soap opt-vanilla opt-clipped opt-gated
 #        (default: the five AdamW BERT ones)
 #   JOBS=2 (default) trains two runs side by side with one thread each: on 2 cores
-#   that is as fast as one run on two threads, and each run stays reproducible.
+#   that is as fast as one run on two threads, and each run stays reproducible
+#   (for its thread count: THREADS=N gives each run N threads).
 #   STEPS=N shortens every schedule (pilots), STEPS2=N BERT's second phase; RUNS=DIR moves
-#   the run folders; QS=BIN trains with another qs binary (a resume must use the binary
+#   the run folders; CARDS=0 leaves the cards and the evaluation for later (more runs
+#   to come); QS=BIN trains with another qs binary (a resume must use the binary
 #   that started the run: other kernels round differently).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RUNS=${RUNS:-runs}
 JOBS=${JOBS:-2}
+THREADS=${THREADS:-1}
 QS=${QS:-build/native/qs}
 
 # The shared recipes. BERT: batch 64 x 128 bytes, AdamW (no decay on biases and
 # LayerNorm gains), warmup then cosine; the same flags for every variant.
 bert=(--arch bert --layers 4 --hidden 128 --heads 4 --ffn 512 --max-pos 128 --seq-len 128
       --batch 64 --steps "${STEPS:-2400}" --lr 1e-3 --wd 0.01 --warmup 150 --min-lr-ratio 0.5
-      --seed 1 --threads 1 --eval-every 100 --eval-batches 4 --log-every 50 --save-every 100)
+      --seed 1 --threads "$THREADS" --eval-every 100 --eval-batches 4 --log-every 50 --save-every 100)
 opt=(--arch opt --layers 4 --hidden 128 --heads 4 --ffn 512 --max-pos 128 --seq-len 128
      --batch 32 --steps "${STEPS:-4000}" --lr 2e-3 --wd 0.01 --warmup 150 --min-lr-ratio 0.5
-     --seed 1 --threads 1 --eval-every 100 --eval-batches 4 --log-every 50 --save-every 100)
+     --seed 1 --threads "$THREADS" --eval-every 100 --eval-batches 4 --log-every 50 --save-every 100)
 # BERT phase 2, from phase 1's model: the rate warmed back up to 1e-3 for
 # 3000 more steps (24.6 M tokens, 44 M in all, near the 49 M of the PyTorch
 # probe in models/RECIPES.md), new batches (seed 2). No model flags: --init
 # brings the architecture and variant.
 bert2=(--batch 64 --seq-len 128 --steps "${STEPS2:-3000}" --lr 1e-3 --wd 0.01 --warmup 50
-       --min-lr-ratio 0.5 --seed 2 --threads 1 --eval-every 100 --eval-batches 4 --log-every 50
+       --min-lr-ratio 0.5 --seed 2 --threads "$THREADS" --eval-every 100 --eval-batches 4 --log-every 50
        --save-every 100)
 declare -A variant=(
   [vanilla]="--variant vanilla"
@@ -117,4 +120,4 @@ done
 while [ "$running" -gt 0 ]; do wait -n || failed=1; running=$((running - 1)); done
 [ "$failed" = 0 ] || { echo "train-models: a run failed; see its train.log under $RUNS" >&2; exit 1; }
 
-node scripts/model-cards.mjs
+[ "${CARDS:-1}" = 0 ] || node scripts/model-cards.mjs
