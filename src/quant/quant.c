@@ -154,6 +154,21 @@ void qs_fake_quant(float *x, size_t n, qs_qparams p) {
     for (; i < n; i++) x[i] = fake_quant_step(x[i], g);
 }
 
+/* MSE and SQNR from the 16 lanes of sums of x^2 and (x - x_hat)^2, folded in
+ * lane order (qs_quant_error and qs_fake_quant_measured share it, so they
+ * agree bit for bit). SQNR = 10 log10(||x||^2 / ||x - x_hat||^2), §4; exact
+ * gives +inf. */
+static void error_from_lanes(const double *sl, const double *nl, size_t n, double *mse,
+                             double *sqnr_db) {
+    double signal = 0.0, noise = 0.0;
+    for (int k = 0; k < 16; k++) {
+        signal += sl[k];
+        noise += nl[k];
+    }
+    *mse = noise / (double)n;
+    *sqnr_db = noise == 0.0 ? INFINITY : 10.0 * log10(signal / noise);
+}
+
 /* An inf or NaN among x[i], i < n (exponent all ones), without an early exit. */
 static int block_has_non_finite(const float *x, int n) {
     int bad = 0;
@@ -176,7 +191,7 @@ size_t qs_fake_quant_measured(float *x, size_t n, qs_qparams p, double *mse, dou
         else stop = bad;
     } else if (x && n > 0) {
         step_grid g = step_grid_of(p);
-        double sl[16] = {0}, nl[16] = {0}, signal = 0.0, noise = 0.0;
+        double sl[16] = {0}, nl[16] = {0};
         size_t i = 0;
         for (; i + 16 <= n; i += 16) {
             if (block_has_non_finite(x + i, 16)) break;
@@ -198,12 +213,7 @@ size_t qs_fake_quant_measured(float *x, size_t n, qs_qparams p, double *mse, dou
                 nl[k] += d * d;
                 x[i] = h;
             }
-            for (int k = 0; k < 16; k++) {
-                signal += sl[k];
-                noise += nl[k];
-            }
-            m = noise / (double)n;
-            q = noise == 0.0 ? INFINITY : 10.0 * log10(signal / noise);
+            error_from_lanes(sl, nl, n, &m, &q);
         }
     }
     if (mse) *mse = m;
@@ -524,7 +534,7 @@ void qs_quant_error(const float *x, const float *x_hat, size_t n, double *mse,
     double m = NAN, q = NAN;
     if (x && x_hat && n > 0) {
         /* 16 double lanes in fixed-width blocks, so the sums vectorise. */
-        double sl[16] = {0}, nl[16] = {0}, signal = 0.0, noise = 0.0;
+        double sl[16] = {0}, nl[16] = {0};
         size_t i = 0;
         for (; i + 16 <= n; i += 16)
             for (int k = 0; k < 16; k++) {
@@ -537,13 +547,7 @@ void qs_quant_error(const float *x, const float *x_hat, size_t n, double *mse,
             sl[k] += (double)x[i] * (double)x[i];
             nl[k] += d * d;
         }
-        for (int k = 0; k < 16; k++) {
-            signal += sl[k];
-            noise += nl[k];
-        }
-        m = noise / (double)n;
-        /* SQNR = 10 log10(||x||^2 / ||x - x_hat||^2), §4; exact gives +inf. */
-        q = noise == 0.0 ? INFINITY : 10.0 * log10(signal / noise);
+        error_from_lanes(sl, nl, n, &m, &q);
     }
     if (mse) *mse = m;
     if (sqnr_db) *sqnr_db = q;
