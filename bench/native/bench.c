@@ -5,6 +5,8 @@
  *   bench_native model DIR [rounds] [min_ms]   forward of a model on 64 and 128 tokens
  *   bench_native mem   DIR                     RSS after loading and after forwards
  *   bench_native eval  DIR [rounds] [min_ms]   batch evaluation (qs_evaluate), 1 vs 2 threads
+ *   bench_native profile DIR VARIANT [T] [s]   one forward variant (a name below) in a loop
+ *                                              for s seconds, for perf record
  *
  * Contestants run alternately within every round (the machine is noisy,
  * docs/toolchain.md); each sample repeats a call until min_ms have passed; the
@@ -374,6 +376,33 @@ static int bench_model(const char *dir, int rounds, double min_s) {
     return 0;
 }
 
+/* One variant's forward repeated for a while, nothing else timed: what
+ * `perf record` of a forward samples (bench/README.md). */
+static int bench_profile(const char *dir, const char *name, int T, double secs) {
+    qs_error err = {0};
+    model_ctx mc = {0};
+    const variant *v = NULL;
+    for (int i = 0; i < N_VARIANTS; i++)
+        if (!strcmp(variants[i].name, name)) v = &variants[i];
+    if (!v) {
+        fprintf(stderr, "profile: unknown variant '%s' (one of:", name);
+        for (int i = 0; i < N_VARIANTS; i++) fprintf(stderr, " '%s'", variants[i].name);
+        fprintf(stderr, ")\n");
+        return 2;
+    }
+    if (qs_model_load_dir(dir, &mc.m, &err)) die(dir, &err);
+    int max_T = qs_model_config(mc.m)->max_positions;
+    if (max_T > 512) max_T = 512; /* model_ctx.ids */
+    mc.T = T < 1 ? 64 : T > max_T ? max_T : T;
+    fill_ids(mc.m, mc.ids, mc.T);
+    if (set_variant(mc.m, v, &mc.opts, &err)) die("set_quant", &err);
+    forward_once(&mc);
+    double per = sample(forward_once, &mc, secs);
+    printf("profile %s: %s, T = %d: %.3f ms per forward\n", dir, name, mc.T, 1e3 * per);
+    qs_model_free(mc.m);
+    return 0;
+}
+
 /* ------------------------------------------------------ batch evaluation */
 
 typedef struct eval_ctx {
@@ -486,6 +515,14 @@ int main(int argc, char **argv) {
     if (!strcmp(mode, "model")) return bench_model(argv[2], rounds, min_ms / 1e3);
     if (!strcmp(mode, "mem")) return bench_mem(argv[2]);
     if (!strcmp(mode, "eval")) return bench_eval(argv[2], rounds, min_ms / 1e3);
+    if (!strcmp(mode, "profile")) {
+        if (argc < 4) {
+            fprintf(stderr, "usage: %s profile DIR VARIANT [T] [seconds]\n", argv[0]);
+            return 2;
+        }
+        return bench_profile(argv[2], argv[3], argc > 4 ? atoi(argv[4]) : 64,
+                             argc > 5 ? atof(argv[5]) : 5.0);
+    }
     fprintf(stderr, "usage: %s gemm|model|mem|eval ...\n", argv[0]);
     return 2;
 }
