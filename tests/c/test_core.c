@@ -97,15 +97,16 @@ static void test_gemm_paths(void) {
 }
 
 /* The blocking edges of both GEMMs (AVX-512: tiles of 8 rows x 32 columns, K
- * in chunks of 256; the 4- and 8-lane kernels have their own): M, N and K on
+ * in chunks of 256; AVX2: tiles of 6 rows x 16 columns, blocks of 96 rows, K
+ * in chunks of 256; SIMD128 has its own): M, N and K on
  * both sides of the tile and chunk sizes, K = 32 (d_head) and K = 1, leading
  * dimensions wider than the rows, A transposed, accumulate on and off, bias
  * and scale; and the same products on operands moved in memory, which must
  * give the same bits (results depend only on the inputs). */
 static void test_gemm_blocking(void) {
-    const int Ms[] = {1, 7, 8, 9, 17, 33}, Ns[] = {1, 16, 17, 32, 33, 50},
+    const int Ms[] = {1, 5, 6, 7, 8, 9, 17, 33, 97, 103}, Ns[] = {1, 16, 17, 32, 33, 50},
               Ks[] = {1, 3, 17, 32, 256, 257, 530};
-    const int MMAX = 33, NMAX = 50, KMAX = 530, PAD = 5, SHIFT = 3;
+    const int MMAX = 103, NMAX = 50, KMAX = 530, PAD = 5, SHIFT = 3;
     size_t na = (size_t)(MMAX + PAD) * (KMAX + PAD) + SHIFT, nb = (size_t)(NMAX + PAD) * (KMAX + PAD) + SHIFT,
            nc = (size_t)MMAX * (NMAX + PAD) + SHIFT;
     float *a = malloc(na * sizeof(float)), *b = malloc(nb * sizeof(float)),
@@ -165,10 +166,13 @@ static void test_gemm_blocking(void) {
                         moved_differs |= memcmp(c + (size_t)m * ldc, c2 + sh + (size_t)m * ldc,
                                                 (size_t)N * sizeof(float)) != 0;
                 }
-    CHECK(worst_nt < 1e-5);
-    CHECK(worst < 1e-5);
+    /* The references sum K = 530 products one by one in float: their own
+     * rounding reaches about 1e-5 of the sums here (97-row and 103-row
+     * operands give it more chances), so the bound is 2e-5. */
+    CHECK(worst_nt < 2e-5);
+    CHECK(worst < 2e-5);
     CHECK(!moved_differs);
-    if (worst_nt >= 1e-5 || worst >= 1e-5)
+    if (worst_nt >= 2e-5 || worst >= 2e-5)
         printf("  qs_gemm_nt / qs_gemm vs reference: max rel %.3g / %.3g\n", worst_nt, worst);
     free(a), free(b), free(c), free(r), free(c0), free(bias), free(bias2), free(a2), free(b2), free(c2);
 }
