@@ -39,6 +39,8 @@ static void train_usage(FILE *f) {
             "          --precond-eps X (shampoo's eps I before the inverse root, 1e-6)\n"
             "logging:  --eval-every N --eval-batches N --save-every N --log-every N --json\n"
             "          --resume (continue from DIR/train_state.safetensors)\n"
+            "          --stop-at N (end this run after step N of the --steps schedule, saved\n"
+            "          there: a phase cut short on purpose; --resume goes on from it)\n"
             "          --init SRC (start from the model saved in SRC, e.g. a finished run,\n"
             "          with this training config and a fresh optimiser state; no model flags)\n"
             "          --trace FILE (the model before step 1 to DIR/init/, every step's batch,\n"
@@ -51,7 +53,7 @@ typedef struct targs {
     const char *out, *data, *arch, *variant, *gate_type, *trace, *init;
     const char *model_flag; /* the last flag that describes the model (refused with --init) */
     int layers, hidden, heads, ffn, max_pos, resume, json, gate_mlp, gate_all;
-    int eval_every, eval_batches, save_every, log_every;
+    int eval_every, eval_batches, save_every, log_every, stop_at;
     float clip_alpha, clip_gamma, clip_zeta, gate_init, op_beta;
     qs_train_config tc;
 } targs;
@@ -77,6 +79,7 @@ static int parse(int argc, char **argv, targs *a) {
     a->clip_alpha = NAN, a->clip_gamma = NAN, a->clip_zeta = 1.0f, a->gate_init = 0.25f;
     a->op_beta = 0.2f;
     a->eval_every = 250, a->eval_batches = 4, a->save_every = 500, a->log_every = 50;
+    a->stop_at = -1; /* the end of the schedule */
     /* The optimiser first: its defaults (SOAP's lr and betas) apply to
      * whatever the other flags leave unset. */
     const char *opt_name = "adamw";
@@ -149,6 +152,7 @@ static int parse(int argc, char **argv, targs *a) {
             else if (!strcmp(f, "--eval-every")) a->eval_every = xi;
             else if (!strcmp(f, "--eval-batches")) a->eval_batches = xi;
             else if (!strcmp(f, "--save-every")) a->save_every = xi;
+            else if (!strcmp(f, "--stop-at")) a->stop_at = xi;
             else if (!strcmp(f, "--log-every")) a->log_every = xi;
             else { fprintf(stderr, "qs train: unknown option '%s'\n", f); return 0; }
         }
@@ -184,6 +188,12 @@ static int parse(int argc, char **argv, targs *a) {
         return 0;
     }
     if (!warmup_set) a->tc.warmup_steps = qs_train_default_warmup(a->tc.steps);
+    if (a->stop_at != -1 && (a->stop_at < 1 || a->stop_at > a->tc.steps)) {
+        fprintf(stderr, "qs train: --stop-at %d is outside the schedule of --steps %d\n", a->stop_at,
+                a->tc.steps);
+        return 0;
+    }
+    if (a->stop_at == -1) a->stop_at = a->tc.steps;
     if (a->eval_batches < 1) a->eval_batches = 1;
     return 1;
 }
@@ -522,7 +532,7 @@ int qs_cli_train(int argc, char **argv) {
     int steps_run = 0;
     clock_t cpu0 = clock();
     rc = 0;
-    while (qs_trainer_steps_done(t) < a.tc.steps) {
+    while (qs_trainer_steps_done(t) < a.stop_at) {
         qs_step_log log;
         if (qs_trainer_step(t, &log, &err)) {
             qs_cli_error("qs train", &err);
@@ -541,7 +551,7 @@ int qs_cli_train(int argc, char **argv) {
         window_tokens += log.tokens;
         update_s += log.update_s;
         steps_run++;
-        int step = log.step, last = step == a.tc.steps;
+        int step = log.step, last = step == a.stop_at;
         int do_eval = a.eval_every > 0 && (step % a.eval_every == 0 || last);
         int do_log = do_eval || (a.log_every > 0 && step % a.log_every == 0);
         if (do_log) {

@@ -248,6 +248,19 @@ test('qs train: trains, logs the curve, checkpoints, resumes; clear corpus error
   // the saved model loads and answers
   const l = run(['stats', '--model', path.join(dir, 'm'), '--text', 'and the lord said', '--json']);
   assert.equal(l.code, 0, l.err);
+  // --stop-at ends a run part way through its schedule, saved there; --resume
+  // finishes it with the same bits as the run that was never stopped
+  r = run(['train', '--out', path.join(dir, 'cut'), ...common, '--variant', 'gated', '--save-every', '3', '--stop-at', '4']);
+  assert.equal(r.code, 0, r.err);
+  assert.equal(read(path.join(dir, 'cut', 'curve.csv'), 'utf8').trim().split('\n').length, 5);
+  assert.match(r.err, /4 steps, .* saved to/);
+  r = run(['train', '--out', path.join(dir, 'cut'), ...common, '--variant', 'gated', '--save-every', '3', '--resume']);
+  assert.equal(r.code, 0, r.err);
+  assert.ok(read(path.join(dir, 'cut', 'model.safetensors')).equals(read(path.join(dir, 'm', 'model.safetensors'))),
+    'stopped at step 4 and resumed: the model of the uninterrupted run');
+  r = run(['train', '--out', path.join(dir, 'cut2'), ...common, '--stop-at', '7']);
+  assert.notEqual(r.code, 0);
+  assert.match(r.err, /--stop-at 7 is outside the schedule of --steps 6/);
   // resuming a finished run with another learning rate is refused with the reason
   r = run(['train', '--out', path.join(dir, 'm'), ...common, '--variant', 'gated', '--lr', '0.01', '--resume']);
   assert.notEqual(r.code, 0);
