@@ -384,22 +384,7 @@ static void gemm_packed(float *c, int ldc, const float *a, size_t a_rs, size_t a
     }
 }
 
-void qs_gemm(float *c, int ldc, const float *a, int a_rs, int a_cs, const float *b, int ldb,
-             int M, int N, int K, int accumulate) {
-    if (K <= 0) {
-        if (!accumulate)
-            for (int m = 0; m < M; m++) memset(c + (size_t)m * ldc, 0, (size_t)N * sizeof(float));
-        return;
-    }
-    gemm_packed(c, ldc, a, (size_t)a_rs, (size_t)a_cs, b, (size_t)ldb, M, N, K, accumulate, 0,
-                NULL, 1.0f);
-}
-
-void qs_gemm_nt(float *c, int ldc, const float *a, int lda, const float *b, int ldb, int M, int N,
-                int K, const float *bias, float scale) {
-    if (M < AVX2_MR || K <= 0) gemm_nt_dot(c, ldc, a, lda, b, ldb, M, N, K, bias, scale);
-    else gemm_packed(c, ldc, a, (size_t)lda, 1, b, (size_t)ldb, M, N, K, 0, 1, bias, scale);
-}
+#define PACKED_MIN_ROWS AVX2_MR
 #endif
 
 #if VW == 16
@@ -594,6 +579,12 @@ static void gemm_packed(float *c, int ldc, const float *a, size_t a_rs, size_t a
     }
 }
 
+#define PACKED_MIN_ROWS GEMM_MR
+#endif
+
+#if VW != 4
+/* Both packed paths (AVX2, AVX-512): qs_gemm_nt keeps the dot form below a
+ * tile's rows (one row of logits), where packing would cost more. */
 void qs_gemm(float *c, int ldc, const float *a, int a_rs, int a_cs, const float *b, int ldb,
              int M, int N, int K, int accumulate) {
     if (K <= 0) {
@@ -607,7 +598,7 @@ void qs_gemm(float *c, int ldc, const float *a, int a_rs, int a_cs, const float 
 
 void qs_gemm_nt(float *c, int ldc, const float *a, int lda, const float *b, int ldb, int M, int N,
                 int K, const float *bias, float scale) {
-    if (M < GEMM_MR || K <= 0) gemm_nt_dot(c, ldc, a, lda, b, ldb, M, N, K, bias, scale);
+    if (M < PACKED_MIN_ROWS || K <= 0) gemm_nt_dot(c, ldc, a, lda, b, ldb, M, N, K, bias, scale);
     else gemm_packed(c, ldc, a, (size_t)lda, 1, b, (size_t)ldb, M, N, K, 0, 1, bias, scale);
 }
 #endif
