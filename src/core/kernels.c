@@ -793,3 +793,17 @@ void qs_gelu_backward_ref(float *dx, const float *x, const float *dout, size_t n
         dx[i] += dout[i] * (cdf + x[i] * pdf);
     }
 }
+
+#if defined(__SSE__) && !defined(__EMSCRIPTEN__)
+#include <xmmintrin.h>
+#define QS_MXCSR_FTZ_DAZ 0x8040u /* bit 15 flush to zero, bit 6 denormals are zero */
+unsigned qs_flush_denormals(void) {
+    unsigned mode = _mm_getcsr();
+    _mm_setcsr(mode | QS_MXCSR_FTZ_DAZ);
+    return mode;
+}
+void qs_restore_fp_mode(unsigned mode) { _mm_setcsr(mode); }
+#else
+unsigned qs_flush_denormals(void) { return 0; }
+void qs_restore_fp_mode(unsigned mode) { (void)mode; }
+#endif

@@ -336,6 +336,7 @@ static int gather_rows(const qs_trainer *t, int b, int32_t *rows, int32_t *targe
 static void worker_run(void *arg) {
     worker *w = arg;
     qs_trainer *t = w->t;
+    unsigned fp_mode = qs_flush_denormals(); /* the caller's mode comes back at the end */
     const qs_model *m = t->m;
     int T = t->tc.seq_len, bert = m->cfg.arch == QS_ARCH_BERT;
     float scale = 1.0f / (float)t->scored;
@@ -355,6 +356,7 @@ static void worker_run(void *arg) {
                                           w->targets, k, scale, &loss, &w->err);
         w->loss += loss;
     }
+    qs_restore_fp_mode(fp_mode);
 }
 
 /* Runs every worker on its rows; worker 0 on the calling thread. */

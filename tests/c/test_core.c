@@ -512,11 +512,31 @@ static void test_safetensors_coverage(void) {
     }
 }
 
+/* qs_flush_denormals: subnormal operands count as zero until the mode is
+ * restored, and restoring brings back the caller's gradual underflow. Only
+ * where the float math runs on SSE (x86-64); elsewhere it is a no-op. */
+static void test_flush_denormals(void) {
+    float tiny[16], one[16];
+    for (int i = 0; i < 16; i++) tiny[i] = 1e-39f, one[i] = 1.0f; /* 1e-39 is subnormal */
+    float before = qs_dot(tiny, one, 16);
+    unsigned mode = qs_flush_denormals();
+    float flushed = qs_dot(tiny, one, 16);
+    qs_restore_fp_mode(mode);
+    float after = qs_dot(tiny, one, 16);
+    CHECK(before > 1e-38f && after == before);
+#if defined(__x86_64__) && !defined(__EMSCRIPTEN__)
+    CHECK(flushed == 0.0f);
+#else /* 32-bit x86 flushes only where its math is SSE; WASM never */
+    CHECK(flushed == 0.0f || flushed == before);
+#endif
+}
+
 int main(void) {
     RUN(test_linear);
     RUN(test_gemm_paths);
     RUN(test_gemm_blocking);
     RUN(test_vector_kernels);
+    RUN(test_flush_denormals);
     RUN(test_gelu_kernel);
     RUN(test_vexp);
     RUN(test_json);
