@@ -59,7 +59,8 @@ for (const arch of ['bert', 'opt']) {
     const commands = existsSync(`${dir}/command.txt`) ? readFileSync(`${dir}/command.txt`, 'utf8').trim().split('\n') : [];
     const command = commands.length ? commands.join(' ; then ') : '(not recorded)';
     const flagOf = (cmd, name) => Number((cmd.match(new RegExp(`--${name} (\\S+)`)) ?? [])[1]);
-    const phases = commands.map((c) => ({ steps: flagOf(c, 'steps'), tokensPerStep: flagOf(c, 'batch') * flagOf(c, 'seq-len') }));
+    // A phase cut short by --stop-at ends there, not at the end of its schedule.
+    const phases = commands.map((c) => ({ steps: flagOf(c, 'stop-at') || flagOf(c, 'steps'), tokensPerStep: flagOf(c, 'batch') * flagOf(c, 'seq-len') }));
     const wall = existsSync(`${dir}/wall_s.txt`) ? Number(readFileSync(`${dir}/wall_s.txt`, 'utf8')) : NaN;
     const curve = readFileSync(`${dir}/curve.csv`, 'utf8').trim().split('\n');
     const cols = curve[0].split(',');

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <wasm_simd128.h>
 
 #include "core/kernels.h"
 #include "quantscope/int8.h"
@@ -19,6 +20,25 @@ static qs_error last_err;
 
 KEEP const char *bw_error(void) { return last_err.msg; }
 KEEP const char *bw_int8_isa(void) { return qs_int8_kernel_isa(); }
+
+/* ---- the ceiling: what f32x4 multiply-adds reach in this engine ----
+ * SIMD128 has no FMA, so a GEMM's inner step is a multiply then an add. n
+ * steps of 12 independent chains, 8 flops each: 12 accumulators fill V8's 16
+ * xmm registers with room for the operands (16 or 24 chains spill and ran no
+ * faster; 8 are latency-bound). Lanes differ, or LLVM packs four splat chains
+ * into one vector. The result keeps the loop from being dropped. */
+KEEP float bw_mul_add_ceiling(int n) {
+    v128_t a[12], add = wasm_f32x4_make(0.5f, 1.5f, 2.5f, 3.5f),
+                  mul = wasm_f32x4_make(1.0001f, 0.9999f, 1.0002f, 0.9998f);
+    for (int i = 0; i < 12; i++) a[i] = wasm_f32x4_make(i, i + 0.25f, i + 0.5f, i + 0.75f);
+    for (int k = 0; k < n; k++) {
+#pragma clang loop unroll(full)
+        for (int i = 0; i < 12; i++) a[i] = wasm_f32x4_add(wasm_f32x4_mul(a[i], mul), add);
+    }
+    v128_t r = a[0];
+    for (int i = 1; i < 12; i++) r = wasm_f32x4_add(r, a[i]);
+    return wasm_f32x4_extract_lane(r, 0) + wasm_f32x4_extract_lane(r, 3);
+}
 
 /* ---- f32 kernels, exactly as the forward calls them ---- */
 
