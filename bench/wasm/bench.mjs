@@ -247,7 +247,7 @@ async function benchGemm(rounds, minMs) {
   const ceiling = median(Array.from({ length: rounds }, () =>
     sample(() => b.m._bw_mul_add_ceiling(steps), minMs)));
   const peak = (steps * 12 * 8) / ceiling / 1e9;
-  const gmRate = (name) => Math.exp(logs.rates[name].reduce((s, x) => s + Math.log(x), 0) / logs.rates[name].length);
+  const gmRate = (name) => gm(logs.rates[name].map(Math.log));
   console.log(`ceiling: f32x4 multiply + add (no FMA in SIMD128), 12 independent chains: ${peak.toFixed(1)} GFLOP/s; `
               + `transformer shapes, geometric mean: ours ${fmt(gmRate('ours'), 0)} (${(100 * gmRate('ours') / peak).toFixed(0)} %), `
               + `xnnpack ${fmt(gmRate('xnnpack'), 0)} (${(100 * gmRate('xnnpack') / peak).toFixed(0)} %); `
