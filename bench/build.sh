@@ -34,7 +34,10 @@ fi
 cmake --build "$wasm_dir" -j "$jobs" --target quantscope >/dev/null
 # The bench module loads like quantscope_core (ES module, the wrapper hands it
 # the compiled .wasm), so it also runs in a page or a worker.
-emcc -std=c11 -O3 -msimd128 -Wall bench/wasm/bench_exports.c "$wasm_dir/libquantscope.a" \
+# QS_BENCH_PROFILING=1 keeps the function names (node --cpu-prof, bench.mjs profile).
+names=()
+[ "${QS_BENCH_PROFILING:-0}" = 1 ] && names=(--profiling-funcs)
+emcc -std=c11 -O3 -msimd128 -Wall "${names[@]}" bench/wasm/bench_exports.c "$wasm_dir/libquantscope.a" \
   -Iinclude -Isrc -sMODULARIZE=1 -sEXPORT_ES6=1 -sEXPORT_NAME=createBenchCore \
   -sENVIRONMENT=web,worker -sFILESYSTEM=0 -sALLOW_MEMORY_GROWTH=1 -sMAXIMUM_MEMORY=2147483648 \
   -sINITIAL_MEMORY=16777216 -sTOTAL_STACK=1048576 '-sEXPORTED_FUNCTIONS=[_malloc,_free]' \

@@ -1,16 +1,17 @@
 // bench/browser/run.mjs: forwards of a model in headless Chromium (Debian's, driven
 // by playwright-core), through wasm/quantscope.mjs as the demo page loads it.
 //
-//   node bench/browser/run.mjs DIR [rounds] [min_ms] [--threads]
+//   node bench/browser/run.mjs DIR [rounds] [min_ms] [--threads] [--profile FILE]
 //
 // --threads: the pthreads build instead (batch evaluation and training steps
-// on 1 and 2 threads), in a page of its own.
+// on 1 and 2 threads), in a page of its own. --profile: V8's CPU profile of the
+// measured part, written to FILE (.cpuprofile, as node --cpu-prof writes it).
 //
 // Serves only what the page needs, from 127.0.0.1, with the cross-origin
 // isolation headers the demo server sends (docs/toolchain.md).
 import { createServer } from 'node:http';
 import { createReadStream, existsSync } from 'node:fs';
-import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { extname, join, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -48,8 +49,15 @@ function serve(modelDir) {
   return new Promise((ok) => server.listen(0, '127.0.0.1', () => ok(server)));
 }
 
-const threadsMode = process.argv.includes('--threads');
-const [dir, roundsArg, minMsArg] = process.argv.slice(2).filter((a) => a !== '--threads');
+const args = process.argv.slice(2);
+const threadsMode = args.includes('--threads');
+const profileAt = args.indexOf('--profile');
+const profileFile = profileAt >= 0 ? args.splice(profileAt, 2)[1] : null;
+if (profileAt >= 0 && !profileFile) {
+  console.error('--profile needs a file name');
+  process.exit(2);
+}
+const [dir, roundsArg, minMsArg] = args.filter((a) => a !== '--threads');
 if (!dir) {
   console.error('usage: node bench/browser/run.mjs DIR [rounds] [min_ms] [--threads]');
   process.exit(2);
@@ -78,6 +86,11 @@ try {
   await page.waitForFunction(() => globalThis.benchReady === true, null, { timeout: 30000 })
     .catch(() => { throw new Error(`the bench page did not start: ${errors.join('; ')}`); });
   const version = await page.evaluate(() => navigator.userAgent.match(/Chrome\/[\d.]+/)?.[0]);
+  const cdp = profileFile ? await context.newCDPSession(page) : null;
+  if (cdp) {
+    await cdp.send('Profiler.enable');
+    await cdp.send('Profiler.start');
+  }
   if (threadsMode) {
     const out = await page.evaluate((args) => globalThis.runThreadsBench(args), { modelUrl: `${base}model/`, rounds, minMs });
     console.log(`headless Chromium (${version}), pthreads build, ${dir}: median of ${rounds} rounds, 1 vs 2 threads alternating`);
@@ -101,6 +114,11 @@ try {
                     + `(${(ms[i] / ms[0]).toFixed(2)} x f32)`);
       });
     }
+  }
+  if (cdp) {
+    const { profile: cpuProfile } = await cdp.send('Profiler.stop');
+    await writeFile(profileFile, JSON.stringify(cpuProfile));
+    console.log(`CPU profile: ${profileFile}`);
   }
 } finally {
   await context.close();

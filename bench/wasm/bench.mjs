@@ -5,7 +5,11 @@
 //   node bench/wasm/bench.mjs model DIR [rounds] [min_ms]
 //   node bench/wasm/bench.mjs mem   DIR
 //   node bench/wasm/bench.mjs scale DIR [rounds] [windows]
+//   node bench/wasm/bench.mjs profile DIR VARIANT [T] [seconds]
 //
+// profile: repeats one of the model mode's variants, by name, and nothing else,
+// for a profiler: QS_BENCH_PROFILING=1 bench/build.sh keeps the function names,
+// then node --cpu-prof bench/wasm/bench.mjs profile models/bert-vanilla f32 64 5.
 // scale: a large checkpoint (node tests/node/bigmodels.mjs DIR makes random
 // BERT-base and OPT-125m ones) through quantscope.mjs in this process: load
 // time, WASM memory and RSS after loading, forwards of 128 tokens with
@@ -476,22 +480,42 @@ async function benchScale(dir, rounds, windows) {
   await model.dispose();
 }
 
+async function benchProfile(dir, name, T0, seconds) {
+  const variant = VARIANTS.find(([n]) => n === name);
+  if (!variant) throw new Error(`unknown variant '${name}': expected ${VARIANTS.map(([n]) => n).join(', ')}`);
+  const b = await loadBenchCore();
+  const { m } = b;
+  const files = await readModel(dir);
+  const model = loadInto(b, files);
+  b.check(m._bw_model_variant(model, variant[1]), name);
+  const T = Math.min(T0, m._bw_model_max_positions(model));
+  const pids = m._malloc(4 * T);
+  new Int32Array(m.HEAPU8.buffer, pids, T).set(sentenceIds(T, files.vocab));
+  const s = sample(() => b.check(m._bw_model_forward(model, pids, T, forwardMode(variant[1])), 'forward'),
+    1e3 * seconds);
+  console.log(`${dir} ${name} T = ${T}: ${(1e3 * s).toFixed(3)} ms per forward over ${seconds} s`);
+  m._free(pids);
+  m._bw_model_free(model);
+}
+
 // --------------------------------------------------------------------- main
 
 const [mode = 'gemm', ...rest] = process.argv.slice(2);
-const modelMode = mode === 'model' || mode === 'mem' || mode === 'scale';
+const modelMode = ['model', 'mem', 'scale', 'profile'].includes(mode);
 const dir = modelMode ? rest.shift() : null;
 const rounds = Math.min(Math.max(parseInt(rest[0] ?? '5', 10) || 5, 1), 101);
 const minMs = parseFloat(rest[1] ?? '100') || 100;
 if (modelMode && !dir) {
-  console.error('usage: node bench/wasm/bench.mjs gemm|model DIR|mem DIR [rounds] [min_ms] | scale DIR [rounds] [windows]');
+  console.error('usage: node bench/wasm/bench.mjs gemm|model DIR|mem DIR [rounds] [min_ms] | scale DIR [rounds] [windows]'
+                + ' | profile DIR VARIANT [T] [seconds]');
   process.exit(2);
 }
 if (mode === 'gemm') await benchGemm(rounds, minMs);
 else if (mode === 'model') await benchModel(dir, rounds, minMs);
 else if (mode === 'mem') await benchMem(dir);
+else if (mode === 'profile') await benchProfile(dir, rest[0] ?? 'f32', parseInt(rest[1] ?? '64', 10) || 64, parseFloat(rest[2] ?? '5') || 5);
 else if (mode === 'scale') await benchScale(dir, parseInt(rest[0] ?? '3', 10) || 0, Math.max(parseInt(rest[1] ?? '8', 10), 0) || 0);
 else {
-  console.error(`unknown mode ${mode}: expected gemm, model, mem or scale`);
+  console.error(`unknown mode ${mode}: expected gemm, model, mem, scale or profile`);
   process.exit(2);
 }
