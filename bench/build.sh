@@ -37,11 +37,27 @@ cmake --build "$wasm_dir" -j "$jobs" --target quantscope >/dev/null
 # QS_BENCH_PROFILING=1 keeps the function names (node --cpu-prof, bench.mjs profile).
 names=()
 [ "${QS_BENCH_PROFILING:-0}" = 1 ] && names=(--profiling-funcs)
-emcc -std=c11 -O3 -msimd128 -Wall "${names[@]}" bench/wasm/bench_exports.c "$wasm_dir/libquantscope.a" \
-  -Iinclude -Isrc -sMODULARIZE=1 -sEXPORT_ES6=1 -sEXPORT_NAME=createBenchCore \
-  -sENVIRONMENT=web,worker -sFILESYSTEM=0 -sALLOW_MEMORY_GROWTH=1 -sMAXIMUM_MEMORY=2147483648 \
-  -sINITIAL_MEMORY=16777216 -sTOTAL_STACK=1048576 '-sEXPORTED_FUNCTIONS=[_malloc,_free]' \
-  -o "$out/bench_core.mjs"
+bench_core() {  # library, output .mjs, extra compiler flags
+  local lib=$1 output=$2
+  shift 2
+  emcc -std=c11 -O3 -msimd128 -Wall "${names[@]}" "$@" bench/wasm/bench_exports.c "$lib" \
+    -Iinclude -Isrc -sMODULARIZE=1 -sEXPORT_ES6=1 -sEXPORT_NAME=createBenchCore \
+    -sENVIRONMENT=web,worker -sFILESYSTEM=0 -sALLOW_MEMORY_GROWTH=1 -sMAXIMUM_MEMORY=2147483648 \
+    -sINITIAL_MEMORY=16777216 -sTOTAL_STACK=1048576 '-sEXPORTED_FUNCTIONS=[_malloc,_free]' \
+    -o "$output"
+}
+bench_core "$wasm_dir/libquantscope.a" "$out/bench_core.mjs"
+# The relaxed-SIMD bench module (FMA in the float kernels, CMakeLists.txt):
+# the same exports over libquantscope_relaxed.a, renumbered as
+# quantscope_core_relaxed.wasm is, under bench_core.mjs's glue. bench.mjs runs
+# it beside the plain one where the engine has relaxed SIMD.
+rm -f "$out/bench_core_relaxed.wasm"
+if cmake --build "$wasm_dir" -j "$jobs" --target quantscope_relaxed >/dev/null 2>&1; then
+  bench_core "$wasm_dir/libquantscope_relaxed.a" "$out/bench_core_relaxed_proto.mjs" -mrelaxed-simd -DQS_WASM_RELAXED
+  node scripts/wasm-relaxed.mjs "$out/bench_core_relaxed_proto.wasm" "$out/bench_core_relaxed.wasm" >/dev/null
+  cmp -s <(sed 's/bench_core_relaxed_proto/bench_core/g' "$out/bench_core_relaxed_proto.mjs") "$out/bench_core.mjs" ||
+    { echo "bench/build.sh: the relaxed bench module's glue differs from bench_core.mjs" >&2; exit 1; }
+fi
 # tests/c/test_int8.c as a Node program: checks the SIMD128 kernel (natively
 # the AVX2 one runs) against its scalar reference and fake quantization.
 emcc -std=c11 -O2 -msimd128 tests/c/test_int8.c "$wasm_dir/libquantscope.a" -Itests/c -Iinclude -Isrc \
@@ -56,4 +72,4 @@ fi
 # ---- the pthreads module, for the threads rows in headless Chromium (optional here)
 scripts/build-wasm.sh --threads >/dev/null ||
   echo "bench/build.sh: warning: the pthreads build failed; the WASM threads rows will be missing" >&2
-echo "bench/build.sh: built $out/bench_native, $out/bench_scale, $out/bench_core.{mjs,wasm}, $out/test_int8_wasm.cjs"
+echo "bench/build.sh: built $out/bench_native, $out/bench_scale, $out/bench_core.{mjs,wasm}, $out/bench_core_relaxed.wasm, $out/test_int8_wasm.cjs"

@@ -39,8 +39,9 @@ log=build/bench/results-$(date +%Y%m%d-%H%M%S).txt
   echo "== native GEMM (single thread)"
   OPENBLAS_NUM_THREADS=1 build/bench/bench_native gemm "$rounds" "$min_ms"
   echo
+  # Relaxed SIMD on, so the relaxed-SIMD module (FMA) runs beside the plain one.
   echo "== WASM GEMM in Node (single thread)"
-  node bench/wasm/bench.mjs gemm "$rounds" "$min_ms"
+  node --experimental-wasm-relaxed-simd bench/wasm/bench.mjs gemm "$rounds" "$min_ms"
   echo
   if ((${#models[@]} == 0)); then
     echo "== forwards and memory: no model with a model.safetensors under models/ (set QS_BENCH_MODELS)"
@@ -50,6 +51,9 @@ log=build/bench/results-$(date +%Y%m%d-%H%M%S).txt
     echo
     echo "== forward, WASM in Node"
     node bench/wasm/bench.mjs model "${models[0]}" "$rounds" "$min_ms"
+    echo
+    echo "== forward, WASM in Node with relaxed SIMD on (as Chromium has it)"
+    node --experimental-wasm-relaxed-simd bench/wasm/bench.mjs model "${models[0]}" "$rounds" "$min_ms"
     echo
     echo "== forward, WASM in headless Chromium"
     node bench/browser/run.mjs "${models[0]}" "$rounds" "$min_ms"
@@ -84,9 +88,9 @@ summary_text=$({
   }
   summary "native GEMM vs OpenBLAS, the 8 transformer shapes" ">= 0.9x" '^geometric mean ours/openblas'
   summary "attention products vs OpenBLAS (ours/ob column)" ">= 0.7x" '^(qk|pv) +[0-9]'
-  summary "WASM GEMM vs tfjs XNNPACK, and the SIMD128 ceiling under it" ">= 1.5x" 'ours/xnnpack|^ceiling: f32x4'
+  summary "WASM GEMM vs tfjs XNNPACK (plain SIMD128 and relaxed SIMD), and the ceilings under them" ">= 1.5x" '(ours|relaxed)/xnnpack|^ceiling: f32x4'
   summary "statistics on / off (and with only the Outliers view's / off); f32 / int8 W8A8, both with statistics" "<= 1.3x; >= 1.5x" 'statistics on / off'
-  summary "forward of 64 tokens with statistics, Node and Chromium" "<= 5 ms" '^ *T =  64  f32 +([(]|[0-9])'
+  summary "forward of 64 tokens with statistics, Node and Chromium" "<= 5 ms" '^ *T =  64  f32 +((relaxed SIMD|SIMD128) +)?([(]|[0-9])'
   summary "qs train vs PyTorch, 2 threads (QS_BENCH_TRAIN=1 runs it)" ">= 4x" '^qs train .* ratio'
 })
 echo "$summary_text" | tee -a "$log"

@@ -10,4 +10,6 @@ if [ ! -s data/kjv.txt ]; then
   scripts/kjv.sh || echo "test-browser: no corpus: perplexity and training checks are skipped"
 fi
 node scripts/web-corpus.mjs
-node --test tests/browser/
+# Chromium runs the relaxed-SIMD module (FMA); the tests compare the page's
+# numbers with the Node API's exactly, so Node runs the same module.
+node --experimental-wasm-relaxed-simd --test tests/browser/

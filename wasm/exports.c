@@ -429,6 +429,15 @@ KEEP int qsw_thread_pool(void) {
 #endif
 }
 
+/* 1 in the relaxed-SIMD build (FMA in the float kernels), 0 in plain SIMD128. */
+KEEP int qsw_relaxed_simd(void) {
+#ifdef QS_WASM_RELAXED
+    return 1;
+#else
+    return 0;
+#endif
+}
+
 /* A thread beyond the pool would wait for a Web Worker that can only start
  * once the calling thread, blocked in pthread_join, lets the event loop run. */
 static qs_status check_threads(qsw_ctx *c, int threads, const char *what) {

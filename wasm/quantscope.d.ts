@@ -804,9 +804,14 @@ export declare function memoryUsage(): Promise<{ heapBytes: number; usedBytes: n
  * needs a cross-origin isolated page (COOP/COEP) and a browser; the first call
  * that starts the core rejects with QS_ERR_ARG otherwise, after which
  * configure({ threads: 1 }) may be called. Throws QS_ERR_ARG for a count
- * outside [1, 16] or a change after the core started.
+ * outside [1, 16] or a change after the core started. relaxedSimd (default
+ * true) lets the single-threaded build run its relaxed-SIMD module (fused
+ * multiply-adds) where the engine has relaxed SIMD; false keeps plain SIMD128.
  */
-export declare function configure(options?: { threads?: number }): void;
+export declare function configure(options?: { threads?: number; relaxedSimd?: boolean }): void;
 
-/** The build that runs: threads configured, and the pthread pool (1 = the single-threaded build). */
-export declare function runtimeInfo(): Promise<{ threads: number; pool: number }>;
+/**
+ * The build that runs: threads configured, the pthread pool (1 = the
+ * single-threaded build), and whether it is the relaxed-SIMD module.
+ */
+export declare function runtimeInfo(): Promise<{ threads: number; pool: number; relaxedSimd: boolean }>;

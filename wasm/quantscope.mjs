@@ -150,10 +150,14 @@ export async function defaultTrain(optimizer = 'adamw') {
   return { ...rest, threads: c.threads };
 }
 
-/** Which WebAssembly build runs: { threads, pool } (pool: its pthread workers, 1 = the single-threaded build). */
+/**
+ * Which WebAssembly build runs: { threads, pool, relaxedSimd } (pool: its
+ * pthread workers, 1 = the single-threaded build; relaxedSimd: the module
+ * with fused multiply-adds, where the engine has relaxed SIMD).
+ */
 export async function runtimeInfo() {
   const c = await core();
-  return { threads: c.threads, pool: c.m._qsw_thread_pool() };
+  return { threads: c.threads, pool: c.m._qsw_thread_pool(), relaxedSimd: c.m._qsw_relaxed_simd() === 1 };
 }
 
 /** The point names in data-flow order, with whether each is global (one per model). */

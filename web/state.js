@@ -43,7 +43,7 @@ let state = {
   messages: [],            // [{id, kind: 'error' | 'info', text}]
   timing: {},              // forwardMs, analyzeRoundTripMs, quantMs, quantUpdateMs, pplMs, ...
   memory: 0,
-  runtime: null,           // { threads, pool, fallback }: which WASM build runs
+  runtime: null,           // { threads, pool, relaxedSimd, fallback }: which WASM build runs
 };
 
 const subscribers = new Set();

@@ -1,6 +1,6 @@
 // bench/browser/page.mjs: forwards of a model in the page, through the same ES
 // module API the demo uses; bench/browser/run.mjs calls globalThis.runBench.
-import { loadModel, defaultQuant, configure, createModel } from '../../wasm/quantscope.mjs';
+import { loadModel, defaultQuant, configure, createModel, runtimeInfo } from '../../wasm/quantscope.mjs';
 
 const median = (v) => {
   const s = [...v].sort((a, b) => a - b);
@@ -16,9 +16,9 @@ function sentenceIds(T, vocab) {
 
 /** ms per forward for each variant and length: {T: {variant: ms}}. */
 /** Median ms of fn over rounds, contestants alternating within each round. */
-async function alternate(fns, rounds, minMs) {
+async function alternate(fns, rounds, minMs, warmUp = true) {
   const secs = fns.map(() => []);
-  for (let r = -1; r < rounds; r++) { // round -1: warm-up (V8 tier-up)
+  for (let r = warmUp ? -1 : 0; r < rounds; r++) { // round -1: warm-up (V8 tier-up)
     for (const [i, fn] of fns.entries()) {
       let n = 0;
       const t0 = performance.now();
@@ -32,20 +32,27 @@ async function alternate(fns, rounds, minMs) {
   return secs.map(median);
 }
 
-globalThis.runBench = async ({ modelUrl, rounds, minMs }) => {
-  const model = await loadModel(modelUrl);
-  const quant = await defaultQuant();
+// The model stays loaded between calls, so run.mjs can alternate rounds
+// between two pages (the relaxed-SIMD module and plain SIMD128).
+let loaded = null;
+
+globalThis.runBench = async ({ modelUrl, rounds, minMs, relaxedSimd = true }) => {
+  const warmUp = !loaded;
+  if (!loaded) {
+    configure({ relaxedSimd });
+    loaded = { model: await loadModel(modelUrl), quant: await defaultQuant(), info: await runtimeInfo() };
+  }
+  const { model, quant, info } = loaded;
   const variants = [['f32', undefined], ['w8a8 fake-quant', quant]];
   if ('int8' in quant) variants.push(['w8a8 int8', { ...quant, int8: true }]);
-  const out = { variants: variants.map(([n]) => n), rows: [] };
+  const out = { variants: variants.map(([n]) => n), rows: [], relaxedSimd: info.relaxedSimd };
   for (const T0 of [64, 128]) {
     const T = Math.min(T0, model.config.maxPositions ?? T0);
     const ids = sentenceIds(T, model.config.vocabSize);
     const ms = await alternate(variants.map(([, q]) => () => model.forward(ids, q ? { quant: q } : {})),
-      rounds, minMs);
+      rounds, minMs, warmUp);
     out.rows.push({ T, ms });
   }
-  model.dispose();
   return out;
 };
 

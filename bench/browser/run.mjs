@@ -18,6 +18,11 @@ import { fileURLToPath } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
+const median = (v) => {
+  const s = [...v].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : 0.5 * (s[m - 1] + s[m]);
+};
 // docs/toolchain.md: without the background-networking flags Chromium floods the
 // closed network with refused connections.
 const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
@@ -103,17 +108,38 @@ try {
                 + `${two.toFixed(1).padStart(7)} ms   speedup ${(one / two).toFixed(2)} x `
                 + `(${Math.round(out.train.tokens / one * 1e3)} vs ${Math.round(out.train.tokens / two * 1e3)} tokens/s)`);
   } else {
-    const out = await page.evaluate((args) => globalThis.runBench(args),
-      { modelUrl: `${base}model/`, rounds, minMs });
-    console.log(`headless Chromium (${version}) forward of ${dir} through quantscope.mjs: ms per forward, `
-                + `median of ${rounds} rounds`);
-    if (!out.variants.includes('w8a8 int8')) console.log('(w8a8 int8: not measured: quantscope.mjs has no quant.int8 yet)');
-    for (const { T, ms } of out.rows) {
-      out.variants.forEach((name, i) => {
-        console.log(`  T = ${String(T).padStart(3)}  ${name.padEnd(16)} ${ms[i].toFixed(3).padStart(8)} ms  `
-                    + `(${(ms[i] / ms[0]).toFixed(2)} x f32)`);
-      });
+    // Two pages, one module each: the relaxed-SIMD module (what Chromium runs by
+    // default) and plain SIMD128, rounds alternating between them.
+    const plainPage = await context.newPage();
+    await plainPage.goto(`${base}bench/browser/index.html`);
+    await plainPage.waitForFunction(() => globalThis.benchReady === true, null, { timeout: 30000 });
+    const pages = [[page, true], [plainPage, false]];
+    const samples = pages.map(() => []);
+    for (let r = 0; r < rounds; r++) {
+      for (const [i, [p, relaxedSimd]] of pages.entries()) {
+        samples[i].push(await p.evaluate((args) => globalThis.runBench(args),
+          { modelUrl: `${base}model/`, rounds: 1, minMs, relaxedSimd }));
+      }
     }
+    console.log(`headless Chromium (${version}) forward of ${dir} through quantscope.mjs: ms per forward, `
+                + `median of ${rounds} rounds, the two modules alternating`);
+    const [first] = samples[0];
+    if (!first.variants.includes('w8a8 int8')) console.log('(w8a8 int8: not measured: quantscope.mjs has no quant.int8 yet)');
+    const msOf = (runs, t, i) => median(runs.map((o) => o.rows[t].ms[i]));
+    first.rows.forEach(({ T }, t) => {
+      for (const [k, runs] of samples.entries()) {
+        const label = runs[0].relaxedSimd ? 'relaxed SIMD' : 'SIMD128';
+        if (k === 1 && pages[0][1] && !samples[0][0].relaxedSimd) continue; // this Chromium has no relaxed SIMD
+        first.variants.forEach((name, i) => {
+          const ms = msOf(runs, t, i);
+          console.log(`  T = ${String(T).padStart(3)}  ${`${name} ${label}`.padEnd(30)} ${ms.toFixed(3).padStart(8)} ms  `
+                      + `(${(ms / msOf(runs, t, 0)).toFixed(2)} x f32)`);
+        });
+      }
+      if (samples[0][0].relaxedSimd) {
+        console.log(`  T = ${String(T).padStart(3)}  SIMD128 / relaxed SIMD, f32: ${(msOf(samples[1], t, 0) / msOf(samples[0], t, 0)).toFixed(2)} x`);
+      } else console.log('  (relaxed SIMD: not measured: this Chromium has none)');
+    });
   }
   if (cdp) {
     const { profile: cpuProfile } = await cdp.send('Profiler.stop');

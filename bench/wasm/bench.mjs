@@ -20,12 +20,16 @@
 // Contestants alternate within every round (the machine is noisy,
 // docs/toolchain.md); a sample repeats a call until min_ms have passed, after a
 // warm-up long enough for V8 to tier the code up; tables show medians.
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+
+import { hasRelaxedSimd } from '../../wasm/js/runtime.mjs';
 
 const ROOT = new URL('../../', import.meta.url);
 const BENCH_CORE = new URL('build/bench/bench_core.mjs', ROOT);
 const BENCH_WASM = new URL('build/bench/bench_core.wasm', ROOT);
+const BENCH_RELAXED_WASM = new URL('build/bench/bench_core_relaxed.wasm', ROOT);
 const HEADS = 4;
 
 // ------------------------------------------------------------------ timing
@@ -63,12 +67,12 @@ const fmt = (x, w = 8, d = 2) => (Number.isFinite(x) ? x.toFixed(d) : '-').padSt
 
 // ------------------------------------------------------------ bench module
 
-async function loadBenchCore() {
+async function loadBenchCore(wasmUrl = BENCH_WASM) {
   const [{ default: factory }, bytes] = await Promise.all([
     import(BENCH_CORE.href).catch((e) => {
       throw new Error(`${BENCH_CORE.pathname} missing (run bench/build.sh): ${e.message}`);
     }),
-    readFile(BENCH_WASM),
+    readFile(wasmUrl),
   ]);
   const wasmModule = await WebAssembly.compile(bytes);
   const m = await factory({
@@ -104,6 +108,13 @@ async function loadBenchCore() {
       if (status !== 0) throw new Error(`${what}: ${str(m._bw_error())}`);
     },
   };
+}
+
+/** The relaxed-SIMD bench module (FMA in the float kernels): { core } or { why } it is not measured. */
+async function loadRelaxedCore() {
+  if (!hasRelaxedSimd()) return { why: 'this engine has no relaxed SIMD (node --experimental-wasm-relaxed-simd has it)' };
+  if (!existsSync(BENCH_RELAXED_WASM)) return { why: `${BENCH_RELAXED_WASM.pathname} is missing (bench/build.sh)` };
+  return { core: await loadBenchCore(BENCH_RELAXED_WASM) };
 }
 
 /** tfjs-core with the WASM backend, single-threaded, or null (with why). */
@@ -207,6 +218,8 @@ function attentionContestants(b, tfjs, { kind, M: T, K, N }) {
 
 async function benchGemm(rounds, minMs) {
   const b = await loadBenchCore();
+  const relaxed = await loadRelaxedCore();
+  const rc = relaxed.core;
   const tfjs = await loadTfjs();
   const isa = b.str(b.m._bw_int8_isa());
   console.log(`WASM GEMM in Node ${process.versions.node} (V8 ${process.versions.v8}), single thread: `
@@ -215,47 +228,65 @@ async function benchGemm(rounds, minMs) {
     ? `peer: @tensorflow/tfjs-backend-wasm ${tfjs.version} (XNNPACK), SIMD ${tfjs.simd}, threads ${tfjs.threads}; `
       + 'linear: ours x W^T (W [N][K]) vs tf.matMul(x, W) with W [K][N] (its XNNPACK layout)'
     : `peer: tfjs-backend-wasm not available (${tfjs.error}); run npm install`);
+  console.log(rc ? '"relaxed": ours in the relaxed-SIMD module (f32x4.relaxed_madd, what Chromium runs), '
+    + 'beside the plain SIMD128 one ("ours")' : `(relaxed: not measured: ${relaxed.why})`);
   console.log(`qk/pv: ${HEADS} heads; "xnnpack" = tf.matMul per head with the operand pre-transposed, `
               + '"tf batched" = one batched tf.matMul (not XNNPACK in tfjs 4)');
   console.log(`${'shape'.padEnd(12)} ${'M'.padStart(5)} ${'K'.padStart(5)} ${'N'.padStart(5)} | `
-              + `${'ours'.padStart(8)} ${'xnnpack'.padStart(8)} ${'scalar'.padStart(8)} | ${'int8'.padStart(8)} `
-              + `${'int8+q'.padStart(8)} | ${'ours/xnn'.padStart(8)} ${'simd/sc'.padStart(7)} ${'i8/f32'.padStart(7)} `
-              + `${'i8q/f32'.padStart(7)}`);
-  const logs = { xnn: [], i8: [], rates: { ours: [], xnnpack: [] } };
+              + `${'ours'.padStart(8)} ${'relaxed'.padStart(8)} ${'xnnpack'.padStart(8)} ${'scalar'.padStart(8)} | `
+              + `${'int8'.padStart(8)} ${'int8+q'.padStart(8)} | ${'ours/xnn'.padStart(8)} ${'rlx/xnn'.padStart(8)} `
+              + `${'simd/sc'.padStart(7)} ${'i8/f32'.padStart(7)} ${'i8q/f32'.padStart(7)}`);
+  const logs = { xnn: [], rlx: [], i8: [], rates: { ours: [], relaxed: [], xnnpack: [] } };
   for (const sh of SHAPES) {
     const attention = sh.kind === 'qk' || sh.kind === 'pv';
-    const { list, free } = attention ? attentionContestants(b, tfjs, sh) : linearContestants(b, tfjs, sh);
+    const contestants = (core, peer) => (attention ? attentionContestants(core, peer, sh) : linearContestants(core, peer, sh));
+    const { list, free } = contestants(b, tfjs);
+    // The relaxed module's own heap holds its own copies of the same operands.
+    const other = rc ? contestants(rc, {}) : null;
+    if (other) list.splice(1, 0, { ...other.list.find((c) => c.name === 'ours'), name: 'relaxed' });
     const flops = 2 * sh.M * sh.K * sh.N * (attention ? HEADS : 1);
     const secs = runRounds(list, rounds, minMs);
     const rate = Object.fromEntries(list.map((c, i) => [c.name, flops / secs[i] / 1e9]));
     free();
+    other?.free();
     const r = (a, bb) => (rate[a] && rate[bb] ? rate[a] / rate[bb] : NaN);
     let line = `${sh.kind.padEnd(12)} ${String(sh.M).padStart(5)} ${String(sh.K).padStart(5)} ${String(sh.N).padStart(5)} | `
-      + `${fmt(rate.ours)} ${fmt(rate.xnnpack)} ${fmt(rate.scalar)} | ${fmt(rate.int8)} ${fmt(rate['int8+q'])} | `
-      + `${fmt(r('ours', 'xnnpack'))} ${fmt(r('ours', 'scalar'), 7)} ${fmt(r('int8', 'ours'), 7)} ${fmt(r('int8+q', 'ours'), 7)}`;
+      + `${fmt(rate.ours)} ${fmt(rate.relaxed)} ${fmt(rate.xnnpack)} ${fmt(rate.scalar)} | ${fmt(rate.int8)} `
+      + `${fmt(rate['int8+q'])} | ${fmt(r('ours', 'xnnpack'))} ${fmt(r('relaxed', 'xnnpack'))} `
+      + `${fmt(r('ours', 'scalar'), 7)} ${fmt(r('int8', 'ours'), 7)} ${fmt(r('int8+q', 'ours'), 7)}`;
     if (rate['tf batched']) line += `   (tf batched ${rate['tf batched'].toFixed(2)})`;
     console.log(line);
     if (sh.kind === 'transformer') {
       if (rate.xnnpack) logs.xnn.push(Math.log(r('ours', 'xnnpack')));
-      logs.rates.ours.push(rate.ours);
-      if (rate.xnnpack) logs.rates.xnnpack.push(rate.xnnpack);
+      if (rate.xnnpack && rate.relaxed) logs.rlx.push(Math.log(r('relaxed', 'xnnpack')));
+      for (const name of ['ours', 'relaxed', 'xnnpack']) if (rate[name]) logs.rates[name].push(rate[name]);
       logs.i8.push(Math.log(r('int8+q', 'ours')));
     }
   }
   const gm = (v) => (v.length ? Math.exp(v.reduce((s, x) => s + x, 0) / v.length) : NaN);
   console.log(`geometric mean over the ${logs.i8.length} transformer shapes: ours/xnnpack ${fmt(gm(logs.xnn), 0)} `
               + `(goal >= 1.5), int8 (incl. quantizing x)/ours f32 ${fmt(gm(logs.i8), 0)} (target >= 1.5)`);
-  // What any f32 SIMD128 GEMM can reach here: the goal above is only
-  // reachable if 1.5 x the peer's rate is below this ceiling.
+  if (rc) {
+    console.log(`geometric mean over the ${logs.rlx.length} transformer shapes: relaxed/xnnpack ${fmt(gm(logs.rlx), 0)} `
+                + `(goal >= 1.5), relaxed/ours ${fmt(gm(logs.rates.relaxed.map(Math.log)) / gm(logs.rates.ours.map(Math.log)), 0)}`);
+  }
+  // What any f32 GEMM can reach here: the goal above is only reachable if
+  // 1.5 x the peer's rate is below this ceiling.
   const steps = 1 << 20;
-  const ceiling = median(Array.from({ length: rounds }, () =>
-    sample(() => b.m._bw_mul_add_ceiling(steps), minMs)));
-  const peak = (steps * 12 * 8) / ceiling / 1e9;
+  const peakOf = (core) => (steps * 12 * 8) / median(Array.from({ length: rounds }, () =>
+    sample(() => core.m._bw_mul_add_ceiling(steps), minMs))) / 1e9;
+  const peak = peakOf(b);
   const gmRate = (name) => gm(logs.rates[name].map(Math.log));
   console.log(`ceiling: f32x4 multiply + add (no FMA in SIMD128), 12 independent chains: ${peak.toFixed(1)} GFLOP/s; `
               + `transformer shapes, geometric mean: ours ${fmt(gmRate('ours'), 0)} (${(100 * gmRate('ours') / peak).toFixed(0)} %), `
               + `xnnpack ${fmt(gmRate('xnnpack'), 0)} (${(100 * gmRate('xnnpack') / peak).toFixed(0)} %); `
               + `1.5 x xnnpack would be ${(100 * 1.5 * gmRate('xnnpack') / peak).toFixed(0)} % of it`);
+  if (rc) {
+    const fmaPeak = peakOf(rc);
+    console.log(`ceiling: f32x4.relaxed_madd, 12 independent chains: ${fmaPeak.toFixed(1)} GFLOP/s; relaxed `
+                + `${fmt(gmRate('relaxed'), 0)} (${(100 * gmRate('relaxed') / fmaPeak).toFixed(0)} %); `
+                + `1.5 x xnnpack would be ${(100 * 1.5 * gmRate('xnnpack') / fmaPeak).toFixed(0)} % of it`);
+  }
 }
 
 // ------------------------------------------------------------------- models
@@ -302,7 +333,14 @@ async function benchModel(dir, rounds, minMs) {
     const ok = m._bw_model_variant(model, v) === 0;
     if (!ok) console.log(`(${name}: not measured: ${b.str(m._bw_error())})`);
     return ok;
-  });
+  }).map(([name, v]) => ({ name, v, core: b, model }));
+  // The relaxed-SIMD module's forwards with and without statistics, in its own heap.
+  const relaxed = await loadRelaxedCore();
+  if (relaxed.core) {
+    const rModel = loadInto(relaxed.core, files);
+    variants.push({ name: 'f32 relaxed SIMD', v: 0, core: relaxed.core, model: rModel },
+      { name: 'f32 relaxed SIMD no statistics', v: 3, core: relaxed.core, model: rModel });
+  } else console.log(`(f32 relaxed SIMD: not measured: ${relaxed.why})`);
   // The public JS API on the same model: what a user of quantscope.mjs waits for
   // (the forward plus copying logits, hidden states and statistics out).
   let api = null;
@@ -310,7 +348,7 @@ async function benchModel(dir, rounds, minMs) {
     const qs = await import(new URL('wasm/quantscope.mjs', ROOT).href);
     const apiModel = await qs.loadModel(dir);
     const quant = await qs.defaultQuant();
-    api = { qs, model: apiModel, quant, int8: 'int8' in quant };
+    api = { qs, model: apiModel, quant, int8: 'int8' in quant, relaxed: (await qs.runtimeInfo()).relaxedSimd };
   } catch (e) {
     console.log(`(quantscope.mjs: not measured: ${e.message})`);
   }
@@ -318,30 +356,40 @@ async function benchModel(dir, rounds, minMs) {
   for (const T0 of [64, 128]) {
     const T = Math.min(T0, maxT);
     const ids = sentenceIds(T, files.vocab);
-    const pids = m._malloc(4 * T);
-    new Int32Array(m.HEAPU8.buffer, pids, T).set(ids);
+    const cores = [...new Set(variants.map((x) => x.core))];
+    const pids = new Map(cores.map((c) => {
+      const p = c.m._malloc(4 * T);
+      new Int32Array(c.m.HEAPU8.buffer, p, T).set(ids);
+      return [c, p];
+    }));
     // Installing a quant config re-quantizes the weights, so each variant is
     // installed before its samples and only forwards are timed.
     const secs = variants.map(() => []);
     for (let r = -1; r < rounds; r++) {
-      variants.forEach(([name, v], i) => {
-        b.check(m._bw_model_variant(model, v), name);
-        const s = sample(() => b.check(m._bw_model_forward(model, pids, T, forwardMode(v)), 'forward'), minMs);
+      variants.forEach(({ name, v, core: c, model: mo }, i) => {
+        c.check(c.m._bw_model_variant(mo, v), name);
+        const p = pids.get(c);
+        const s = sample(() => c.check(c.m._bw_model_forward(mo, p, T, forwardMode(v)), 'forward'), minMs);
         if (r >= 0) secs[i].push(s);
       });
     }
     const base = median(secs[0]);
-    variants.forEach(([name], i) => {
+    variants.forEach(({ name }, i) => {
       const ms = 1e3 * median(secs[i]);
-      console.log(`  T = ${String(T).padStart(3)}  ${`${name} (C API)`.padEnd(34)} ${fmt(ms, 8, 3)} ms  `
+      console.log(`  T = ${String(T).padStart(3)}  ${`${name} (C API)`.padEnd(44)} ${fmt(ms, 8, 3)} ms  `
                   + `(${(median(secs[i]) / base).toFixed(2)} x f32)`);
     });
-    const at = (name) => variants.findIndex(([n]) => n === name);
+    const at = (name) => variants.findIndex((x) => x.name === name);
     const [off, view, int8] = [at('f32 no statistics'), at('f32 outlier view'), at('w8a8 int8')];
     if (off >= 0) {
       console.log(`  T = ${String(T).padStart(3)}  statistics on / off: ${(base / median(secs[off])).toFixed(2)} x (goal <= 1.3)`
                   + (view >= 0 ? `; outlier view's only / off: ${(median(secs[view]) / median(secs[off])).toFixed(2)} x` : '')
                   + (int8 >= 0 ? `; f32 / int8 w8a8, both with statistics: ${(base / median(secs[int8])).toFixed(2)} x (goal >= 1.5)` : ''));
+    }
+    const [rOn, rOff] = [at('f32 relaxed SIMD'), at('f32 relaxed SIMD no statistics')];
+    if (rOn >= 0) {
+      console.log(`  T = ${String(T).padStart(3)}  relaxed SIMD: statistics on / off ${(median(secs[rOn]) / median(secs[rOff])).toFixed(2)} x; `
+                  + `plain / relaxed, both with statistics: ${(base / median(secs[rOn])).toFixed(2)} x`);
     }
     if (api) {
       const apiVariants = [['f32', undefined], ['w8a8 fake-quant', api.quant]];
@@ -360,11 +408,11 @@ async function benchModel(dir, rounds, minMs) {
         }
       }
       apiVariants.forEach(([name], i) => {
-        console.log(`  T = ${String(T).padStart(3)}  ${`${name} (quantscope.mjs)`.padEnd(34)} `
+        console.log(`  T = ${String(T).padStart(3)}  ${`${name} (quantscope.mjs${api.relaxed ? ', relaxed SIMD' : ''})`.padEnd(44)} `
                     + `${fmt(1e3 * median(apiSecs[i]), 8, 3)} ms`);
       });
     }
-    m._free(pids);
+    for (const [c, p] of pids) c.m._free(p);
   }
   if (api) api.model.dispose();
   m._bw_model_free(model);

@@ -28,13 +28,28 @@ KEEP const char *bw_int8_isa(void) { return qs_int8_kernel_isa(); }
  * faster; 8 are latency-bound). Lanes differ, or LLVM packs four splat chains
  * into one vector. Every lane converges to add / (1 - mul), so nothing
  * overflows or goes subnormal; the result keeps the loop from being dropped. */
+#ifdef QS_WASM_RELAXED
+/* The relaxed bench module (bench/build.sh): one f32x4.relaxed_madd a step. */
+#define MUL_ADD(a, m, c) ((v128_t)__builtin_wasm_fma_f32x4((__f32x4)(a), (__f32x4)(m), (__f32x4)(c)))
+#else
+#define MUL_ADD(a, m, c) wasm_f32x4_add(wasm_f32x4_mul((a), (m)), (c))
+#endif
+
+KEEP int bw_relaxed_simd(void) {
+#ifdef QS_WASM_RELAXED
+    return 1;
+#else
+    return 0;
+#endif
+}
+
 KEEP float bw_mul_add_ceiling(int n) {
     v128_t a[12], add = wasm_f32x4_make(0.5f, 1.5f, 2.5f, 3.5f),
                   mul = wasm_f32x4_make(0.9999f, 0.9998f, 0.9997f, 0.9996f);
     for (int i = 0; i < 12; i++) a[i] = wasm_f32x4_make(i, i + 0.25f, i + 0.5f, i + 0.75f);
     for (int k = 0; k < n; k++) {
 #pragma clang loop unroll(full)
-        for (int i = 0; i < 12; i++) a[i] = wasm_f32x4_add(wasm_f32x4_mul(a[i], mul), add);
+        for (int i = 0; i < 12; i++) a[i] = MUL_ADD(a[i], mul, add);
     }
     v128_t r = a[0];
     for (int i = 1; i < 12; i++) r = wasm_f32x4_add(r, a[i]);

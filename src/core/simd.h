@@ -133,8 +133,16 @@ typedef simde_v128_t vf;
 #define vset1(x) simde_wasm_f32x4_splat(x)
 #define vzero() simde_wasm_f32x4_splat(0.0f)
 #define vadd(a, b) simde_wasm_f32x4_add((a), (b))
-/* Plain SIMD128 has no FMA (relaxed SIMD is off in Node 20, docs/toolchain.md). */
+#ifdef QS_WASM_RELAXED
+/* The relaxed build (build/wasm/quantscope_core_relaxed.wasm): a * b + c in
+ * one instruction, fused where the CPU has FMA. clang 14 emits the relaxed
+ * prototype's opcode, which scripts/wasm-relaxed.mjs renumbers to the
+ * standard f32x4.relaxed_madd (docs/toolchain.md). */
+#define vfma(a, b, c) ((simde_v128_t)__builtin_wasm_fma_f32x4((__f32x4)(a), (__f32x4)(b), (__f32x4)(c)))
+#else
+/* Plain SIMD128 has no FMA: the default build, for engines without relaxed SIMD (Node 20). */
 #define vfma(a, b, c) simde_wasm_f32x4_add(simde_wasm_f32x4_mul((a), (b)), (c))
+#endif
 typedef simde_v128_t vi;
 #define vmul(a, b) simde_wasm_f32x4_mul((a), (b))
 #define vsub(a, b) simde_wasm_f32x4_sub((a), (b))

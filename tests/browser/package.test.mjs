@@ -22,18 +22,18 @@ const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '
 
 // The user's code: a page that starts a Worker, and the Worker that uses the package.
 const MAIN_JS = `
-globalThis.runForward = (threads, ids, tokenTypes) => new Promise((resolve) => {
+globalThis.runForward = (threads, relaxedSimd, ids, tokenTypes) => new Promise((resolve) => {
   const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
   worker.onmessage = (e) => { worker.terminate(); resolve(e.data); };
   worker.onerror = (e) => resolve({ error: e.message });
-  worker.postMessage({ threads, ids, tokenTypes });
+  worker.postMessage({ threads, relaxedSimd, ids, tokenTypes });
 });
 `;
 const WORKER_JS = `
 import { configure, loadModel, runtimeInfo } from 'quantscope';
-self.onmessage = async ({ data: { threads, ids, tokenTypes } }) => {
+self.onmessage = async ({ data: { threads, relaxedSimd, ids, tokenTypes } }) => {
   try {
-    configure({ threads });
+    configure({ threads, relaxedSimd });
     const model = await loadModel('/model/');
     const r = await model.forward(ids, { tokenTypes });
     self.postMessage({ runtime: await runtimeInfo(), shape: r.shape, logits: Array.from(r.logits) });
@@ -113,20 +113,25 @@ test('a page bundled with esbuild runs the installed package in a Worker, single
     assert.ok(await page.evaluate(() => crossOriginIsolated));
     await page.waitForFunction(() => typeof globalThis.runForward === 'function');
     const runs = {};
-    for (const threads of [1, 2]) {
-      const r = await page.evaluate(([t, i, tt]) => globalThis.runForward(t, i, tt), [threads, ids, tokenTypes]);
+    // The single-threaded build's relaxed-SIMD module (Chromium's default), its
+    // plain SIMD128 module, and the pthreads build (plain SIMD128).
+    for (const [name, threads, relaxedSimd] of [['relaxed', 1, true], ['plain', 1, false], ['threads', 2, false]]) {
+      const r = await page.evaluate(([t, rs, i, tt]) => globalThis.runForward(t, rs, i, tt),
+        [threads, relaxedSimd, ids, tokenTypes]);
       assert.equal(r.error, undefined, r.error);
       assert.deepEqual(r.shape, expected.logits_shape);
       let worst = 0;
       r.logits.forEach((v, k) => { worst = Math.max(worst, Math.abs(v - expected.logits[k])); });
-      console.log(`bundled page, ${threads} thread(s) (pool ${r.runtime.pool}): logits max |diff| ${worst.toExponential(2)}`);
+      console.log(`bundled page, ${threads} thread(s) (pool ${r.runtime.pool}, relaxed SIMD ${r.runtime.relaxedSimd}): `
+                  + `logits max |diff| ${worst.toExponential(2)}`);
       assert.ok(worst < 1e-4, `max diff ${worst}`);
-      runs[threads] = r;
+      runs[name] = r;
     }
-    assert.equal(runs[1].runtime.pool, 1);
-    assert.equal(runs[2].runtime.threads, 2);
-    assert.ok(runs[2].runtime.pool >= 2, 'the pthreads build ran');
-    assert.deepEqual(runs[2].logits, runs[1].logits, 'both builds give the same logits');
+    assert.deepEqual(runs.relaxed.runtime, { threads: 1, pool: 1, relaxedSimd: true }, 'the relaxed module ran');
+    assert.deepEqual(runs.plain.runtime, { threads: 1, pool: 1, relaxedSimd: false });
+    assert.equal(runs.threads.runtime.threads, 2);
+    assert.ok(runs.threads.runtime.pool >= 2, 'the pthreads build ran');
+    assert.deepEqual(runs.threads.logits, runs.plain.logits, 'both SIMD128 builds give the same logits');
     assert.deepEqual(errors, []);
     // BERT without a tokenizer key may have a WordPiece vocab.txt: loadModel asks (wasm/js/sources.mjs)
     assert.deepEqual(notFound.filter((p) => !['/model/vocab.txt', '/favicon.ico'].includes(p)), []);

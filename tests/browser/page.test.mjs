@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { readFile, writeFile, truncate, rm, copyFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import { loadModel } from '../../wasm/quantscope.mjs';
+import { loadModel, runtimeInfo } from '../../wasm/quantscope.mjs';
 import { TRAIN_DEFAULTS } from '../../web/state.js';
 import { ROOT, RESULTS, MODELS, missing, open, state, until, painted, screenshot, median, pplDone, setNumber as setNum }
   from './helpers.mjs';
@@ -96,6 +96,13 @@ test('the page loads the shipped models and shows the outlier view', { skip }, a
   assert.match(await b.page.textContent('.tooltip'), /token \d+ .*dim \d+x = −?\d/);
   await b.page.mouse.move(0, 0);
   await shot('outliers');
+});
+
+test('Chromium runs the relaxed-SIMD module, and so does this Node (scripts/test-browser.sh)', { skip }, async () => {
+  const page = await b.page.evaluate(async () => (await import('/wasm/quantscope.mjs')).runtimeInfo());
+  assert.equal(page.relaxedSimd, true, 'Chromium 114+ has relaxed SIMD');
+  assert.equal((await runtimeInfo()).relaxedSimd, page.relaxedSimd,
+    'exact comparisons need the same module: run node --experimental-wasm-relaxed-simd --test');
 });
 
 test('numbers shown equal the Node API for the same input', { skip }, async () => {

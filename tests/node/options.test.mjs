@@ -81,7 +81,7 @@ test('every function and method taking options refuses an unknown key, naming th
     });
   }
   // configure() is synchronous: it throws.
-  assert.throws(() => configure({ thread: 2 }), (e) => isUnknownKey(e, 'configure', 'thread', ['threads']));
+  assert.throws(() => configure({ thread: 2 }), (e) => isUnknownKey(e, 'configure', 'thread', ['threads', 'relaxedSimd']));
 
   // The models and the trainer still work after all those refusals.
   assert.equal((await f.model.forward(ids)).shape[0], ids.length);

@@ -19,7 +19,7 @@ const types = ids.map((_, i) => (i < Math.floor(ids.length / 2) ? 0 : 1)); // te
 // What a user needs and nothing else: no tests, bench, web page, models or sources.
 const SHIPPED = [
   'README.md', 'package.json', 'bin/cformat.mjs', 'bin/quantscope.mjs',
-  'build/wasm/quantscope_core.mjs', 'build/wasm/quantscope_core.wasm',
+  'build/wasm/quantscope_core.mjs', 'build/wasm/quantscope_core.wasm', 'build/wasm/quantscope_core_relaxed.wasm',
   'build/wasm-threads/quantscope_core.mjs', 'build/wasm-threads/quantscope_core.wasm',
   'build/wasm-threads/quantscope_core.worker.js',
   'wasm/js/abi.mjs', 'wasm/js/checks.mjs', 'wasm/js/errors.mjs', 'wasm/js/fix.mjs', 'wasm/js/heap.mjs', 'wasm/js/model.mjs',
@@ -74,14 +74,18 @@ const r = await model.forward(${JSON.stringify(ids)}, { tokenTypes: ${JSON.strin
 console.log(JSON.stringify({ from: import.meta.resolve('quantscope'), runtime: await runtimeInfo(),
   shape: r.shape, logits: Array.from(r.logits) }));
 `);
-  const out = JSON.parse(run(process.execPath, [script, golden], consumer));
-  assert.equal(out.from, `file://${path.join(consumer, 'node_modules/quantscope/wasm/quantscope.mjs')}`);
-  assert.deepEqual(out.runtime, { threads: 1, pool: 1 });
-  assert.deepEqual(out.shape, expected.logits_shape);
-  let worst = 0;
-  out.logits.forEach((v, i) => { worst = Math.max(worst, Math.abs(v - expected.logits[i])); });
-  console.log(`installed package: golden bert logits max |diff| ${worst.toExponential(2)}`);
-  assert.ok(worst < 1e-4, `max diff ${worst}`);
+  // Plain SIMD128 (Node 20's default), then the relaxed-SIMD module the package also ships.
+  for (const relaxedSimd of [false, true]) {
+    const flags = relaxedSimd ? ['--experimental-wasm-relaxed-simd'] : [];
+    const out = JSON.parse(run(process.execPath, [...flags, script, golden], consumer));
+    assert.equal(out.from, `file://${path.join(consumer, 'node_modules/quantscope/wasm/quantscope.mjs')}`);
+    assert.deepEqual(out.runtime, { threads: 1, pool: 1, relaxedSimd });
+    assert.deepEqual(out.shape, expected.logits_shape);
+    let worst = 0;
+    out.logits.forEach((v, i) => { worst = Math.max(worst, Math.abs(v - expected.logits[i])); });
+    console.log(`installed package${relaxedSimd ? ', relaxed SIMD' : ''}: golden bert logits max |diff| ${worst.toExponential(2)}`);
+    assert.ok(worst < 1e-4, `max diff ${worst}`);
+  }
 });
 
 test('npx quantscope in the fresh project prints what the checkout\'s bin/quantscope.mjs prints', () => {

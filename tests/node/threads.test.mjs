@@ -22,7 +22,7 @@ test('threads > 1 in Node: a clear error, and the single-threaded build still st
   configure({ threads: 2 });
   await assert.rejects(runtimeInfo(), (e) => e.code === 'QS_ERR_ARG' && /runs in browsers only/.test(e.message));
   configure({ threads: 1 }); // the failed start left nothing behind
-  assert.deepEqual(await runtimeInfo(), { threads: 1, pool: 1 });
+  assert.deepEqual(await runtimeInfo(), { threads: 1, pool: 1, relaxedSimd: false });
   assert.equal((await defaultTrain()).threads, 1);
   assert.throws(() => configure({ threads: 2 }), /already started with 1 thread/);
   configure({ threads: 1 }); // the same setting again is fine

@@ -4,12 +4,22 @@ import { argError, qsError } from './errors.mjs';
 import { checkOptions } from './checks.mjs';
 import { Core } from './heap.mjs';
 
-// The Emscripten artefacts: the default single-threaded build, and the optional
-// pthreads build (scripts/build-wasm.sh --threads), each in its own folder.
+// The Emscripten artefacts: the default single-threaded build (plain SIMD128,
+// and beside it the relaxed-SIMD module with FMA, CMakeLists.txt), and the
+// optional pthreads build (scripts/build-wasm.sh --threads), each in its own folder.
 const BUILD_DIRS = {
   single: new URL('../../build/wasm/', import.meta.url),
   threads: new URL('../../build/wasm-threads/', import.meta.url),
 };
+
+// The smallest module that uses f32x4.relaxed_madd: (v128, v128, v128) -> v128.
+const RELAXED_PROBE = new Uint8Array([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+  0x01, 0x08, 0x01, 0x60, 0x03, 0x7b, 0x7b, 0x7b, 0x01, 0x7b, // type section
+  0x03, 0x02, 0x01, 0x00, // function section
+  0x0a, 0x0d, 0x01, 0x0b, 0x00, 0x20, 0x00, 0x20, 0x01, 0x20, 0x02, 0xfd, 0x85, 0x02, 0x0b]); // code
+
+/** Whether this engine runs relaxed SIMD (Chromium 114+; Node 20 only with --experimental-wasm-relaxed-simd). */
+export const hasRelaxedSimd = () => WebAssembly.validate(RELAXED_PROBE);
 const MAX_THREADS = 16; // QS_MAX_THREADS in src/core/threads.h
 
 export const IS_NODE = typeof process === 'object' && typeof process.versions?.node === 'string';
@@ -19,6 +29,7 @@ export const IS_NODE = typeof process === 'object' && typeof process.versions?.n
 let corePromise = null;
 let currentCore = null; // what corePromise resolved to, until a trap drops it
 let wantThreads = 1; // set by configure() before the core starts
+let wantRelaxed = true; // use the relaxed-SIMD module where the engine has it
 
 /**
  * Chooses the WebAssembly build; call it before anything that starts the core.
@@ -28,16 +39,24 @@ let wantThreads = 1; // set by configure() before the core starts
  * (COOP/COEP headers, as scripts/serve.mjs sends) and a browser: this build's
  * threads do not run in Node, where the native `qs` has threads instead.
  * Blocking joins are fine in a Worker; on a page's main thread they stall it.
+ * `relaxedSimd` (default true): the single-threaded build runs its relaxed-SIMD
+ * module, with fused multiply-adds, where the engine has relaxed SIMD; false
+ * keeps plain SIMD128 (bit for bit what every engine computes).
  */
 export function configure(options) {
-  const { threads = 1 } = checkOptions(options, ['threads'], 'configure');
+  const { threads = 1, relaxedSimd = true } = checkOptions(options, ['threads', 'relaxedSimd'], 'configure');
   if (!Number.isInteger(threads) || threads < 1 || threads > MAX_THREADS) {
     throw argError(`configure: threads must be an integer in [1, ${MAX_THREADS}], got ${threads}`);
   }
-  if (corePromise && threads !== wantThreads) {
-    throw argError(`configure: the WebAssembly core already started with ${wantThreads} thread(s)`);
+  if (typeof relaxedSimd !== 'boolean') {
+    throw argError(`configure: relaxedSimd must be a boolean, got ${typeof relaxedSimd}`);
+  }
+  if (corePromise && (threads !== wantThreads || relaxedSimd !== wantRelaxed)) {
+    throw argError(`configure: the WebAssembly core already started with ${wantThreads} thread(s)`
+      + `${wantRelaxed ? '' : ', relaxedSimd false'}`);
   }
   wantThreads = threads;
+  wantRelaxed = relaxedSimd;
 }
 
 /** The WASM instance shared by all models, started on first use. */
@@ -89,17 +108,21 @@ function checkThreadsPossible() {
 // after a trap only instantiates (fresh memory) instead of compiling again.
 const compiled = new Map();
 
-function loadBuild(threads) {
-  const key = threads > 1 ? 'threads' : 'single';
+function loadBuild(threads, relaxed) {
+  const key = threads > 1 ? 'threads' : relaxed ? 'relaxed' : 'single';
   if (!compiled.has(key)) {
-    const dir = BUILD_DIRS[key];
+    const dir = BUILD_DIRS[threads > 1 ? 'threads' : 'single'];
     const coreUrl = new URL('quantscope_core.mjs', dir);
     const build = threads > 1 ? 'npm run build:wasm -- --threads' : 'npm run build:wasm';
+    const plain = new URL('quantscope_core.wasm', dir);
+    // A build folder without the relaxed module (an older build) runs the plain one.
+    const wasm = relaxed ? compileWasm(new URL('quantscope_core_relaxed.wasm', dir)).catch(() => compileWasm(plain))
+      : compileWasm(plain);
     const p = Promise.all([
       import(coreUrl.href).catch((e) => {
         throw qsError('QS_ERR_IO', `quantscope: cannot load ${coreUrl} (run ${build}): ${e.message}`);
       }),
-      compileWasm(new URL('quantscope_core.wasm', dir)),
+      wasm,
     ]).then(([glue, wasmModule]) => ({ factory: glue.default, wasmModule, dir, coreUrl }));
     p.catch(() => compiled.delete(key)); // a failed fetch or compile may be retried
     compiled.set(key, p);
@@ -109,7 +132,8 @@ function loadBuild(threads) {
 
 async function startCore(threads) {
   if (threads > 1) checkThreadsPossible();
-  const { factory, wasmModule, dir, coreUrl } = await loadBuild(threads);
+  const { factory, wasmModule, dir, coreUrl } = await loadBuild(threads, threads === 1 && wantRelaxed
+    && hasRelaxedSimd());
   // The glue's ready promise never settles when instantiateWasm fails, so a
   // failure rejects this one instead.
   let failed;
