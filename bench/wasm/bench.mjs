@@ -9,7 +9,8 @@
 //
 // profile: repeats one of the model mode's variants, by name, and nothing else,
 // for a profiler: QS_BENCH_PROFILING=1 bench/build.sh keeps the function names,
-// then node --cpu-prof bench/wasm/bench.mjs profile models/bert-vanilla f32 64 5.
+// then node --cpu-prof bench/wasm/bench.mjs profile models/bert-vanilla f32 64 5
+// (QS_BENCH_RELAXED=1 and node --experimental-wasm-relaxed-simd: the relaxed-SIMD module's).
 // scale: a large checkpoint (node tests/node/bigmodels.mjs DIR makes random
 // BERT-base and OPT-125m ones) through quantscope.mjs in this process: load
 // time, WASM memory and RSS after loading, forwards of 128 tokens with
@@ -531,7 +532,7 @@ async function benchScale(dir, rounds, windows) {
 async function benchProfile(dir, name, T0, seconds) {
   const variant = VARIANTS.find(([n]) => n === name);
   if (!variant) throw new Error(`unknown variant '${name}': expected ${VARIANTS.map(([n]) => n).join(', ')}`);
-  const b = await loadBenchCore();
+  const b = await loadBenchCore(process.env.QS_BENCH_RELAXED === '1' ? BENCH_RELAXED_WASM : BENCH_WASM);
   const { m } = b;
   const files = await readModel(dir);
   const model = loadInto(b, files);
