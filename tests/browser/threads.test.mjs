@@ -107,7 +107,7 @@ test('the switch link reloads on the single-threaded build', { skip }, async () 
   await until(b.page, () => globalThis.quantscope?.state().phase === 'ready', null, 60000);
   const s = await state(b.page);
   assert.deepEqual(s.runtime, { threads: 1, pool: 1, relaxedSimd: true, fallback: null });
-  assert.match(await b.page.textContent('#t-threads'), /^1 thread · use \d+ threads$/);
+  assert.match(await b.page.textContent('#t-threads'), /^1 thread, relaxed SIMD · use \d+ threads$/);
   await painted(b.page);
   // Navigation aborts the old page's worker requests; nothing else may fail.
   assert.deepEqual(b.errors.filter((e) => !/ERR_ABORTED/.test(e)), []);

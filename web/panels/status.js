@@ -45,7 +45,7 @@ export function mountStatus(root) {
   };
 }
 
-/** "1 thread" or "N threads (pthreads)", and a link to the other build. */
+/** "1 thread" or "N threads (pthreads)", with "relaxed SIMD" when that module runs (FMA), and a link to the other build. */
 function renderThreads(el, rt) {
   if (el.dataset.threads === String(rt.threads)) return;
   el.dataset.threads = String(rt.threads);
@@ -53,7 +53,10 @@ function renderThreads(el, rt) {
   const other = rt.threads > 1 ? 1 : Math.min(4, Math.max(2, navigator.hardwareConcurrency || 2));
   const threads = other > 1 ? other : null;
   const canSwitch = other === 1 || globalThis.crossOriginIsolated;
-  const label = rt.threads > 1 ? `${rt.threads} threads (pthreads)` : '1 thread';
+  const label = (rt.threads > 1 ? `${rt.threads} threads (pthreads)` : '1 thread')
+    + (rt.relaxedSimd ? ', relaxed SIMD' : '');
+  el.title = rt.relaxedSimd ? 'the WebAssembly module with fused multiply-adds (this browser has relaxed SIMD)'
+    : 'the plain SIMD128 WebAssembly module';
   fill(el, canSwitch ? `${label} · ` : label,
     // The link is made when followed: it keeps the page's settings of that moment (url.js).
     canSwitch ? h('a#threads-switch', { href: linkWith({ threads }), title: 'reloads the page with the other WebAssembly build',
