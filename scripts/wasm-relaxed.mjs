@@ -12,6 +12,7 @@
 // does not know, and a module without a single FMA: the output is either
 // right or not written.
 import { readFileSync, writeFileSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
 
 const PROTO_FMA = 0xaf;
 const RELAXED_MADD = 0x105;
@@ -128,7 +129,7 @@ export function relaxedFromPrototype(input) {
   return { bytes, fmas };
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const [input, output] = process.argv.slice(2);
   if (!input || !output) {
     console.error('usage: node scripts/wasm-relaxed.mjs IN.wasm OUT.wasm');

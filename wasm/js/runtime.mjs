@@ -20,6 +20,7 @@ const RELAXED_PROBE = new Uint8Array([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 
 
 /** Whether this engine runs relaxed SIMD (Chromium 114+; Node 20 only with --experimental-wasm-relaxed-simd). */
 export const hasRelaxedSimd = () => WebAssembly.validate(RELAXED_PROBE);
+
 const MAX_THREADS = 16; // QS_MAX_THREADS in src/core/threads.h
 
 export const IS_NODE = typeof process === 'object' && typeof process.versions?.node === 'string';
