@@ -12,15 +12,9 @@ export NODE_PATH="${NODE_PATH:-/usr/share/nodejs}"
 preset=wasm
 [ "${1:-}" = "--threads" ] && preset=wasm-threads
 dir=build/$preset
-files=("$dir/quantscope_core.mjs" "$dir/quantscope_core.wasm")
-targets=(quantscope_wasm)
-if [ "$preset" = wasm-threads ]; then
-  files+=("$dir/quantscope_core.worker.js")
-else
-  # The relaxed-SIMD module beside the plain one (CMakeLists.txt).
-  files+=("$dir/quantscope_core_relaxed.wasm")
-  targets+=(quantscope_wasm_relaxed)
-fi
+# Each build has its relaxed-SIMD module beside the plain one (CMakeLists.txt).
+files=("$dir/quantscope_core.mjs" "$dir/quantscope_core.wasm" "$dir/quantscope_core_relaxed.wasm")
+[ "$preset" = wasm-threads ] && files+=("$dir/quantscope_core.worker.js")
 
 jobs="${JOBS:-$(nproc)}"
 start=$(date +%s)
@@ -29,17 +23,18 @@ start=$(date +%s)
 cmake --preset "$preset" >/dev/null
 # The threaded build warns that JS views of growable shared memory are slower:
 # our JS touches the heap only to copy inputs and results.
-cmake --build "$dir" -j "$jobs" --target "${targets[@]}" 2>&1 |
+cmake --build "$dir" -j "$jobs" --target quantscope_wasm quantscope_wasm_relaxed 2>&1 |
   { grep -v 'pthreads-mem-growth\|design/issues/1271' || true; }
-if [ "$preset" = wasm ]; then
-  # The relaxed module runs under the plain module's glue: the two links must
-  # agree on everything but the file name.
-  if ! cmp -s <(sed 's/quantscope_core_relaxed_proto/quantscope_core/g' "$dir/quantscope_core_relaxed_proto.mjs") \
-      "$dir/quantscope_core.mjs"; then
-    echo "build-wasm: the relaxed module's glue differs from quantscope_core.mjs" >&2
+# The relaxed module runs under the plain module's glue (and worker script):
+# the two links must agree on everything but the file name.
+for ext in mjs worker.js; do
+  [ -f "$dir/quantscope_core.$ext" ] || continue
+  if ! cmp -s <(sed 's/quantscope_core_relaxed_proto/quantscope_core/g' "$dir/quantscope_core_relaxed_proto.$ext") \
+      "$dir/quantscope_core.$ext"; then
+    echo "build-wasm: the relaxed module's quantscope_core.$ext differs from the plain one's" >&2
     exit 1
   fi
-fi
+done
 for f in "${files[@]}"; do
   [ -s "$f" ] || { echo "build-wasm: missing $f" >&2; exit 1; }
   # A CSP without 'unsafe-eval' refuses eval and new Function: fail the build

@@ -16,7 +16,7 @@ if [ "${2:-}" = "--build" ]; then
   scripts/build-wasm.sh
   scripts/build-wasm.sh --threads
 fi
-for f in build/wasm/quantscope_core.{mjs,wasm} build/wasm/quantscope_core_relaxed.wasm build/wasm-threads/quantscope_core.{mjs,wasm,worker.js}; do
+for f in build/wasm/quantscope_core{.mjs,.wasm,_relaxed.wasm} build/wasm-threads/quantscope_core{.mjs,.wasm,_relaxed.wasm,.worker.js}; do
   [ -s "$f" ] || { echo "pack: $f is missing (scripts/build-wasm.sh and scripts/build-wasm.sh --threads)" >&2; exit 1; }
 done
 npm pack --ignore-scripts --json --pack-destination "$dir" --loglevel=error >"$dir/pack.json"

@@ -805,8 +805,8 @@ export declare function memoryUsage(): Promise<{ heapBytes: number; usedBytes: n
  * that starts the core rejects with QS_ERR_ARG otherwise, after which
  * configure({ threads: 1 }) may be called. Throws QS_ERR_ARG for a count
  * outside [1, 16] or a change after the core started. relaxedSimd (default
- * true) lets the single-threaded build run its relaxed-SIMD module (fused
- * multiply-adds) where the engine has relaxed SIMD; false keeps plain SIMD128.
+ * true) lets the build run its relaxed-SIMD module (fused multiply-adds)
+ * where the engine has relaxed SIMD; false keeps plain SIMD128.
  */
 export declare function configure(options?: { threads?: number; relaxedSimd?: boolean }): void;
 

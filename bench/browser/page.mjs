@@ -84,6 +84,6 @@ globalThis.runThreadsBench = async ({ modelUrl, rounds, minMs }) => {
   const train = await alternate(trainers.map((t) => () => t.step()), rounds, minMs);
   for (const t of trainers) { const m = t.model; await t.dispose(); await m.dispose(); }
   await model.dispose();
-  return { T, windows, evals, train: { ms: train, tokens: 16 * T } };
+  return { T, windows, evals, train: { ms: train, tokens: 16 * T }, relaxedSimd: (await runtimeInfo()).relaxedSimd };
 };
 globalThis.benchReady = true;

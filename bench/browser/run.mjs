@@ -98,7 +98,8 @@ try {
   }
   if (threadsMode) {
     const out = await page.evaluate((args) => globalThis.runThreadsBench(args), { modelUrl: `${base}model/`, rounds, minMs });
-    console.log(`headless Chromium (${version}), pthreads build, ${dir}: median of ${rounds} rounds, 1 vs 2 threads alternating`);
+    console.log(`headless Chromium (${version}), pthreads build${out.relaxedSimd ? ' (relaxed SIMD)' : ''}, ${dir}: `
+                + `median of ${rounds} rounds, 1 vs 2 threads alternating`);
     for (const { name, ms } of out.evals) {
       console.log(`  evaluate ${out.windows} x ${out.T} tokens, ${name.padEnd(10)} 1 thread ${ms[0].toFixed(1).padStart(7)} ms`
                   + `   2 threads ${ms[1].toFixed(1).padStart(7)} ms   speedup ${(ms[0] / ms[1]).toFixed(2)} x`);

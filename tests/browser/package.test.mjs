@@ -113,9 +113,9 @@ test('a page bundled with esbuild runs the installed package in a Worker, single
     assert.ok(await page.evaluate(() => crossOriginIsolated));
     await page.waitForFunction(() => typeof globalThis.runForward === 'function');
     const runs = {};
-    // The single-threaded build's relaxed-SIMD module (Chromium's default), its
-    // plain SIMD128 module, and the pthreads build (plain SIMD128).
-    for (const [name, threads, relaxedSimd] of [['relaxed', 1, true], ['plain', 1, false], ['threads', 2, false]]) {
+    // Each build's relaxed-SIMD module (Chromium's default) and its plain SIMD128 one.
+    for (const [name, threads, relaxedSimd] of [['relaxed', 1, true], ['plain', 1, false], ['threads', 2, false],
+      ['threads relaxed', 2, true]]) {
       const r = await page.evaluate(([t, rs, i, tt]) => globalThis.runForward(t, rs, i, tt),
         [threads, relaxedSimd, ids, tokenTypes]);
       assert.equal(r.error, undefined, r.error);
@@ -132,6 +132,8 @@ test('a page bundled with esbuild runs the installed package in a Worker, single
     assert.equal(runs.threads.runtime.threads, 2);
     assert.ok(runs.threads.runtime.pool >= 2, 'the pthreads build ran');
     assert.deepEqual(runs.threads.logits, runs.plain.logits, 'both SIMD128 builds give the same logits');
+    assert.equal(runs['threads relaxed'].runtime.relaxedSimd, true);
+    assert.deepEqual(runs['threads relaxed'].logits, runs.relaxed.logits, 'both relaxed builds give the same logits');
     assert.deepEqual(errors, []);
     // BERT without a tokenizer key may have a WordPiece vocab.txt: loadModel asks (wasm/js/sources.mjs)
     assert.deepEqual(notFound.filter((p) => !['/model/vocab.txt', '/favicon.ico'].includes(p)), []);

@@ -8,16 +8,13 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import { configure, loadModel } from '../../wasm/quantscope.mjs';
+import { loadModel } from '../../wasm/quantscope.mjs';
 import { ROOT, MODELS, missing, open, state, until, painted, pplDone, setNumber as setNum } from './helpers.mjs';
 
 const skip = missing()
   ?? (existsSync(join(ROOT, 'build/wasm-threads/quantscope_core.worker.js')) ? false
     : 'the pthreads build is missing (scripts/build-wasm.sh --threads)');
 let b;
-// The pthreads build is plain SIMD128: so is this Node's reference module
-// (scripts/test-browser.sh turns relaxed SIMD on for the other files).
-configure({ relaxedSimd: false });
 
 before(async () => {
   if (skip) return;
@@ -30,8 +27,8 @@ after(async () => { await b?.close(); });
 
 test('?threads=2 runs the pthreads build; perplexities equal the single-threaded API', { skip }, async () => {
   const s = await state(b.page);
-  assert.deepEqual(s.runtime, { threads: 2, pool: 4, relaxedSimd: false, fallback: null });
-  assert.match(await b.page.textContent('#t-threads'), /^2 threads \(pthreads\) · use 1 thread$/);
+  assert.deepEqual(s.runtime, { threads: 2, pool: 4, relaxedSimd: true, fallback: null });
+  assert.match(await b.page.textContent('#t-threads'), /^2 threads \(pthreads\), relaxed SIMD · use 1 thread$/);
   assert.ok(await b.page.evaluate(() => crossOriginIsolated));
   if (!s.corpus.heldOut) return;
   await b.page.click('#tab-quant');
@@ -92,7 +89,7 @@ test('the API: threads per call, bit-identical results, clear errors', { skip },
     return { badConfig, info, late, one, two, tooMany, steps, defaults: (await q.defaultTrain()).threads };
   });
   assert.match(r.badConfig, /^QS_ERR_ARG: configure: threads must be an integer in \[1, 16\], got 0$/);
-  assert.deepEqual(r.info, { threads: 2, pool: 4, relaxedSimd: false });
+  assert.deepEqual(r.info, { threads: 2, pool: 4, relaxedSimd: true });
   assert.match(r.late, /already started with 2 thread/);
   assert.ok(r.one.nWindows > 4 && Number.isFinite(r.one.qPpl));
   assert.deepEqual(r.two, r.one);

@@ -21,6 +21,7 @@ const SHIPPED = [
   'README.md', 'package.json', 'bin/cformat.mjs', 'bin/quantscope.mjs',
   'build/wasm/quantscope_core.mjs', 'build/wasm/quantscope_core.wasm', 'build/wasm/quantscope_core_relaxed.wasm',
   'build/wasm-threads/quantscope_core.mjs', 'build/wasm-threads/quantscope_core.wasm',
+  'build/wasm-threads/quantscope_core_relaxed.wasm',
   'build/wasm-threads/quantscope_core.worker.js',
   'wasm/js/abi.mjs', 'wasm/js/checks.mjs', 'wasm/js/errors.mjs', 'wasm/js/fix.mjs', 'wasm/js/heap.mjs', 'wasm/js/model.mjs',
   'wasm/js/runtime.mjs', 'wasm/js/sources.mjs', 'wasm/js/trainer.mjs',

@@ -4,9 +4,9 @@ import { argError, qsError } from './errors.mjs';
 import { checkOptions } from './checks.mjs';
 import { Core } from './heap.mjs';
 
-// The Emscripten artefacts: the default single-threaded build (plain SIMD128,
-// and beside it the relaxed-SIMD module with FMA, CMakeLists.txt), and the
-// optional pthreads build (scripts/build-wasm.sh --threads), each in its own folder.
+// The Emscripten artefacts: the default single-threaded build and the optional
+// pthreads build (scripts/build-wasm.sh --threads), each in its own folder, each
+// with a plain SIMD128 module and beside it a relaxed-SIMD one (FMA, CMakeLists.txt).
 const BUILD_DIRS = {
   single: new URL('../../build/wasm/', import.meta.url),
   threads: new URL('../../build/wasm-threads/', import.meta.url),
@@ -40,9 +40,9 @@ let wantRelaxed = true; // use the relaxed-SIMD module where the engine has it
  * (COOP/COEP headers, as scripts/serve.mjs sends) and a browser: this build's
  * threads do not run in Node, where the native `qs` has threads instead.
  * Blocking joins are fine in a Worker; on a page's main thread they stall it.
- * `relaxedSimd` (default true): the single-threaded build runs its relaxed-SIMD
- * module, with fused multiply-adds, where the engine has relaxed SIMD; false
- * keeps plain SIMD128 (bit for bit what every engine computes).
+ * `relaxedSimd` (default true): the build runs its relaxed-SIMD module, with
+ * fused multiply-adds, where the engine has relaxed SIMD; false keeps plain
+ * SIMD128 (bit for bit what every engine computes).
  */
 export function configure(options) {
   const { threads = 1, relaxedSimd = true } = checkOptions(options, ['threads', 'relaxedSimd'], 'configure');
@@ -110,7 +110,7 @@ function checkThreadsPossible() {
 const compiled = new Map();
 
 function loadBuild(threads, relaxed) {
-  const key = threads > 1 ? 'threads' : relaxed ? 'relaxed' : 'single';
+  const key = `${threads > 1 ? 'threads' : 'single'}${relaxed ? ' relaxed' : ''}`;
   if (!compiled.has(key)) {
     const dir = BUILD_DIRS[threads > 1 ? 'threads' : 'single'];
     const coreUrl = new URL('quantscope_core.mjs', dir);
@@ -133,8 +133,7 @@ function loadBuild(threads, relaxed) {
 
 async function startCore(threads) {
   if (threads > 1) checkThreadsPossible();
-  const { factory, wasmModule, dir, coreUrl } = await loadBuild(threads, threads === 1 && wantRelaxed
-    && hasRelaxedSimd());
+  const { factory, wasmModule, dir, coreUrl } = await loadBuild(threads, wantRelaxed && hasRelaxedSimd());
   // The glue's ready promise never settles when instantiateWasm fails, so a
   // failure rejects this one instead.
   let failed;
