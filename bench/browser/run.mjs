@@ -5,7 +5,8 @@
 //
 // --threads: the pthreads build instead (batch evaluation and training steps
 // on 1 and 2 threads), in a page of its own. --profile: V8's CPU profile of the
-// measured part, written to FILE (.cpuprofile, as node --cpu-prof writes it).
+// measured part in the first page (the relaxed-SIMD module where Chromium has
+// it), written to FILE (.cpuprofile, as node --cpu-prof writes it).
 //
 // Serves only what the page needs, from 127.0.0.1, with the cross-origin
 // isolation headers the demo server sends (docs/toolchain.md).
@@ -64,7 +65,7 @@ if (profileAt >= 0 && !profileFile) {
 }
 const [dir, roundsArg, minMsArg] = args.filter((a) => a !== '--threads');
 if (!dir) {
-  console.error('usage: node bench/browser/run.mjs DIR [rounds] [min_ms] [--threads]');
+  console.error('usage: node bench/browser/run.mjs DIR [rounds] [min_ms] [--threads] [--profile FILE]');
   process.exit(2);
 }
 const rounds = Math.max(parseInt(roundsArg ?? '5', 10) || 5, 1);
@@ -127,17 +128,17 @@ try {
     const [first] = samples[0];
     if (!first.variants.includes('w8a8 int8')) console.log('(w8a8 int8: not measured: quantscope.mjs has no quant.int8 yet)');
     const msOf = (runs, t, i) => median(runs.map((o) => o.rows[t].ms[i]));
+    const hasRelaxed = first.relaxedSimd; // else both pages ran SIMD128: show one
     first.rows.forEach(({ T }, t) => {
-      for (const [k, runs] of samples.entries()) {
+      for (const runs of hasRelaxed ? samples : samples.slice(0, 1)) {
         const label = runs[0].relaxedSimd ? 'relaxed SIMD' : 'SIMD128';
-        if (k === 1 && pages[0][1] && !samples[0][0].relaxedSimd) continue; // this Chromium has no relaxed SIMD
         first.variants.forEach((name, i) => {
           const ms = msOf(runs, t, i);
           console.log(`  T = ${String(T).padStart(3)}  ${`${name} ${label}`.padEnd(30)} ${ms.toFixed(3).padStart(8)} ms  `
                       + `(${(ms / msOf(runs, t, 0)).toFixed(2)} x f32)`);
         });
       }
-      if (samples[0][0].relaxedSimd) {
+      if (hasRelaxed) {
         console.log(`  T = ${String(T).padStart(3)}  SIMD128 / relaxed SIMD, f32: ${(msOf(samples[1], t, 0) / msOf(samples[0], t, 0)).toFixed(2)} x`);
       } else console.log('  (relaxed SIMD: not measured: this Chromium has none)');
     });
