@@ -265,11 +265,12 @@ async function benchGemm(rounds, minMs) {
     }
   }
   const gm = (v) => (v.length ? Math.exp(v.reduce((s, x) => s + x, 0) / v.length) : NaN);
+  const gmRate = (name) => gm(logs.rates[name].map(Math.log));
   console.log(`geometric mean over the ${logs.i8.length} transformer shapes: ours/xnnpack ${fmt(gm(logs.xnn), 0)} `
               + `(goal >= 1.5), int8 (incl. quantizing x)/ours f32 ${fmt(gm(logs.i8), 0)} (target >= 1.5)`);
   if (rc) {
     console.log(`geometric mean over the ${logs.rlx.length} transformer shapes: relaxed/xnnpack ${fmt(gm(logs.rlx), 0)} `
-                + `(goal >= 1.5), relaxed/ours ${fmt(gm(logs.rates.relaxed.map(Math.log)) / gm(logs.rates.ours.map(Math.log)), 0)}`);
+                + `(goal >= 1.5), relaxed/ours ${fmt(gmRate('relaxed') / gmRate('ours'), 0)}`);
   }
   // What any f32 GEMM can reach here: the goal above is only reachable if
   // 1.5 x the peer's rate is below this ceiling.
@@ -277,7 +278,6 @@ async function benchGemm(rounds, minMs) {
   const peakOf = (core) => (steps * 12 * 8) / median(Array.from({ length: rounds }, () =>
     sample(() => core.m._bw_mul_add_ceiling(steps), minMs))) / 1e9;
   const peak = peakOf(b);
-  const gmRate = (name) => gm(logs.rates[name].map(Math.log));
   console.log(`ceiling: f32x4 multiply + add (no FMA in SIMD128), 12 independent chains: ${peak.toFixed(1)} GFLOP/s; `
               + `transformer shapes, geometric mean: ours ${fmt(gmRate('ours'), 0)} (${(100 * gmRate('ours') / peak).toFixed(0)} %), `
               + `xnnpack ${fmt(gmRate('xnnpack'), 0)} (${(100 * gmRate('xnnpack') / peak).toFixed(0)} %); `
@@ -337,8 +337,8 @@ async function benchModel(dir, rounds, minMs) {
   }).map(([name, v]) => ({ name, v, core: b, model }));
   // The relaxed-SIMD module's forwards with and without statistics, in its own heap.
   const relaxed = await loadRelaxedCore();
+  const rModel = relaxed.core ? loadInto(relaxed.core, files) : 0;
   if (relaxed.core) {
-    const rModel = loadInto(relaxed.core, files);
     variants.push({ name: 'f32 relaxed SIMD', v: 0, core: relaxed.core, model: rModel },
       { name: 'f32 relaxed SIMD no statistics', v: 3, core: relaxed.core, model: rModel });
   } else console.log(`(f32 relaxed SIMD: not measured: ${relaxed.why})`);
@@ -416,6 +416,7 @@ async function benchModel(dir, rounds, minMs) {
     for (const [c, p] of pids) c.m._free(p);
   }
   if (api) api.model.dispose();
+  if (relaxed.core) relaxed.core.m._bw_model_free(rModel);
   m._bw_model_free(model);
 }
 
