@@ -808,6 +808,8 @@ KEEP void qsw_trainer_free(qs_trainer *t) { qs_trainer_free(t); }
 
 KEEP int qsw_trainer_steps_done(const qs_trainer *t) { return qs_trainer_steps_done(t); }
 
+KEEP double qsw_trainer_unigram_loss(const qs_trainer *t) { return qs_trainer_unigram_loss(t); }
+
 /* Result: step_log. */
 KEEP int qsw_trainer_step(qsw_ctx *c, qs_trainer *t) {
     memset(&c->out.step_log, 0, sizeof c->out.step_log);

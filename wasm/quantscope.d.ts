@@ -682,6 +682,12 @@ export declare class Trainer {
   readonly totalSteps: number;
   /** The optimiser it trains with. */
   readonly optimizer: Optimizer;
+  /**
+   * The context-free baseline for TrainEval.valLoss, in nats: the validation
+   * text's bytes under the training text's byte frequencies (add-one). A model
+   * at or above it predicts no better than byte counts (the unigram plateau).
+   */
+  readonly unigramLoss: number;
   readonly stepsDone: number;
   readonly disposed: boolean;
   /**

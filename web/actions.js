@@ -271,7 +271,7 @@ export async function trainStart() {
   const label = `${f.variant} · ${f.optimizer} · ${f.layers}L d${f.hidden} · #${session.runCount}`;
   const run = { runId, label, variant: f.variant, optimizer: f.optimizer, status: 'starting', steps: f.steps, step: 0,
     curve: { step: [], loss: [] }, evals: { step: [], valLoss: [], maxInf: [], kurt: [], rmsKurt: [], corr: [] },
-    tokensPerS: 0, warning: null, error: null, t0: performance.now() };
+    tokensPerS: 0, unigramLoss: null, warning: null, error: null, t0: performance.now() };
   update((st) => ({ train: { ...st.train, runs: [...st.train.runs, run] } }));
   try {
     await session.client.request('control', 'trainStart', {
@@ -291,6 +291,7 @@ function trainEvent(ev) {
     if (ev.status) p.status = ev.status;
     if (ev.warning) p.warning = ev.warning;
     if (ev.optimizer) p.optimizer = ev.optimizer; // the trainer's own word for what it runs
+    if (ev.unigramLoss != null) p.unigramLoss = ev.unigramLoss;
     if (ev.error) p.error = ev.error;
     if (ev.step) {
       p.step = ev.step.step;

@@ -119,6 +119,13 @@ qs_status qs_trainer_eval(qs_trainer *t, int n_batches, qs_eval_log *out, qs_err
 
 int qs_trainer_steps_done(const qs_trainer *t);
 
+/* The context-free baseline for val_loss, in nats: the cross-entropy of the
+ * validation text's bytes under the training text's byte frequencies (add-one
+ * over the 256 byte values). A model whose validation loss sits at or above it
+ * predicts no better than byte counts, i.e. it is on the unigram plateau and
+ * has learned nothing from context. 0 for NULL. */
+double qs_trainer_unigram_loss(const qs_trainer *t);
+
 /* Bytes of the optimiser's state: moments (AdamW: 2 floats a parameter),
  * SOAP's L, R and eigenbases or Shampoo's L, R and roots, and the scratch
  * their updates use. */

@@ -527,6 +527,9 @@ int qs_cli_train(int argc, char **argv) {
             qs_optimizer_name(a.tc.optimizer), a.tc.lr);
     fprintf(stderr, "qs train: optimiser state %.1f MB (%s)\n", qs_trainer_optimizer_bytes(t) / 1e6,
             qs_optimizer_name(a.tc.optimizer));
+    double unigram = qs_trainer_unigram_loss(t);
+    fprintf(stderr, "qs train: context-free baseline (byte frequencies): val loss %.4f, ppl %.3f; "
+            "a model at or above it has learned nothing from context\n", unigram, exp(unigram));
     double t0 = now_s(), tokens = 0, window_start = t0;
     double window_tokens = 0, update_s = 0;
     int steps_run = 0;

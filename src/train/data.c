@@ -3,6 +3,7 @@
 #include "train/data.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -206,6 +207,23 @@ qs_status qs_corpus_check(const qs_corpus *c, int T, qs_error *err) {
     for (int split = 0; split < n_splits; split++)
         if (split_starts(c, split, n) == 0) return too_small(c, split, T, n, "CLM", err);
     return QS_OK;
+}
+
+double qs_corpus_unigram_loss(const qs_corpus *c) {
+    double count[2][256] = {{0}};
+    for (int split = 0; split < 2; split++)
+        for (int j = 0; j < c->n_split_blocks[split]; j++) {
+            int b = c->split_block[split][j];
+            for (size_t i = c->block_off[b]; i < c->block_off[b + 1]; i++) count[split][c->text[i]]++;
+        }
+    const double *model = count[QS_SPLIT_TRAIN];
+    const double *scored = c->split_bytes[QS_SPLIT_VAL] ? count[QS_SPLIT_VAL] : model;
+    double n_model = (double)c->split_bytes[QS_SPLIT_TRAIN] + 256.0, n_scored = 0.0, ce = 0.0;
+    for (int v = 0; v < 256; v++) {
+        ce -= scored[v] * log((model[v] + 1.0) / n_model);
+        n_scored += scored[v];
+    }
+    return n_scored > 0.0 ? ce / n_scored : 0.0;
 }
 
 /* Offset in text of a uniform random row start among the `total` ones that fit. */

@@ -60,6 +60,14 @@ void qs_corpus_free(qs_corpus *c);
  * Call it once before training to fail early; the batch functions check too. */
 qs_status qs_corpus_check(const qs_corpus *c, int T, qs_error *err);
 
+/* The context-free baseline of a byte-level model: the cross-entropy in nats
+ * of the validation split's bytes under the training split's byte frequencies
+ * (add-one over the 256 byte values). Every scored target of either batch kind
+ * is a text byte, so a model whose validation loss is not below this has
+ * learned nothing from context (the unigram plateau). Without a validation
+ * split it is the training split's own entropy. */
+double qs_corpus_unigram_loss(const qs_corpus *c);
+
 /* ---- Batches ----------------------------------------------------------------
  * Both write B rows of exactly T byte-level ids (quantscope/tokenizer.h: [CLS]=1
  * [SEP]=2 [MASK]=3, byte b = 4 + b) into caller buffers of B * T int32 each,

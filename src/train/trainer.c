@@ -261,6 +261,10 @@ qs_status qs_trainer_new(qs_model *m, const qs_train_config *tc, const char *tex
 
 int qs_trainer_steps_done(const qs_trainer *t) { return t ? t->step : 0; }
 
+double qs_trainer_unigram_loss(const qs_trainer *t) {
+    return t ? qs_corpus_unigram_loss(&t->corpus) : 0.0;
+}
+
 const qs_optim *qs_trainer_optim(const qs_trainer *t) { return t ? &t->opt : NULL; }
 
 size_t qs_trainer_optimizer_bytes(const qs_trainer *t) { return t ? qs_optim_bytes(&t->opt) : 0; }

@@ -579,6 +579,9 @@ test('train in the tab: steps, curves, pause and resume, download, open', { skip
     assert.ok(r.curve.loss.at(-1) < r.curve.loss[0], `${r.label}: the loss went down`);
   }
   assert.ok(await b.page.locator('#view-train .linechart canvas').count() >= 3);
+  // The loss chart draws the context-free baseline the trainer reported (one slice, one value).
+  assert.ok(Number.isFinite(runs[0].unigramLoss) && runs[0].unigramLoss === runs[1].unigramLoss);
+  assert.equal(await b.page.locator('#view-train .u-legend >> text=context-free baseline (byte counts)').count(), 1);
   // Download: config.json + model.safetensors that load in Node.
   const downloads = [];
   b.page.on('download', (d) => downloads.push(d));
@@ -601,7 +604,7 @@ test('train in the tab: steps, curves, pause and resume, download, open', { skip
   await shot('trained-in-viewer');
 });
 
-test('train in the tab with the defaults: vanilla grows outliers above gated attention', { skip }, async () => {
+test('train in the tab with the defaults: vanilla\'s max ||x||inf ends above gated attention\'s', { skip }, async () => {
   const s0 = await state(b.page);
   if (!s0.corpus.train) return;
   await b.page.click('#tab-train');
@@ -632,7 +635,7 @@ test('train in the tab with the defaults: vanilla grows outliers above gated att
   timings.trainDefaults = {
     wallS: (Date.now() - t0) / 1000, steps: [v.step, g.step], tokensPerS: [Math.round(v.tokensPerS), Math.round(g.tokensPerS)],
     maxInfNorm: { vanilla: lastMax(v), gated: lastMax(g) }, kurtosis: { vanilla: v.evals.kurt.at(-1), gated: g.evals.kurt.at(-1) },
-    valLoss: { vanilla: v.evals.valLoss.at(-1), gated: g.evals.valLoss.at(-1) },
+    valLoss: { vanilla: v.evals.valLoss.at(-1), gated: g.evals.valLoss.at(-1) }, unigramLoss: v.unigramLoss,
   };
   // The ordering, not a time: vanilla's LayerNorm input ends above the gated model's.
   assert.ok(lastMax(v) > lastMax(g), `vanilla max ||x||inf ${lastMax(v)} vs gated ${lastMax(g)}`);

@@ -1,5 +1,6 @@
 /* tests/c/test_data.c: the corpus split, the RNG, and MLM / CLM batches, on a
  * verse-like corpus generated here (the KJV file need not exist). */
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,6 +8,7 @@
 
 #include "check.h"
 #include "quantscope/tokenizer.h"
+#include "quantscope/train.h"
 #include "train/data.h"
 
 /* ~700 KB of lines of 20..240 bytes made of Bible-ish words: about 43 blocks, so
@@ -419,6 +421,34 @@ static void test_errors(void) {
     qs_corpus_free(&c);
 }
 
+/* The context-free baseline against its formula: by hand on a text without a
+ * validation split, and on the generated corpus from the two texts qs_text_split
+ * cuts (the public split, walked here byte by byte). */
+static void test_unigram_loss(void) {
+    qs_error err = {0};
+    qs_corpus c = {0};
+    CHECK(qs_corpus_from_memory("aab", 3, 0.0, &c, &err) == QS_OK);
+    double want = -(2.0 * log(3.0 / 259.0) + log(2.0 / 259.0)) / 3.0;
+    CHECK(fabs(qs_corpus_unigram_loss(&c) - want) < 1e-12);
+    qs_corpus_free(&c);
+
+    CHECK(qs_corpus_from_memory(g_text, g_len, 0.1, &c, &err) == QS_OK);
+    char *part[2];
+    size_t len[2];
+    for (int split = 0; split < 2; split++)
+        CHECK(qs_text_split(g_text, g_len, 0.1, split, &part[split], &len[split], &err) == QS_OK);
+    double count[256] = {0}, ce = 0.0;
+    for (size_t i = 0; i < len[0]; i++) count[(uint8_t)part[0][i]]++;
+    for (size_t i = 0; i < len[1]; i++) ce -= log((count[(uint8_t)part[1][i]] + 1.0) / ((double)len[0] + 256.0));
+    ce /= (double)len[1];
+    double got = qs_corpus_unigram_loss(&c);
+    CHECK(fabs(got - ce) < 1e-9 * ce);
+    CHECK(got > 1.0 && got < log(256.0)); /* some bytes are far likelier than others */
+    free(part[0]);
+    free(part[1]);
+    qs_corpus_free(&c);
+}
+
 int main(void) {
     g_text = make_text(700000, &g_len);
     RUN(test_rng);
@@ -429,6 +459,7 @@ int main(void) {
     RUN(test_clm);
     RUN(test_reproducible);
     RUN(test_errors);
+    RUN(test_unigram_loss);
     free(g_text);
     return TEST_DONE();
 }

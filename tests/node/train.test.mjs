@@ -142,6 +142,22 @@ test('textSplit cuts the trainer\'s train and validation blocks', async () => {
   assert.equal((await textSplit(golden, { valFraction: 0, split: 'train' })), golden);
 });
 
+test('unigramLoss is the held-out bytes\' cross-entropy under the training bytes\' counts', async () => {
+  const opts = { valFraction: 0.25 };
+  const [train, val] = await Promise.all([textSplit(TEXT, { ...opts, split: 'train' }), textSplit(TEXT, { ...opts, split: 'val' })]);
+  const count = new Float64Array(256); // TEXT is ASCII: one byte a character
+  for (let i = 0; i < train.length; i++) count[train.charCodeAt(i)]++;
+  let ce = 0;
+  for (let i = 0; i < val.length; i++) ce -= Math.log((count[val.charCodeAt(i)] + 1) / (train.length + 256));
+  ce /= val.length;
+  const model = await createModel(tiny(), { seed: 1 });
+  const trainer = await model.createTrainer(TEXT, { batchSize: 2, seqLen: 32, steps: 2, ...opts });
+  assert.ok(Math.abs(trainer.unigramLoss - ce) < 1e-9 * ce, `${trainer.unigramLoss} against ${ce}`);
+  assert.ok(ce > 1 && ce < Math.log(256));
+  await trainer.dispose();
+  await model.dispose();
+});
+
 test('defaultTrain gives each optimiser its C defaults (qs_train_config_for)', async () => {
   const [adamw, soap, shampoo] = await Promise.all(['adamw', 'soap', 'shampoo'].map((o) => defaultTrain(o)));
   assert.deepEqual(await defaultTrain(), adamw);

@@ -52,6 +52,9 @@ export class Trainer {
     this.warning = warning;
     this.totalSteps = helpers.steps;
     this.optimizer = helpers.optimizer; // 'adamw', 'soap' or 'shampoo'
+    // The context-free baseline for valLoss (qs_trainer_unigram_loss): at or
+    // above it the model has learned nothing from context.
+    this.unigramLoss = helpers.m._qsw_trainer_unigram_loss(handle);
   }
 
   get model() { return this.#model; }

@@ -51,8 +51,11 @@ export function mount(root) {
     new LineChart(figs[3], { xTitle: 'step', yTitle: 'avg input-wise correlation', height: 230, yRange: [0, 1], format: (v) => fixed(v, 3),
       label: 'signal propagation (mean input-wise correlation) during training' }),
   ];
-  figs[0].append(h('figcaption', {}, 'Loss: training steps (thin) and validation (dotted) on held-out blocks of the slice.'));
-  figs[1].append(h('figcaption', {}, 'Max ‖x‖∞ at the LayerNorm input (x + FFN(x)), max over layers, mean over 16 validation sequences: watch vanilla’s climb above the fix’s.'));
+  figs[0].append(h('figcaption', {}, 'Loss: training steps (thin) and validation (dotted) on held-out blocks of the slice. '
+    + 'Grey: the context-free baseline, held-out bytes predicted from byte counts alone; a run whose validation loss '
+    + 'has not dropped below it is still on the unigram plateau.'));
+  figs[1].append(h('figcaption', {}, 'Max ‖x‖∞ at the LayerNorm input (x + FFN(x)), max over layers, mean over 16 validation sequences. '
+    + 'Large values while the loss sits on the baseline are a residual stream grown on the plateau, not yet the paper’s outlier features.'));
   figs[2].append(h('figcaption', {}, 'Max kurtosis over layers (log): heavy tails appear with the outliers.'));
   figs[3].append(h('figcaption', {}, 'Signal propagation (He et al. 2024): the mean cosine similarity between different tokens’ layer '
     + 'outputs, mean over layers, on the same 16 sequences. Towards 1 the tokens look alike (rank collapse), which goes with outlier features.'));
@@ -142,7 +145,14 @@ export function mount(root) {
     const lossSeries = runs.flatMap((r, i) => [
       { label: `${r.label} train`, color: color(r), dash: dash(r, i) },
       { label: `${r.label} val`, color: color(r), dash: [2, 4] }]);
-    charts[0].set(lossSeries, align(runs.flatMap((r) => [{ x: r.curve.step, y: ema(r.curve.loss) }, { x: r.evals.step, y: r.evals.valLoss }])));
+    const lossData = align(runs.flatMap((r) => [{ x: r.curve.step, y: ema(r.curve.loss) }, { x: r.evals.step, y: r.evals.valLoss }]));
+    // Every run reads the same slice, so one baseline serves them all.
+    const baseline = runs.find((r) => Number.isFinite(r.unigramLoss))?.unigramLoss;
+    if (baseline !== undefined) {
+      lossSeries.push({ label: 'context-free baseline (byte counts)', color: '#8a8a8e', dash: [1, 3] });
+      lossData.push(lossData[0].map(() => baseline));
+    }
+    charts[0].set(lossSeries, lossData);
     const ev = (key) => align(runs.map((r) => ({ x: r.evals.step, y: r.evals[key] })));
     const evSeries = runs.map((r, i) => ({ label: r.label, color: color(r), dash: dash(r, i) }));
     charts[1].set(evSeries, ev('maxInf'), { points: true });

@@ -57,7 +57,8 @@ export async function start({ runId, variant, size, options, label }, emit) {
   const run = { runId, variant, label, model, trainer, status: 'running', steps: options.steps,
     evalEvery: options.evalEvery ?? 10, t0: performance.now(), tokens: 0, busyMs: 0, config };
   runs.set(runId, run);
-  emit({ runId, status: run.status, warning: trainer.warning, config, optimizer: trainer.optimizer });
+  emit({ runId, status: run.status, warning: trainer.warning, config, optimizer: trainer.optimizer,
+    unigramLoss: trainer.unigramLoss });
   // The curve starts at the initialisation.
   emit({ runId, eval: await trainer.evaluate({ batches: 2 }) });
   return { runId, warning: trainer.warning };
