@@ -60,6 +60,8 @@ typedef simde__m512d vd;
 #define vdset1(x) simde_mm512_set1_pd(x)
 #define vdadd(a, b) simde_mm512_add_pd((a), (b))
 #define vdsub(a, b) simde_mm512_sub_pd((a), (b))
+#define vdmul(a, b) simde_mm512_mul_pd((a), (b))
+#define vdstore(p, v) simde_mm512_storeu_pd((p), (v))
 #define vdfma(a, b, c) simde_mm512_fmadd_pd((a), (b), (c))
 /* 8 floats to 8 doubles: this SIMDe has no 512-bit form, so the intrinsic
  * where it is native (one instruction), else two 128-bit quarters */
@@ -117,6 +119,8 @@ typedef simde__m256d vd;
 #define vdset1(x) simde_mm256_set1_pd(x)
 #define vdadd(a, b) simde_mm256_add_pd((a), (b))
 #define vdsub(a, b) simde_mm256_sub_pd((a), (b))
+#define vdmul(a, b) simde_mm256_mul_pd((a), (b))
+#define vdstore(p, v) simde_mm256_storeu_pd((p), (v))
 #define vdfma(a, b, c) simde_mm256_fmadd_pd((a), (b), (c))
 #define vwiden_lo(v) simde_mm256_cvtps_pd(simde_mm256_castps256_ps128(v))
 #define vwiden_hi(v) simde_mm256_cvtps_pd(simde_mm256_extractf128_ps((v), 1))
@@ -170,6 +174,8 @@ typedef simde_v128_t vd;
 #define vdset1(x) simde_wasm_f64x2_splat(x)
 #define vdadd(a, b) simde_wasm_f64x2_add((a), (b))
 #define vdsub(a, b) simde_wasm_f64x2_sub((a), (b))
+#define vdmul(a, b) simde_wasm_f64x2_mul((a), (b))
+#define vdstore(p, v) simde_wasm_v128_store((p), (v))
 #define vdfma(a, b, c) simde_wasm_f64x2_add(simde_wasm_f64x2_mul((a), (b)), (c))
 #define vwiden_lo(v) simde_wasm_f64x2_promote_low_f32x4(v)
 #define vwiden_hi(v) simde_wasm_f64x2_promote_low_f32x4(simde_wasm_i32x4_shuffle((v), (v), 2, 3, 0, 1))

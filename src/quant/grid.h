@@ -8,19 +8,31 @@
 #include <math.h>
 #include <stddef.h>
 
+#include "core/simd.h"
 #include "quantscope/quant.h"
 
 /* Smallest and largest of n >= 1 values (NaN is skipped: callers check for
- * it first). 16 lanes in fixed-width blocks, so the loop vectorises. */
+ * it first), in 16 lanes (lane k takes x[i], i = k mod 16) held as 16 / VW
+ * vectors: as a float[16] loop GCC kept the lanes in memory, a load-store
+ * chain per block. vminn(lo, v) is v < lo ? v : lo and vmaxn(hi, v) is
+ * v > hi ? v : hi on every target, the scalar tail's comparisons, so any VW
+ * gives the same bits. */
 static inline void qs_min_max(const float *x, size_t n, float *mn, float *mx) {
+    enum { NV = 16 / VW };
     float lo[16], hi[16];
-    for (int k = 0; k < 16; k++) lo[k] = hi[k] = x[0];
+    vf vlo[NV], vhi[NV];
+    for (int u = 0; u < NV; u++) vlo[u] = vhi[u] = vset1(x[0]);
     size_t i = 0;
     for (; i + 16 <= n; i += 16)
-        for (int k = 0; k < 16; k++) {
-            lo[k] = x[i + k] < lo[k] ? x[i + k] : lo[k];
-            hi[k] = x[i + k] > hi[k] ? x[i + k] : hi[k];
+        for (int u = 0; u < NV; u++) {
+            vf v = vload(x + i + (size_t)u * VW);
+            vlo[u] = vminn(vlo[u], v);
+            vhi[u] = vmaxn(vhi[u], v);
         }
+    for (int u = 0; u < NV; u++) {
+        vstore(lo + u * VW, vlo[u]);
+        vstore(hi + u * VW, vhi[u]);
+    }
     for (int k = 0; i < n; i++, k++) {
         lo[k] = x[i] < lo[k] ? x[i] : lo[k];
         hi[k] = x[i] > hi[k] ? x[i] : hi[k];

@@ -352,34 +352,56 @@ typedef struct col_sums {
     int arg;        /* first row holding amax */
 } col_sums;
 
-/* Pass 1 over the VW columns from j0 (a full vector of them). The double
- * sums stay a plain loop: compilers keep them in vector registers too. */
-static void cols_vector(const float *x, int rows, int cols, int j0, col_sums *out) {
-    const vf ones = vlt(vzero(), vset1(1.0f));    /* all bits set */
-    const vf abs_mask = vxor(ones, vset1(-0.0f)); /* all but the sign */
-    const vf c = vload(x + j0);                   /* row 0 */
-    const vf one = vset1(1.0f);
-    vf mn = c, mx = c, am = vand(c, abs_mask), arg = vzero(), row = vzero();
-    double dsum[VW] = {0}, dsq[VW] = {0};
-    for (int i = 0; i < rows; i++) {
-        const float *xr = x + (size_t)i * (size_t)cols + j0;
-        vf v = vload(xr), a = vand(v, abs_mask);
-        for (int j = 0; j < VW; j++) {
-            dsum[j] += (double)xr[j];
-            dsq[j] += (double)xr[j] * (double)xr[j];
-        }
-        mn = vminn(mn, v);
-        mx = vmaxn(mx, v);
-        vf up = vlt(am, a); /* strict: the first maximum wins */
-        arg = vxor(arg, vand(up, vxor(arg, row)));
-        am = vmaxn(am, a);
-        row = vadd(row, one);
-    }
+/* Columns pass 1 takes per sweep down the rows: two vectors where there are
+ * 32 vector registers (AVX-512), so the adds of one row do not wait on the
+ * previous row's (each lane's sum is one dependent chain of 4-cycle adds). */
+#if VW == 16
+#define COL_BLOCKS 2
+#else
+#define COL_BLOCKS 1
+#endif
+
+/* Pass-1 state of VW columns. The double sums are explicit vd pairs:
+ * written as a loop over a double[VW], GCC kept them in memory, a
+ * load-add-store chain per row that was most of this pass's time (perf,
+ * bench/README.md). Each lane still adds (double)x and (double)x * (double)x
+ * row by row, so the sums are col_scalar's bits. */
+typedef struct col_acc {
+    vf mn, mx, am, arg;
+    vd sum_lo, sum_hi, sq_lo, sq_hi;
+} col_acc;
+
+static inline col_acc col_acc_start(vf row0, vf abs_mask) {
+    col_acc a = {row0, row0, vand(row0, abs_mask), vzero(), vdzero(), vdzero(), vdzero(), vdzero()};
+    return a;
+}
+
+/* Row number `row` (in every lane) with values v. */
+static inline void col_acc_add(col_acc *a, vf v, vf abs_mask, vf row) {
+    vf m = vand(v, abs_mask);
+    vd lo = vwiden_lo(v), hi = vwiden_hi(v);
+    a->sum_lo = vdadd(a->sum_lo, lo);
+    a->sum_hi = vdadd(a->sum_hi, hi);
+    a->sq_lo = vdadd(a->sq_lo, vdmul(lo, lo));
+    a->sq_hi = vdadd(a->sq_hi, vdmul(hi, hi));
+    a->mn = vminn(a->mn, v);
+    a->mx = vmaxn(a->mx, v);
+    vf up = vlt(a->am, m); /* strict: the first maximum wins */
+    a->arg = vxor(a->arg, vand(up, vxor(a->arg, row)));
+    a->am = vmaxn(a->am, m);
+}
+
+static void col_acc_finish(const col_acc *a, col_sums *out) {
+    double dsum[VW], dsq[VW];
+    vdstore(dsum, a->sum_lo);
+    vdstore(dsum + VW / 2, a->sum_hi);
+    vdstore(dsq, a->sq_lo);
+    vdstore(dsq + VW / 2, a->sq_hi);
     float tmn[VW], tmx[VW], tam[VW], targ[VW];
-    vstore(tmn, mn);
-    vstore(tmx, mx);
-    vstore(tam, am);
-    vstore(targ, arg);
+    vstore(tmn, a->mn);
+    vstore(tmx, a->mx);
+    vstore(tam, a->am);
+    vstore(targ, a->arg);
     for (int j = 0; j < VW; j++) {
         out[j].sum = dsum[j];
         out[j].sq = dsq[j];
@@ -388,6 +410,30 @@ static void cols_vector(const float *x, int rows, int cols, int j0, col_sums *ou
         out[j].amax = tam[j];
         out[j].arg = (int)targ[j];
     }
+}
+
+/* Pass 1 over nb * VW columns from j0 (nb full vectors, 1 <= nb <=
+ * COL_BLOCKS). */
+static void cols_vector(const float *x, int rows, int cols, int j0, int nb, col_sums *out) {
+    const vf ones = vlt(vzero(), vset1(1.0f));    /* all bits set */
+    const vf abs_mask = vxor(ones, vset1(-0.0f)); /* all but the sign */
+    const vf one = vset1(1.0f);
+    const float *x0 = x + j0;
+    vf row = vzero();
+    col_acc a = col_acc_start(vload(x0), abs_mask);
+    if (nb == 2) {
+        col_acc b = col_acc_start(vload(x0 + VW), abs_mask);
+        for (int i = 0; i < rows; i++, row = vadd(row, one)) {
+            const float *xr = x0 + (size_t)i * (size_t)cols;
+            col_acc_add(&a, vload(xr), abs_mask, row);
+            col_acc_add(&b, vload(xr + VW), abs_mask, row);
+        }
+        col_acc_finish(&b, out + VW);
+    } else {
+        for (int i = 0; i < rows; i++, row = vadd(row, one))
+            col_acc_add(&a, vload(x0 + (size_t)i * (size_t)cols), abs_mask, row);
+    }
+    col_acc_finish(&a, out);
 }
 
 /* Pass 1 over one column: what a lane of cols_vector computes (for the
@@ -443,8 +489,10 @@ static void central_moments_float(const float *x, size_t n, double mu, double *m
     enum { NV = QS_MOMENT_LANES / VW };
     const float hi = (float)mu, lo = (float)(mu - (double)hi);
     const vf vhi = vset1(hi), vlo = vset1(lo);
-    double s2[QS_MOMENT_LANES] = {0}, s4[QS_MOMENT_LANES] = {0};
-    float t2[QS_MOMENT_LANES], t4[QS_MOMENT_LANES];
+    /* The double lane sums as vd registers (lane k of s2 is element k of
+     * the QS_MOMENT_LANES), not a double array GCC would keep in memory. */
+    vd d2s[2 * NV], d4s[2 * NV];
+    for (int u = 0; u < 2 * NV; u++) d2s[u] = d4s[u] = vdzero();
     size_t i = 0;
     while (i + QS_MOMENT_LANES <= n) {
         vf a2[NV], a4[NV];
@@ -456,13 +504,16 @@ static void central_moments_float(const float *x, size_t n, double mu, double *m
                 a4[u] = vadd(a4[u], vmul(d2, d2));
             }
         for (int u = 0; u < NV; u++) {
-            vstore(t2 + u * VW, a2[u]);
-            vstore(t4 + u * VW, a4[u]);
+            d2s[2 * u] = vdadd(d2s[2 * u], vwiden_lo(a2[u]));
+            d2s[2 * u + 1] = vdadd(d2s[2 * u + 1], vwiden_hi(a2[u]));
+            d4s[2 * u] = vdadd(d4s[2 * u], vwiden_lo(a4[u]));
+            d4s[2 * u + 1] = vdadd(d4s[2 * u + 1], vwiden_hi(a4[u]));
         }
-        for (int k = 0; k < QS_MOMENT_LANES; k++) {
-            s2[k] += (double)t2[k];
-            s4[k] += (double)t4[k];
-        }
+    }
+    double s2[QS_MOMENT_LANES], s4[QS_MOMENT_LANES];
+    for (int u = 0; u < 2 * NV; u++) {
+        vdstore(s2 + u * (VW / 2), d2s[u]);
+        vdstore(s4 + u * (VW / 2), d4s[u]);
     }
     for (int k = 0; i < n; i++, k++) {
         float d = (x[i] - hi) - lo, d2 = d * d;
@@ -487,12 +538,19 @@ void qs_tensor_stats_dims(const float *x, int rows, int cols, qs_tensor_stats *o
     float mn = INFINITY, mx = -INFINITY, amax = 0.0f;
     /* Row indices ride in float lanes: exact below 2^24 rows. */
     int fast = rows < (1 << 24);
-    for (int j0 = 0; fast && j0 < cols; j0 += VW) {
-        int nb = cols - j0 < VW ? cols - j0 : VW;
-        col_sums c[VW];
-        if (nb == VW) cols_vector(x, rows, cols, j0, c);
-        else
+    for (int j0 = 0; fast && j0 < cols;) {
+        int full = (cols - j0) / VW, nb;
+        col_sums c[COL_BLOCKS * VW];
+        if (full >= COL_BLOCKS) {
+            cols_vector(x, rows, cols, j0, COL_BLOCKS, c);
+            nb = COL_BLOCKS * VW;
+        } else if (full >= 1) {
+            cols_vector(x, rows, cols, j0, 1, c);
+            nb = VW;
+        } else {
+            nb = cols - j0;
             for (int j = 0; j < nb; j++) col_scalar(x, rows, cols, j0 + j, &c[j]);
+        }
         for (int j = 0; j < nb; j++) {
             sum += c[j].sum;
             double s2 = c[j].sq / (double)rows;
@@ -504,6 +562,7 @@ void qs_tensor_stats_dims(const float *x, int rows, int cols, qs_tensor_stats *o
             if (dim_max) dim_max[j0 + j] = c[j].amax;
             if (argmax_row) argmax_row[j0 + j] = c[j].arg;
         }
+        j0 += nb;
     }
     /* A NaN makes the sum NaN; an inf makes it or the maximum infinite. */
     if (!fast || !isfinite(sum) || !isfinite(amax)) {
