@@ -29,6 +29,7 @@ typedef simde__m512i vi;
 #define vxor(a, b) simde_mm512_castsi512_ps(simde_mm512_xor_si512(simde_mm512_castps_si512(a), simde_mm512_castps_si512(b)))
 #define vbits_i(a) simde_mm512_castps_si512(a)
 #define vishl23(a) simde_mm512_slli_epi32((a), 23)
+#define visrl23(a) simde_mm512_srli_epi32((a), 23)
 #define vbits_f(a) simde_mm512_castsi512_ps(a)
 /* max / min that return a when either is NaN (x86 max/min return their second
  * operand then), so a NaN input survives a clamp, as in the 4-lane branch */
@@ -36,6 +37,10 @@ typedef simde__m512i vi;
 #define vminn(a, b) simde_mm512_min_ps((b), (a))
 /* all-ones lanes where a < b (false for NaN), else 0 */
 #define vlt(a, b) simde_mm512_castsi512_ps(simde_mm512_movm_epi32(simde_mm512_cmp_ps_mask((a), (b), SIMDE_CMP_LT_OQ)))
+/* a < b ? y : x per lane, one masked move */
+#define vsel_lt(a, b, x, y) simde_mm512_mask_mov_ps((x), simde_mm512_cmp_ps_mask((a), (b), SIMDE_CMP_LT_OQ), (y))
+/* 1 when some lane has !(v <= t): above t, or NaN */
+#define vany_above(v, t) (simde_mm512_cmp_ps_mask((v), (t), SIMDE_CMP_NLE_UQ) != 0)
 /* all-ones lanes where the VW bytes at p are nonzero (a key mask), else 0 */
 #define vnonzero_u8(p) simde_mm512_castsi512_ps(simde_mm512_movm_epi32( \
     simde_mm_cmpneq_epi8_mask(simde_mm_loadu_si128((const void *)(p)), simde_mm_setzero_si128())))
@@ -101,10 +106,13 @@ typedef simde__m256i vi;
 #define vxor(a, b) simde_mm256_xor_ps((a), (b))
 #define vbits_i(a) simde_mm256_castps_si256(a)
 #define vishl23(a) simde_mm256_slli_epi32((a), 23)
+#define visrl23(a) simde_mm256_srli_epi32((a), 23)
 #define vbits_f(a) simde_mm256_castsi256_ps(a)
 #define vmaxn(a, b) simde_mm256_max_ps((b), (a))
 #define vminn(a, b) simde_mm256_min_ps((b), (a))
 #define vlt(a, b) simde_mm256_cmp_ps((a), (b), SIMDE_CMP_LT_OQ)
+#define vsel_lt(a, b, x, y) simde_mm256_blendv_ps((x), (y), vlt((a), (b)))
+#define vany_above(v, t) (simde_mm256_movemask_ps(simde_mm256_cmp_ps((v), (t), SIMDE_CMP_NLE_UQ)) != 0)
 #define vnonzero_u8(p) simde_mm256_castsi256_ps(simde_mm256_cmpgt_epi32( \
     simde_mm256_cvtepu8_epi32(simde_mm_loadl_epi64((const void *)(p))), simde_mm256_setzero_si256()))
 #define vcvt_i32(v) simde_mm256_cvtepi32_ps(v)
@@ -157,11 +165,14 @@ typedef simde_v128_t vi;
 #define vxor(a, b) simde_wasm_v128_xor((a), (b))
 #define vbits_i(a) (a)
 #define vishl23(a) simde_wasm_i32x4_shl((a), 23)
+#define visrl23(a) simde_wasm_u32x4_shr((a), 23)
 #define vbits_f(a) (a)
 /* wasm's pmax(a, b) is a < b ? b : a, so a NaN a survives (SIMDe keeps that on SSE) */
 #define vmaxn(a, b) simde_wasm_f32x4_pmax((a), (b))
 #define vminn(a, b) simde_wasm_f32x4_pmin((a), (b))
 #define vlt(a, b) simde_wasm_f32x4_lt((a), (b))
+#define vsel_lt(a, b, x, y) simde_wasm_v128_bitselect((y), (x), vlt((a), (b)))
+#define vany_above(v, t) simde_wasm_v128_any_true(simde_wasm_v128_not(simde_wasm_f32x4_le((v), (t))))
 #define vnonzero_u8(p) simde_wasm_i32x4_gt(simde_wasm_u32x4_extend_low_u16x8( \
     simde_wasm_u16x8_extend_low_u8x16(simde_wasm_v128_load32_zero(p))), simde_wasm_i32x4_splat(0))
 #define vcvt_i32(v) simde_wasm_f32x4_convert_i32x4(v)

@@ -175,6 +175,13 @@ static int top_k_filtered(const float *v, int n, int k, int *idx, int use_thr, d
     if (k <= QS_TOPK_KEYS) {
         uint32_t hk[QS_TOPK_KEYS];
         for (int i = 0; i < n; i++) {
+            /* Once the heap is full, VW entries none of which beats its
+             * smallest key (v <= that key's float, no NaN) are passed over in
+             * one comparison: the loop below would reject each of them. */
+            if (m == k && i + VW <= n && !vany_above(vload(v + i), vset1(key_to_float(hk[0])))) {
+                i += VW - 1;
+                continue;
+            }
             if (use_thr && !(v[i] != v[i] || (double)v[i] > thr)) continue;
             uint32_t key = order_key(v[i]);
             if (m < k) {
@@ -382,12 +389,13 @@ static inline void col_acc_add(col_acc *a, vf v, vf abs_mask, vf row) {
     vd lo = vwiden_lo(v), hi = vwiden_hi(v);
     a->sum_lo = vdadd(a->sum_lo, lo);
     a->sum_hi = vdadd(a->sum_hi, hi);
-    a->sq_lo = vdadd(a->sq_lo, vdmul(lo, lo));
-    a->sq_hi = vdadd(a->sq_hi, vdmul(hi, hi));
+    /* x * x of a float is exact in double, so the fused multiply-add rounds
+     * once, as the add after it did */
+    a->sq_lo = vdfma(lo, lo, a->sq_lo);
+    a->sq_hi = vdfma(hi, hi, a->sq_hi);
     a->mn = vminn(a->mn, v);
     a->mx = vmaxn(a->mx, v);
-    vf up = vlt(a->am, m); /* strict: the first maximum wins */
-    a->arg = vxor(a->arg, vand(up, vxor(a->arg, row)));
+    a->arg = vsel_lt(a->am, m, a->arg, row); /* strict: the first maximum wins */
     a->am = vmaxn(a->am, m);
 }
 
@@ -608,9 +616,20 @@ void qs_dim_max(const float *x, int rows, int cols, float *dim_max, int *argmax_
  * when v holds NaN (which always passes) or ratio is not positive. */
 static int surely_none_above(const float *v, int n, float ratio) {
     if (!(ratio > 0.0f)) return 0;
-    float top = v[0];
-    int nan = 0;
-    for (int i = 0; i < n; i++) {
+    /* The largest value and whether any is NaN, VW lanes at a time (the
+     * ordering of -0 and +0 in top cannot change the count below). */
+    vf vtop = vset1(v[0]);
+    int nan = 0, i = 0;
+    for (; i + VW <= n; i += VW) {
+        vf x = vload(v + i);
+        vtop = vmaxn(vtop, x);
+        nan |= vany_above(x, x); /* !(x <= x): x is NaN */
+    }
+    float lanes[VW], top;
+    vstore(lanes, vtop);
+    top = lanes[0];
+    for (int k = 0; k < VW; k++) top = lanes[k] > top ? lanes[k] : top;
+    for (; i < n; i++) {
         top = v[i] > top ? v[i] : top;
         nan |= v[i] != v[i];
     }
@@ -673,36 +692,67 @@ static inline float logf_poly(float x) {
     return f + y + 0.693359375f * ef;
 }
 
+/* logf_poly in VW lanes, its operations in its order (so the same bits):
+ * the exponent field as a float less 126 is its e, exactly. */
+static inline vf vbits_const(uint32_t b) {
+    float f;
+    memcpy(&f, &b, sizeof f);
+    return vset1(f);
+}
+
+static inline vf vlogf_poly(vf x) {
+    vf ef = vsub(vcvt_i32(visrl23(vbits_i(x))), vset1(126.0f));
+    vf m = vor(vand(x, vbits_const(0x007fffffu)), vbits_const(0x3f000000u));
+    vf half_sqrt2 = vset1(0.70710678f);
+    ef = vsel_lt(m, half_sqrt2, ef, vsub(ef, vset1(1.0f)));
+    m = vsel_lt(m, half_sqrt2, m, vadd(m, m));
+    vf f = vsub(m, vset1(1.0f)), z = vmul(f, f);
+    vf y = vset1(7.0376836292e-2f);
+    y = vsub(vmul(y, f), vset1(1.1514610310e-1f));
+    y = vadd(vmul(y, f), vset1(1.1676998740e-1f));
+    y = vsub(vmul(y, f), vset1(1.2420140846e-1f));
+    y = vadd(vmul(y, f), vset1(1.4249322787e-1f));
+    y = vsub(vmul(y, f), vset1(1.6668057665e-1f));
+    y = vadd(vmul(y, f), vset1(2.0000714765e-1f));
+    y = vsub(vmul(y, f), vset1(2.4999993993e-1f));
+    y = vadd(vmul(y, f), vset1(3.3333331174e-1f));
+    y = vmul(vmul(y, f), z);
+    y = vadd(y, vmul(vset1(-2.12194440e-4f), ef));
+    y = vadd(y, vmul(vset1(-0.5f), z));
+    return vadd(vadd(f, y), vmul(vset1(0.693359375f), ef));
+}
+
 /* One attention row into QS_STATS_LANES float lanes: e gets -p ln p (0 ln 0
  * = 0: masked keys carry exactly 0), d the probability on delimiter keys, mx
- * the largest p. Returns 1 when a p is NaN or negative (row_plain then). */
+ * the largest p. Returns 1 when a p is NaN or negative (row_plain then).
+ * Lane k takes the keys j = k mod QS_STATS_LANES, in QS_STATS_LANES / VW
+ * vectors, then the scalar tail. */
 static int row_lanes(const float *p, const uint8_t *delim, int T, float *e, float *d, float *mx) {
+    enum { NV = QS_STATS_LANES / VW };
+    vf ve[NV], vd_[NV], vmx[NV];
+    const vf zero = vzero();
     int bad = 0, j = 0;
-    for (int k = 0; k < QS_STATS_LANES; k++) e[k] = d[k] = mx[k] = 0.0f;
+    for (int u = 0; u < NV; u++) ve[u] = vd_[u] = vmx[u] = zero;
     for (; j + QS_STATS_LANES <= T; j += QS_STATS_LANES)
-        for (int k = 0; k < QS_STATS_LANES; k++) {
-            float pj = p[j + k];
-            bad |= !(pj >= 0.0f);
-            e[k] -= pj * logf_poly(pj);
-            mx[k] = pj > mx[k] ? pj : mx[k];
+        for (int u = 0; u < NV; u++) {
+            vf pj = vload(p + j + u * VW);
+            bad |= vany_above(zero, pj); /* !(0 <= p): negative or NaN */
+            ve[u] = vsub(ve[u], vmul(pj, vlogf_poly(pj)));
+            vmx[u] = vmaxn(vmx[u], pj);
+            /* p loaded whatever the flag, so the select is a mask */
+            if (delim) vd_[u] = vadd(vd_[u], vand(vnonzero_u8(delim + j + u * VW), pj));
         }
+    for (int u = 0; u < NV; u++) {
+        vstore(e + u * VW, ve[u]);
+        vstore(d + u * VW, vd_[u]);
+        vstore(mx + u * VW, vmx[u]);
+    }
     for (int k = 0; j < T; j++, k++) {
         float pj = p[j];
         bad |= !(pj >= 0.0f);
         e[k] -= pj * logf_poly(pj);
         mx[k] = pj > mx[k] ? pj : mx[k];
-    }
-    if (delim) {
-        /* p loaded whatever the flag, so that the select vectorises */
-        for (j = 0; j + QS_STATS_LANES <= T; j += QS_STATS_LANES)
-            for (int k = 0; k < QS_STATS_LANES; k++) {
-                float pj = p[j + k];
-                d[k] += delim[j + k] ? pj : 0.0f;
-            }
-        for (int k = 0; j < T; j++, k++) {
-            float pj = p[j];
-            d[k] += delim[j] ? pj : 0.0f;
-        }
+        if (delim) d[k] += delim[j] ? pj : 0.0f;
     }
     return bad;
 }
@@ -760,7 +810,11 @@ void qs_attention_head_stats(const float *probs, const float *v, const float *ct
         /* Entropy and delimiter mass: each query row's float lanes added
          * into double lanes, summed once per head. */
         double dmass_sum = 0.0, onorm_sum = 0.0, ent_sum = 0.0, pmax_sum = 0.0;
-        double ent_lane[QS_STATS_LANES] = {0}, dm_lane[QS_STATS_LANES] = {0};
+        /* the QS_STATS_LANES double lanes as vd registers (lane k is
+         * element k), not arrays GCC would keep in memory */
+        enum { NL = 2 * QS_STATS_LANES / VW };
+        vd ent_lane[NL], dm_lane[NL];
+        for (int u = 0; u < NL; u++) ent_lane[u] = dm_lane[u] = vdzero();
         for (int q = 0; q < T; q++) {
             const float *p = P + (size_t)q * (size_t)T;
             float e[QS_STATS_LANES], d[QS_STATS_LANES], mx[QS_STATS_LANES], pmax = 0.0f;
@@ -770,9 +824,12 @@ void qs_attention_head_stats(const float *probs, const float *v, const float *ct
                 ent_sum += ent;
                 dmass_sum += dm;
             } else {
-                for (int k = 0; k < QS_STATS_LANES; k++) {
-                    ent_lane[k] += (double)e[k];
-                    dm_lane[k] += (double)d[k];
+                for (int u = 0; u < NL / 2; u++) {
+                    vf ve = vload(e + u * VW), vdm = vload(d + u * VW);
+                    ent_lane[2 * u] = vdadd(ent_lane[2 * u], vwiden_lo(ve));
+                    ent_lane[2 * u + 1] = vdadd(ent_lane[2 * u + 1], vwiden_hi(ve));
+                    dm_lane[2 * u] = vdadd(dm_lane[2 * u], vwiden_lo(vdm));
+                    dm_lane[2 * u + 1] = vdadd(dm_lane[2 * u + 1], vwiden_hi(vdm));
                 }
                 for (int k = 0; k < QS_STATS_LANES; k++) pmax = mx[k] > pmax ? mx[k] : pmax;
             }
@@ -797,9 +854,14 @@ void qs_attention_head_stats(const float *probs, const float *v, const float *ct
             onorm_sum += sqrt(o2);
             pmax_sum += pmax;
         }
+        double ent_k[QS_STATS_LANES], dm_k[QS_STATS_LANES];
+        for (int u = 0; u < NL; u++) {
+            vdstore(ent_k + u * (VW / 2), ent_lane[u]);
+            vdstore(dm_k + u * (VW / 2), dm_lane[u]);
+        }
         for (int k = 0; k < QS_STATS_LANES; k++) {
-            ent_sum += ent_lane[k];
-            dmass_sum += dm_lane[k];
+            ent_sum += ent_k[k];
+            dmass_sum += dm_k[k];
         }
 
         qs_head_stats *s = &out[h];
