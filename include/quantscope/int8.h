@@ -34,7 +34,10 @@ extern "C" {
 /* Weights of one linear layer, quantized and packed for the kernel. Packed
  * as int16 pairs (2 bytes a weight, half of float): the WASM kernel's
  * i32x4.dot_i16x8_s multiplies 16-bit lanes, and widening once here is
- * cheaper than widening in every inner loop (docs/toolchain.md). */
+ * cheaper than widening in every inner loop (docs/toolchain.md). Built for
+ * AVX-512 VNNI, as int8 quads (1 byte a weight) for vpdpbusd, with the
+ * activations as bytes (q_x - z) - (qmin - z) and the offset's share,
+ * (qmin - z) sum_k q_w, added back per channel: the same int32 sums. */
 typedef struct qs_int8_weights qs_int8_weights;
 
 /* Quantizes w [out_features][in_features] (PyTorch layout) on a symmetric
@@ -114,7 +117,7 @@ qs_status qs_int8_matmul_i32_ref(int32_t *acc, const qs_int8_acts *a, const qs_i
 qs_status qs_int8_matmul_ref(float *out, const qs_int8_acts *a, const qs_int8_weights *w,
                              const float *bias, qs_error *err);
 
-/* "wasm-simd128", "avx2", "avx512vnni" ...: the instruction set the kernel
+/* "wasm-simd128", "avx2", "avx512vnni-u8s8" ...: the instruction set the kernel
  * was compiled for, for benchmark tables. */
 const char *qs_int8_kernel_isa(void);
 

@@ -18,7 +18,7 @@
 
 /* ------------------------------------------------------------ vector types
  * The integer kernel is written once over core/simd.h's `vi` (int32 lanes
- * holding int16 pairs) and `vf` (float lanes), so it takes the branch the
+ * holding int16 pairs, or byte quads with U8S8) and `vf` (float lanes), so it takes the branch the
  * float kernels take: 16 lanes with AVX-512, 8 with AVX2 (the native preset
  * compiles with -march=native), else SIMDe's wasm SIMD128 API, which is real
  * wasm SIMD under Emscripten and SSE natively. vi_dot_add(acc, a, b) adds
@@ -33,8 +33,16 @@
 #define vi_store(p, v) simde_mm512_storeu_si512((void *)(p), (v))
 #define vi_splat32(x) simde_mm512_set1_epi32(x)
 #if defined(__AVX512VNNI__)
-#define vi_dot_add(acc, a, b) simde_mm512_dpwssd_epi32((acc), (a), (b))
-#define KERNEL_ISA "avx512vnni"
+/* VNNI's vpdpbusd adds four u8 x s8 products to each int32 lane, twice the
+ * work of vpdpwssd's two int16 products: activations go in as unsigned
+ * bytes u = (q - z) - lo (lo = qmin - z, so u in [0, 255]) and the kernel
+ * starts each sum at lo * sum_k q_w instead of 0, which gives the same
+ * int32 sums exactly. */
+#include <simde/x86/avx512/dpbusd.h>
+#define U8S8 1
+#define vi_dot_add(acc, a, b) simde_mm512_dpbusd_epi32((acc), (a), (b))
+#define vi_mullo(a, b) simde_mm512_mullo_epi32((a), (b))
+#define KERNEL_ISA "avx512vnni-u8s8"
 #else
 #define vi_dot_add(acc, a, b) simde_mm512_add_epi32((acc), simde_mm512_madd_epi16((a), (b)))
 #define KERNEL_ISA "avx512bw"
@@ -65,6 +73,22 @@
 #endif
 #endif
 
+#ifndef U8S8
+#define U8S8 0
+#endif
+
+/* Codes as the kernel reads them: KG consecutive k of a row in one 32-bit
+ * word (4 bytes, or 2 int16), against the same KG k of each channel. */
+#if U8S8
+#define KG 4
+typedef uint8_t acode; /* u = (q - z) - lo */
+typedef int8_t wcode;
+#else
+#define KG 2
+typedef int16_t acode; /* q - z */
+typedef int16_t wcode;
+#endif
+
 /* Columns of one packed panel: the micro-kernel's 2 vectors of LANES sums. */
 #define NR (2 * LANES)
 
@@ -72,26 +96,38 @@
 
 struct qs_int8_weights {
     int N, K;       /* out_features, in_features */
-    int kpairs;     /* ceil(K / 2): k is consumed in pairs */
+    int kgroups;    /* ceil(K / KG): k is consumed KG at a time */
     int n_panels;   /* ceil(N / NR) */
-    /* [n_panels][kpairs][NR][2]: for each panel of NR output channels and
-     * each pair (2kp, 2kp+1) of inputs, the channels' two weights side by
-     * side, so one vector load gives LANES channels' pairs. Zero-padded past
-     * N and K, so padding adds nothing to the sums. */
-    int16_t *packed;
+    /* [n_panels][kgroups][NR][KG]: for each panel of NR output channels and
+     * each group of KG inputs, the channels' KG weights side by side, so one
+     * vector load gives LANES channels' groups. Zero-padded past N and K, so
+     * padding adds nothing to the sums. */
+    wcode *packed;
     float *scale;   /* [n_panels * NR] s_w per channel, 0 past N */
+    int32_t *colsum; /* U8S8: [n_panels * NR] sum_k q_w of each channel, else NULL */
 };
 
 struct qs_int8_acts {
     int T, K;          /* what was last quantized (T = 0: nothing yet) */
-    size_t cap;        /* int16 elements q can hold */
+    size_t cap;        /* codes q can hold */
     int cap_rows;      /* rows scale, lo, hi can hold */
-    int16_t *q;        /* [T][2 kpairs] q - z, zero in the pad column of odd K */
+    acode *q;          /* [T][KG kgroups] codes (acode), zero in the pad columns */
     float *scale;      /* [T] s_x of each row */
     float *lo, *hi;    /* [T] clip bounds qmin - z, qmax - z (set by the first pass) */
 };
 
-static int kpairs_of(int K) { return (K + 1) / 2; }
+static int kgroups_of(int K) { return (K + KG - 1) / KG; }
+
+/* The code's q - z: the integer the sums are defined over. */
+static inline int32_t act_value(const qs_int8_acts *a, int t, acode c) {
+#if U8S8
+    return (int32_t)c + (int32_t)a->lo[t];
+#else
+    (void)a;
+    (void)t;
+    return c;
+#endif
+}
 
 /* -------------------------------------------------------------- rounding */
 
@@ -121,17 +157,22 @@ static qs_status check_shape(int rows, int cols, const char *what, qs_error *err
 
 static size_t packed_index(const qs_int8_weights *w, int n, int k) {
     size_t panel = (size_t)(n / NR), col = (size_t)(n % NR);
-    return ((panel * (size_t)w->kpairs + (size_t)(k / 2)) * NR + col) * 2 + (size_t)(k % 2);
+    return ((panel * (size_t)w->kgroups + (size_t)(k / KG)) * NR + col) * KG + (size_t)(k % KG);
 }
 
 /* Row n on the symmetric grid g into the packed layout (weights finite). */
 static void pack_row(qs_int8_weights *w, int n, const float *row, qs_qparams g) {
     float lo, hi;
     qs_grid_clip_bounds(g, &lo, &hi);
-    int16_t *dst = w->packed + packed_index(w, n, 0); /* then 2 NR apart per pair of k */
-    for (int k = 0; k < w->K; k++)
-        dst[(size_t)(k / 2) * 2 * NR + (size_t)(k % 2)] = (int16_t)quant_step(row[k], g.scale, lo, hi);
+    wcode *dst = w->packed + packed_index(w, n, 0); /* then KG NR apart per group of k */
+    int32_t sum = 0;
+    for (int k = 0; k < w->K; k++) {
+        wcode q = (wcode)quant_step(row[k], g.scale, lo, hi);
+        dst[(size_t)(k / KG) * KG * NR + (size_t)(k % KG)] = q;
+        sum += q;
+    }
     w->scale[n] = g.scale;
+    if (w->colsum) w->colsum[n] = sum;
 }
 
 qs_status qs_int8_weights_create(const float *w, int out_features, int in_features, int bits,
@@ -156,10 +197,10 @@ qs_status qs_int8_weights_create(const float *w, int out_features, int in_featur
     if (!p) return qs_fail(err, QS_ERR_NOMEM, "int8_weights_create: out of memory");
     p->N = out_features;
     p->K = in_features;
-    p->kpairs = kpairs_of(in_features);
+    p->kgroups = kgroups_of(in_features);
     p->n_panels = (out_features + NR - 1) / NR;
-    size_t panel_elems = (size_t)p->kpairs * NR * 2;
-    if ((size_t)p->n_panels > SIZE_MAX / sizeof(int16_t) / panel_elems) {
+    size_t panel_elems = (size_t)p->kgroups * NR * KG;
+    if ((size_t)p->n_panels > SIZE_MAX / sizeof(wcode) / panel_elems) {
         qs_int8_weights_free(p);
         return qs_fail(err, QS_ERR_NOMEM, "int8_weights_create: %d x %d weights do not fit in memory",
                        out_features, in_features);
@@ -167,7 +208,8 @@ qs_status qs_int8_weights_create(const float *w, int out_features, int in_featur
     size_t n_packed = (size_t)p->n_panels * panel_elems;
     p->packed = calloc(n_packed, sizeof *p->packed);
     p->scale = calloc((size_t)p->n_panels * NR, sizeof *p->scale);
-    if (!p->packed || !p->scale) {
+    if (U8S8) p->colsum = calloc((size_t)p->n_panels * NR, sizeof *p->colsum);
+    if (!p->packed || !p->scale || (U8S8 && !p->colsum)) {
         qs_int8_weights_free(p);
         return qs_fail(err, QS_ERR_NOMEM, "int8_weights_create: out of memory for %zu weights",
                        n_packed);
@@ -201,6 +243,7 @@ void qs_int8_weights_free(qs_int8_weights *w) {
     if (!w) return;
     free(w->packed);
     free(w->scale);
+    free(w->colsum);
     free(w);
 }
 
@@ -210,8 +253,8 @@ int qs_int8_weights_in_features(const qs_int8_weights *w) { return w ? w->K : 0;
 size_t qs_int8_weights_bytes(const qs_int8_weights *w) {
     if (!w) return 0;
     size_t panels = (size_t)w->n_panels;
-    return sizeof *w + panels * (size_t)w->kpairs * NR * 2 * sizeof(int16_t) +
-           panels * NR * sizeof(float);
+    return sizeof *w + panels * (size_t)w->kgroups * NR * KG * sizeof(wcode) +
+           panels * NR * (sizeof(float) + (w->colsum ? sizeof(int32_t) : 0));
 }
 
 qs_status qs_int8_weights_row(const qs_int8_weights *w, int n, int8_t *q, float *scale,
@@ -232,12 +275,12 @@ qs_status qs_int8_acts_reserve(qs_int8_acts *a, int T, int K, qs_error *err) {
     if (!a) return qs_fail(err, QS_ERR_ARG, "int8_acts_reserve: acts are NULL");
     qs_status s = check_shape(T, K, "int8_acts_reserve", err);
     if (s) return s;
-    size_t row = (size_t)kpairs_of(K) * 2;
-    if ((size_t)T > SIZE_MAX / sizeof(int16_t) / row || (size_t)T > SIZE_MAX / (3 * sizeof(float)))
+    size_t row = (size_t)kgroups_of(K) * KG;
+    if ((size_t)T > SIZE_MAX / sizeof(acode) / row || (size_t)T > SIZE_MAX / (3 * sizeof(float)))
         return qs_fail(err, QS_ERR_NOMEM, "int8_acts_reserve: %d x %d values do not fit in memory", T, K);
     size_t need = (size_t)T * row;
     if (need > a->cap) {
-        int16_t *q = malloc(need * sizeof *q);
+        acode *q = malloc(need * sizeof *q);
         if (!q) return qs_fail(err, QS_ERR_NOMEM, "int8_acts_reserve: out of memory for %d x %d", T, K);
         free(a->q);
         a->q = q;
@@ -277,7 +320,7 @@ void qs_int8_acts_free(qs_int8_acts *a) {
 }
 
 size_t qs_int8_acts_bytes(const qs_int8_acts *a) {
-    return a ? sizeof *a + a->cap * sizeof(int16_t) + (size_t)a->cap_rows * 3 * sizeof(float) : 0;
+    return a ? sizeof *a + a->cap * sizeof(acode) + (size_t)a->cap_rows * 3 * sizeof(float) : 0;
 }
 
 int qs_int8_acts_rows(const qs_int8_acts *a) { return a ? a->T : 0; }
@@ -329,35 +372,44 @@ static int row_min_max_finite(const float *x, int K, float *mn, float *mx) {
     return b == 0.0f;
 }
 
-/* One row: q - z as int16 and, when x_hat is not NULL, s (q - z). x_hat may
- * equal x: each block is read before it is written. */
-static void quantize_row(int16_t *q, float *x_hat, const float *x, int K, float s, float lo,
+/* One row's codes (q - z as int16, or with U8S8 the bytes (q - z) - lo) and,
+ * when x_hat is not NULL, s (q - z). x_hat may equal x: each block is read
+ * before it is written. */
+static void quantize_row(acode *q, float *x_hat, const float *x, int K, float s, float lo,
                          float hi) {
     const simde_v128_t vs = simde_wasm_f32x4_splat(s), vlo = simde_wasm_f32x4_splat(lo),
                        vhi = simde_wasm_f32x4_splat(hi),
                        magic = simde_wasm_f32x4_splat(QS_ROUND_MAGIC),
                        magic_bits = simde_wasm_i32x4_splat(QS_ROUND_MAGIC_BITS);
+    /* codes per block: 16 bytes, or 8 int16 */
+    enum { BLOCK = 16 / sizeof(acode), QUADS = BLOCK / 4 };
+    const int32_t offset = U8S8 ? (int32_t)lo : 0; /* lo is an integer: the grid's qmin - z */
+    const simde_v128_t voff = simde_wasm_i32x4_splat(offset);
     int k = 0;
-    for (; k + 8 <= K; k += 8) {
-        simde_v128_t y[2];
-        for (int h = 0; h < 2; h++) {
+    for (; k + BLOCK <= K; k += BLOCK) {
+        simde_v128_t y[QUADS], c[QUADS];
+        for (int h = 0; h < QUADS; h++) {
             simde_v128_t v = simde_wasm_f32x4_div(simde_wasm_v128_load(x + k + 4 * h), vs);
             /* pmax(v, lo) = v < lo ? lo : v and pmin(v, hi) = hi < v ? hi : v:
              * the comparisons of quant_step, in the same order. */
             v = simde_wasm_f32x4_pmin(simde_wasm_f32x4_pmax(v, vlo), vhi);
             y[h] = simde_wasm_f32x4_add(v, magic);
+            c[h] = simde_wasm_i32x4_sub(simde_wasm_i32x4_sub(y[h], magic_bits), voff);
+            if (x_hat)
+                simde_wasm_v128_store(x_hat + k + 4 * h,
+                                      simde_wasm_f32x4_mul(vs, simde_wasm_f32x4_sub(y[h], magic)));
         }
-        simde_v128_t i0 = simde_wasm_i32x4_sub(y[0], magic_bits);
-        simde_v128_t i1 = simde_wasm_i32x4_sub(y[1], magic_bits);
-        simde_wasm_v128_store(q + k, simde_wasm_i16x8_narrow_i32x4(i0, i1));
-        if (x_hat) {
-            simde_wasm_v128_store(x_hat + k, simde_wasm_f32x4_mul(vs, simde_wasm_f32x4_sub(y[0], magic)));
-            simde_wasm_v128_store(x_hat + k + 4, simde_wasm_f32x4_mul(vs, simde_wasm_f32x4_sub(y[1], magic)));
-        }
+#if U8S8
+        simde_v128_t w0 = simde_wasm_i16x8_narrow_i32x4(c[0], c[1]);
+        simde_v128_t w1 = simde_wasm_i16x8_narrow_i32x4(c[2], c[3]);
+        simde_wasm_v128_store(q + k, simde_wasm_u8x16_narrow_i16x8(w0, w1));
+#else
+        simde_wasm_v128_store(q + k, simde_wasm_i16x8_narrow_i32x4(c[0], c[1]));
+#endif
     }
     for (; k < K; k++) {
         float r = quant_step(x[k], s, lo, hi);
-        q[k] = (int16_t)r;
+        q[k] = (acode)((int32_t)r - offset);
         if (x_hat) x_hat[k] = s * r;
     }
 }
@@ -401,12 +453,12 @@ qs_status qs_int8_quantize_acts(qs_int8_acts *a, const float *x, int T, int K,
         a->scale[t] = g.scale;
         qs_grid_clip_bounds(g, &a->lo[t], &a->hi[t]);
     }
-    int Kp = 2 * kpairs_of(K);
+    int Kp = KG * kgroups_of(K);
     for (int t = 0; t < T; t++) {
-        int16_t *q = a->q + (size_t)t * Kp;
+        acode *q = a->q + (size_t)t * Kp;
         quantize_row(q, x_hat ? x_hat + (size_t)t * K : NULL, x + (size_t)t * K, K, a->scale[t],
                      a->lo[t], a->hi[t]);
-        if (Kp > K) q[K] = 0;
+        for (int k = K; k < Kp; k++) q[k] = 0;
     }
     a->T = T;
     a->K = K;
@@ -422,8 +474,23 @@ typedef struct emit_target {
     const float *bias;  /* may be NULL */
     const float *sx;    /* [T] activation scales */
     const float *sw;    /* [n_panels * NR] weight scales */
+    const float *lo;    /* [T] the rows' lo (U8S8: the code offset) */
+    const int32_t *colsum; /* U8S8: [n_panels * NR] sum_k q_w */
     int N;
 } emit_target;
+
+/* Where row t's sums over channels n0 + lane start: 0, or with U8S8 lo *
+ * sum_k q_w, the part of sum (q - z) q_w the byte codes leave out. */
+static inline vi sum_start(const emit_target *e, int t, int n0) {
+#if U8S8
+    return vi_mullo(vi_splat32((int32_t)e->lo[t]), vi_load(e->colsum + n0));
+#else
+    (void)e;
+    (void)t;
+    (void)n0;
+    return vi_zero();
+#endif
+}
 
 /* Dequantization of one sum; the vector path does the same two (or three)
  * float operations, so both give the same bits. */
@@ -464,31 +531,33 @@ static inline void emit_row(const emit_target *e, int t, int n0, int ncols, vi c
 /* 4 rows x NR channels: 8 accumulators, 2 weight vectors and a broadcast fit
  * the 16 vector registers of x86-64 and of V8's wasm code (docs/toolchain.md: the
  * 4 x 8 blocking was the best one measured for the f32 kernel). Each step
- * broadcasts one int16 pair of a row (a 32-bit load) against the pairs of
- * NR channels. */
-static void kernel_4(const emit_target *e, const int16_t *a, size_t lda, const int16_t *panel,
-                     int kpairs, int t0, int n0, int ncols) {
-    vi c00 = vi_zero(), c01 = vi_zero(), c10 = vi_zero(), c11 = vi_zero(), c20 = vi_zero(),
-       c21 = vi_zero(), c30 = vi_zero(), c31 = vi_zero();
-    const int16_t *a0 = a, *a1 = a + lda, *a2 = a1 + lda, *a3 = a2 + lda;
-    for (int kp = 0; kp < kpairs; kp++) {
-        const int16_t *b = panel + (size_t)kp * 2 * NR;
-        vi b0 = vi_load(b), b1 = vi_load(b + 2 * LANES), x;
-        int32_t pair;
-        memcpy(&pair, a0 + 2 * kp, sizeof pair); /* a 32-bit load that may alias int16 */
-        x = vi_splat32(pair);
+ * broadcasts one group of KG codes of a row (a 32-bit load) against the
+ * groups of NR channels. */
+static void kernel_4(const emit_target *e, const acode *a, size_t lda, const wcode *panel,
+                     int kgroups, int t0, int n0, int ncols) {
+    vi c00 = sum_start(e, t0, n0), c01 = sum_start(e, t0, n0 + LANES);
+    vi c10 = sum_start(e, t0 + 1, n0), c11 = sum_start(e, t0 + 1, n0 + LANES);
+    vi c20 = sum_start(e, t0 + 2, n0), c21 = sum_start(e, t0 + 2, n0 + LANES);
+    vi c30 = sum_start(e, t0 + 3, n0), c31 = sum_start(e, t0 + 3, n0 + LANES);
+    const acode *a0 = a, *a1 = a + lda, *a2 = a1 + lda, *a3 = a2 + lda;
+    for (int g = 0; g < kgroups; g++) {
+        const wcode *b = panel + (size_t)g * KG * NR;
+        vi b0 = vi_load(b), b1 = vi_load(b + KG * LANES), x;
+        int32_t word;
+        memcpy(&word, a0 + KG * g, sizeof word); /* a 32-bit load that may alias the codes */
+        x = vi_splat32(word);
         c00 = vi_dot_add(c00, x, b0);
         c01 = vi_dot_add(c01, x, b1);
-        memcpy(&pair, a1 + 2 * kp, sizeof pair);
-        x = vi_splat32(pair);
+        memcpy(&word, a1 + KG * g, sizeof word);
+        x = vi_splat32(word);
         c10 = vi_dot_add(c10, x, b0);
         c11 = vi_dot_add(c11, x, b1);
-        memcpy(&pair, a2 + 2 * kp, sizeof pair);
-        x = vi_splat32(pair);
+        memcpy(&word, a2 + KG * g, sizeof word);
+        x = vi_splat32(word);
         c20 = vi_dot_add(c20, x, b0);
         c21 = vi_dot_add(c21, x, b1);
-        memcpy(&pair, a3 + 2 * kp, sizeof pair);
-        x = vi_splat32(pair);
+        memcpy(&word, a3 + KG * g, sizeof word);
+        x = vi_splat32(word);
         c30 = vi_dot_add(c30, x, b0);
         c31 = vi_dot_add(c31, x, b1);
     }
@@ -499,16 +568,16 @@ static void kernel_4(const emit_target *e, const int16_t *a, size_t lda, const i
 }
 
 /* The rows left over after the blocks of 4. */
-static void kernel_1(const emit_target *e, const int16_t *a, const int16_t *panel, int kpairs,
+static void kernel_1(const emit_target *e, const acode *a, const wcode *panel, int kgroups,
                      int t, int n0, int ncols) {
-    vi c0 = vi_zero(), c1 = vi_zero();
-    for (int kp = 0; kp < kpairs; kp++) {
-        const int16_t *b = panel + (size_t)kp * 2 * NR;
-        int32_t pair;
-        memcpy(&pair, a + 2 * kp, sizeof pair);
-        vi x = vi_splat32(pair);
+    vi c0 = sum_start(e, t, n0), c1 = sum_start(e, t, n0 + LANES);
+    for (int g = 0; g < kgroups; g++) {
+        const wcode *b = panel + (size_t)g * KG * NR;
+        int32_t word;
+        memcpy(&word, a + KG * g, sizeof word);
+        vi x = vi_splat32(word);
         c0 = vi_dot_add(c0, x, vi_load(b));
-        c1 = vi_dot_add(c1, x, vi_load(b + 2 * LANES));
+        c1 = vi_dot_add(c1, x, vi_load(b + KG * LANES));
     }
     emit_row(e, t, n0, ncols, c0, c1);
 }
@@ -516,14 +585,14 @@ static void kernel_1(const emit_target *e, const int16_t *a, const int16_t *pane
 /* Panel by panel: one panel (NR channels x K, 16 KB for K = 512 with AVX2)
  * stays in L1 while every block of rows streams past it. */
 static void matmul_panels(const emit_target *e, const qs_int8_acts *a, const qs_int8_weights *w) {
-    size_t lda = 2 * (size_t)w->kpairs;
+    size_t lda = KG * (size_t)w->kgroups;
     for (int p = 0; p < w->n_panels; p++) {
         int n0 = p * NR, ncols = w->N - n0 < NR ? w->N - n0 : NR;
-        const int16_t *panel = w->packed + (size_t)p * w->kpairs * 2 * NR;
+        const wcode *panel = w->packed + (size_t)p * w->kgroups * KG * NR;
         int t = 0;
         for (; t + 4 <= a->T; t += 4)
-            kernel_4(e, a->q + (size_t)t * lda, lda, panel, w->kpairs, t, n0, ncols);
-        for (; t < a->T; t++) kernel_1(e, a->q + (size_t)t * lda, panel, w->kpairs, t, n0, ncols);
+            kernel_4(e, a->q + (size_t)t * lda, lda, panel, w->kgroups, t, n0, ncols);
+        for (; t < a->T; t++) kernel_1(e, a->q + (size_t)t * lda, panel, w->kgroups, t, n0, ncols);
     }
 }
 
@@ -543,7 +612,7 @@ qs_status qs_int8_matmul_i32(int32_t *acc, const qs_int8_acts *a, const qs_int8_
                              qs_error *err) {
     qs_status s = check_matmul(acc, a, w, "int8_matmul_i32", err);
     if (s) return s;
-    emit_target e = {acc, NULL, NULL, a->scale, w->scale, w->N};
+    emit_target e = {acc, NULL, NULL, a->scale, w->scale, a->lo, w->colsum, w->N};
     matmul_panels(&e, a, w);
     return QS_OK;
 }
@@ -552,7 +621,7 @@ qs_status qs_int8_matmul(float *out, const qs_int8_acts *a, const qs_int8_weight
                          const float *bias, qs_error *err) {
     qs_status s = check_matmul(out, a, w, "int8_matmul", err);
     if (s) return s;
-    emit_target e = {NULL, out, bias, a->scale, w->scale, w->N};
+    emit_target e = {NULL, out, bias, a->scale, w->scale, a->lo, w->colsum, w->N};
     matmul_panels(&e, a, w);
     return QS_OK;
 }
@@ -560,9 +629,10 @@ qs_status qs_int8_matmul(float *out, const qs_int8_acts *a, const qs_int8_weight
 /* The sums straight from the definition, weights read through the packed
  * layout's index function. */
 static int32_t dot_ref(const qs_int8_acts *a, const qs_int8_weights *w, int t, int n) {
-    const int16_t *x = a->q + (size_t)t * 2 * (size_t)w->kpairs;
+    const acode *x = a->q + (size_t)t * KG * (size_t)w->kgroups;
     int32_t sum = 0;
-    for (int k = 0; k < w->K; k++) sum += (int32_t)x[k] * (int32_t)w->packed[packed_index(w, n, k)];
+    for (int k = 0; k < w->K; k++)
+        sum += act_value(a, t, x[k]) * (int32_t)w->packed[packed_index(w, n, k)];
     return sum;
 }
 
