@@ -92,6 +92,16 @@ float qs_int8_acts_scale(const qs_int8_acts *a, int t);
 qs_status qs_int8_quantize_acts(qs_int8_acts *a, const float *x, int T, int K,
                                 const qs_int8_act_spec *spec, float *x_hat, qs_error *err);
 
+/* qs_int8_quantize_acts without x_hat, for x that fake quantization on a
+ * per-tensor grid already wrote (s (q - z) for integers q - z in the grid's
+ * bounds): each code is round(x * (1 / s)), no division, and kept only after
+ * checking s * code == x and the bounds, which makes it the code
+ * qs_int8_quantize_acts would give. When any value fails the check (x not on
+ * the grid, inf, NaN), or the spec is per token, it is qs_int8_quantize_acts,
+ * errors included. */
+qs_status qs_int8_quantize_on_grid(qs_int8_acts *a, const float *x, int T, int K,
+                                   const qs_int8_act_spec *spec, qs_error *err);
+
 /* out[t][n] = float(sum_k (q_x[t][k] - z) q_w[n][k]) * (s_x[t] s_w[n]) + bias[n]
  * for the T rows last quantized into a; out is [T][out_features], bias may
  * be NULL. Allocates nothing. */

@@ -197,9 +197,22 @@ qs_status fwd_linear(fwd *f, float *out, const float *x, const float *w,
                                                 q->act_symmetric, &spec.grid, f->err);
             if (s) return s;
         }
-        qs_status s = qs_int8_linear(out, x8, f->T, w8, b, &spec, m->a8, f->err);
-        if (!s && n_float) fix_split_float_part(m, out, x, w, f->T, in, out_features);
-        return s;
+        if (m->fix) {
+            qs_status s = qs_int8_linear(out, x8, f->T, w8, b, &spec, m->a8, f->err);
+            if (!s && n_float) fix_split_float_part(m, out, x, w, f->T, in, out_features);
+            return s;
+        }
+        /* Unfixed, x is point src's tensor as fwd_quantize left it, on the
+         * grid: its codes come without a division (qs_int8_quantize_on_grid),
+         * once for all the linears that read it. */
+        if (m->a8_slot != src || m->a8_x != x8) {
+            m->a8_slot = -1;
+            qs_status s = qs_int8_quantize_on_grid(m->a8, x8, f->T, in, &spec, f->err);
+            if (s) return s;
+            m->a8_slot = src;
+            m->a8_x = x8;
+        }
+        return qs_int8_matmul(out, m->a8, w8, b, f->err);
     }
     qs_linear(out, x, w, b, f->T, in, out_features);
     return QS_OK;
@@ -357,6 +370,7 @@ static qs_status forward_impl(qs_model *m, const int32_t *ids, int T, const qs_f
     m->last_capture = 0;
     m->last_stats = m->last_heads = 0;
     m->stats_x = NULL;
+    m->a8_slot = -1;
     qs_status s = check_inputs(m, ids, T, types, err);
     if (!s) s = qs_workspace_reserve(m, T, err);
     if (!s) s = qs_fix_reserve(m, T, err);

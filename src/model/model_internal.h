@@ -140,6 +140,11 @@ struct qs_model {
     layer_int8 *w8;         /* [n_layers] */
     qs_int8_weights *head_w8;
     qs_int8_acts *a8;
+    /* What a8 holds: the codes of point slot a8_slot (buffer a8_x) of the
+     * running forward, so Q, K and V quantize their shared input once; -1
+     * (set at every forward's start): nothing reusable. */
+    int a8_slot;
+    const float *a8_x;
     int n_calib;
     /* Post-hoc fixes that act at run time (src/fix/ installs them, model/xform.c
      * applies them); NULL when none, and every path is then the unfixed one.

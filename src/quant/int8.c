@@ -465,6 +465,77 @@ qs_status qs_int8_quantize_acts(qs_int8_acts *a, const float *x, int T, int K,
     return QS_OK;
 }
 
+/* One row of values already on the grid: codes by a multiplication by
+ * inv = 1 / s. For x = s r (r an integer, |r| <= 255) x inv is within a few
+ * 2^-24 of r, so rounding gives r; keeping it only where s r gives back x,
+ * within [lo, hi], makes it quant_step's code for every value kept. Returns
+ * 0 when every value of the row passed. */
+static int quantize_row_on_grid(acode *q, const float *x, int K, float s, float inv, float lo,
+                                float hi) {
+    const simde_v128_t vs = simde_wasm_f32x4_splat(s), vinv = simde_wasm_f32x4_splat(inv),
+                       vlo = simde_wasm_f32x4_splat(lo), vhi = simde_wasm_f32x4_splat(hi),
+                       magic = simde_wasm_f32x4_splat(QS_ROUND_MAGIC),
+                       magic_bits = simde_wasm_i32x4_splat(QS_ROUND_MAGIC_BITS);
+    enum { BLOCK = 16 / sizeof(acode), QUADS = BLOCK / 4 };
+    const int32_t offset = U8S8 ? (int32_t)lo : 0;
+    const simde_v128_t voff = simde_wasm_i32x4_splat(offset);
+    simde_v128_t ok = simde_wasm_i32x4_splat(-1);
+    int k = 0;
+    for (; k + BLOCK <= K; k += BLOCK) {
+        simde_v128_t c[QUADS];
+        for (int h = 0; h < QUADS; h++) {
+            simde_v128_t v = simde_wasm_v128_load(x + k + 4 * h);
+            simde_v128_t y = simde_wasm_f32x4_add(simde_wasm_f32x4_mul(v, vinv), magic);
+            simde_v128_t r = simde_wasm_f32x4_sub(y, magic);
+            ok = simde_wasm_v128_and(ok, simde_wasm_f32x4_eq(simde_wasm_f32x4_mul(vs, r), v));
+            ok = simde_wasm_v128_and(ok, simde_wasm_f32x4_ge(r, vlo));
+            ok = simde_wasm_v128_and(ok, simde_wasm_f32x4_le(r, vhi));
+            c[h] = simde_wasm_i32x4_sub(simde_wasm_i32x4_sub(y, magic_bits), voff);
+        }
+#if U8S8
+        simde_v128_t w0 = simde_wasm_i16x8_narrow_i32x4(c[0], c[1]);
+        simde_v128_t w1 = simde_wasm_i16x8_narrow_i32x4(c[2], c[3]);
+        simde_wasm_v128_store(q + k, simde_wasm_u8x16_narrow_i16x8(w0, w1));
+#else
+        simde_wasm_v128_store(q + k, simde_wasm_i16x8_narrow_i32x4(c[0], c[1]));
+#endif
+    }
+    int bad = !simde_wasm_i32x4_all_true(ok);
+    for (; k < K; k++) {
+        float r = quant_step(x[k], s, lo, hi);
+        if (!(s * r == x[k])) return 1; /* before the cast: r may be NaN */
+        q[k] = (acode)((int32_t)r - offset);
+    }
+    return bad;
+}
+
+qs_status qs_int8_quantize_on_grid(qs_int8_acts *a, const float *x, int T, int K,
+                                   const qs_int8_act_spec *spec, qs_error *err) {
+    if (!a || !x || !spec || spec->per_token)
+        return qs_int8_quantize_acts(a, x, T, K, spec, NULL, err);
+    qs_status s = check_act_grid(spec->grid, err);
+    if (s) return s;
+    float scale = spec->grid.scale, inv = 1.0f / scale, lo, hi;
+    /* 1 / s a normal float, else the division path */
+    if (!(inv >= FLT_MIN && inv <= FLT_MAX)) return qs_int8_quantize_acts(a, x, T, K, spec, NULL, err);
+    if ((s = qs_int8_acts_reserve(a, T, K, err))) return s;
+    a->T = 0;
+    qs_grid_clip_bounds(spec->grid, &lo, &hi);
+    int Kp = KG * kgroups_of(K);
+    for (int t = 0; t < T; t++) {
+        acode *q = a->q + (size_t)t * Kp;
+        if (quantize_row_on_grid(q, x + (size_t)t * K, K, scale, inv, lo, hi))
+            return qs_int8_quantize_acts(a, x, T, K, spec, NULL, err);
+        for (int k = K; k < Kp; k++) q[k] = 0;
+        a->scale[t] = scale;
+        a->lo[t] = lo;
+        a->hi[t] = hi;
+    }
+    a->T = T;
+    a->K = K;
+    return QS_OK;
+}
+
 /* ----------------------------------------------------------------- kernel */
 
 /* How a finished block of sums leaves the kernel. */

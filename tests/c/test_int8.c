@@ -236,6 +236,62 @@ static void test_acts_match_fake_quant(void) {
     qs_int8_acts_free(a);
 }
 
+/* qs_int8_quantize_on_grid gives the codes of qs_int8_quantize_acts: on
+ * fake-quantized values (its fast path, every K around the 16-code blocks,
+ * 8- and 3-bit, both grid kinds), on raw values, on a value just off the
+ * grid, and on NaN (its fallback, error included). Codes are compared
+ * through the exact int32 sums. */
+static void test_quantize_on_grid(void) {
+    qs_error err = {0};
+    const int Ks[7] = {1, 7, 16, 17, 31, 64, 130};
+    const int T = 6, N = 37;
+    qs_int8_acts *a1 = NULL, *a2 = NULL;
+    CHECK_OK(qs_int8_acts_create(1, 1, &a1, &err), &err);
+    CHECK_OK(qs_int8_acts_create(1, 1, &a2, &err), &err);
+    int mismatches = 0;
+    for (int ki = 0; ki < 7; ki++) {
+        int K = Ks[ki];
+        size_t n = (size_t)T * K;
+        float *x = malloc(sizeof(float) * n), *w = malloc(sizeof(float) * N * K);
+        int32_t *c1 = malloc(sizeof(int32_t) * T * N), *c2 = malloc(sizeof(int32_t) * T * N);
+        fill_weights(w, N, K);
+        qs_int8_weights *p = NULL;
+        CHECK_OK(qs_int8_weights_create(w, N, K, 8, QS_GRAN_CHANNEL, &p, &err), &err);
+        for (int variant = 0; variant < 8; variant++) {
+            int sym = variant % 2, bits = variant % 4 < 2 ? 8 : 3, on_grid = variant < 4 || variant == 7;
+            fill_acts(x, T, K, sym ? 0.0f : 0.4f);
+            qs_int8_act_spec spec = per_tensor_spec(x, n, bits, sym);
+            x[n / 2] = 1e6f; /* clipped to the top */
+            if (on_grid) qs_fake_quant(x, n, spec.grid);
+            if (variant == 7) x[n - 1] = nextafterf(x[n - 1], 1e9f); /* one value off the grid */
+            CHECK_OK(qs_int8_quantize_on_grid(a1, x, T, K, &spec, &err), &err);
+            CHECK_OK(qs_int8_quantize_acts(a2, x, T, K, &spec, NULL, &err), &err);
+            CHECK(qs_int8_acts_rows(a1) == T && qs_int8_acts_cols(a1) == K);
+            CHECK_OK(qs_int8_matmul_i32(c1, a1, p, &err), &err);
+            CHECK_OK(qs_int8_matmul_i32_ref(c2, a2, p, &err), &err);
+            if (memcmp(c1, c2, sizeof(int32_t) * T * N) != 0) mismatches++;
+            for (int t = 0; t < T; t++)
+                if (!(qs_int8_acts_scale(a1, t) == qs_int8_acts_scale(a2, t))) mismatches++;
+        }
+        /* a NaN: the error qs_int8_quantize_acts gives, nothing usable left */
+        qs_int8_act_spec spec = per_tensor_spec(x, n, 8, 0);
+        x[n - 1] = NAN;
+        qs_error e1 = {0}, e2 = {0};
+        CHECK(qs_int8_quantize_on_grid(a1, x, T, K, &spec, &e1) == QS_ERR_NAN);
+        CHECK(qs_int8_quantize_acts(a2, x, T, K, &spec, NULL, &e2) == QS_ERR_NAN);
+        CHECK(strcmp(e1.msg, e2.msg) == 0);
+        CHECK(qs_int8_acts_rows(a1) == 0);
+        qs_int8_weights_free(p);
+        free(x);
+        free(w);
+        free(c1);
+        free(c2);
+    }
+    CHECK(mismatches == 0);
+    qs_int8_acts_free(a1);
+    qs_int8_acts_free(a2);
+}
+
 /* The SIMD kernel and the scalar reference agree exactly on every edge of
  * the blocking: rows mod 4, channels mod the panel width, odd K. */
 static void test_kernel_exact(void) {
@@ -653,6 +709,7 @@ int main(void) {
     RUN(test_weights_match_fake_quant);
     RUN(test_acts_match_fake_quant);
     RUN(test_huge_ranges_match_fake_quant);
+    RUN(test_quantize_on_grid);
     RUN(test_kernel_exact);
     RUN(test_kernel_extremes);
     RUN(test_matches_fake_quant_linear);
