@@ -372,6 +372,17 @@ static int row_min_max_finite(const float *x, int K, float *mn, float *mx) {
     return b == 0.0f;
 }
 
+/* One block of codes from its int32 lanes c (16 bytes, or 8 int16). */
+static inline void store_codes(acode *q, const simde_v128_t *c) {
+#if U8S8
+    simde_v128_t w0 = simde_wasm_i16x8_narrow_i32x4(c[0], c[1]);
+    simde_v128_t w1 = simde_wasm_i16x8_narrow_i32x4(c[2], c[3]);
+    simde_wasm_v128_store(q, simde_wasm_u8x16_narrow_i16x8(w0, w1));
+#else
+    simde_wasm_v128_store(q, simde_wasm_i16x8_narrow_i32x4(c[0], c[1]));
+#endif
+}
+
 /* One row's codes (q - z as int16, or with U8S8 the bytes (q - z) - lo) and,
  * when x_hat is not NULL, s (q - z). x_hat may equal x: each block is read
  * before it is written. */
@@ -399,13 +410,7 @@ static void quantize_row(acode *q, float *x_hat, const float *x, int K, float s,
                 simde_wasm_v128_store(x_hat + k + 4 * h,
                                       simde_wasm_f32x4_mul(vs, simde_wasm_f32x4_sub(y[h], magic)));
         }
-#if U8S8
-        simde_v128_t w0 = simde_wasm_i16x8_narrow_i32x4(c[0], c[1]);
-        simde_v128_t w1 = simde_wasm_i16x8_narrow_i32x4(c[2], c[3]);
-        simde_wasm_v128_store(q + k, simde_wasm_u8x16_narrow_i16x8(w0, w1));
-#else
-        simde_wasm_v128_store(q + k, simde_wasm_i16x8_narrow_i32x4(c[0], c[1]));
-#endif
+        store_codes(q + k, c);
     }
     for (; k < K; k++) {
         float r = quant_step(x[k], s, lo, hi);
@@ -492,13 +497,7 @@ static int quantize_row_on_grid(acode *q, const float *x, int K, float s, float 
             ok = simde_wasm_v128_and(ok, simde_wasm_f32x4_le(r, vhi));
             c[h] = simde_wasm_i32x4_sub(simde_wasm_i32x4_sub(y, magic_bits), voff);
         }
-#if U8S8
-        simde_v128_t w0 = simde_wasm_i16x8_narrow_i32x4(c[0], c[1]);
-        simde_v128_t w1 = simde_wasm_i16x8_narrow_i32x4(c[2], c[3]);
-        simde_wasm_v128_store(q + k, simde_wasm_u8x16_narrow_i16x8(w0, w1));
-#else
-        simde_wasm_v128_store(q + k, simde_wasm_i16x8_narrow_i32x4(c[0], c[1]));
-#endif
+        store_codes(q + k, c);
     }
     int bad = !simde_wasm_i32x4_all_true(ok);
     for (; k < K; k++) {
